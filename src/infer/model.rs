@@ -1,0 +1,57 @@
+//! The seam every model backend implements: a synchronous forward pass on a batch.
+//!
+//! Nothing here knows about HTTP, caches or threads; callers run `forward` on compute
+//! threads only, never on I/O threads.
+
+use crate::infer::manifest::Manifest;
+
+/// A row-major batch of raw (un-normalized) feature vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Number of rows (requests) in the batch.
+    pub rows: usize,
+    /// Features per row; equals the model manifest's feature count.
+    pub features: usize,
+    /// `rows * features` values, row after row.
+    pub data: Vec<f32>,
+}
+
+/// Class probabilities for each row of a batch, row-major; each row sums to 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outputs {
+    /// Number of rows, equal to the batch's.
+    pub rows: usize,
+    /// Classes per row; equals the manifest's label count.
+    pub classes: usize,
+    /// `rows * classes` probabilities.
+    pub probs: Vec<f32>,
+}
+
+impl Outputs {
+    /// The probabilities of row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.probs[i * self.classes..(i + 1) * self.classes]
+    }
+}
+
+/// Why a forward pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The batch does not have the shape the model expects.
+    #[error("batch has {got} features per row, the model takes {expected}")]
+    Shape { expected: usize, got: usize },
+    /// The weights or the manifest could not be loaded or do not fit each other.
+    #[error("cannot load model: {0}")]
+    Load(String),
+    /// The tensor library failed.
+    #[error("tensor operation failed")]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// A loaded model. `forward` is called from compute threads, possibly several at once.
+pub trait Model: Send + Sync {
+    /// What the model is: name, version, features, labels.
+    fn manifest(&self) -> &Manifest;
+    /// Runs one batch. Never panics on a well-shaped batch.
+    fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError>;
+}
