@@ -1,6 +1,18 @@
 //! infergate: an edge inference gateway in one process.
 //!
-//! Modules are declared in the order one request meets them.
+//! Modules are declared in the order one request meets them: the listener and TLS
+//! (`server`), hyper and the routes (`http`), the read-through (`predict`), the models
+//! (`infer`); then the side paths (`metrics`, `stats`) and the wiring (`config`, `cli`,
+//! `app`, `shutdown`, `telemetry`).
 #![forbid(unsafe_code)]
 
+pub mod server;
+pub mod http;
+pub mod predict;
 pub mod infer;
+pub mod state;
+pub mod metrics;
+pub mod stats;
+pub mod shutdown;
+pub mod telemetry;
+pub mod app;

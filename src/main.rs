@@ -1,1 +1,83 @@
-fn main(){}
+//! The `infergate` binary: parse flags, load config, run a subcommand, pick an exit code.
+//!
+//! Exit codes: 0 success; 1 runtime failure (bind, TLS, model) or failed healthcheck;
+//! 2 invalid configuration (reported before anything binds); 130 a second signal while
+//! draining.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use infergate::cli::{Cli, Command};
+use infergate::config::{self, Config};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.clone().unwrap_or(Command::Serve);
+    if let Command::Healthcheck { url, timeout_ms } = &command {
+        return healthcheck(url, Duration::from_millis(*timeout_ms));
+    }
+    let loaded = match config::load(&cli.global.load_options()) {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            eprintln!("infergate: invalid configuration:\n{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::CheckConfig => {
+            eprintln!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Command::PrintConfig { sources } => {
+            print!("{}", config::render_toml(&loaded, sources));
+            ExitCode::SUCCESS
+        }
+        Command::Serve | Command::Healthcheck { .. } => match serve(&loaded.config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("infergate: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(config: &Config) -> anyhow::Result<()> {
+    set_compute_threads(config.compute.intra_op_threads);
+    infergate::telemetry::init(&config.log).context("cannot start logging")?;
+    infergate::app::serve(config)?;
+    Ok(())
+}
+
+/// Tells candle's CPU kernels (gemm via rayon) how many threads one forward pass may use.
+/// candle reads only `RAYON_NUM_THREADS`, on every matmul, so it must be set in the
+/// environment, and before any thread exists.
+#[allow(unsafe_code, clippy::disallowed_methods)]
+fn set_compute_threads(threads: usize) {
+    // SAFETY: called from `main` before the first thread is spawned (no runtime, no logger
+    // thread yet), so nothing can read the environment concurrently.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
+}
+
+fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("infergate healthcheck: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(infergate::healthcheck::check(url, timeout)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("infergate healthcheck: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

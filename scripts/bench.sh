@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: infergate over TLS (HTTP/1.1 with wrk, HTTP/2 with h2load) on
+# /health and /predict, and nginx `return 200` over TLS on the same machine as reference.
+# Also: binary size, idle and loaded RSS, time from start to /ready.
+#
+#   scripts/bench.sh            # 10 s per wrk run
+#   DURATION=30 scripts/bench.sh
+#
+# Load generator and servers share this machine's cores: compare figures from one run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+H2_REQUESTS=${H2_REQUESTS:-200000}
+IO_THREADS=${IO_THREADS:-2}
+OUT=${OUT:-bench-results}
+mkdir -p "$OUT"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+if ((${#need[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --locked --bin infergate
+BIN=target/release/infergate
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+echo '{"features":[5.1,3.5,1.4,0.2]}' >"$WORK/body.json"
+cat >"$WORK/predict.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"features":[5.1,3.5,1.4,0.2]}'
+LUA
+
+# --- infergate -------------------------------------------------------------------------
+PORT=$(free_port)
+start_ns=$(date +%s%N)
+"$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$PORT" --io-threads "$IO_THREADS" \
+    --log-format json >"$WORK/gateway.log" 2>&1 &
+GW=$!
+PIDS+=("$GW")
+until curl -ksf "https://127.0.0.1:$PORT/ready" >/dev/null; do sleep 0.005; done
+ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+sleep 1
+idle_rss=$(rss_kib "$GW")
+
+results="$OUT/bench-$(date +%Y%m%d-%H%M%S).md"
+{
+    echo "# scripts/bench.sh $(date -u +%FT%TZ) on $(nproc) cores ($(uname -r))"
+    echo
+    echo "binary: $(stat -c %s "$BIN") bytes ($(du -h "$BIN" | cut -f1)), io_threads=$IO_THREADS"
+    echo "start to /ready: ${ready_ms} ms; idle RSS: ${idle_rss} KiB"
+    echo
+} | tee "$results"
+
+wrk_run() { # name url [lua]
+    local name=$1 url=$2 lua=${3:-}
+    local args=(-t2 "-c$CONNS" "-d${DURATION}s" --latency)
+    [ -n "$lua" ] && args+=(-s "$lua")
+    local out
+    out=$(wrk "${args[@]}" "$url")
+    local rps p50 p99
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    local errs
+    errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ' || true)
+    echo "| $name | h1 (wrk -t2 -c$CONNS -d${DURATION}s) | $rps | $p50 | $p99 | ${errs:-} |" | tee -a "$results"
+}
+h2_run() { # name url [data]
+    local name=$1 url=$2 data=${3:-}
+    local args=(-n "$H2_REQUESTS" -c "$CONNS" -m 10 -t 2)
+    [ -n "$data" ] && args+=(-d "$data" -H 'content-type: application/json')
+    local out
+    out=$(h2load "${args[@]}" "$url")
+    local rps mean p
+    rps=$(awk '/^finished in/ {print $4}' <<<"$out")
+    mean=$(awk '/^time for request:/ {print $6}' <<<"$out")
+    p=$(awk '/^requests:/ {print $0}' <<<"$out")
+    echo "| $name | h2 (h2load -n$H2_REQUESTS -c$CONNS -m10 -t2) | $rps | mean $mean | – | $p |" | tee -a "$results"
+}
+
+{
+    echo "| target | protocol | req/s | p50 | p99 | notes |"
+    echo "|---|---|---|---|---|---|"
+} | tee -a "$results"
+wrk_run "infergate GET /health" "https://127.0.0.1:$PORT/health"
+wrk_run "infergate POST /predict" "https://127.0.0.1:$PORT/predict" "$WORK/predict.lua"
+h2_run "infergate GET /health" "https://127.0.0.1:$PORT/health"
+h2_run "infergate POST /predict" "https://127.0.0.1:$PORT/predict" "$WORK/body.json"
+loaded_rss=$(hwm_kib "$GW")
+
+# --- nginx reference: `return 200` over TLS -------------------------------------------
+NPORT=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj /CN=localhost -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx.conf" <<NGINX
+worker_processes $IO_THREADS;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+daemon off;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx;
+    proxy_temp_path $WORK/nginx;
+    fastcgi_temp_path $WORK/nginx;
+    uwsgi_temp_path $WORK/nginx;
+    scgi_temp_path $WORK/nginx;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$NPORT ssl;
+        http2 on;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        location / { return 200 'ok'; }
+    }
+}
+NGINX
+"$NGINX" -c "$WORK/nginx.conf" &
+PIDS+=("$!")
+until curl -ksf "https://127.0.0.1:$NPORT/" >/dev/null; do sleep 0.05; done
+wrk_run "nginx return 200" "https://127.0.0.1:$NPORT/"
+h2_run "nginx return 200" "https://127.0.0.1:$NPORT/"
+
+{
+    echo
+    echo "infergate loaded RSS (VmHWM after the runs): ${loaded_rss} KiB"
+    echo
+    echo "results written to $results"
+} | tee -a "$results"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one command that proves infergate on a fresh Debian machine: installs what the
+# checks need when it is missing, then runs the format check, clippy and every test.
+#
+#   scripts/test.sh
+#
+# Tests start their own servers (the gateway binary; later Redis/PostgreSQL) on free
+# loopback ports in temp dirs and stop only what they started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v curl >/dev/null || need_apt+=(curl)
+if ((${#need_apt[@]})); then
+    echo "==> installing: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+if ! command -v cargo >/dev/null; then
+    echo "cargo not found: install the Rust toolchain (rustup) first" >&2
+    exit 1
+fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        rustup component add "$component"
+    fi
+done
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy --all-targets -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --locked --all-targets
+cargo test --locked --doc

@@ -1,0 +1,214 @@
+//! Wiring: builds the gateway from a validated `Config`, starts the compute and I/O
+//! threads, then runs the control loop on the calling thread — warm-up, metrics upkeep,
+//! signals and the drain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::config::Config;
+use crate::infer::model::{Batch, Model, ModelError};
+use crate::infer::tabular::TabularModel;
+use crate::infer::worker::PoolConfig;
+use crate::infer::{Infer, InferError, demo};
+use crate::predict::Predictor;
+use crate::server::conn::ConnSettings;
+use crate::server::tls::{self, CertSource, TlsError};
+use crate::server::{ListenConfig, ServerError};
+use crate::shutdown::Shutdown;
+use crate::state::{Gateway, GatewayParts, Limits};
+use crate::stats::Stats;
+
+/// How often histogram samples are drained into the exporter's buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Why the gateway could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The Prometheus recorder could not be installed.
+    #[error("cannot install the metrics recorder")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    /// The model could not be loaded.
+    #[error("cannot load the model")]
+    Model(#[from] ModelError),
+    /// The compute threads could not start, or the warm-up failed.
+    #[error("inference core failed")]
+    Infer(#[from] InferError),
+    /// TLS could not be set up.
+    #[error("TLS setup failed")]
+    Tls(#[from] TlsError),
+    /// The listeners or I/O threads could not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The control runtime or signal handlers could not start.
+    #[error("cannot start the control runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Serves until a signal ends the drain. Returns once the gateway has shut down cleanly.
+pub fn serve(config: &Config) -> Result<(), AppError> {
+    let backend = crate::server::backend_name(config.server.io);
+    let metrics = crate::metrics::install(backend)?;
+    let model = load_model(config)?;
+    let compute_threads = config.compute.resolved_threads();
+    let infer = Arc::new(Infer::start(
+        vec![model],
+        &PoolConfig {
+            threads: compute_threads,
+            queue_capacity: config.compute.queue_capacity,
+        },
+    )?);
+    let stats = Arc::new(Stats::new());
+    let shutdown = Shutdown::new();
+    let gateway = Arc::new(Gateway::new(GatewayParts {
+        predictor: Predictor::new(
+            Arc::clone(&infer),
+            Arc::clone(&stats),
+            config.server.request_timeout(),
+        ),
+        infer: Arc::clone(&infer),
+        stats,
+        shutdown: Arc::clone(&shutdown),
+        metrics: metrics.clone(),
+        limits: Limits {
+            max_body_bytes: config.server.max_body_bytes,
+            body_timeout: config.server.request_timeout(),
+        },
+        io_backend: backend,
+    }));
+    let tls = if config.tls.enabled {
+        let (server_config, source) = tls::server_config(&config.tls)?;
+        if source == CertSource::SelfSignedDev {
+            tracing::warn!(
+                "no TLS certificate configured: serving a self-signed development certificate \
+                 for localhost/127.0.0.1; set tls.cert_path and tls.key_path (or the tls_cert \
+                 and tls_key secrets) in production"
+            );
+        }
+        Some(tokio_rustls::TlsAcceptor::from(server_config))
+    } else {
+        None
+    };
+    let tls_enabled = tls.is_some();
+    let settings = Arc::new(ConnSettings {
+        gateway: Arc::clone(&gateway),
+        tls,
+        handshake_timeout: config.server.tls_handshake_timeout(),
+        header_read_timeout: config.server.header_read_timeout(),
+        idle_timeout: config.server.keepalive_idle_timeout(),
+    });
+    let io_threads = config.server.resolved_io_threads();
+    let running = crate::server::start(
+        &ListenConfig {
+            addr: config.server.listen,
+            threads: io_threads,
+            backlog: config.server.backlog,
+            max_connections: config.server.max_connections,
+            backend: config.server.io,
+        },
+        settings,
+    )?;
+    tracing::info!(
+        addr = %running.local_addr,
+        tls = tls_enabled,
+        io_backend = backend,
+        io_threads,
+        compute_threads,
+        "listening"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(AppError::Runtime)?;
+    runtime.block_on(control(gateway, metrics, config.shutdown.drain_timeout()))
+}
+
+fn load_model(config: &Config) -> Result<Arc<dyn Model>, ModelError> {
+    let model = match &config.model.path {
+        Some(weights) => {
+            let manifest = config
+                .model
+                .manifest_path
+                .clone()
+                .unwrap_or_else(|| weights.with_file_name("manifest.json"));
+            TabularModel::from_files(weights, &manifest)?
+        }
+        None => demo::load()?,
+    };
+    let m = model.manifest();
+    tracing::info!(
+        model = %m.name,
+        version = %m.version,
+        features = m.n_features(),
+        classes = m.labels.len(),
+        bundled = config.model.path.is_none(),
+        "model loaded"
+    );
+    Ok(Arc::new(model))
+}
+
+/// Warm-up, metrics upkeep and signal handling, until the drain is over.
+async fn control(
+    gateway: Arc<Gateway>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    drain_timeout: Duration,
+) -> Result<(), AppError> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AppError::Runtime)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AppError::Runtime)?;
+    warm_up(&gateway).await?;
+    gateway.mark_models_warm();
+    tracing::info!("ready");
+
+    let mut upkeep = tokio::time::interval(METRICS_UPKEEP);
+    let signal_name = loop {
+        tokio::select! {
+            _ = upkeep.tick() => metrics.run_upkeep(),
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigint.recv() => break "SIGINT",
+        }
+    };
+    let shutdown = &gateway.shutdown;
+    shutdown.begin_drain();
+    tracing::info!(
+        signal = signal_name,
+        open_connections = shutdown.open_connections(),
+        drain_timeout_ms = drain_timeout.as_millis() as u64,
+        "draining: no new connections, finishing in-flight requests"
+    );
+    tokio::select! {
+        () = shutdown.wait_closed() => {
+            tracing::info!("drained; exiting");
+        }
+        () = tokio::time::sleep(drain_timeout) => {
+            tracing::warn!(
+                open_connections = shutdown.open_connections(),
+                "drain deadline passed; closing the remaining connections"
+            );
+        }
+        _ = sigterm.recv() => second_signal("SIGTERM"),
+        _ = sigint.recv() => second_signal("SIGINT"),
+    }
+    Ok(())
+}
+
+fn second_signal(name: &str) {
+    tracing::warn!(signal = name, "second signal: exiting now");
+    std::process::exit(130);
+}
+
+/// Runs one inference per model (on the feature means) so `/ready` only turns 200 once
+/// every model really answers.
+async fn warm_up(gateway: &Gateway) -> Result<(), InferError> {
+    for model in gateway.infer.models() {
+        let manifest = model.manifest();
+        let batch = Batch {
+            rows: 1,
+            features: manifest.n_features(),
+            data: manifest.normalization.mean.clone(),
+        };
+        gateway.infer.forward(model, batch).await?;
+    }
+    Ok(())
+}

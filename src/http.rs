@@ -1,0 +1,269 @@
+//! HTTP: the hyper service for one connection, the route table, and what every request
+//! gets whatever its route — a span, a request id, `Server-Timing`, metrics, and a 500 JSON
+//! answer instead of a dropped connection if a handler panics.
+
+pub mod body;
+pub mod error;
+pub mod routes;
+pub mod types;
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::header::HeaderValue;
+use http::{HeaderMap, Method, Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tracing::{Instrument, field};
+use uuid::Uuid;
+
+use crate::http::error::ApiError;
+use crate::metrics::{REQUEST_DURATION, REQUESTS_TOTAL};
+use crate::server::idle::Activity;
+use crate::state::Gateway;
+
+/// Response type of every route.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// The routes, as `route` labels in metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    Ready,
+    Predict,
+    Stats,
+    Metrics,
+    Unknown,
+}
+
+impl Route {
+    /// The route a path belongs to.
+    pub fn of(path: &str) -> Self {
+        match path {
+            "/health" => Self::Health,
+            "/ready" => Self::Ready,
+            "/predict" => Self::Predict,
+            "/stats" => Self::Stats,
+            "/metrics" => Self::Metrics,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The label used in metrics and logs (bounded: unknown paths share one label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Health => "/health",
+            Self::Ready => "/ready",
+            Self::Predict => "/predict",
+            Self::Stats => "/stats",
+            Self::Metrics => "/metrics",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// The `Allow` header value of the route.
+    fn allow(self) -> &'static str {
+        match self {
+            Self::Predict => "POST",
+            _ => "GET, HEAD",
+        }
+    }
+
+    fn allows(self, method: &Method) -> bool {
+        match self {
+            Self::Predict => method == Method::POST,
+            _ => method == Method::GET || method == Method::HEAD,
+        }
+    }
+}
+
+/// Phases of one request, rendered as `Server-Timing`.
+#[derive(Debug, Default)]
+pub struct Timing {
+    entries: Vec<(&'static str, Duration)>,
+}
+
+impl Timing {
+    /// Adds a measured phase.
+    pub fn add(&mut self, phase: &'static str, took: Duration) {
+        self.entries.push((phase, took));
+    }
+
+    fn header(&self, total: Duration) -> String {
+        let mut out = String::new();
+        for (phase, took) in self.entries.iter().chain([&("total", total)]) {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{phase};dur={:.3}", took.as_secs_f64() * 1e3);
+        }
+        out
+    }
+}
+
+/// The hyper service for one connection.
+#[derive(Clone)]
+pub struct GatewayService {
+    gateway: Arc<Gateway>,
+    activity: Rc<Activity>,
+}
+
+impl GatewayService {
+    /// A service answering from `gateway`, reporting requests in flight to `activity`.
+    pub fn new(gateway: Arc<Gateway>, activity: Rc<Activity>) -> Self {
+        Self { gateway, activity }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for GatewayService {
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>>>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let gateway = Arc::clone(&self.gateway);
+        let in_flight = self.activity.begin_request();
+        Box::pin(async move {
+            let response = handle(&gateway, req).await;
+            drop(in_flight);
+            Ok(response)
+        })
+    }
+}
+
+/// Answers one request: route, run the handler, and decorate the answer.
+pub async fn handle(gateway: &Gateway, req: Request<Incoming>) -> HttpResponse {
+    let started = Instant::now();
+    let route = Route::of(req.uri().path());
+    let request_id = request_id(req.headers());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        route = route.as_str(),
+        status = field::Empty,
+        latency_ms = field::Empty,
+        model = field::Empty,
+    );
+    let mut timing = Timing::default();
+    let outcome = AssertUnwindSafe(dispatch(gateway, route, req, &mut timing))
+        .catch_unwind()
+        .instrument(span.clone())
+        .await;
+    let mut response = match outcome {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => {
+            let _g = span.enter();
+            tracing::debug!(code = err.code(), error = %err, "request refused");
+            err.into_response()
+        }
+        Err(_) => {
+            let _g = span.enter();
+            tracing::error!("handler panicked; answering 500 and carrying on");
+            ApiError::Internal.into_response()
+        }
+    };
+    let total = started.elapsed();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&timing.header(total)) {
+        headers.insert("server-timing", v);
+    }
+    let status = response.status().as_u16();
+    span.record("status", status);
+    span.record("latency_ms", total.as_secs_f64() * 1e3);
+    metrics::counter!(REQUESTS_TOTAL, "route" => route.as_str(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(REQUEST_DURATION, "route" => route.as_str()).record(total.as_secs_f64());
+    if status >= 500 {
+        span.in_scope(|| tracing::warn!("request failed"));
+    } else {
+        span.in_scope(|| tracing::debug!("request done"));
+    }
+    response
+}
+
+async fn dispatch(
+    gateway: &Gateway,
+    route: Route,
+    req: Request<Incoming>,
+    timing: &mut Timing,
+) -> Result<HttpResponse, ApiError> {
+    if route == Route::Unknown {
+        return Err(ApiError::NotFound(req.uri().path().chars().take(200).collect()));
+    }
+    if !route.allows(req.method()) {
+        return Err(ApiError::MethodNotAllowed {
+            allow: route.allow(),
+        });
+    }
+    match route {
+        Route::Health => Ok(routes::health(gateway)),
+        Route::Ready => Ok(routes::ready(gateway)),
+        Route::Predict => routes::predict(gateway, req, timing).await,
+        Route::Stats => Ok(routes::stats(gateway)),
+        Route::Metrics => Ok(routes::metrics(gateway)),
+        Route::Unknown => Err(ApiError::NotFound(req.uri().path().into())),
+    }
+}
+
+/// The client's `X-Request-Id` if it is sane (1–128 visible ASCII characters from a safe
+/// set), else a fresh UUIDv7.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
+        })
+        .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_honoured_only_when_sane() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
+        h.insert("x-request-id", HeaderValue::from_static("has space"));
+        assert_ne!(request_id(&h), "has space");
+        h.insert("x-request-id", HeaderValue::from_str(&"a".repeat(129)).unwrap());
+        assert_eq!(request_id(&h).len(), 36);
+    }
+
+    #[test]
+    fn server_timing_lists_phases_then_total() {
+        let mut t = Timing::default();
+        t.add("infer", Duration::from_micros(1500));
+        assert_eq!(
+            t.header(Duration::from_millis(2)),
+            "infer;dur=1.500, total;dur=2.000"
+        );
+    }
+
+    #[test]
+    fn routes_and_methods() {
+        assert_eq!(Route::of("/predict"), Route::Predict);
+        assert_eq!(Route::of("/predict/"), Route::Unknown);
+        assert!(Route::Predict.allows(&Method::POST));
+        assert!(!Route::Predict.allows(&Method::GET));
+        assert!(Route::Health.allows(&Method::HEAD));
+    }
+}

@@ -1,0 +1,183 @@
+//! Request bodies: content-type checks, size- and time-limited reading, JSON decoding and
+//! validation into the types `predict` takes.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+
+use crate::http::error::ApiError;
+use crate::http::types::{BadFeature, TabularRequest};
+use crate::predict::TabularInput;
+
+/// What a `/predict` body claims to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PredictContent {
+    /// `application/json` (or no content type at all): a tabular request.
+    Json,
+    /// `image/*` or `multipart/form-data`: an image upload.
+    Image,
+}
+
+/// Classifies the `Content-Type` of a `/predict` request.
+pub fn predict_content(headers: &HeaderMap) -> Result<PredictContent, ApiError> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return Ok(PredictContent::Json);
+    };
+    let Ok(text) = value.to_str() else {
+        return Err(ApiError::UnsupportedMediaType(
+            "Content-Type is not valid text; send application/json".into(),
+        ));
+    };
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(PredictContent::Json),
+        "multipart/form-data" => Ok(PredictContent::Image),
+        e if e.starts_with("image/") => Ok(PredictContent::Image),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {essence:?} is not accepted; send application/json \
+             ({{\"features\":[..]}}), multipart/form-data or image/*"
+        ))),
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes and a body slower than `timeout`.
+///
+/// A `Content-Length` above the limit is refused before a byte of the body is read.
+pub async fn read_limited(
+    body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let collect = Limited::new(body, limit).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(ApiError::RequestTimeout {
+            timeout_ms: timeout.as_millis() as u64,
+        }),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Ok(Err(e)) => Err(ApiError::MalformedJson(format!(
+            "the request body could not be read: {e}"
+        ))),
+    }
+}
+
+/// Decodes and validates a tabular JSON body: an object with a non-empty `features` array
+/// of finite numbers, and an optional `model` name.
+pub fn decode_tabular(bytes: &[u8]) -> Result<TabularInput, ApiError> {
+    let request: TabularRequest = serde_json::from_slice(bytes).map_err(|e| json_error(bytes, &e))?;
+    let Some(features) = request.features else {
+        return Err(ApiError::InvalidInput {
+            code: "missing_features",
+            message: "the body needs a \"features\" array of numbers".into(),
+        });
+    };
+    if let Some((index, bad)) = features.first_bad {
+        return Err(match bad {
+            BadFeature::NotFinite => ApiError::InvalidInput {
+                code: "non_finite_feature",
+                message: format!(
+                    "features[{index}] is not a finite number (NaN, infinity or beyond f32 range)"
+                ),
+            },
+            BadFeature::NotANumber(what) => ApiError::InvalidInput {
+                code: "non_numeric_feature",
+                message: format!("features[{index}] is {what}; every feature must be a number"),
+            },
+        });
+    }
+    if features.len == 0 {
+        return Err(ApiError::InvalidInput {
+            code: "empty_features",
+            message: "\"features\" is empty".into(),
+        });
+    }
+    Ok(TabularInput {
+        model: request.model,
+        features: features.values,
+        len: features.len,
+    })
+}
+
+/// Turns a serde error into the right answer: bare `NaN`/`Infinity` tokens (what Python's
+/// `json.dumps` writes for non-finite floats) are invalid input, anything else malformed.
+fn json_error(bytes: &[u8], err: &serde_json::Error) -> ApiError {
+    if err.is_syntax() && starts_non_finite_token(bytes, err.line(), err.column()) {
+        return ApiError::InvalidInput {
+            code: "non_finite_feature",
+            message: "NaN and Infinity are not valid feature values".into(),
+        };
+    }
+    if err.is_data() {
+        return ApiError::MalformedJson(format!(
+            "the body must be an object like {{\"features\": [1.0, 2.0]}}: {err}"
+        ));
+    }
+    ApiError::MalformedJson(format!("the body is not valid JSON: {err}"))
+}
+
+fn starts_non_finite_token(bytes: &[u8], line: usize, column: usize) -> bool {
+    // serde_json counts lines and columns from 1; find the byte the error points at.
+    let mut offset = 0;
+    for _ in 1..line {
+        match bytes[offset..].iter().position(|&b| b == b'\n') {
+            Some(p) => offset += p + 1,
+            None => return false,
+        }
+    }
+    let at = (offset + column).saturating_sub(1);
+    let rest = bytes.get(at..).unwrap_or_default();
+    let rest = rest.strip_prefix(b"-").unwrap_or(rest);
+    rest.starts_with(b"NaN") || rest.starts_with(b"Infinity")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(body: &str) -> &'static str {
+        decode_tabular(body.as_bytes()).err().map_or("ok", |e| e.code())
+    }
+
+    #[test]
+    fn decode_table() {
+        assert_eq!(code(r#"{"features":[1,2,3,4]}"#), "ok");
+        assert_eq!(code(r#"{"features":[1,2,"#), "malformed_json");
+        assert_eq!(code(r#"[1,2]"#), "malformed_json");
+        assert_eq!(code(r#"{"features":"x"}"#), "malformed_json");
+        assert_eq!(code(r#"{"features":[1,NaN]}"#), "non_finite_feature");
+        assert_eq!(code("{\"features\":\n[1,-Infinity]}"), "non_finite_feature");
+        assert_eq!(code(r#"{"features":[1,"2"]}"#), "non_numeric_feature");
+        assert_eq!(code(r#"{"features":[]}"#), "empty_features");
+        assert_eq!(code(r#"{}"#), "missing_features");
+        assert_eq!(code(r#"{"features":[1,true]}"#), "non_numeric_feature");
+    }
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert_eq!(predict_content(&h).ok(), Some(PredictContent::Json));
+        h.insert(CONTENT_TYPE, "Application/JSON; charset=utf-8".parse().unwrap());
+        assert_eq!(predict_content(&h).ok(), Some(PredictContent::Json));
+        h.insert(CONTENT_TYPE, "image/jpeg".parse().unwrap());
+        assert_eq!(predict_content(&h).ok(), Some(PredictContent::Image));
+        h.insert(CONTENT_TYPE, "text/plain".parse().unwrap());
+        assert_eq!(predict_content(&h).err().map(|e| e.code()), Some("unsupported_media_type"));
+    }
+}

@@ -1,0 +1,178 @@
+//! The one place that maps failures to HTTP statuses and JSON error bodies.
+//!
+//! Every error answer is `{"error":{"code":"snake_case","message":"..."}}`. The `code` is
+//! stable (clients and dashboards key on it); the message says what was wrong and what is
+//! allowed, and never carries internal details.
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+
+use crate::infer::InferError;
+use crate::predict::PredictError;
+
+/// A failure answered to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not valid JSON, or not the expected JSON shape.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// No route has this path.
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("method not allowed; this route allows {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    /// The client sent its request too slowly.
+    #[error("the request body did not arrive within {timeout_ms} ms")]
+    RequestTimeout { timeout_ms: u64 },
+    /// The body is larger than `server.max_body_bytes`.
+    #[error("request body is larger than the {limit} bytes allowed")]
+    PayloadTooLarge { limit: usize },
+    /// The content type is not one this route takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Valid JSON whose values cannot be used (wrong count, NaN, empty, not numbers).
+    #[error("{message}")]
+    InvalidInput { code: &'static str, message: String },
+    /// The request names a model that is not loaded.
+    #[error("{0}")]
+    UnknownModel(String),
+    /// The inference queue is full.
+    #[error("the server is overloaded; retry after {retry_after_s} s")]
+    Overloaded { retry_after_s: u32 },
+    /// The prediction did not finish before the request deadline.
+    #[error("the prediction did not finish within {timeout_ms} ms; retry later")]
+    InferenceTimeout { timeout_ms: u64 },
+    /// The compute threads are stopping.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// A bug: a panic or an impossible state. Details go to the log, not the client.
+    #[error("internal error; the request id in X-Request-Id finds it in the log")]
+    Internal,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Overloaded { .. } | Self::InferenceTimeout { .. } | Self::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable snake_case code in the body, also used as a log field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::RequestTimeout { .. } => "request_timeout",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::InvalidInput { code, .. } => code,
+            Self::UnknownModel(_) => "model_not_found",
+            Self::Overloaded { .. } => "overloaded",
+            Self::InferenceTimeout { .. } => "inference_timeout",
+            Self::ShuttingDown => "shutting_down",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The full response: status, JSON body and the headers the status calls for.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_else(|_| {
+            br#"{"error":{"code":"internal","message":"cannot encode error"}}"#.to_vec()
+        });
+        let mut response = Response::new(Full::new(Bytes::from(json)));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        match self {
+            Self::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Overloaded { retry_after_s } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            Self::InferenceTimeout { .. } | Self::ShuttingDown => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(1u32));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// The status of a `/ready` answer: 200 when ready, 503 otherwise.
+pub fn readiness_status(ready: bool) -> StatusCode {
+    if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+impl From<PredictError> for ApiError {
+    fn from(err: PredictError) -> Self {
+        match err {
+            PredictError::FeatureCount {
+                expected,
+                got,
+                ref names,
+            } => Self::InvalidInput {
+                code: "wrong_feature_count",
+                message: format!(
+                    "expected {expected} features ({}), got {got}",
+                    names.join(", ")
+                ),
+            },
+            PredictError::Timeout { timeout_ms } => Self::InferenceTimeout { timeout_ms },
+            PredictError::Infer(e) => e.into(),
+        }
+    }
+}
+
+impl From<InferError> for ApiError {
+    fn from(err: InferError) -> Self {
+        match err {
+            InferError::UnknownModel { name, loaded } => {
+                Self::UnknownModel(format!("no model named {name:?}; loaded models: {loaded}"))
+            }
+            InferError::Overloaded { .. } => Self::Overloaded { retry_after_s: 1 },
+            InferError::Stopped => Self::ShuttingDown,
+            InferError::Model(_) | InferError::Panicked(_) | InferError::Spawn(_) => {
+                tracing::error!(error = %err, source = ?std::error::Error::source(&err), "inference failed");
+                Self::Internal
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Route handlers. Thin: decode, call `predict`, encode.
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::http::body::{PredictContent, decode_tabular, predict_content, read_limited};
+use crate::http::error::{ApiError, readiness_status};
+use crate::http::types::{ClassScore, ModelRef, TabularAnswer};
+use crate::http::{HttpResponse, Timing};
+use crate::state::Gateway;
+
+/// Most classes listed in `top_k`.
+const TOP_K: usize = 5;
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> HttpResponse {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `GET /health`: liveness, while the process serves.
+pub fn health(gw: &Gateway) -> HttpResponse {
+    let default = gw.infer.models().first();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "healthy",
+            "model": default.map(|m| m.manifest().name.as_str()),
+            "version": default.map(|m| m.manifest().version.as_str()),
+            "uptime_s": gw.stats.snapshot().uptime_s,
+        }),
+    )
+}
+
+/// `GET /ready`: 200 once every model answered its warm-up and no drain has begun.
+pub fn ready(gw: &Gateway) -> HttpResponse {
+    let warm = gw.models_warm();
+    let draining = gw.shutdown.is_draining();
+    let ready = warm && !draining;
+    json_response(
+        readiness_status(ready),
+        &json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "draining": draining,
+            "checks": {
+                "model": if warm { "ok" } else { "warming_up" },
+                "redis": "disabled",
+                "database": "disabled",
+            },
+        }),
+    )
+}
+
+/// `POST /predict`.
+pub async fn predict(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    timing: &mut Timing,
+) -> Result<HttpResponse, ApiError> {
+    let (parts, body) = req.into_parts();
+    if predict_content(&parts.headers)? == PredictContent::Image {
+        return Err(ApiError::UnsupportedMediaType(
+            "no image model is loaded; send application/json {\"features\":[..]}".into(),
+        ));
+    }
+    let started = Instant::now();
+    let bytes = read_limited(
+        body,
+        &parts.headers,
+        gw.limits.max_body_bytes,
+        gw.limits.body_timeout,
+    )
+    .await?;
+    timing.add("read", started.elapsed());
+    let decoded_at = Instant::now();
+    let mut input = decode_tabular(&bytes)?;
+    if input.model.is_none() {
+        input.model = model_from_query(parts.uri.query());
+    }
+    timing.add("decode", decoded_at.elapsed());
+    let prediction = gw.predictor.tabular(input).await?;
+    timing.add("queue", prediction.queue_wait);
+    timing.add("infer", prediction.compute);
+    let manifest = prediction.model.manifest();
+    tracing::Span::current().record("model", manifest.name.as_str());
+    let ranked = prediction.ranked();
+    let label = |id: usize| manifest.labels.get(id).map_or("", String::as_str);
+    let best = ranked.first().copied().unwrap_or_default();
+    let answer = TabularAnswer {
+        prediction_id: prediction.prediction_id.to_string(),
+        model: ModelRef {
+            name: &manifest.name,
+            version: &manifest.version,
+        },
+        prediction: label(best),
+        confidence: prediction.probs.get(best).copied().unwrap_or_default(),
+        class_id: best,
+        top_k: ranked
+            .iter()
+            .take(TOP_K)
+            .map(|&id| ClassScore {
+                class_id: id,
+                label: label(id),
+                confidence: prediction.probs[id],
+            })
+            .collect(),
+        cached: prediction.cache.is_cached(),
+    };
+    let mut response = json_response(StatusCode::OK, &answer);
+    response
+        .headers_mut()
+        .insert("x-cache", HeaderValue::from_static(prediction.cache.as_str()));
+    Ok(response)
+}
+
+/// The `model` query parameter (`?model=name`), if any.
+fn model_from_query(query: Option<&str>) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == "model")
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `GET /stats`.
+pub fn stats(gw: &Gateway) -> HttpResponse {
+    let s = gw.stats.snapshot();
+    let models: Vec<_> = gw
+        .infer
+        .models()
+        .iter()
+        .map(|m| json!({"name": m.manifest().name, "version": m.manifest().version}))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "total_predictions": s.total_predictions,
+            "predictions_last_hour": s.predictions_last_hour,
+            "average_confidence": s.average_confidence,
+            "predictions_source": "memory",
+            "prediction_log": "disabled",
+            "cache": "disabled",
+            "cache_hits": 0,
+            "cache_misses": s.total_predictions,
+            "cache_hit_rate": 0.0,
+            "cache_hits_l1": 0,
+            "cache_hits_l2": 0,
+            "coalesced": 0,
+            "inference_queue_depth": gw.infer.queue_depth(),
+            "connections_active": gw.shutdown.open_connections(),
+            "io_backend": gw.io_backend,
+            "models": models,
+            "uptime_s": s.uptime_s,
+        }),
+    )
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub fn metrics(gw: &Gateway) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(gw.metrics.render())));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_query_parameter() {
+        assert_eq!(model_from_query(Some("a=1&model=iris")), Some("iris".into()));
+        assert_eq!(model_from_query(Some("modelx=1")), None);
+        assert_eq!(model_from_query(None), None);
+    }
+}

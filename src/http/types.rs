@@ -1,0 +1,216 @@
+//! Wire types: the JSON bodies `/predict` takes and gives. Nothing below `http` sees them.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// Feature values kept per request; anything past this is counted, not stored, so a huge
+/// array costs parse time but no memory.
+pub const MAX_STORED_FEATURES: usize = 65_536;
+
+/// `POST /predict` with a JSON body: `{"features": [..], "model": "name"?}`.
+#[derive(Debug, Deserialize)]
+pub struct TabularRequest {
+    /// The feature vector; checked element by element while parsing.
+    pub features: Option<Features>,
+    /// Picks a model by name; the default model when absent.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// What was wrong with one element of `features`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadFeature {
+    /// A string, bool, null, array or object where a number belongs.
+    NotANumber(&'static str),
+    /// A number too large for a 32-bit float, or a `"NaN"`/`"Infinity"` string.
+    NotFinite,
+}
+
+/// A decoded `features` array: the values if all are finite numbers, else the first bad one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    /// Values as `f32`, up to [`MAX_STORED_FEATURES`] of them.
+    pub values: Vec<f32>,
+    /// How many elements the array had.
+    pub len: usize,
+    /// Index and kind of the first unusable element.
+    pub first_bad: Option<(usize, BadFeature)>,
+}
+
+/// One element of the array, classified while parsing.
+enum Element {
+    Number(f64),
+    Bad(BadFeature),
+}
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ElementVisitor;
+        impl<'de> Visitor<'de> for ElementVisitor {
+            type Value = Element;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Element, E> {
+                Ok(Element::Number(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Element, E> {
+                Ok(Element::Number(v as f64))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Element, E> {
+                Ok(Element::Number(v as f64))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Element, E> {
+                // Clients that cannot write NaN in JSON often send it as a string.
+                let lowered = v.trim().to_ascii_lowercase();
+                let non_finite = matches!(
+                    lowered.trim_start_matches(['+', '-']),
+                    "nan" | "inf" | "infinity"
+                );
+                Ok(Element::Bad(if non_finite {
+                    BadFeature::NotFinite
+                } else {
+                    BadFeature::NotANumber("a string")
+                }))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Element, E> {
+                Ok(Element::Bad(BadFeature::NotANumber("a boolean")))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Element, E> {
+                Ok(Element::Bad(BadFeature::NotANumber("null")))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Element::Bad(BadFeature::NotANumber("an array")))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Element::Bad(BadFeature::NotANumber("an object")))
+            }
+        }
+        d.deserialize_any(ElementVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Features {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FeaturesVisitor;
+        impl<'de> Visitor<'de> for FeaturesVisitor {
+            type Value = Features;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of numbers")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Features, A::Error> {
+                let mut out = Features {
+                    values: Vec::with_capacity(seq.size_hint().unwrap_or(8).min(64)),
+                    len: 0,
+                    first_bad: None,
+                };
+                while let Some(element) = seq.next_element::<Element>()? {
+                    let index = out.len;
+                    out.len += 1;
+                    let bad = match element {
+                        Element::Number(v) => {
+                            let v32 = v as f32;
+                            if !v32.is_finite() {
+                                Some(BadFeature::NotFinite)
+                            } else {
+                                if out.values.len() < MAX_STORED_FEATURES {
+                                    out.values.push(v32);
+                                }
+                                None
+                            }
+                        }
+                        Element::Bad(kind) => Some(kind),
+                    };
+                    if let (Some(kind), None) = (bad, out.first_bad) {
+                        out.first_bad = Some((index, kind));
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(FeaturesVisitor)
+    }
+}
+
+/// `{"name","version"}` of the model that answered.
+#[derive(Debug, Serialize)]
+pub struct ModelRef<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+}
+
+/// One class and its probability.
+#[derive(Debug, Serialize)]
+pub struct ClassScore<'a> {
+    pub class_id: usize,
+    pub label: &'a str,
+    pub confidence: f32,
+}
+
+/// The answer to a tabular prediction.
+#[derive(Debug, Serialize)]
+pub struct TabularAnswer<'a> {
+    /// UUIDv7 made by the gateway; the prediction log row carries the same id.
+    pub prediction_id: String,
+    pub model: ModelRef<'a>,
+    /// The label of the most probable class.
+    pub prediction: &'a str,
+    /// Its probability.
+    pub confidence: f32,
+    pub class_id: usize,
+    /// The most probable classes, best first (at most five).
+    pub top_k: Vec<ClassScore<'a>>,
+    /// Whether the answer came from a cache.
+    pub cached: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<TabularRequest, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn integers_and_floats_are_the_same_values() {
+        let a = parse(r#"{"features":[1, 2.0]}"#).unwrap().features.unwrap();
+        let b = parse(r#"{"features":[1.0, 2]}"#).unwrap().features.unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.values, vec![1.0, 2.0]);
+    }
+
+    #[test]
+    fn bad_elements_are_classified_with_their_index() {
+        let f = parse(r#"{"features":[1, "x", null]}"#).unwrap().features.unwrap();
+        assert_eq!(f.first_bad, Some((1, BadFeature::NotANumber("a string"))));
+        let f = parse(r#"{"features":[1, "NaN"]}"#).unwrap().features.unwrap();
+        assert_eq!(f.first_bad, Some((1, BadFeature::NotFinite)));
+        let f = parse(r#"{"features":[1e39]}"#).unwrap().features.unwrap();
+        assert_eq!(f.first_bad, Some((0, BadFeature::NotFinite)));
+        let f = parse(r#"{"features":[[1],{"a":2}]}"#).unwrap().features.unwrap();
+        assert_eq!(f.first_bad, Some((0, BadFeature::NotANumber("an array"))));
+    }
+
+    #[test]
+    fn huge_arrays_are_counted_not_stored() {
+        let body = format!(
+            r#"{{"features":[{}]}}"#,
+            vec!["1"; MAX_STORED_FEATURES + 10].join(",")
+        );
+        let f = parse(&body).unwrap().features.unwrap();
+        assert_eq!(f.len, MAX_STORED_FEATURES + 10);
+        assert_eq!(f.values.len(), MAX_STORED_FEATURES);
+    }
+
+    #[test]
+    fn features_must_be_an_array() {
+        assert!(parse(r#"{"features":"1,2"}"#).is_err());
+        assert!(parse(r#"{"features":{"a":1}}"#).is_err());
+        assert!(parse(r#"{"model":"iris-mlp"}"#).unwrap().features.is_none());
+    }
+}

@@ -1,0 +1,131 @@
+//! Compute threads: plain OS threads that take jobs from one bounded queue and run
+//! `Model::forward`, so a slow batch never stalls an I/O thread.
+//!
+//! A panic inside a model is caught here and answered as [`InferError::Panicked`] for that
+//! job only; the thread carries on with the next job.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tracing::Span;
+
+use crate::infer::model::{Batch, Model, Outputs};
+use crate::infer::{Forwarded, InferError};
+use crate::metrics::{
+    INFERENCE_DURATION, INFERENCE_QUEUE_DEPTH, INFERENCE_QUEUE_WAIT, MODEL_FORWARDS_TOTAL,
+};
+
+/// How many compute threads to run and how many jobs may wait for them.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Compute threads, at least 1.
+    pub threads: usize,
+    /// Jobs that may wait in the queue before submissions are refused.
+    pub queue_capacity: usize,
+}
+
+struct Job {
+    model: Arc<dyn Model>,
+    batch: Batch,
+    enqueued: Instant,
+    span: Span,
+    reply: oneshot::Sender<Result<Forwarded, InferError>>,
+}
+
+/// Handle to the compute threads; dropping it lets them finish queued jobs and exit.
+pub struct ComputePool {
+    tx: Sender<Job>,
+    capacity: usize,
+}
+
+impl ComputePool {
+    /// Spawns `cfg.threads` compute threads.
+    pub fn start(cfg: &PoolConfig) -> std::io::Result<Self> {
+        let capacity = cfg.queue_capacity.max(1);
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(capacity);
+        for i in 0..cfg.threads.max(1) {
+            let rx = rx.clone();
+            thread::Builder::new()
+                .name(format!("infergate-compute-{i}"))
+                .spawn(move || run_worker(&rx))?;
+        }
+        Ok(Self { tx, capacity })
+    }
+
+    /// Jobs waiting for a compute thread.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Queues one job and waits for its outputs.
+    pub async fn submit(
+        &self,
+        model: Arc<dyn Model>,
+        batch: Batch,
+    ) -> Result<Forwarded, InferError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            model,
+            batch,
+            enqueued: Instant::now(),
+            span: Span::current(),
+            reply,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(InferError::Overloaded {
+                    capacity: self.capacity,
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(InferError::Stopped),
+        }
+        metrics::gauge!(INFERENCE_QUEUE_DEPTH).set(self.tx.len() as f64);
+        answer.await.map_err(|_| InferError::Stopped)?
+    }
+}
+
+fn run_worker(rx: &Receiver<Job>) {
+    while let Ok(job) = rx.recv() {
+        metrics::gauge!(INFERENCE_QUEUE_DEPTH).set(rx.len() as f64);
+        // The requester gave up (client gone, deadline passed): skip the work.
+        if job.reply.is_closed() {
+            continue;
+        }
+        let _entered = job.span.enter();
+        let queue_wait = job.enqueued.elapsed();
+        let started = Instant::now();
+        let result = run_forward(job.model.as_ref(), &job.batch);
+        let compute = started.elapsed();
+        let name = job.model.manifest().name.clone();
+        metrics::counter!(MODEL_FORWARDS_TOTAL, "model" => name.clone()).increment(1);
+        metrics::histogram!(INFERENCE_DURATION, "model" => name).record(compute.as_secs_f64());
+        metrics::histogram!(INFERENCE_QUEUE_WAIT).record(queue_wait.as_secs_f64());
+        let answer = result.map(|outputs| Forwarded {
+            outputs,
+            queue_wait,
+            compute,
+        });
+        // A closed receiver means the requester left meanwhile; nothing to do.
+        let _ = job.reply.send(answer);
+    }
+}
+
+fn run_forward(model: &dyn Model, batch: &Batch) -> Result<Outputs, InferError> {
+    match catch_unwind(AssertUnwindSafe(|| model.forward(batch))) {
+        Ok(result) => result.map_err(InferError::from),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            tracing::error!(%message, "model panicked; the compute thread carries on");
+            Err(InferError::Panicked(message))
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Prometheus metrics: every metric name, its help text and its buckets live here.
+//!
+//! The recorder is the `metrics` facade's global one, so any thread may record; `/metrics`
+//! renders it through a [`PrometheusHandle`] without a listener of its own.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests answered, by route and status code.
+pub const REQUESTS_TOTAL: &str = "infergate_requests_total";
+/// Time from request head to response head, by route.
+pub const REQUEST_DURATION: &str = "infergate_request_duration_seconds";
+/// Time one forward pass took on a compute thread, by model.
+pub const INFERENCE_DURATION: &str = "infergate_inference_duration_seconds";
+/// Time a job waited in the inference queue before a compute thread took it.
+pub const INFERENCE_QUEUE_WAIT: &str = "infergate_inference_queue_wait_seconds";
+/// Jobs waiting in the inference queue.
+pub const INFERENCE_QUEUE_DEPTH: &str = "infergate_inference_queue_depth";
+/// Forward passes run, by model (one per batch, whatever its size).
+pub const MODEL_FORWARDS_TOTAL: &str = "infergate_model_forwards_total";
+/// Open client connections.
+pub const CONNECTIONS_ACTIVE: &str = "infergate_connections_active";
+/// Connections refused at accept because `server.max_connections` were open.
+pub const CONNECTIONS_REJECTED_TOTAL: &str = "infergate_connections_rejected_total";
+/// Connections closed by a timeout, by kind (`tls_handshake`, `protocol_sniff`, `idle`).
+pub const CONNECTION_TIMEOUTS_TOTAL: &str = "infergate_connection_timeouts_total";
+/// Constant 1, labelled with the version and the I/O backend.
+pub const BUILD_INFO: &str = "infergate_build_info";
+
+/// Request latency buckets, seconds: from half a millisecond to a few seconds.
+const REQUEST_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+/// Inference buckets, seconds: tabular models take microseconds, image models up to seconds.
+const INFERENCE_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Installs the global recorder with real histogram buckets and describes every metric.
+///
+/// Call once per process; the caller must run [`PrometheusHandle::run_upkeep`] every few
+/// seconds so histogram samples are drained between scrapes.
+pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), REQUEST_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(INFERENCE_DURATION.into()), INFERENCE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(INFERENCE_QUEUE_WAIT.into()), INFERENCE_BUCKETS)?
+        .install_recorder()?;
+    describe();
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "io_backend" => io_backend)
+        .set(1.0);
+    gauge!(CONNECTIONS_ACTIVE).set(0.0);
+    gauge!(INFERENCE_QUEUE_DEPTH).set(0.0);
+    Ok(handle)
+}
+
+fn describe() {
+    describe_counter!(REQUESTS_TOTAL, "Requests answered, by route and status code.");
+    describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Time from request head to response, by route."
+    );
+    describe_histogram!(
+        INFERENCE_DURATION,
+        metrics::Unit::Seconds,
+        "Time one forward pass took on a compute thread, by model."
+    );
+    describe_histogram!(
+        INFERENCE_QUEUE_WAIT,
+        metrics::Unit::Seconds,
+        "Time a job waited in the inference queue."
+    );
+    describe_gauge!(INFERENCE_QUEUE_DEPTH, "Jobs waiting in the inference queue.");
+    describe_counter!(MODEL_FORWARDS_TOTAL, "Forward passes run, by model.");
+    describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections.");
+    describe_counter!(
+        CONNECTIONS_REJECTED_TOTAL,
+        "Connections closed at accept because server.max_connections were open."
+    );
+    describe_counter!(
+        CONNECTION_TIMEOUTS_TOTAL,
+        "Connections closed by a timeout, by kind."
+    );
+    describe_gauge!(BUILD_INFO, "Constant 1, labelled with version and I/O backend.");
+}

@@ -1,0 +1,95 @@
+//! Serving connections: listening sockets, one I/O thread per core, TLS, hyper.
+//!
+//! The I/O backend is a seam: `epoll` (plain tokio) today; an io_uring backend slots in
+//! beside it and reuses `listener`, `tls` and `conn` unchanged.
+
+pub mod conn;
+pub mod epoll;
+pub mod idle;
+pub mod listener;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::Semaphore;
+
+use crate::config::IoBackend;
+use crate::server::conn::ConnSettings;
+use crate::server::listener::BindError;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listening socket could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// An I/O thread could not be spawned.
+    #[error("cannot spawn I/O thread")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// How to listen.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenConfig {
+    /// Address to bind; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// I/O threads, each with its own listener.
+    pub threads: usize,
+    /// Listen backlog per socket.
+    pub backlog: u32,
+    /// Open connections allowed across all threads.
+    pub max_connections: usize,
+    /// Which I/O backend serves connections.
+    pub backend: IoBackend,
+}
+
+/// The running I/O threads.
+pub struct Running {
+    /// The bound address (with the real port when 0 was asked for).
+    pub local_addr: SocketAddr,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Whether every I/O thread has finished.
+    pub fn is_finished(&self) -> bool {
+        self.threads.iter().all(JoinHandle::is_finished)
+    }
+}
+
+/// The name of a backend, as `/stats` and metrics show it.
+pub fn backend_name(backend: IoBackend) -> &'static str {
+    match backend {
+        IoBackend::Epoll => "epoll",
+    }
+}
+
+/// Binds the listeners and starts the I/O threads.
+pub fn start(listen: &ListenConfig, settings: Arc<ConnSettings>) -> Result<Running, ServerError> {
+    let (local_addr, listeners) = listener::bind_group(listen.addr, listen.threads, listen.backlog)?;
+    let permits = Arc::new(Semaphore::new(listen.max_connections.max(1)));
+    let mut threads = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let settings = Arc::clone(&settings);
+        let permits = Arc::clone(&permits);
+        let backend = listen.backend;
+        let handle = std::thread::Builder::new()
+            .name(format!("infergate-io-{i}"))
+            .spawn(move || {
+                let result = match backend {
+                    IoBackend::Epoll => epoll::run_thread(listener, settings, permits),
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "I/O thread stopped");
+                }
+            })
+            .map_err(ServerError::Spawn)?;
+        threads.push(handle);
+    }
+    Ok(Running {
+        local_addr,
+        threads,
+    })
+}

@@ -1,0 +1,315 @@
+//! One client connection: TLS handshake (bounded), protocol choice (ALPN, or the HTTP/2
+//! preface on plaintext), then hyper's `http1` or `http2` server — never `auto::Builder`,
+//! which never times out a connection that sends nothing.
+//!
+//! Generic over the byte stream so every listener backend serves connections the same way.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::http::GatewayService;
+use crate::metrics::CONNECTION_TIMEOUTS_TOTAL;
+use crate::server::idle::{Activity, Tracked};
+use crate::state::Gateway;
+
+/// The HTTP/2 client connection preface.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Concurrent streams one HTTP/2 connection may open.
+const H2_MAX_STREAMS: u32 = 256;
+
+/// Timeouts and TLS settings for every connection; shared by all I/O threads.
+pub struct ConnSettings {
+    /// The gateway the requests go to.
+    pub gateway: Arc<Gateway>,
+    /// `None` serves plaintext HTTP/1.1 and h2c (prior knowledge).
+    pub tls: Option<TlsAcceptor>,
+    /// Longest a TLS handshake (or, in plaintext, the first bytes) may take.
+    pub handshake_timeout: Duration,
+    /// Longest an HTTP/1 request head may take to arrive.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight and no traffic for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// The HTTP version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    H1,
+    H2,
+}
+
+/// Serves one accepted connection until it closes, times out, or the drain ends it.
+pub async fn serve<S>(stream: S, peer: SocketAddr, settings: Arc<ConnSettings>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let mut drain = settings.gateway.shutdown.subscribe();
+    let _guard = settings.gateway.shutdown.track_connection();
+    match &settings.tls {
+        Some(acceptor) => {
+            let handshake = acceptor.accept(stream);
+            let tls = tokio::select! {
+                r = tokio::time::timeout(settings.handshake_timeout, handshake) => r,
+                _ = drain.wait_for(|d| *d) => return,
+            };
+            let tls = match tls {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    metrics::counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => "tls_handshake")
+                        .increment(1);
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let proto = match tls.get_ref().1.alpn_protocol() {
+                Some(p) if p == super::tls::ALPN_H2 => Proto::H2,
+                _ => Proto::H1,
+            };
+            serve_http(tls, proto, peer, &settings, drain).await;
+        }
+        None => {
+            let sniffed = tokio::select! {
+                r = tokio::time::timeout(settings.handshake_timeout, sniff(stream)) => r,
+                _ = drain.wait_for(|d| *d) => return,
+            };
+            match sniffed {
+                Ok(Ok((proto, stream))) => serve_http(stream, proto, peer, &settings, drain).await,
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection closed early"),
+                Err(_) => {
+                    metrics::counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => "protocol_sniff")
+                        .increment(1);
+                }
+            }
+        }
+    }
+}
+
+/// Reads just enough of a plaintext connection to tell an HTTP/2 preface from HTTP/1.
+async fn sniff<S: AsyncRead + Unpin>(mut stream: S) -> io::Result<(Proto, Prefixed<S>)> {
+    let mut buf = Vec::with_capacity(H2_PREFACE.len());
+    let proto = loop {
+        let mut chunk = [0u8; 24];
+        let want = H2_PREFACE.len() - buf.len();
+        let n = stream.read(&mut chunk[..want]).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if !H2_PREFACE.starts_with(&buf) {
+            break Proto::H1;
+        }
+        if buf.len() == H2_PREFACE.len() {
+            break Proto::H2;
+        }
+    };
+    Ok((proto, Prefixed::new(Bytes::from(buf), stream)))
+}
+
+async fn serve_http<S>(
+    stream: S,
+    proto: Proto,
+    peer: SocketAddr,
+    settings: &ConnSettings,
+    drain: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked::new(stream, Rc::clone(&activity)));
+    let service = GatewayService::new(Arc::clone(&settings.gateway), Rc::clone(&activity));
+    let idle = activity.idle_for(settings.idle_timeout);
+    let result = match proto {
+        Proto::H1 => {
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(settings.header_read_timeout)
+                .keep_alive(true)
+                .serve_connection(io, service);
+            drive(conn, drain, idle).await
+        }
+        Proto::H2 => {
+            let conn = http2::Builder::new(LocalExec)
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(H2_MAX_STREAMS)
+                .serve_connection(io, service);
+            drive(conn, drain, idle).await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            metrics::counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => "header_read").increment(1);
+        }
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// A hyper server connection that can be asked to finish its requests and close.
+trait GracefulConnection: Future<Output = hyper::Result<()>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConnection for http1::Connection<I, S>
+where
+    http1::Connection<I, S>: Future<Output = hyper::Result<()>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http1::Connection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, E> GracefulConnection for http2::Connection<I, S, E>
+where
+    http2::Connection<I, S, E>: Future<Output = hyper::Result<()>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// Polls `conn` to completion, asking it to close gracefully when the drain starts or the
+/// connection has been idle too long.
+async fn drive<C: GracefulConnection>(
+    conn: C,
+    mut drain: watch::Receiver<bool>,
+    idle: impl Future<Output = ()>,
+) -> hyper::Result<()> {
+    tokio::pin!(conn);
+    tokio::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            _ = drain.wait_for(|d| *d), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = idle.as_mut(), if !closing => {
+                metrics::counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => "idle").increment(1);
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Runs HTTP/2 stream tasks on the connection's own thread (`spawn_local`), so nothing
+/// needs to be `Send` and no stream hops threads.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+/// A stream with bytes already read from it put back in front.
+#[derive(Debug)]
+pub struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    /// `inner`, reading `prefix` first.
+    pub fn new(prefix: Bytes, inner: S) -> Self {
+        Self { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.has_remaining() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn sniff_tells_h2_preface_from_http1() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(H2_PREFACE).await.unwrap();
+        let (proto, mut rest) = sniff(server).await.unwrap();
+        assert_eq!(proto, Proto::H2);
+        let mut back = vec![0u8; H2_PREFACE.len()];
+        rest.read_exact(&mut back).await.unwrap();
+        assert_eq!(back, H2_PREFACE);
+
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let (proto, mut rest) = sniff(server).await.unwrap();
+        assert_eq!(proto, Proto::H1);
+        let mut back = [0u8; 5];
+        rest.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"GET /");
+    }
+}

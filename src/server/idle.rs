@@ -1,0 +1,160 @@
+//! Per-connection activity tracking, for the keep-alive idle timeout.
+//!
+//! hyper's HTTP/2 server has no idle timeout, so every connection's I/O goes through
+//! [`Tracked`], which stamps the last byte moved, and every request holds an [`InFlight`]
+//! guard. A connection with no request in flight and no byte moved for the idle timeout is
+//! asked to close gracefully.
+
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+
+/// The last time a connection moved a byte, and how many of its requests are in flight.
+#[derive(Debug)]
+pub struct Activity {
+    last: Cell<Instant>,
+    in_flight: Cell<usize>,
+}
+
+impl Activity {
+    /// A connection that was active just now.
+    pub fn new() -> Rc<Self> {
+        Rc::new(Self {
+            last: Cell::new(Instant::now()),
+            in_flight: Cell::new(0),
+        })
+    }
+
+    /// Marks a request in flight until the guard drops.
+    pub fn begin_request(self: &Rc<Self>) -> InFlight {
+        self.in_flight.set(self.in_flight.get() + 1);
+        InFlight(Rc::clone(self))
+    }
+
+    fn touch(&self) {
+        self.last.set(Instant::now());
+    }
+
+    /// Resolves once the connection has been idle for `timeout`: no request in flight and
+    /// no byte read or written.
+    pub async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let deadline = if self.in_flight.get() > 0 {
+                Instant::now() + timeout
+            } else {
+                self.last.get() + timeout
+            };
+            tokio::time::sleep_until(deadline).await;
+            if self.in_flight.get() == 0 && self.last.get() + timeout <= Instant::now() {
+                return;
+            }
+        }
+    }
+}
+
+/// Holds one request in flight; dropping it ends the request.
+#[derive(Debug)]
+pub struct InFlight(Rc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.set(self.0.in_flight.get().saturating_sub(1));
+        self.0.touch();
+    }
+}
+
+/// An I/O stream that stamps its [`Activity`] whenever bytes move.
+#[derive(Debug)]
+pub struct Tracked<IO> {
+    inner: IO,
+    activity: Rc<Activity>,
+}
+
+impl<IO> Tracked<IO> {
+    /// Wraps `inner`, reporting to `activity`.
+    pub fn new(inner: IO, activity: Rc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        poll
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        poll
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_waits_for_in_flight_requests() {
+        let activity = Activity::new();
+        let guard = activity.begin_request();
+        let idle = activity.idle_for(Duration::from_secs(5));
+        tokio::pin!(idle);
+        // A request in flight keeps the connection busy however long it takes.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), idle.as_mut())
+                .await
+                .is_err()
+        );
+        drop(guard);
+        let started = Instant::now();
+        idle.await;
+        assert!(started.elapsed() >= Duration::from_secs(5));
+    }
+}

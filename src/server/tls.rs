@@ -1,0 +1,153 @@
+//! TLS termination settings: certificate and key from PEM files or Docker secrets, or a
+//! self-signed development certificate made at start; ALPN offers `h2` then `http/1.1`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::TlsConfig;
+
+/// ALPN protocol id of HTTP/2.
+pub const ALPN_H2: &[u8] = b"h2";
+/// ALPN protocol id of HTTP/1.1.
+pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("cannot read {what} file {path}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The certificate PEM holds no usable certificate.
+    #[error("no certificate found in the {0}")]
+    NoCertificate(&'static str),
+    /// PEM parsing failed.
+    #[error("invalid PEM in the {what}")]
+    Pem {
+        what: &'static str,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    /// Only one of certificate and key was given.
+    #[error("TLS needs both a certificate and a private key; only the {0} is configured")]
+    Incomplete(&'static str),
+    /// The development certificate could not be generated.
+    #[error("cannot generate the development certificate")]
+    Generate(#[from] rcgen::Error),
+    /// rustls refused the certificate/key pair.
+    #[error("rustls refused the certificate or key")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// Where the certificate came from, for the start-up log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// Configured PEM (files or secrets).
+    Configured,
+    /// Generated at start for `localhost` and `127.0.0.1`.
+    SelfSignedDev,
+}
+
+/// Builds the rustls server configuration from `cfg`.
+pub fn server_config(cfg: &TlsConfig) -> Result<(Arc<ServerConfig>, CertSource), TlsError> {
+    let cert_pem = match (&cfg.cert, &cfg.cert_path) {
+        (Some(pem), _) => Some(pem.as_bytes().to_vec()),
+        (None, Some(path)) => Some(read(path, "certificate")?),
+        (None, None) => None,
+    };
+    let key_pem = match (&cfg.key, &cfg.key_path) {
+        (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),
+        (None, Some(path)) => Some(read(path, "private key")?),
+        (None, None) => None,
+    };
+    let (certs, key, source) = match (cert_pem, key_pem) {
+        (Some(cert), Some(key)) => {
+            let certs = CertificateDer::pem_slice_iter(&cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|source| TlsError::Pem {
+                    what: "certificate",
+                    source,
+                })?;
+            if certs.is_empty() {
+                return Err(TlsError::NoCertificate("certificate PEM"));
+            }
+            let key = PrivateKeyDer::from_pem_slice(&key).map_err(|source| TlsError::Pem {
+                what: "private key",
+                source,
+            })?;
+            (certs, key, CertSource::Configured)
+        }
+        (Some(_), None) => return Err(TlsError::Incomplete("certificate")),
+        (None, Some(_)) => return Err(TlsError::Incomplete("private key")),
+        (None, None) => {
+            let (cert, key) = dev_certificate()?;
+            (vec![cert], key, CertSource::SelfSignedDev)
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    Ok((Arc::new(config), source))
+}
+
+fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        what,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, for development only.
+pub fn dev_certificate() -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TlsError> {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    let key = PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+    Ok((certified.cert.der().clone(), key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_a_dev_certificate_when_none_is_configured() {
+        let (config, source) = server_config(&TlsConfig::default()).expect("dev cert");
+        assert_eq!(source, CertSource::SelfSignedDev);
+        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+    }
+
+    #[test]
+    fn half_configured_tls_is_refused() {
+        let cfg = TlsConfig {
+            cert: Some("-----BEGIN CERTIFICATE-----".into()),
+            ..TlsConfig::default()
+        };
+        assert!(matches!(
+            server_config(&cfg),
+            Err(TlsError::Incomplete("certificate"))
+        ));
+    }
+
+    #[test]
+    fn missing_files_name_their_path() {
+        let cfg = TlsConfig {
+            cert_path: Some("/nonexistent/cert.pem".into()),
+            key_path: Some("/nonexistent/key.pem".into()),
+            ..TlsConfig::default()
+        };
+        let err = server_config(&cfg).err().expect("error");
+        assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+    }
+}

@@ -1,0 +1,77 @@
+//! The state every request sees, built once at start by `app` and shared by all threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::infer::Infer;
+use crate::predict::Predictor;
+use crate::shutdown::Shutdown;
+use crate::stats::Stats;
+
+/// Request limits enforced before a body reaches a handler.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// Longest a client may take to send a body.
+    pub body_timeout: Duration,
+}
+
+/// Shared, thread-safe gateway state.
+pub struct Gateway {
+    /// The read-through to the models.
+    pub predictor: Predictor,
+    /// The models and compute pool.
+    pub infer: Arc<Infer>,
+    /// Prediction counters for `/stats`.
+    pub stats: Arc<Stats>,
+    /// Drain state and open connections.
+    pub shutdown: Arc<Shutdown>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Body limits.
+    pub limits: Limits,
+    /// Name of the I/O backend serving connections (`epoll`).
+    pub io_backend: &'static str,
+    models_warm: AtomicBool,
+}
+
+impl Gateway {
+    /// Gateway state; not ready until [`Gateway::mark_models_warm`].
+    pub fn new(parts: GatewayParts) -> Self {
+        Self {
+            predictor: parts.predictor,
+            infer: parts.infer,
+            stats: parts.stats,
+            shutdown: parts.shutdown,
+            metrics: parts.metrics,
+            limits: parts.limits,
+            io_backend: parts.io_backend,
+            models_warm: AtomicBool::new(false),
+        }
+    }
+
+    /// Records that every model has answered a warm-up inference.
+    pub fn mark_models_warm(&self) {
+        self.models_warm.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether every model has answered a warm-up inference.
+    pub fn models_warm(&self) -> bool {
+        self.models_warm.load(Ordering::SeqCst)
+    }
+}
+
+/// What [`Gateway::new`] is built from.
+pub struct GatewayParts {
+    pub predictor: Predictor,
+    pub infer: Arc<Infer>,
+    pub stats: Arc<Stats>,
+    pub shutdown: Arc<Shutdown>,
+    pub metrics: PrometheusHandle,
+    pub limits: Limits,
+    pub io_backend: &'static str,
+}

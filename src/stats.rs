@@ -1,0 +1,124 @@
+//! In-process counters behind `/stats`: predictions served, in the last hour, and their
+//! average confidence. Counts live in memory while the prediction log is disabled.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::{Duration, Instant};
+
+const BUCKET: Duration = Duration::from_secs(60);
+const BUCKETS: usize = 60;
+
+/// Prediction counters; shared by every thread.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    total: AtomicU64,
+    /// Sum of confidences in millionths, so it can be an atomic integer.
+    confidence_micros: AtomicU64,
+    recent: Mutex<Window>,
+}
+
+/// Per-minute counts over the last hour; a ring indexed by minute since start.
+#[derive(Debug)]
+struct Window {
+    minutes: [u64; BUCKETS],
+    /// Minute (since start) that each slot holds.
+    stamp: [u64; BUCKETS],
+}
+
+/// A consistent reading of the counters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Snapshot {
+    pub total_predictions: u64,
+    pub predictions_last_hour: u64,
+    /// Mean confidence of every prediction so far; 0 when there is none.
+    pub average_confidence: f64,
+    pub uptime_s: u64,
+}
+
+impl Stats {
+    /// Counters starting now at zero.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            total: AtomicU64::new(0),
+            confidence_micros: AtomicU64::new(0),
+            recent: Mutex::new(Window {
+                minutes: [0; BUCKETS],
+                stamp: [u64::MAX; BUCKETS],
+            }),
+        }
+    }
+
+    /// Counts one prediction with its confidence (0..=1).
+    pub fn record_prediction(&self, confidence: f32) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let micros = (f64::from(confidence.clamp(0.0, 1.0)) * 1e6).round() as u64;
+        self.confidence_micros.fetch_add(micros, Ordering::Relaxed);
+        let minute = self.minute_now();
+        let slot = (minute % BUCKETS as u64) as usize;
+        let mut w = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if w.stamp[slot] != minute {
+            w.stamp[slot] = minute;
+            w.minutes[slot] = 0;
+        }
+        w.minutes[slot] += 1;
+    }
+
+    /// Reads the counters.
+    pub fn snapshot(&self) -> Snapshot {
+        let total = self.total.load(Ordering::Relaxed);
+        let micros = self.confidence_micros.load(Ordering::Relaxed);
+        let now = self.minute_now();
+        let w = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let last_hour = (0..BUCKETS)
+            .filter(|&i| w.stamp[i] != u64::MAX && now - w.stamp[i] < BUCKETS as u64)
+            .map(|i| w.minutes[i])
+            .sum();
+        Snapshot {
+            total_predictions: total,
+            predictions_last_hour: last_hour,
+            average_confidence: if total == 0 {
+                0.0
+            } else {
+                micros as f64 / 1e6 / total as f64
+            },
+            uptime_s: self.started.elapsed().as_secs(),
+        }
+    }
+
+    fn minute_now(&self) -> u64 {
+        self.started.elapsed().as_secs() / BUCKET.as_secs()
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn last_hour_forgets_old_minutes() {
+        let stats = Stats::new();
+        stats.record_prediction(0.5);
+        tokio::time::advance(Duration::from_secs(30 * 60)).await;
+        stats.record_prediction(1.0);
+        stats.record_prediction(1.0);
+        let s = stats.snapshot();
+        assert_eq!(s.total_predictions, 3);
+        assert_eq!(s.predictions_last_hour, 3);
+        assert!((s.average_confidence - 2.5 / 3.0).abs() < 1e-6);
+        tokio::time::advance(Duration::from_secs(31 * 60)).await;
+        let s = stats.snapshot();
+        assert_eq!(s.predictions_last_hour, 2);
+        tokio::time::advance(Duration::from_secs(60 * 60)).await;
+        assert_eq!(stats.snapshot().predictions_last_hour, 0);
+        assert_eq!(stats.snapshot().total_predictions, 3);
+    }
+}

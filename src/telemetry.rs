@@ -1,0 +1,45 @@
+//! Logging: a `tracing` subscriber writing pretty or JSON lines to stderr.
+//!
+//! Span fields used across the crate: `request_id`, `method`, `route`, `status`,
+//! `latency_ms`, `model`. One span per request is opened in `http`.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Why the subscriber could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `log.level` (or `RUST_LOG`) is not a valid filter directive.
+    #[error("invalid log filter {directive:?}")]
+    Filter {
+        directive: String,
+        #[source]
+        source: tracing_subscriber::filter::ParseError,
+    },
+    /// A global subscriber was already installed.
+    #[error("a tracing subscriber is already installed")]
+    AlreadySet,
+}
+
+/// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.level`.
+pub fn init(cfg: &LogConfig) -> Result<(), TelemetryError> {
+    let directive = std::env::var("RUST_LOG").unwrap_or_else(|_| cfg.level.clone());
+    let filter = EnvFilter::try_new(&directive).map_err(|source| TelemetryError::Filter {
+        directive: directive.clone(),
+        source,
+    })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match cfg.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
+    result.map_err(|_| TelemetryError::AlreadySet)
+}

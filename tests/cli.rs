@@ -1,0 +1,119 @@
+//! The binary's configuration surface: errors name their source and exit 2 before
+//! anything binds; `print-config` never shows a secret; `healthcheck` exit codes.
+
+mod support;
+
+use std::process::{Command, Output};
+
+use support::{Gateway, Options, bin};
+
+fn run(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config-dir").arg(dir).args(args).env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env("INFERGATE_SECRETS__DIR", dir.join("secrets"));
+    cmd.output().expect("run infergate")
+}
+
+#[test]
+fn bad_env_value_exits_2_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["check-config", "serve"] {
+        let out = run(
+            &[sub, "--listen", "127.0.0.1:0"],
+            &[("INFERGATE_SERVER__MAX_BODY_BYTES", "lots")],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("INFERGATE_SERVER__MAX_BODY_BYTES"), "{sub}: {stderr}");
+        assert!(!stderr.contains("listening"), "{sub} must not bind: {stderr}");
+    }
+}
+
+#[test]
+fn bad_file_value_names_the_file_and_key_and_every_error_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.toml"),
+        "[server]\nio_threads = \"many\"\n[compute]\nqueue_capacity = -1\n",
+    )
+    .unwrap();
+    let out = run(&["check-config"], &[], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("default.toml"), "{stderr}");
+    assert!(stderr.contains("io_threads"), "{stderr}");
+    assert!(stderr.contains("queue_capacity"), "{stderr}");
+}
+
+#[test]
+fn check_config_accepts_the_shipped_files() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    for profile in [None, Some("compose")] {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(repo).arg("check-config");
+        if let Some(p) = profile {
+            cmd.args(["--profile", p]);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{profile:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn print_config_redacts_secrets_and_shows_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, "SUPER-SECRET-KEY-MATERIAL\n").unwrap();
+    let key_var = key.display().to_string();
+    for args in [&["print-config"][..], &["print-config", "--sources"][..]] {
+        let out = run(
+            args,
+            &[
+                ("INFERGATE_TLS__KEY_FILE", key_var.as_str()),
+                ("INFERGATE_TLS__CERT", "cert-pem-text"),
+                ("INFERGATE_SERVER__BACKLOG", "77"),
+            ],
+            dir.path(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("SUPER-SECRET"), "{stdout}");
+        assert!(stdout.contains("[redacted]"), "{stdout}");
+        assert!(stdout.contains("77"), "{stdout}");
+        toml::from_str::<toml::Table>(&stdout).expect("print-config output is TOML");
+        if args.len() == 2 {
+            assert!(stdout.contains("INFERGATE_SERVER__BACKLOG"), "{stdout}");
+            assert!(stdout.contains(key_var.as_str()), "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn healthcheck_exit_codes() {
+    let gw = Gateway::start(Options::default());
+    let ok = Command::new(bin())
+        .args(["healthcheck", "--url", &gw.url("/health")])
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    let not_found = Command::new(bin())
+        .args(["healthcheck", "--url", &gw.url("/nope")])
+        .output()
+        .unwrap();
+    assert_eq!(not_found.status.code(), Some(1));
+    drop(gw);
+    let refused = Command::new(bin())
+        .args(["healthcheck", "--url", "https://127.0.0.1:1/health", "--timeout-ms", "500"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+}

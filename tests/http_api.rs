@@ -1,0 +1,157 @@
+//! Every route over real HTTPS with HTTP/1.1 and HTTP/2, and over plaintext h1 and h2c.
+
+mod support;
+
+use reqwest::{Client, Version};
+use serde_json::{Value, json};
+use support::{Gateway, Options, SETOSA, h1_client, h2_client, runtime};
+
+async fn check_every_route(gw: &Gateway, client: &Client, version: Version) {
+    // /health
+    let r = client.get(gw.url("/health")).send().await.unwrap();
+    assert_eq!(r.version(), version);
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["model"], "iris-mlp");
+    assert!(body["version"].is_string());
+    assert!(body["uptime_s"].is_u64());
+
+    // /ready
+    let r = client.get(gw.url("/ready")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["model"], "ok");
+    assert_eq!(body["checks"]["redis"], "disabled");
+    assert_eq!(body["checks"]["database"], "disabled");
+
+    // /predict: a real prediction from the bundled model.
+    let r = client
+        .post(gw.url("/predict"))
+        .header("x-request-id", "test-req-1")
+        .json(&json!({ "features": SETOSA }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), version);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "test-req-1");
+    assert_eq!(r.headers()["x-cache"], "miss");
+    let timing = r.headers()["server-timing"].to_str().unwrap().to_owned();
+    assert!(timing.contains("infer;dur=") && timing.contains("total;dur="), "{timing}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["prediction"], "setosa");
+    assert_eq!(body["class_id"], 0);
+    assert_eq!(body["model"]["name"], "iris-mlp");
+    assert_eq!(body["cached"], false);
+    let confidence = body["confidence"].as_f64().unwrap();
+    assert!(confidence > 0.5 && confidence <= 1.0, "{confidence}");
+    let id = body["prediction_id"].as_str().unwrap();
+    let uuid = uuid::Uuid::parse_str(id).unwrap();
+    assert_eq!(uuid.get_version_num(), 7);
+    let top = body["top_k"].as_array().unwrap();
+    assert_eq!(top.len(), 3);
+    let sum: f64 = top.iter().map(|c| c["confidence"].as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-4, "{sum}");
+
+    // A virginica row gives another answer: the model is not a constant.
+    let r = client
+        .post(gw.url("/predict?model=iris-mlp"))
+        .json(&json!({ "features": [7.7, 3.0, 6.1, 2.3] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["prediction"], "virginica");
+
+    // /stats
+    let r = client.get(gw.url("/stats")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["total_predictions"].as_u64().unwrap() >= 2);
+    assert!(body["predictions_last_hour"].as_u64().unwrap() >= 2);
+    let avg = body["average_confidence"].as_f64().unwrap();
+    assert!(avg > 0.0 && avg <= 1.0);
+    assert_eq!(body["cache_hit_rate"], 0.0);
+    assert_eq!(body["io_backend"], "epoll");
+
+    // /metrics
+    let r = client.get(gw.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    for name in [
+        "infergate_requests_total{",
+        "infergate_request_duration_seconds_bucket{",
+        "infergate_inference_duration_seconds_bucket{",
+        "infergate_inference_queue_depth",
+        "infergate_connections_active",
+        "infergate_build_info{",
+        "infergate_model_forwards_total{model=\"iris-mlp\"}",
+    ] {
+        assert!(text.contains(name), "missing {name} in:\n{text}");
+    }
+}
+
+#[test]
+fn https_http1_and_http2_serve_every_route() {
+    let gw = Gateway::start(Options::default());
+    let rt = runtime();
+    rt.block_on(check_every_route(&gw, &h1_client(), Version::HTTP_11));
+    rt.block_on(check_every_route(&gw, &h2_client(), Version::HTTP_2));
+    assert!(
+        gw.logs().contains("self-signed development certificate"),
+        "expected the dev-cert warning"
+    );
+}
+
+#[test]
+fn plaintext_http1_and_h2c_serve_every_route() {
+    let gw = Gateway::start(Options::default().plaintext());
+    let rt = runtime();
+    rt.block_on(check_every_route(&gw, &h1_client(), Version::HTTP_11));
+    rt.block_on(check_every_route(&gw, &h2_client(), Version::HTTP_2));
+}
+
+#[test]
+fn head_requests_and_generated_request_ids() {
+    let gw = Gateway::start(Options::default());
+    let rt = runtime();
+    rt.block_on(async {
+        let client = h1_client();
+        let r = client.head(gw.url("/health")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        // A request without X-Request-Id gets a fresh UUIDv7.
+        let id = r.headers()["x-request-id"].to_str().unwrap();
+        assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
+    });
+}
+
+#[test]
+fn configured_certificate_is_served() {
+    // A certificate from files replaces the dev one (and no warning is logged).
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let gw = Gateway::start(
+        Options::default()
+            .env("INFERGATE_TLS__CERT_PATH", cert.display())
+            .env("INFERGATE_TLS__KEY_PATH", key.display()),
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        let r = h2_client().get(gw.url("/health")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    assert!(!gw.logs().contains("self-signed development certificate"));
+}

@@ -1,0 +1,332 @@
+//! Test support: start the real `infergate` binary on a free port and talk to it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// How a test gateway is started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub tls: bool,
+    pub io_threads: usize,
+    /// Extra `INFERGATE_*` (or other) environment variables.
+    pub env: Vec<(String, String)>,
+    /// Extra command-line arguments, after the defaults.
+    pub args: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tls: true,
+            io_threads: 2,
+            env: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+}
+
+impl Options {
+    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    pub fn plaintext(mut self) -> Self {
+        self.tls = false;
+        self
+    }
+}
+
+/// A running gateway process; killed on drop if still running.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_infergate")
+}
+
+impl Gateway {
+    /// Starts the binary with an empty config dir, waits for it to listen and be ready.
+    pub fn start(opts: Options) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--io-threads", &opts.io_threads.to_string()])
+            .args(&opts.args)
+            .env_remove("RUST_LOG")
+            .env("INFERGATE_SECRETS__DIR", dir.path().join("no-secrets"))
+            .env("INFERGATE_TLS__ENABLED", opts.tls.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn infergate");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(addr) = listening_addr(&line) {
+                        let _ = tx.send(addr);
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "gateway did not listen; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let gw = Gateway {
+            child,
+            addr,
+            tls: opts.tls,
+            logs,
+            _dir: dir,
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
+    }
+
+    fn wait_ready(&self) {
+        let client = h1_client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let rt = runtime();
+        loop {
+            let ok = rt.block_on(async {
+                client
+                    .get(self.url("/ready"))
+                    .send()
+                    .await
+                    .map(|r| r.status() == 200)
+                    .unwrap_or(false)
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway never became ready; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v.get("message")?.as_str()? != "listening" {
+        return None;
+    }
+    v.get("addr")?.as_str()?.parse().ok()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(20))
+        .no_proxy()
+}
+
+/// A client speaking HTTP/1.1 only.
+pub fn h1_client() -> reqwest::Client {
+    builder().http1_only().build().expect("client")
+}
+
+/// A client speaking HTTP/2 only (ALPN h2 over TLS, prior knowledge on plaintext).
+pub fn h2_client() -> reqwest::Client {
+    builder().http2_prior_knowledge().build().expect("client")
+}
+
+/// A valid Iris feature vector (the first setosa row).
+pub const SETOSA: [f64; 4] = [5.1, 3.5, 1.4, 0.2];
+
+/// Raw TLS (HTTP/1.1 by ALPN) to the gateway, for requests reqwest cannot send.
+pub mod raw {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio_rustls::TlsConnector;
+    use tokio_rustls::client::TlsStream;
+
+    /// Accepts any certificate: the tests talk to their own self-signed gateway.
+    #[derive(Debug)]
+    struct AnyCert;
+
+    impl ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+
+    pub async fn connect(addr: SocketAddr) -> TlsStream<TcpStream> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap()
+    }
+
+    /// Sends `request` bytes and reads until the server closes or `wait` passes.
+    /// Returns (status, body) of the first response, or None if nothing came back.
+    pub async fn exchange(
+        addr: SocketAddr,
+        request: &[u8],
+        wait: Duration,
+    ) -> Option<(u16, String)> {
+        let mut tls = connect(addr).await;
+        tls.write_all(request).await.unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(wait, async {
+            let mut chunk = [0u8; 4096];
+            loop {
+                match tls.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        buf.extend_from_slice(&chunk[..n]);
+                        if response_complete(&buf) {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        parse_response(&buf)
+    }
+
+    fn response_complete(buf: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(buf);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return false;
+        };
+        let len = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        body.len() >= len
+    }
+
+    fn parse_response(buf: &[u8]) -> Option<(u16, String)> {
+        let text = String::from_utf8_lossy(buf);
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+}

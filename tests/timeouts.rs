@@ -1,0 +1,129 @@
+//! Connections that say nothing, stall mid-handshake or sit idle are closed by their
+//! timeouts; the connection cap refuses connections past it.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::{Gateway, Options, h1_client, h2_client, runtime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Generous upper bound for "the server closed it": far above the 1 s timeouts used here.
+const CLOSE_WITHIN: Duration = Duration::from_secs(15);
+
+fn short_timeouts(opts: Options) -> Options {
+    opts.env("INFERGATE_SERVER__TLS_HANDSHAKE_TIMEOUT_MS", 1000)
+        .env("INFERGATE_SERVER__HEADER_READ_TIMEOUT_MS", 1000)
+        .env("INFERGATE_SERVER__KEEPALIVE_IDLE_TIMEOUT_MS", 1000)
+}
+
+/// Connects, sends `first`, and reports whether the server closed the connection.
+async fn closed_by_server(addr: SocketAddr, first: &[u8]) -> bool {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    if !first.is_empty() {
+        tcp.write_all(first).await.unwrap();
+    }
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(CLOSE_WITHIN, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    read.await.is_ok()
+}
+
+async fn metric(gw: &Gateway, needle: &str) -> f64 {
+    let text = h1_client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn silent_and_stalled_tls_connections_are_closed() {
+    let gw = Gateway::start(short_timeouts(Options::default()));
+    let rt = runtime();
+    rt.block_on(async {
+        assert!(closed_by_server(gw.addr, b"").await, "silent TCP connection");
+        // A TLS record header announcing a ClientHello, then nothing.
+        assert!(
+            closed_by_server(gw.addr, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await,
+            "stalled TLS handshake"
+        );
+        let timeouts = metric(&gw, "infergate_connection_timeouts_total{kind=\"tls_handshake\"}").await;
+        assert!(timeouts >= 2.0, "{timeouts}");
+    });
+}
+
+#[test]
+fn silent_and_half_sent_plaintext_connections_are_closed() {
+    let gw = Gateway::start(short_timeouts(Options::default().plaintext()));
+    let rt = runtime();
+    rt.block_on(async {
+        assert!(closed_by_server(gw.addr, b"").await, "silent connection");
+        assert!(
+            closed_by_server(gw.addr, b"GET /health HTTP/1.1\r\nhost: x\r\n").await,
+            "half-sent request head"
+        );
+        assert!(
+            closed_by_server(gw.addr, b"PRI * HTTP/2.0\r\n").await,
+            "half-sent h2 preface"
+        );
+    });
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let gw = Gateway::start(short_timeouts(Options::default()));
+    let rt = runtime();
+    rt.block_on(async {
+        let client = h2_client();
+        let r = client.get(gw.url("/health")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        // Wait well past the idle timeout, polling the counter from another connection.
+        let mut idle = 0.0;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            idle = metric(&gw, "infergate_connection_timeouts_total{kind=\"idle\"}").await;
+            if idle >= 1.0 {
+                break;
+            }
+        }
+        assert!(idle >= 1.0, "no idle close counted");
+        // The client reconnects transparently.
+        let r = client.get(gw.url("/health")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    });
+}
+
+#[test]
+fn connections_past_the_cap_are_refused() {
+    let gw = Gateway::start(
+        Options::default()
+            .env("INFERGATE_SERVER__MAX_CONNECTIONS", 2)
+            .env("INFERGATE_SERVER__TLS_HANDSHAKE_TIMEOUT_MS", 60_000),
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        // Two silent connections hold both permits (readiness polling has closed its own).
+        let _a = TcpStream::connect(gw.addr).await.unwrap();
+        let _b = TcpStream::connect(gw.addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(closed_by_server(gw.addr, b"").await, "third connection");
+    });
+    drop(gw);
+}
