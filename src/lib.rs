@@ -15,4 +15,7 @@ pub mod metrics;
 pub mod stats;
 pub mod shutdown;
 pub mod telemetry;
+pub mod config;
+pub mod cli;
+pub mod healthcheck;
 pub mod app;

@@ -129,3 +129,89 @@ fn run_forward(model: &dyn Model, batch: &Batch) -> Result<Outputs, InferError> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::infer::manifest::Manifest;
+    use crate::infer::model::ModelError;
+
+    /// A model that reports each call, waits for permission, and panics on a NaN input.
+    struct Gated {
+        manifest: Manifest,
+        started: tokio::sync::mpsc::UnboundedSender<()>,
+        gate: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl Model for Gated {
+        fn manifest(&self) -> &Manifest {
+            &self.manifest
+        }
+
+        fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError> {
+            let _ = self.started.send(());
+            if let Ok(gate) = self.gate.lock() {
+                let _ = gate.recv();
+            }
+            assert!(!batch.data[0].is_nan(), "NaN reached the model");
+            Ok(Outputs {
+                rows: batch.rows,
+                classes: 1,
+                probs: vec![1.0; batch.rows],
+            })
+        }
+    }
+
+    fn manifest() -> Manifest {
+        serde_json::from_str(crate::infer::demo::MANIFEST).expect("bundled manifest")
+    }
+
+    fn batch(x: f32) -> Batch {
+        Batch {
+            rows: 1,
+            features: 1,
+            data: vec![x],
+        }
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_refused_at_once_and_panics_stay_with_their_job() {
+        let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+        let (open, gate) = std::sync::mpsc::channel();
+        let model: Arc<dyn Model> = Arc::new(Gated {
+            manifest: manifest(),
+            started: started_tx,
+            gate: Mutex::new(gate),
+        });
+        let pool = Arc::new(
+            ComputePool::start(&PoolConfig {
+                threads: 1,
+                queue_capacity: 1,
+            })
+            .unwrap(),
+        );
+        let first = tokio::spawn({
+            let (pool, model) = (Arc::clone(&pool), Arc::clone(&model));
+            async move { pool.submit(model, batch(f32::NAN)).await }
+        });
+        started.recv().await.unwrap(); // the only thread is busy with `first`
+        let second = tokio::spawn({
+            let (pool, model) = (Arc::clone(&pool), Arc::clone(&model));
+            async move { pool.submit(model, batch(1.0)).await }
+        });
+        while pool.queue_depth() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let third = pool.submit(Arc::clone(&model), batch(2.0)).await;
+        assert!(matches!(third, Err(InferError::Overloaded { capacity: 1 })), "{third:?}");
+
+        open.send(()).unwrap();
+        let first = first.await.unwrap();
+        assert!(matches!(first, Err(InferError::Panicked(ref m)) if m.contains("NaN")), "{first:?}");
+        open.send(()).unwrap();
+        let second = second.await.unwrap().unwrap();
+        assert_eq!(second.outputs.probs, vec![1.0]);
+    }
+}

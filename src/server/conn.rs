@@ -161,6 +161,8 @@ async fn serve_http<S>(
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A hyper server connection that can be asked to finish its requests and close.
 trait GracefulConnection: Future<Output = hyper::Result<()>> {
     fn graceful_shutdown(self: Pin<&mut Self>);
@@ -171,6 +173,8 @@ where
     http1::Connection<I, S>: Future<Output = hyper::Result<()>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
     S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
 {
     fn graceful_shutdown(self: Pin<&mut Self>) {
         http1::Connection::graceful_shutdown(self);
@@ -182,6 +186,8 @@ where
     http2::Connection<I, S, E>: Future<Output = hyper::Result<()>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
     S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
     E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
 {
     fn graceful_shutdown(self: Pin<&mut Self>) {

@@ -1,0 +1,122 @@
+//! The command line: subcommands and the flags for the common knobs.
+//!
+//! Flags are the top configuration layer; everything else comes from files, environment
+//! variables and secrets (see `config`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{FlagOverrides, LoadOptions, LogFormat};
+
+/// infergate: an HTTPS inference gateway in one process.
+///
+/// Configuration layers, later wins: built-in defaults < <config-dir>/default.toml <
+/// <config-dir>/<profile>.toml < --config FILE < INFERGATE_* environment variables
+/// (`__` nests: INFERGATE_SERVER__MAX_BODY_BYTES) < Docker secrets (<secrets.dir>/tls_cert,
+/// tls_key, or INFERGATE_<KEY>_FILE=path) < these flags.
+#[derive(Debug, Parser)]
+#[command(name = "infergate", version, about, long_about)]
+pub struct Cli {
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Where configuration comes from, and the common knobs.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Serve HTTPS predictions (the default).
+    Serve,
+    /// Validate the configuration: exit 0 when valid, 2 with every error listed.
+    CheckConfig,
+    /// Print the merged configuration as TOML; secrets show as [redacted].
+    PrintConfig {
+        /// Add a comment above each key naming the layer that set it.
+        #[arg(long)]
+        sources: bool,
+    },
+    /// Probe a running gateway: exit 0 when the URL answers 200, 1 otherwise. For a
+    /// container HEALTHCHECK without curl; the server certificate is not verified.
+    Healthcheck {
+        /// URL to GET.
+        #[arg(long, default_value = "https://127.0.0.1:8443/health")]
+        url: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 3000, value_name = "MS")]
+        timeout_ms: u64,
+    },
+}
+
+/// Flags accepted before or after the subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// One more TOML file, layered over the config directory's files.
+    #[arg(long, global = true, env = "INFERGATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory holding default.toml and <profile>.toml.
+    #[arg(
+        long,
+        global = true,
+        env = "INFERGATE_CONFIG_DIR",
+        default_value = "config",
+        value_name = "DIR"
+    )]
+    pub config_dir: PathBuf,
+    /// Profile: layers <config-dir>/<NAME>.toml over default.toml (e.g. `compose`).
+    #[arg(long, global = true, env = "INFERGATE_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Address to listen on [config: server.listen; default 0.0.0.0:8443].
+    #[arg(long, global = true, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// I/O threads, one listener each [config: server.io_threads; default 0 = one per core].
+    #[arg(long, global = true, value_name = "N")]
+    pub io_threads: Option<usize>,
+    /// Compute threads running models [config: compute.threads; default 0 = half the cores].
+    #[arg(long, global = true, value_name = "N")]
+    pub compute_threads: Option<usize>,
+    /// Log format [config: log.format; default pretty].
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl GlobalArgs {
+    /// Where to load configuration from, and the flag layer.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            config_dir: self.config_dir.clone(),
+            profile: self.profile.clone(),
+            config_file: self.config.clone(),
+            flags: FlagOverrides {
+                listen: self.listen,
+                io_threads: self.io_threads,
+                compute_threads: self.compute_threads,
+                log_format: self.log_format,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_work_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["infergate", "serve", "--listen", "127.0.0.1:1", "--io-threads", "2"])
+            .unwrap();
+        let opts = cli.global.load_options();
+        assert_eq!(opts.flags.listen, Some(SocketAddr::from(([127, 0, 0, 1], 1))));
+        assert_eq!(opts.flags.io_threads, Some(2));
+    }
+}

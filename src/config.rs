@@ -1,0 +1,512 @@
+//! The one `Config` tree and how it is layered.
+//!
+//! Later layers win: built-in defaults < `<config-dir>/default.toml` <
+//! `<config-dir>/<profile>.toml` < `--config FILE` < `INFERGATE_*` environment variables
+//! (`__` nests) < Docker secret files < command-line flags. Every error names its source
+//! (file and key, the literal environment variable, the secret file, or the flag), and all
+//! of them are reported at once.
+
+mod layers;
+mod render;
+pub mod secrets;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use crate::config::layers::FlagOverrides;
+pub use crate::config::render::render_toml;
+pub use crate::config::secrets::Secret;
+
+/// The whole configuration. Every section has defaults; an empty file is valid.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listening, connection limits and timeouts.
+    pub server: ServerConfig,
+    /// TLS termination.
+    pub tls: TlsConfig,
+    /// The compute threads that run models.
+    pub compute: ComputeConfig,
+    /// Which model to serve.
+    pub model: ModelConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+    /// Where Docker secrets are read from.
+    pub secrets: SecretsConfig,
+}
+
+/// Which I/O backend serves connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBackend {
+    /// Plain tokio (epoll): one current-thread runtime per I/O thread.
+    Epoll,
+}
+
+/// Listening, connection limits and timeouts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// I/O threads, each with its own SO_REUSEPORT listener; 0 = one per available core.
+    pub io_threads: usize,
+    /// I/O backend.
+    pub io: IoBackend,
+    /// Open connections allowed across all I/O threads; more are closed at accept.
+    pub max_connections: usize,
+    /// Listen backlog per socket.
+    pub backlog: u32,
+    /// Milliseconds a client has to finish the TLS handshake.
+    pub tls_handshake_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's headers.
+    pub header_read_timeout_ms: u64,
+    /// Milliseconds an idle keep-alive connection stays open.
+    pub keepalive_idle_timeout_ms: u64,
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Milliseconds a request may take from its first body byte to its answer (408/504).
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            io_threads: 0,
+            io: IoBackend::Epoll,
+            max_connections: 10_000,
+            backlog: 1024,
+            tls_handshake_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            keepalive_idle_timeout_ms: 75_000,
+            max_body_bytes: 10 * 1024 * 1024,
+            request_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// `io_threads`, with 0 resolved to the number of available cores.
+    pub fn resolved_io_threads(&self) -> usize {
+        match self.io_threads {
+            0 => available_cores(),
+            n => n,
+        }
+    }
+
+    /// The TLS handshake deadline.
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.tls_handshake_timeout_ms)
+    }
+
+    /// The deadline for a request's headers.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// How long an idle keep-alive connection is kept.
+    pub fn keepalive_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.keepalive_idle_timeout_ms)
+    }
+
+    /// The deadline for reading a body and answering.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// TLS termination. With no certificate configured, a self-signed development
+/// certificate is generated at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serve TLS; `false` serves plaintext HTTP/1.1 and h2c (behind another terminator).
+    pub enabled: bool,
+    /// PEM certificate chain file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_path: Option<PathBuf>,
+    /// PEM private key file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_path: Option<PathBuf>,
+    /// PEM certificate chain text (usually from the `tls_cert` secret); wins over `cert_path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// PEM private key text (usually from the `tls_key` secret); wins over `key_path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Secret>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            cert_path: None,
+            key_path: None,
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+/// The compute threads that run models.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComputeConfig {
+    /// Compute threads; 0 = half the available cores, at least 1.
+    pub threads: usize,
+    /// Threads one forward pass may use inside candle (rayon); 1 suits small models.
+    pub intra_op_threads: usize,
+    /// Inference jobs allowed to wait; a full queue answers 503 with Retry-After.
+    pub queue_capacity: usize,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            intra_op_threads: 1,
+            queue_capacity: 1024,
+        }
+    }
+}
+
+impl ComputeConfig {
+    /// `threads`, with 0 resolved to half the available cores (at least one).
+    pub fn resolved_threads(&self) -> usize {
+        match self.threads {
+            0 => (available_cores() / 2).max(1),
+            n => n,
+        }
+    }
+}
+
+/// Which model to serve. Without `path`, the bundled Iris demo model.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// A safetensors weights file to serve instead of the bundled model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Its manifest; default `manifest.json` beside `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_path: Option<PathBuf>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured when stderr is a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `json` or `pretty`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `infergate=debug,info`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Milliseconds in-flight requests get to finish after SIGTERM/SIGINT.
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ShutdownConfig {
+    /// The drain deadline.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
+/// Where Docker secrets are read from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Directory holding secret files (`tls_cert`, `tls_key`).
+    pub dir: PathBuf,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/run/secrets"),
+        }
+    }
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Where to look for configuration, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Directory holding `default.toml` and `<profile>.toml`.
+    pub config_dir: PathBuf,
+    /// Profile whose `<profile>.toml` is layered over `default.toml`; it must exist.
+    pub profile: Option<String>,
+    /// One more TOML file, layered over the directory's files; it must exist.
+    pub config_file: Option<PathBuf>,
+    /// Values given as flags: the top layer.
+    pub flags: FlagOverrides,
+}
+
+/// A validated configuration and the layers it came from (for `print-config --sources`).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The merged, validated configuration.
+    pub config: Config,
+    /// The layered figment, to look each value's source up.
+    pub figment: Figment,
+}
+
+/// One configuration problem and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key (`server.listen`), or empty when the whole source is at fault.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+    /// Where the value came from: a file and key, an environment variable, a secret file,
+    /// a flag.
+    pub source: String,
+}
+
+/// Every problem found; never empty.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match e.key.is_empty() {
+                true => write!(f, "  - {} (in {})", e.message, e.source)?,
+                false => write!(f, "  - {}: {} (from {})", e.key, e.message, e.source)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Most errors reported before giving up (each round fixes one bad value and retries).
+const MAX_ERRORS: usize = 64;
+
+/// Loads, layers and validates the configuration, reporting every error found.
+pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut figment = Figment::from(layers::defaults());
+    figment = figment.merge(Toml::file_exact(opts.config_dir.join("default.toml")));
+    if let Some(profile) = &opts.profile {
+        let path = opts.config_dir.join(format!("{profile}.toml"));
+        require_file(&path, "profile file", &mut errors);
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    if let Some(path) = &opts.config_file {
+        require_file(path, "config file", &mut errors);
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment = figment.merge(layers::env());
+    // The secrets directory may itself come from any layer below the secrets.
+    let secrets_dir = figment
+        .extract_inner::<PathBuf>("secrets.dir")
+        .unwrap_or_else(|_| SecretsConfig::default().dir);
+    for provider in secrets::discover(&secrets_dir) {
+        figment = figment.merge(provider);
+    }
+    figment = figment.merge(layers::flags(&opts.flags));
+
+    let config = extract_all(&figment, &mut errors);
+    if let Some(config) = &config {
+        validate(config, &figment, &mut errors);
+    }
+    match (config, errors.is_empty()) {
+        (Some(config), true) => Ok(Loaded { config, figment }),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+fn require_file(path: &Path, what: &str, errors: &mut Vec<ConfigError>) {
+    if !path.is_file() {
+        errors.push(ConfigError {
+            key: String::new(),
+            message: format!("{what} {} does not exist", path.display()),
+            source: "the command line".to_owned(),
+        });
+    }
+}
+
+/// Extracts the config, collecting every bad value: after each error, the offending key
+/// is reset to its default and extraction retried, so one typo does not hide the next.
+fn extract_all(figment: &Figment, errors: &mut Vec<ConfigError>) -> Option<Config> {
+    let defaults = Figment::from(layers::defaults());
+    let mut attempt = figment.clone();
+    for _ in 0..MAX_ERRORS {
+        match attempt.extract::<Config>() {
+            Ok(config) => return Some(config),
+            Err(err) => {
+                let mut progressed = false;
+                for e in err {
+                    let report = layers::describe_error(&e);
+                    if errors.contains(&report) {
+                        continue;
+                    }
+                    errors.push(report);
+                    if !e.path.is_empty() {
+                        let key = e.path.join(".");
+                        let reset = defaults
+                            .find_value(&key)
+                            .unwrap_or(figment::value::Value::Empty(
+                                figment::value::Tag::Default,
+                                figment::value::Empty::None,
+                            ));
+                        attempt = attempt.merge(Serialized::global(&key, reset));
+                        progressed = true;
+                    }
+                }
+                if !progressed {
+                    return None;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Checks what types alone cannot: ranges and values that only make sense together.
+fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
+    let mut check = |ok: bool, key: &str, message: &str| {
+        if !ok {
+            errors.push(ConfigError {
+                key: key.to_owned(),
+                message: message.to_owned(),
+                source: layers::describe_key(figment, key),
+            });
+        }
+    };
+    let s = &config.server;
+    check(s.io_threads <= 1024, "server.io_threads", "must be at most 1024");
+    check(s.max_connections >= 1, "server.max_connections", "must be at least 1");
+    check(s.backlog >= 1, "server.backlog", "must be at least 1");
+    check(s.max_body_bytes >= 1, "server.max_body_bytes", "must be at least 1");
+    for (key, ms) in [
+        ("server.tls_handshake_timeout_ms", s.tls_handshake_timeout_ms),
+        ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+        ("server.keepalive_idle_timeout_ms", s.keepalive_idle_timeout_ms),
+        ("server.request_timeout_ms", s.request_timeout_ms),
+        ("shutdown.drain_timeout_ms", config.shutdown.drain_timeout_ms),
+    ] {
+        check(ms >= 1, key, "must be at least 1 millisecond");
+    }
+    let c = &config.compute;
+    check(c.threads <= 1024, "compute.threads", "must be at most 1024");
+    check(
+        (1..=1024).contains(&c.intra_op_threads),
+        "compute.intra_op_threads",
+        "must be between 1 and 1024",
+    );
+    check(c.queue_capacity >= 1, "compute.queue_capacity", "must be at least 1");
+    let t = &config.tls;
+    let has_cert = t.cert.is_some() || t.cert_path.is_some();
+    let has_key = t.key.is_some() || t.key_path.is_some();
+    check(
+        !t.enabled || has_cert == has_key,
+        if has_cert { "tls.cert" } else { "tls.key" },
+        "TLS needs both a certificate and a private key (or neither, for a development certificate)",
+    );
+    check(
+        config.model.manifest_path.is_none() || config.model.path.is_some(),
+        "model.manifest_path",
+        "is set but model.path is not",
+    );
+    check(
+        tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
+        "log.level",
+        "is not a valid tracing filter (e.g. `info` or `infergate=debug,info`)",
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load(&LoadOptions {
+            config_dir: dir.path().to_owned(),
+            ..LoadOptions::default()
+        })
+        .unwrap();
+        assert_eq!(loaded.config.server.listen.port(), 8443);
+        assert_eq!(loaded.config.server.max_body_bytes, 10 * 1024 * 1024);
+        assert!(loaded.config.tls.enabled);
+    }
+
+    #[test]
+    fn semantic_errors_name_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("default.toml"),
+            "[compute]\nqueue_capacity = 0\n[tls]\ncert_path = \"/x.pem\"\n",
+        )
+        .unwrap();
+        let errors = load(&LoadOptions {
+            config_dir: dir.path().to_owned(),
+            ..LoadOptions::default()
+        })
+        .unwrap_err();
+        let text = errors.to_string();
+        assert!(text.contains("compute.queue_capacity"), "{text}");
+        assert!(text.contains("tls.cert"), "{text}");
+        assert!(text.contains("default.toml"), "{text}");
+    }
+
+    #[test]
+    fn missing_profile_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let errors = load(&LoadOptions {
+            config_dir: dir.path().to_owned(),
+            profile: Some("nope".to_owned()),
+            ..LoadOptions::default()
+        })
+        .unwrap_err();
+        assert!(errors.to_string().contains("nope.toml"), "{errors}");
+    }
+}
