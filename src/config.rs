@@ -332,15 +332,22 @@ const MAX_ERRORS: usize = 64;
 pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     let mut errors = Vec::new();
     let mut figment = Figment::from(layers::defaults());
-    figment = figment.merge(Toml::file_exact(opts.config_dir.join("default.toml")));
+    // default.toml is optional (the built-in defaults are complete); a file asked for by
+    // name (profile, --config) must exist.
+    let default_file = opts.config_dir.join("default.toml");
+    if default_file.exists() {
+        figment = figment.merge(Toml::file_exact(default_file));
+    }
     if let Some(profile) = &opts.profile {
         let path = opts.config_dir.join(format!("{profile}.toml"));
-        require_file(&path, "profile file", &mut errors);
-        figment = figment.merge(Toml::file_exact(path));
+        if require_file(&path, "profile file", &mut errors) {
+            figment = figment.merge(Toml::file_exact(path));
+        }
     }
     if let Some(path) = &opts.config_file {
-        require_file(path, "config file", &mut errors);
-        figment = figment.merge(Toml::file_exact(path));
+        if require_file(path, "config file", &mut errors) {
+            figment = figment.merge(Toml::file_exact(path));
+        }
     }
     figment = figment.merge(layers::env());
     // The secrets directory may itself come from any layer below the secrets.
@@ -362,14 +369,16 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     }
 }
 
-fn require_file(path: &Path, what: &str, errors: &mut Vec<ConfigError>) {
-    if !path.is_file() {
+fn require_file(path: &Path, what: &str, errors: &mut Vec<ConfigError>) -> bool {
+    let exists = path.is_file();
+    if !exists {
         errors.push(ConfigError {
             key: String::new(),
             message: format!("{what} {} does not exist", path.display()),
             source: "the command line".to_owned(),
         });
     }
+    exists
 }
 
 /// Extracts the config, collecting every bad value: after each error, the offending key

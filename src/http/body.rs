@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::http::error::ApiError;
@@ -49,11 +49,18 @@ pub fn predict_content(headers: &HeaderMap) -> Result<PredictContent, ApiError> 
     }
 }
 
+/// Most bytes of a refused body read and thrown away after the 413 is sent, and for how
+/// long: closing a socket with unread data makes the kernel send a reset, which can destroy
+/// the 413 before the client reads it (nginx's "lingering close" solves the same problem).
+const DISCARD_MAX_BYTES: usize = 64 * 1024 * 1024;
+const DISCARD_MAX_TIME: Duration = Duration::from_secs(5);
+
 /// Reads the whole body, refusing more than `limit` bytes and a body slower than `timeout`.
 ///
-/// A `Content-Length` above the limit is refused before a byte of the body is read.
+/// A `Content-Length` above the limit is refused before a byte of the body is read. A
+/// refused body is drained in the background (bounded) so that the client gets the 413.
 pub async fn read_limited(
-    body: Incoming,
+    mut body: Incoming,
     headers: &HeaderMap,
     limit: usize,
     timeout: Duration,
@@ -63,24 +70,66 @@ pub async fn read_limited(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        discard_in_background(body);
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(timeout, collect).await {
+    let read = tokio::time::timeout(timeout, collect_up_to(&mut body, limit)).await;
+    match read {
         Err(_) => Err(ApiError::RequestTimeout {
             timeout_ms: timeout.as_millis() as u64,
         }),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => {
+            discard_in_background(body);
+            Err(ApiError::PayloadTooLarge { limit })
+        }
         Ok(Err(e)) => Err(ApiError::MalformedJson(format!(
             "the request body could not be read: {e}"
         ))),
     }
 }
 
+/// The body's bytes, or `None` as soon as it exceeds `limit`.
+async fn collect_up_to(body: &mut Incoming, limit: usize) -> Result<Option<Bytes>, hyper::Error> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        if buf.len() + data.len() > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(Some(buf.freeze()))
+}
+
+fn discard_in_background(mut body: Incoming) {
+    tokio::spawn(async move {
+        let discard = async {
+            let mut seen = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, Bytes::len);
+                if seen > DISCARD_MAX_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DISCARD_MAX_TIME, discard).await;
+    });
+}
+
 /// Decodes and validates a tabular JSON body: an object with a non-empty `features` array
 /// of finite numbers, and an optional `model` name.
 pub fn decode_tabular(bytes: &[u8]) -> Result<TabularInput, ApiError> {
+    // serde would also read a struct from an array (`[[1,2]]`); only an object is an answer
+    // the client meant.
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|b| *b != b'{') {
+        return Err(ApiError::MalformedJson(
+            "the body must be a JSON object like {\"features\": [1.0, 2.0]}".into(),
+        ));
+    }
     let request: TabularRequest = serde_json::from_slice(bytes).map_err(|e| json_error(bytes, &e))?;
     let Some(features) = request.features else {
         return Err(ApiError::InvalidInput {
