@@ -113,10 +113,20 @@ mod tests {
 
     #[test]
     fn flags_work_after_the_subcommand() {
-        let cli = Cli::try_parse_from(["infergate", "serve", "--listen", "127.0.0.1:1", "--io-threads", "2"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "infergate",
+            "serve",
+            "--listen",
+            "127.0.0.1:1",
+            "--io-threads",
+            "2",
+        ])
+        .unwrap();
         let opts = cli.global.load_options();
-        assert_eq!(opts.flags.listen, Some(SocketAddr::from(([127, 0, 0, 1], 1))));
+        assert_eq!(
+            opts.flags.listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 1)))
+        );
         assert_eq!(opts.flags.io_threads, Some(2));
     }
 }

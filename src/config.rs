@@ -344,10 +344,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
             figment = figment.merge(Toml::file_exact(path));
         }
     }
-    if let Some(path) = &opts.config_file {
-        if require_file(path, "config file", &mut errors) {
-            figment = figment.merge(Toml::file_exact(path));
-        }
+    if let Some(path) = &opts.config_file
+        && require_file(path, "config file", &mut errors)
+    {
+        figment = figment.merge(Toml::file_exact(path));
     }
     figment = figment.merge(layers::env());
     // The secrets directory may itself come from any layer below the secrets.
@@ -399,12 +399,13 @@ fn extract_all(figment: &Figment, errors: &mut Vec<ConfigError>) -> Option<Confi
                     errors.push(report);
                     if !e.path.is_empty() {
                         let key = e.path.join(".");
-                        let reset = defaults
-                            .find_value(&key)
-                            .unwrap_or(figment::value::Value::Empty(
-                                figment::value::Tag::Default,
-                                figment::value::Empty::None,
-                            ));
+                        let reset =
+                            defaults
+                                .find_value(&key)
+                                .unwrap_or(figment::value::Value::Empty(
+                                    figment::value::Tag::Default,
+                                    figment::value::Empty::None,
+                                ));
                         attempt = attempt.merge(Serialized::global(&key, reset));
                         progressed = true;
                     }
@@ -430,16 +431,37 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
         }
     };
     let s = &config.server;
-    check(s.io_threads <= 1024, "server.io_threads", "must be at most 1024");
-    check(s.max_connections >= 1, "server.max_connections", "must be at least 1");
+    check(
+        s.io_threads <= 1024,
+        "server.io_threads",
+        "must be at most 1024",
+    );
+    check(
+        s.max_connections >= 1,
+        "server.max_connections",
+        "must be at least 1",
+    );
     check(s.backlog >= 1, "server.backlog", "must be at least 1");
-    check(s.max_body_bytes >= 1, "server.max_body_bytes", "must be at least 1");
+    check(
+        s.max_body_bytes >= 1,
+        "server.max_body_bytes",
+        "must be at least 1",
+    );
     for (key, ms) in [
-        ("server.tls_handshake_timeout_ms", s.tls_handshake_timeout_ms),
+        (
+            "server.tls_handshake_timeout_ms",
+            s.tls_handshake_timeout_ms,
+        ),
         ("server.header_read_timeout_ms", s.header_read_timeout_ms),
-        ("server.keepalive_idle_timeout_ms", s.keepalive_idle_timeout_ms),
+        (
+            "server.keepalive_idle_timeout_ms",
+            s.keepalive_idle_timeout_ms,
+        ),
         ("server.request_timeout_ms", s.request_timeout_ms),
-        ("shutdown.drain_timeout_ms", config.shutdown.drain_timeout_ms),
+        (
+            "shutdown.drain_timeout_ms",
+            config.shutdown.drain_timeout_ms,
+        ),
     ] {
         check(ms >= 1, key, "must be at least 1 millisecond");
     }
@@ -450,7 +472,11 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
         "compute.intra_op_threads",
         "must be between 1 and 1024",
     );
-    check(c.queue_capacity >= 1, "compute.queue_capacity", "must be at least 1");
+    check(
+        c.queue_capacity >= 1,
+        "compute.queue_capacity",
+        "must be at least 1",
+    );
     let t = &config.tls;
     let has_cert = t.cert.is_some() || t.cert_path.is_some();
     let has_key = t.key.is_some() || t.key_path.is_some();

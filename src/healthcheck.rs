@@ -62,7 +62,10 @@ async fn probe(url: &str) -> Result<StatusCode, HealthError> {
         _ => return Err(HealthError::Url),
     };
     let host = uri.host().ok_or(HealthError::Url)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let tcp = TcpStream::connect((host.as_str(), port))
         .await

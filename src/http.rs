@@ -201,7 +201,9 @@ async fn dispatch(
     timing: &mut Timing,
 ) -> Result<HttpResponse, ApiError> {
     if route == Route::Unknown {
-        return Err(ApiError::NotFound(req.uri().path().chars().take(200).collect()));
+        return Err(ApiError::NotFound(
+            req.uri().path().chars().take(200).collect(),
+        ));
     }
     if !route.allows(req.method()) {
         return Err(ApiError::MethodNotAllowed {
@@ -244,7 +246,10 @@ mod tests {
         assert_eq!(request_id(&h), "abc-123");
         h.insert("x-request-id", HeaderValue::from_static("has space"));
         assert_ne!(request_id(&h), "has space");
-        h.insert("x-request-id", HeaderValue::from_str(&"a".repeat(129)).unwrap());
+        h.insert(
+            "x-request-id",
+            HeaderValue::from_str(&"a".repeat(129)).unwrap(),
+        );
         assert_eq!(request_id(&h).len(), 36);
     }
 

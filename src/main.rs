@@ -32,7 +32,11 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::PrintConfig { sources } => {
-            print!("{}", config::render_toml(&loaded, sources));
+            // print-config's output is the one thing this program writes to stdout.
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{}", config::render_toml(&loaded, sources));
+            }
             ExitCode::SUCCESS
         }
         Command::Serve | Command::Healthcheck { .. } => match serve(&loaded.config) {

@@ -45,18 +45,23 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), REQUEST_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(INFERENCE_DURATION.into()), INFERENCE_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(INFERENCE_QUEUE_WAIT.into()), INFERENCE_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(INFERENCE_QUEUE_WAIT.into()),
+            INFERENCE_BUCKETS,
+        )?
         .install_recorder()?;
     describe();
-    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "io_backend" => io_backend)
-        .set(1.0);
+    gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "io_backend" => io_backend).set(1.0);
     gauge!(CONNECTIONS_ACTIVE).set(0.0);
     gauge!(INFERENCE_QUEUE_DEPTH).set(0.0);
     Ok(handle)
 }
 
 fn describe() {
-    describe_counter!(REQUESTS_TOTAL, "Requests answered, by route and status code.");
+    describe_counter!(
+        REQUESTS_TOTAL,
+        "Requests answered, by route and status code."
+    );
     describe_histogram!(
         REQUEST_DURATION,
         metrics::Unit::Seconds,
@@ -72,7 +77,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time a job waited in the inference queue."
     );
-    describe_gauge!(INFERENCE_QUEUE_DEPTH, "Jobs waiting in the inference queue.");
+    describe_gauge!(
+        INFERENCE_QUEUE_DEPTH,
+        "Jobs waiting in the inference queue."
+    );
     describe_counter!(MODEL_FORWARDS_TOTAL, "Forward passes run, by model.");
     describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections.");
     describe_counter!(
@@ -83,5 +91,8 @@ fn describe() {
         CONNECTION_TIMEOUTS_TOTAL,
         "Connections closed by a timeout, by kind."
     );
-    describe_gauge!(BUILD_INFO, "Constant 1, labelled with version and I/O backend.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Constant 1, labelled with version and I/O backend."
+    );
 }

@@ -68,7 +68,8 @@ pub fn backend_name(backend: IoBackend) -> &'static str {
 
 /// Binds the listeners and starts the I/O threads.
 pub fn start(listen: &ListenConfig, settings: Arc<ConnSettings>) -> Result<Running, ServerError> {
-    let (local_addr, listeners) = listener::bind_group(listen.addr, listen.threads, listen.backlog)?;
+    let (local_addr, listeners) =
+        listener::bind_group(listen.addr, listen.threads, listen.backlog)?;
     let permits = Arc::new(Semaphore::new(listen.max_connections.max(1)));
     let mut threads = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {

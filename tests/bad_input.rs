@@ -1,5 +1,6 @@
 //! Bad input of every kind gets its documented status and JSON error, the server stays up,
 //! and the next request on the same client succeeds.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
 
@@ -36,27 +37,107 @@ fn cases() -> Vec<Case> {
     let huge = format!("{{\"features\":[{}]}}", vec!["1.5"; 100_000].join(","));
     let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     vec![
-        case("malformed json", r#"{"features":[1,2"#, 400, "malformed_json"),
+        case(
+            "malformed json",
+            r#"{"features":[1,2"#,
+            400,
+            "malformed_json",
+        ),
         case("truncated json", r#"{"feat"#, 400, "malformed_json"),
         case("empty body", "", 400, "malformed_json"),
-        case("top-level array", "[5.1,3.5,1.4,0.2]", 400, "malformed_json"),
-        case("features is a string", r#"{"features":"5.1,3.5"}"#, 400, "malformed_json"),
-        case("features is an object", r#"{"features":{"a":1}}"#, 400, "malformed_json"),
+        case(
+            "top-level array",
+            "[5.1,3.5,1.4,0.2]",
+            400,
+            "malformed_json",
+        ),
+        case(
+            "features is a string",
+            r#"{"features":"5.1,3.5"}"#,
+            400,
+            "malformed_json",
+        ),
+        case(
+            "features is an object",
+            r#"{"features":{"a":1}}"#,
+            400,
+            "malformed_json",
+        ),
         case("deeply nested", nested, 400, "malformed_json"),
-        case("invalid utf-8", b"{\"features\":[1,\xff]}".to_vec(), 400, "malformed_json"),
+        case(
+            "invalid utf-8",
+            b"{\"features\":[1,\xff]}".to_vec(),
+            400,
+            "malformed_json",
+        ),
         case("missing features", "{}", 422, "missing_features"),
-        case("empty features", r#"{"features":[]}"#, 422, "empty_features"),
-        case("too few features", r#"{"features":[1,2,3]}"#, 422, "wrong_feature_count"),
-        case("too many features", r#"{"features":[1,2,3,4,5]}"#, 422, "wrong_feature_count"),
+        case(
+            "empty features",
+            r#"{"features":[]}"#,
+            422,
+            "empty_features",
+        ),
+        case(
+            "too few features",
+            r#"{"features":[1,2,3]}"#,
+            422,
+            "wrong_feature_count",
+        ),
+        case(
+            "too many features",
+            r#"{"features":[1,2,3,4,5]}"#,
+            422,
+            "wrong_feature_count",
+        ),
         case("huge array", huge, 422, "wrong_feature_count"),
-        case("NaN token", r#"{"features":[1,NaN,3,4]}"#, 422, "non_finite_feature"),
-        case("Infinity token", r#"{"features":[1,2,-Infinity,4]}"#, 422, "non_finite_feature"),
-        case("NaN string", r#"{"features":[1,"NaN",3,4]}"#, 422, "non_finite_feature"),
-        case("beyond f32", r#"{"features":[1,2,3,1e39]}"#, 422, "non_finite_feature"),
-        case("string feature", r#"{"features":[1,"a",3,4]}"#, 422, "non_numeric_feature"),
-        case("null feature", r#"{"features":[1,null,3,4]}"#, 422, "non_numeric_feature"),
-        case("bool feature", r#"{"features":[true,2,3,4]}"#, 422, "non_numeric_feature"),
-        case("nested feature", r#"{"features":[[1],2,3,4]}"#, 422, "non_numeric_feature"),
+        case(
+            "NaN token",
+            r#"{"features":[1,NaN,3,4]}"#,
+            422,
+            "non_finite_feature",
+        ),
+        case(
+            "Infinity token",
+            r#"{"features":[1,2,-Infinity,4]}"#,
+            422,
+            "non_finite_feature",
+        ),
+        case(
+            "NaN string",
+            r#"{"features":[1,"NaN",3,4]}"#,
+            422,
+            "non_finite_feature",
+        ),
+        case(
+            "beyond f32",
+            r#"{"features":[1,2,3,1e39]}"#,
+            422,
+            "non_finite_feature",
+        ),
+        case(
+            "string feature",
+            r#"{"features":[1,"a",3,4]}"#,
+            422,
+            "non_numeric_feature",
+        ),
+        case(
+            "null feature",
+            r#"{"features":[1,null,3,4]}"#,
+            422,
+            "non_numeric_feature",
+        ),
+        case(
+            "bool feature",
+            r#"{"features":[true,2,3,4]}"#,
+            422,
+            "non_numeric_feature",
+        ),
+        case(
+            "nested feature",
+            r#"{"features":[[1],2,3,4]}"#,
+            422,
+            "non_numeric_feature",
+        ),
         case(
             "unknown model",
             r#"{"features":[5.1,3.5,1.4,0.2],"model":"nope"}"#,
@@ -65,7 +146,12 @@ fn cases() -> Vec<Case> {
         ),
         Case {
             content_type: Some(b"text/plain"),
-            ..case("text/plain", r#"{"features":[1,2,3,4]}"#, 415, "unsupported_media_type")
+            ..case(
+                "text/plain",
+                r#"{"features":[1,2,3,4]}"#,
+                415,
+                "unsupported_media_type",
+            )
         },
         Case {
             content_type: Some(b"application/x-www-form-urlencoded"),
@@ -73,13 +159,28 @@ fn cases() -> Vec<Case> {
         },
         Case {
             content_type: Some(b"image/png"),
-            ..case("image without image model", "\u{89}PNG", 415, "unsupported_media_type")
+            ..case(
+                "image without image model",
+                "\u{89}PNG",
+                415,
+                "unsupported_media_type",
+            )
         },
         Case {
             content_type: Some(b"application/\xffjson"),
-            ..case("non-ascii content type", r#"{"features":[1,2,3,4]}"#, 415, "unsupported_media_type")
+            ..case(
+                "non-ascii content type",
+                r#"{"features":[1,2,3,4]}"#,
+                415,
+                "unsupported_media_type",
+            )
         },
-        case("oversize body", vec![b' '; 11 * 1024 * 1024], 413, "payload_too_large"),
+        case(
+            "oversize body",
+            vec![b' '; 11 * 1024 * 1024],
+            413,
+            "payload_too_large",
+        ),
         Case {
             method: "GET",
             path: "/nope",
@@ -110,10 +211,14 @@ async fn run_case(gw: &Gateway, client: &Client, c: &Case) {
             reqwest::header::HeaderValue::from_bytes(ct).unwrap(),
         );
     }
-    let r = req.send().await.unwrap_or_else(|e| panic!("{}: {e}", c.name));
+    let r = req
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", c.name));
     assert_eq!(r.status().as_u16(), c.status, "{}", c.name);
     assert_eq!(
-        r.headers()["content-type"], "application/json",
+        r.headers()["content-type"],
+        "application/json",
         "{}",
         c.name
     );

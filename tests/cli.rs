@@ -1,5 +1,6 @@
 //! The binary's configuration surface: errors name their source and exit 2 before
 //! anything binds; `print-config` never shows a secret; `healthcheck` exit codes.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
 
@@ -9,7 +10,10 @@ use support::{Gateway, Options, bin};
 
 fn run(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
     let mut cmd = Command::new(bin());
-    cmd.arg("--config-dir").arg(dir).args(args).env_remove("RUST_LOG");
+    cmd.arg("--config-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -28,8 +32,14 @@ fn bad_env_value_exits_2_naming_the_variable() {
         );
         assert_eq!(out.status.code(), Some(2), "{sub}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("INFERGATE_SERVER__MAX_BODY_BYTES"), "{sub}: {stderr}");
-        assert!(!stderr.contains("listening"), "{sub} must not bind: {stderr}");
+        assert!(
+            stderr.contains("INFERGATE_SERVER__MAX_BODY_BYTES"),
+            "{sub}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("listening"),
+            "{sub} must not bind: {stderr}"
+        );
     }
 }
 
@@ -84,7 +94,12 @@ fn print_config_redacts_secrets_and_shows_sources() {
             ],
             dir.path(),
         );
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(!stdout.contains("SUPER-SECRET"), "{stdout}");
         assert!(stdout.contains("[redacted]"), "{stdout}");
@@ -104,7 +119,12 @@ fn healthcheck_exit_codes() {
         .args(["healthcheck", "--url", &gw.url("/health")])
         .output()
         .unwrap();
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let not_found = Command::new(bin())
         .args(["healthcheck", "--url", &gw.url("/nope")])
         .output()
@@ -112,7 +132,13 @@ fn healthcheck_exit_codes() {
     assert_eq!(not_found.status.code(), Some(1));
     drop(gw);
     let refused = Command::new(bin())
-        .args(["healthcheck", "--url", "https://127.0.0.1:1/health", "--timeout-ms", "500"])
+        .args([
+            "healthcheck",
+            "--url",
+            "https://127.0.0.1:1/health",
+            "--timeout-ms",
+            "500",
+        ])
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));

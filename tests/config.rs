@@ -1,6 +1,7 @@
 //! Configuration precedence, end to end through the real binary: defaults < default.toml
 //! < <profile>.toml < --config FILE < environment < secret file < flag. Each layer
 //! overrides the one below, and a bad value in each layer is reported naming that layer.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
 
@@ -36,7 +37,11 @@ impl Layers {
     }
 
     fn file(&self, name: &str, io_threads: &str) -> &Self {
-        std::fs::write(self.path(name), format!("[server]\nio_threads = {io_threads}\n")).unwrap();
+        std::fs::write(
+            self.path(name),
+            format!("[server]\nio_threads = {io_threads}\n"),
+        )
+        .unwrap();
         self
     }
 
@@ -64,7 +69,10 @@ impl Layers {
         }
         if let Some(v) = &self.secret {
             std::fs::write(self.path("io_threads.secret"), format!("{v}\n")).unwrap();
-            cmd.env("INFERGATE_SERVER__IO_THREADS_FILE", self.path("io_threads.secret"));
+            cmd.env(
+                "INFERGATE_SERVER__IO_THREADS_FILE",
+                self.path("io_threads.secret"),
+            );
         }
         if let Some(v) = &self.flag {
             cmd.args(["--io-threads", v]);
@@ -76,17 +84,30 @@ impl Layers {
     fn io_threads(&self) -> (i64, String) {
         let out = self.run(&["print-config", "--sources"]);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let table: toml::Table = toml::from_str(&stdout).unwrap();
         let value = table["server"]["io_threads"].as_integer().unwrap();
         let lines: Vec<&str> = stdout.lines().collect();
-        let at = lines.iter().position(|l| l.starts_with("io_threads =")).unwrap();
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with("io_threads ="))
+            .unwrap();
         (value, lines[at - 1].to_owned())
     }
 
     fn error(&self) -> String {
         let out = self.run(&["check-config"]);
-        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 }
@@ -126,7 +147,10 @@ fn each_layer_overrides_the_one_below() {
 
     l.secret = Some("6".into());
     let (v, src) = l.io_threads();
-    assert_eq!(v, 6, "the secret file (trailing newline stripped) wins over the env");
+    assert_eq!(
+        v, 6,
+        "the secret file (trailing newline stripped) wins over the env"
+    );
     assert!(src.contains("io_threads.secret"), "{src}");
 
     l.flag = Some("7".into());
@@ -140,7 +164,10 @@ fn a_bad_value_in_each_layer_names_that_layer() {
     let l = Layers::new();
     l.file("default.toml", "\"two\"");
     let e = l.error();
-    assert!(e.contains(&shows(l.dir.path(), "default.toml")) && e.contains("io_threads"), "{e}");
+    assert!(
+        e.contains(&shows(l.dir.path(), "default.toml")) && e.contains("io_threads"),
+        "{e}"
+    );
 
     let mut l = Layers::new();
     l.file("edge.toml", "-3");
@@ -162,7 +189,10 @@ fn a_bad_value_in_each_layer_names_that_layer() {
     let mut l = Layers::new();
     l.secret = Some("six".into());
     let e = l.error();
-    assert!(e.contains("io_threads.secret") && e.contains("Docker secret"), "{e}");
+    assert!(
+        e.contains("io_threads.secret") && e.contains("Docker secret"),
+        "{e}"
+    );
 
     let mut l = Layers::new();
     l.flag = Some("seven".into());
@@ -173,7 +203,10 @@ fn a_bad_value_in_each_layer_names_that_layer() {
     let mut l = Layers::new();
     l.env = Some("100000".into());
     let e = l.error();
-    assert!(e.contains("INFERGATE_SERVER__IO_THREADS") && e.contains("at most"), "{e}");
+    assert!(
+        e.contains("INFERGATE_SERVER__IO_THREADS") && e.contains("at most"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -184,11 +217,19 @@ fn secrets_directory_files_are_read_and_never_printed() {
     std::fs::write(secrets.join("tls_key"), "PRIVATE-KEY-MATERIAL\n").unwrap();
     std::fs::write(secrets.join("tls_cert"), "CERT-TEXT\n").unwrap();
     let out = l.run(&["print-config", "--sources"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("PRIVATE-KEY-MATERIAL"), "{stdout}");
     assert!(stdout.contains("key = \"[redacted]\""), "{stdout}");
-    assert!(stdout.contains("cert = \"CERT-TEXT\""), "trailing newline stripped: {stdout}");
+    assert!(
+        stdout.contains("cert = \"CERT-TEXT\""),
+        "trailing newline stripped: {stdout}"
+    );
     assert!(stdout.contains(&shows(&secrets, "tls_key")), "{stdout}");
 }
 

@@ -1,4 +1,5 @@
 //! Every route over real HTTPS with HTTP/1.1 and HTTP/2, and over plaintext h1 and h2c.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
 
@@ -39,7 +40,10 @@ async fn check_every_route(gw: &Gateway, client: &Client, version: Version) {
     assert_eq!(r.headers()["x-request-id"], "test-req-1");
     assert_eq!(r.headers()["x-cache"], "miss");
     let timing = r.headers()["server-timing"].to_str().unwrap().to_owned();
-    assert!(timing.contains("infer;dur=") && timing.contains("total;dur="), "{timing}");
+    assert!(
+        timing.contains("infer;dur=") && timing.contains("total;dur="),
+        "{timing}"
+    );
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["prediction"], "setosa");
     assert_eq!(body["class_id"], 0);

@@ -1,5 +1,6 @@
 //! The bundled model is real: it was trained by this repository's code on the committed
 //! CSV, retraining reproduces the shipped bytes, and it classifies rows it never saw.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use candle_core::Device;
 use infergate::infer::demo;
@@ -14,7 +15,11 @@ fn iris() -> train::Dataset {
 #[test]
 fn retraining_reproduces_the_shipped_files() {
     let trained = train::train(&iris(), &TrainConfig::iris()).unwrap();
-    assert_eq!(trained.manifest_json, demo::MANIFEST, "manifest differs: run train-demo");
+    assert_eq!(
+        trained.manifest_json,
+        demo::MANIFEST,
+        "manifest differs: run train-demo"
+    );
     assert!(
         trained.weights == demo::WEIGHTS,
         "weights differ from src/infer/demo/model.safetensors: run `cargo run --release --bin train-demo`"
@@ -29,7 +34,11 @@ fn shipped_manifest_describes_a_good_model() {
     assert_eq!(m.n_features(), 4);
     assert_eq!(m.labels, ["setosa", "versicolor", "virginica"]);
     assert_eq!((m.training.train_rows, m.training.heldout_rows), (120, 30));
-    assert!(m.training.heldout_accuracy >= 0.93, "{}", m.training.heldout_accuracy);
+    assert!(
+        m.training.heldout_accuracy >= 0.93,
+        "{}",
+        m.training.heldout_accuracy
+    );
 }
 
 #[test]
@@ -38,7 +47,10 @@ fn accuracy_on_every_row_is_real_and_random_weights_are_not_enough() {
     let all: Vec<usize> = (0..data.classes.len()).collect();
     let model = demo::load().unwrap();
     let accuracy = train::accuracy(&model, &data, &all).unwrap();
-    assert!(accuracy >= 0.93, "bundled model accuracy on all 150 rows: {accuracy}");
+    assert!(
+        accuracy >= 0.93,
+        "bundled model accuracy on all 150 rows: {accuracy}"
+    );
 
     // The same architecture after zero epochs: what the answers would be without training.
     let untrained = train::train(
@@ -56,7 +68,10 @@ fn accuracy_on_every_row_is_real_and_random_weights_are_not_enough() {
     )
     .unwrap();
     let accuracy = train::accuracy(&model, &data, &all).unwrap();
-    assert!(accuracy < 0.7, "untrained accuracy should be near chance: {accuracy}");
+    assert!(
+        accuracy < 0.7,
+        "untrained accuracy should be near chance: {accuracy}"
+    );
 }
 
 #[test]
@@ -77,7 +92,11 @@ fn known_flowers_get_their_species() {
             .unwrap();
         let row = out.row(0);
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-        assert_eq!(model.manifest().labels[argmax(row)], species, "{features:?}: {row:?}");
+        assert_eq!(
+            model.manifest().labels[argmax(row)],
+            species,
+            "{features:?}: {row:?}"
+        );
     }
 }
 
@@ -89,7 +108,10 @@ fn a_batch_equals_its_rows_one_by_one() {
     let batch = Batch {
         rows: rows.len(),
         features: 4,
-        data: rows.iter().flat_map(|&r| data.features[r].clone()).collect(),
+        data: rows
+            .iter()
+            .flat_map(|&r| data.features[r].clone())
+            .collect(),
     };
     let together = model.forward(&batch).unwrap();
     for (i, &r) in rows.iter().enumerate() {
@@ -116,7 +138,16 @@ fn wrong_shapes_and_bad_files_are_errors_not_panics() {
             data: vec![1.0, 2.0, 3.0],
         })
         .unwrap_err();
-    assert!(matches!(err, ModelError::Shape { expected: 4, got: 3 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ModelError::Shape {
+                expected: 4,
+                got: 3
+            }
+        ),
+        "{err}"
+    );
 
     let cpu = Device::Cpu;
     assert!(TabularModel::from_bytes(b"not safetensors", demo::MANIFEST.as_bytes(), &cpu).is_err());

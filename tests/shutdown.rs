@@ -1,5 +1,6 @@
 //! SIGTERM drains: in-flight requests finish, new connections are refused, exit code 0.
 //! A second signal exits at once.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
 
@@ -44,14 +45,17 @@ fn sigterm_lets_a_slow_in_flight_request_finish_then_exits_zero() {
     });
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"prediction\":\"setosa\""), "{response}");
-    let status = gw.wait_exit(Duration::from_secs(15)).expect("process exits");
+    let status = gw
+        .wait_exit(Duration::from_secs(15))
+        .expect("process exits");
     assert_eq!(status.code(), Some(0), "logs:\n{}", gw.logs());
     assert!(gw.logs().contains("draining"));
 }
 
 #[test]
 fn a_second_signal_exits_at_once() {
-    let mut gw = Gateway::start(Options::default().env("INFERGATE_SHUTDOWN__DRAIN_TIMEOUT_MS", 120_000));
+    let mut gw =
+        Gateway::start(Options::default().env("INFERGATE_SHUTDOWN__DRAIN_TIMEOUT_MS", 120_000));
     let rt = runtime();
     rt.block_on(async {
         let mut tls = raw::connect(gw.addr).await;
@@ -63,7 +67,9 @@ fn a_second_signal_exits_at_once() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(gw.child.try_wait().unwrap().is_none(), "still draining");
         gw.signal("INT");
-        let status = gw.wait_exit(Duration::from_secs(10)).expect("exits at once");
+        let status = gw
+            .wait_exit(Duration::from_secs(10))
+            .expect("exits at once");
         assert_eq!(status.code(), Some(130));
         drop(tls);
     });

@@ -1,5 +1,6 @@
 //! Connections that say nothing, stall mid-handshake or sit idle are closed by their
 //! timeouts; the connection cap refuses connections past it.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod support;
 
@@ -58,13 +59,20 @@ fn silent_and_stalled_tls_connections_are_closed() {
     let gw = Gateway::start(short_timeouts(Options::default()));
     let rt = runtime();
     rt.block_on(async {
-        assert!(closed_by_server(gw.addr, b"").await, "silent TCP connection");
+        assert!(
+            closed_by_server(gw.addr, b"").await,
+            "silent TCP connection"
+        );
         // A TLS record header announcing a ClientHello, then nothing.
         assert!(
             closed_by_server(gw.addr, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await,
             "stalled TLS handshake"
         );
-        let timeouts = metric(&gw, "infergate_connection_timeouts_total{kind=\"tls_handshake\"}").await;
+        let timeouts = metric(
+            &gw,
+            "infergate_connection_timeouts_total{kind=\"tls_handshake\"}",
+        )
+        .await;
         assert!(timeouts >= 2.0, "{timeouts}");
     });
 }

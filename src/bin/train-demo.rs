@@ -48,8 +48,19 @@ fn run() -> anyhow::Result<ExitCode> {
     );
     let same = trained.weights == demo::WEIGHTS && trained.manifest_json == demo::MANIFEST;
     if check {
-        eprintln!("{}", if same { "matches the shipped files" } else { "DIFFERS from the shipped files" });
-        return Ok(if same { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        eprintln!(
+            "{}",
+            if same {
+                "matches the shipped files"
+            } else {
+                "DIFFERS from the shipped files"
+            }
+        );
+        return Ok(if same {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("model.safetensors"), &trained.weights)?;

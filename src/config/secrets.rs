@@ -123,7 +123,9 @@ impl Provider for SecretFile {
         let value = match TEXT_KEYS.contains(&self.key.as_str()) {
             true => Value::from(text.to_owned()),
             // Numbers, booleans and the like, parsed the way environment variables are.
-            false => text.parse::<Value>().unwrap_or_else(|_| Value::from(text.to_owned())),
+            false => text
+                .parse::<Value>()
+                .unwrap_or_else(|_| Value::from(text.to_owned())),
         };
         let dict = match figment::util::nest(&self.key, value) {
             Value::Dict(_, dict) => dict,
@@ -197,7 +199,10 @@ mod tests {
 
     #[test]
     fn file_variables_map_to_keys() {
-        assert_eq!(file_var_key("INFERGATE_TLS__KEY_FILE").as_deref(), Some("tls.key"));
+        assert_eq!(
+            file_var_key("INFERGATE_TLS__KEY_FILE").as_deref(),
+            Some("tls.key")
+        );
         assert_eq!(file_var_key("INFERGATE_FILE"), None);
         assert_eq!(file_var_key("OTHER_TLS__KEY_FILE"), None);
     }
@@ -215,7 +220,13 @@ mod tests {
             key: "server.backlog".to_owned(),
             path,
         });
-        assert_eq!(figment.extract_inner::<String>("tls.key").unwrap(), "123456");
-        assert_eq!(figment.extract_inner::<u32>("server.backlog").unwrap(), 123456);
+        assert_eq!(
+            figment.extract_inner::<String>("tls.key").unwrap(),
+            "123456"
+        );
+        assert_eq!(
+            figment.extract_inner::<u32>("server.backlog").unwrap(),
+            123456
+        );
     }
 }

@@ -130,7 +130,8 @@ pub fn decode_tabular(bytes: &[u8]) -> Result<TabularInput, ApiError> {
             "the body must be a JSON object like {\"features\": [1.0, 2.0]}".into(),
         ));
     }
-    let request: TabularRequest = serde_json::from_slice(bytes).map_err(|e| json_error(bytes, &e))?;
+    let request: TabularRequest =
+        serde_json::from_slice(bytes).map_err(|e| json_error(bytes, &e))?;
     let Some(features) = request.features else {
         return Err(ApiError::InvalidInput {
             code: "missing_features",
@@ -201,7 +202,9 @@ mod tests {
     use super::*;
 
     fn code(body: &str) -> &'static str {
-        decode_tabular(body.as_bytes()).err().map_or("ok", |e| e.code())
+        decode_tabular(body.as_bytes())
+            .err()
+            .map_or("ok", |e| e.code())
     }
 
     #[test]
@@ -222,11 +225,17 @@ mod tests {
     fn content_types() {
         let mut h = HeaderMap::new();
         assert_eq!(predict_content(&h).ok(), Some(PredictContent::Json));
-        h.insert(CONTENT_TYPE, "Application/JSON; charset=utf-8".parse().unwrap());
+        h.insert(
+            CONTENT_TYPE,
+            "Application/JSON; charset=utf-8".parse().unwrap(),
+        );
         assert_eq!(predict_content(&h).ok(), Some(PredictContent::Json));
         h.insert(CONTENT_TYPE, "image/jpeg".parse().unwrap());
         assert_eq!(predict_content(&h).ok(), Some(PredictContent::Image));
         h.insert(CONTENT_TYPE, "text/plain".parse().unwrap());
-        assert_eq!(predict_content(&h).err().map(|e| e.code()), Some("unsupported_media_type"));
+        assert_eq!(
+            predict_content(&h).err().map(|e| e.code()),
+            Some("unsupported_media_type")
+        );
     }
 }

@@ -117,9 +117,10 @@ pub async fn predict(
         cached: prediction.cache.is_cached(),
     };
     let mut response = json_response(StatusCode::OK, &answer);
-    response
-        .headers_mut()
-        .insert("x-cache", HeaderValue::from_static(prediction.cache.as_str()));
+    response.headers_mut().insert(
+        "x-cache",
+        HeaderValue::from_static(prediction.cache.as_str()),
+    );
     Ok(response)
 }
 
@@ -181,7 +182,10 @@ mod tests {
 
     #[test]
     fn model_query_parameter() {
-        assert_eq!(model_from_query(Some("a=1&model=iris")), Some("iris".into()));
+        assert_eq!(
+            model_from_query(Some("a=1&model=iris")),
+            Some("iris".into())
+        );
         assert_eq!(model_from_query(Some("modelx=1")), None);
         assert_eq!(model_from_query(None), None);
     }

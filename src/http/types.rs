@@ -186,13 +186,22 @@ mod tests {
 
     #[test]
     fn bad_elements_are_classified_with_their_index() {
-        let f = parse(r#"{"features":[1, "x", null]}"#).unwrap().features.unwrap();
+        let f = parse(r#"{"features":[1, "x", null]}"#)
+            .unwrap()
+            .features
+            .unwrap();
         assert_eq!(f.first_bad, Some((1, BadFeature::NotANumber("a string"))));
-        let f = parse(r#"{"features":[1, "NaN"]}"#).unwrap().features.unwrap();
+        let f = parse(r#"{"features":[1, "NaN"]}"#)
+            .unwrap()
+            .features
+            .unwrap();
         assert_eq!(f.first_bad, Some((1, BadFeature::NotFinite)));
         let f = parse(r#"{"features":[1e39]}"#).unwrap().features.unwrap();
         assert_eq!(f.first_bad, Some((0, BadFeature::NotFinite)));
-        let f = parse(r#"{"features":[[1],{"a":2}]}"#).unwrap().features.unwrap();
+        let f = parse(r#"{"features":[[1],{"a":2}]}"#)
+            .unwrap()
+            .features
+            .unwrap();
         assert_eq!(f.first_bad, Some((0, BadFeature::NotANumber("an array"))));
     }
 

@@ -100,7 +100,10 @@ fn check_manifest(m: &Manifest) -> Result<(), ModelError> {
     if m.normalization.mean.len() != n || m.normalization.std.len() != n {
         return bad(format!("normalization must have {n} means and {n} stds"));
     }
-    if m.normalization.std.iter().any(|s| !s.is_finite() || *s <= 0.0)
+    if m.normalization
+        .std
+        .iter()
+        .any(|s| !s.is_finite() || *s <= 0.0)
         || m.normalization.mean.iter().any(|x| !x.is_finite())
     {
         return bad("normalization values must be finite, stds positive".to_owned());

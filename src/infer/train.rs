@@ -106,11 +106,19 @@ pub struct Trained {
 /// Parses a CSV with a header: numeric feature columns, then the label column.
 pub fn parse_csv(text: &str) -> Result<Dataset, TrainError> {
     let err = |line: usize, message: String| TrainError::Csv { line, message };
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, header) = lines.next().ok_or_else(|| err(1, "empty file".to_owned()))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines
+        .next()
+        .ok_or_else(|| err(1, "empty file".to_owned()))?;
     let mut columns: Vec<String> = header.split(',').map(|c| c.trim().to_owned()).collect();
     if columns.len() < 2 {
-        return Err(err(1, "need at least one feature and a label column".to_owned()));
+        return Err(err(
+            1,
+            "need at least one feature and a label column".to_owned(),
+        ));
     }
     columns.pop();
     let mut data = Dataset {
@@ -122,12 +130,20 @@ pub fn parse_csv(text: &str) -> Result<Dataset, TrainError> {
     for (i, line) in lines {
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         if cells.len() != data.feature_names.len() + 1 {
-            return Err(err(i + 1, format!("expected {} cells", data.feature_names.len() + 1)));
+            return Err(err(
+                i + 1,
+                format!("expected {} cells", data.feature_names.len() + 1),
+            ));
         }
-        let (label, values) = cells.split_last().ok_or_else(|| err(i + 1, "empty".into()))?;
+        let (label, values) = cells
+            .split_last()
+            .ok_or_else(|| err(i + 1, "empty".into()))?;
         let row = values
             .iter()
-            .map(|v| v.parse::<f32>().map_err(|e| err(i + 1, format!("{v:?}: {e}"))))
+            .map(|v| {
+                v.parse::<f32>()
+                    .map_err(|e| err(i + 1, format!("{v:?}: {e}")))
+            })
             .collect::<Result<Vec<f32>, _>>()?;
         let class = match data.labels.iter().position(|l| l == label) {
             Some(c) => c,
@@ -291,7 +307,11 @@ pub fn train(data: &Dataset, cfg: &TrainConfig) -> Result<Trained, TrainError> {
 
     let tensors: Vec<(String, Tensor)> = params
         .iter()
-        .map(|(name, var)| var.as_tensor().to_dtype(DType::F32).map(|t| (name.clone(), t)))
+        .map(|(name, var)| {
+            var.as_tensor()
+                .to_dtype(DType::F32)
+                .map(|t| (name.clone(), t))
+        })
         .collect::<Result<_, _>>()?;
     let weights = safetensors::tensor::serialize(tensors, None::<HashMap<String, String>>)
         .map_err(|e| TrainError::Serialize(e.to_string()))?;
@@ -335,7 +355,10 @@ pub fn accuracy(model: &TabularModel, data: &Dataset, rows: &[usize]) -> Result<
     let batch = Batch {
         rows: rows.len(),
         features: n,
-        data: rows.iter().flat_map(|&r| data.features[r].clone()).collect(),
+        data: rows
+            .iter()
+            .flat_map(|&r| data.features[r].clone())
+            .collect(),
     };
     let out = model.forward(&batch)?;
     let correct = rows
@@ -351,7 +374,9 @@ pub fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
         .0
 }
 
@@ -379,7 +404,10 @@ mod tests {
         assert_eq!((a_train.len(), a_held.len()), (120, 30));
         assert_eq!((&a_train, &a_held), (&b_train, &b_held));
         for class in 0..3 {
-            assert_eq!(a_held.iter().filter(|&&r| data.classes[r] == class).count(), 10);
+            assert_eq!(
+                a_held.iter().filter(|&&r| data.classes[r] == class).count(),
+                10
+            );
         }
         let (_, c_held) = stratified_split(&data, 10, &mut SplitMix64(8)).unwrap();
         assert_ne!(a_held, c_held);

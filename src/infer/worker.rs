@@ -205,11 +205,17 @@ mod tests {
             tokio::task::yield_now().await;
         }
         let third = pool.submit(Arc::clone(&model), batch(2.0)).await;
-        assert!(matches!(third, Err(InferError::Overloaded { capacity: 1 })), "{third:?}");
+        assert!(
+            matches!(third, Err(InferError::Overloaded { capacity: 1 })),
+            "{third:?}"
+        );
 
         open.send(()).unwrap();
         let first = first.await.unwrap();
-        assert!(matches!(first, Err(InferError::Panicked(ref m)) if m.contains("NaN")), "{first:?}");
+        assert!(
+            matches!(first, Err(InferError::Panicked(ref m)) if m.contains("NaN")),
+            "{first:?}"
+        );
         open.send(()).unwrap();
         let second = second.await.unwrap().unwrap();
         assert_eq!(second.outputs.probs, vec![1.0]);

@@ -35,8 +35,8 @@ pub fn bind_group(
 
 fn bind_one(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
     let err = |source| BindError { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(err)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     socket.set_reuse_address(true).map_err(err)?;
     socket.set_reuse_port(true).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;

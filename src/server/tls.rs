@@ -125,7 +125,10 @@ mod tests {
     fn generates_a_dev_certificate_when_none_is_configured() {
         let (config, source) = server_config(&TlsConfig::default()).expect("dev cert");
         assert_eq!(source, CertSource::SelfSignedDev);
-        assert_eq!(config.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
     }
 
     #[test]
@@ -147,7 +150,7 @@ mod tests {
             key_path: Some("/nonexistent/key.pem".into()),
             ..TlsConfig::default()
         };
-        let err = server_config(&cfg).err().expect("error");
+        let err = server_config(&cfg).expect_err("error");
         assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
     }
 }

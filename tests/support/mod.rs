@@ -1,5 +1,7 @@
 //! Test support: start the real `infergate` binary on a free port and talk to it.
 #![allow(dead_code, unreachable_pub)]
+// Waiting on a real child process is wall-clock time, not the paused tokio clock.
+#![allow(clippy::disallowed_types)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
