@@ -159,3 +159,30 @@ fn configured_certificate_is_served() {
     });
     assert!(!gw.logs().contains("self-signed development certificate"));
 }
+
+#[test]
+fn model_path_serves_another_model_from_disk() {
+    // The bundled files under another name stand in for a user's own model.
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("model.safetensors");
+    std::fs::write(&weights, infergate::infer::demo::WEIGHTS).unwrap();
+    let manifest = infergate::infer::demo::MANIFEST.replace("\"iris-mlp\"", "\"iris-from-disk\"");
+    std::fs::write(dir.path().join("manifest.json"), manifest).unwrap();
+    let gw = Gateway::start(Options::default().env("INFERGATE_MODEL__PATH", weights.display()));
+    runtime().block_on(async {
+        let client = h2_client();
+        let r = client.get(gw.url("/health")).send().await.unwrap();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["model"], "iris-from-disk");
+        let r = client
+            .post(gw.url("/predict"))
+            .json(&json!({ "features": SETOSA }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["model"]["name"], "iris-from-disk");
+        assert_eq!(body["prediction"], "setosa");
+    });
+}
