@@ -24,8 +24,10 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then
+    SUDO=""
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
@@ -126,8 +128,8 @@ http {
     scgi_temp_path $WORK/nginx;
     keepalive_requests 1000000;
     server {
-        listen 127.0.0.1:$NPORT ssl;
-        http2 on;
+        # "listen … ssl http2" works on nginx 1.22 (Debian 12) and, deprecated, on newer.
+        listen 127.0.0.1:$NPORT ssl http2;
         ssl_certificate $WORK/cert.pem;
         ssl_certificate_key $WORK/key.pem;
         location / { return 200 'ok'; }

@@ -3,6 +3,8 @@
 //! Span fields used across the crate: `request_id`, `method`, `route`, `status`,
 //! `latency_ms`, `model`. One span per request is opened in `http`.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -39,7 +41,10 @@ pub fn init(cfg: &LogConfig) -> Result<(), TelemetryError> {
             .with_current_span(true)
             .with_span_list(false)
             .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        // Colour only for a person at a terminal, not in files or `docker logs`.
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadySet)
 }
