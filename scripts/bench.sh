@@ -57,7 +57,12 @@ start_ns=$(date +%s%N)
     --log-format json >"$WORK/gateway.log" 2>&1 &
 GW=$!
 PIDS+=("$GW")
-until curl -ksf "https://127.0.0.1:$PORT/ready" >/dev/null; do sleep 0.005; done
+wait_for() { # url: give up after 30 s rather than loop forever on a server that never came up
+    for _ in $(seq 1 3000); do curl -ksf "$1" >/dev/null && return 0; sleep 0.01; done
+    echo "no answer from $1" >&2
+    exit 1
+}
+wait_for "https://127.0.0.1:$PORT/ready"
 ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 sleep 1
 idle_rss=$(rss_kib "$GW")
@@ -138,7 +143,7 @@ http {
 NGINX
 "$NGINX" -c "$WORK/nginx.conf" &
 PIDS+=("$!")
-until curl -ksf "https://127.0.0.1:$NPORT/" >/dev/null; do sleep 0.05; done
+wait_for "https://127.0.0.1:$NPORT/"
 wrk_run "nginx return 200" "https://127.0.0.1:$NPORT/"
 h2_run "nginx return 200" "https://127.0.0.1:$NPORT/"
 

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::batch::{BatchConfig, Batcher};
+use crate::cache::l1::{L1, L1Config};
 use crate::config::Config;
 use crate::infer::model::{Batch, Model, ModelError};
 use crate::infer::tabular::TabularModel;
 use crate::infer::worker::PoolConfig;
 use crate::infer::{Infer, InferError, demo};
-use crate::predict::Predictor;
+use crate::predict::{PredictConfig, Predictor, PredictorParts};
 use crate::server::conn::ConnSettings;
 use crate::server::tls::{self, CertSource, TlsError};
 use crate::server::{ListenConfig, ServerError};
@@ -61,12 +63,39 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
     )?);
     let stats = Arc::new(Stats::new());
     let shutdown = Shutdown::new();
+    let batcher = Batcher::start(
+        Arc::clone(&infer),
+        BatchConfig {
+            max_size: config.batch.max_size,
+            max_wait: Duration::from_millis(config.batch.max_wait_ms),
+            max_in_flight: compute_threads,
+            queue_capacity: config.batch.queue_capacity,
+        },
+    )
+    .map_err(InferError::Spawn)?;
+    let l1 = config.cache.enabled.then(|| {
+        L1::new(&L1Config {
+            max_entries: config.cache.l1.max_entries,
+            max_bytes: config.cache.l1.max_bytes,
+            ttl: config.cache.ttl(),
+            shards: config.cache.l1.shards,
+        })
+    });
+    let cache_mode = if l1.is_some() { "l1" } else { "disabled" };
+    let predictor = Predictor::new(
+        PredictorParts {
+            infer: Arc::clone(&infer),
+            batcher,
+            l1,
+            stats: Arc::clone(&stats),
+        },
+        PredictConfig {
+            deadline: config.server.request_timeout(),
+            coalesce: config.coalesce.enabled,
+        },
+    );
     let gateway = Arc::new(Gateway::new(GatewayParts {
-        predictor: Predictor::new(
-            Arc::clone(&infer),
-            Arc::clone(&stats),
-            config.server.request_timeout(),
-        ),
+        predictor,
         infer: Arc::clone(&infer),
         stats,
         shutdown: Arc::clone(&shutdown),
@@ -76,6 +105,7 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
             body_timeout: config.server.request_timeout(),
         },
         io_backend: backend,
+        cache_mode,
     }));
     let tls = if config.tls.enabled {
         let (server_config, source) = tls::server_config(&config.tls)?;

@@ -34,6 +34,12 @@ pub struct Config {
     pub compute: ComputeConfig,
     /// Which model to serve.
     pub model: ModelConfig,
+    /// The answer cache.
+    pub cache: CacheConfig,
+    /// Dynamic batching of distinct requests.
+    pub batch: BatchConfig,
+    /// Sharing one inference among identical concurrent requests.
+    pub coalesce: CoalesceConfig,
     /// Logging.
     pub log: LogConfig,
     /// Graceful shutdown.
@@ -185,6 +191,94 @@ impl ComputeConfig {
             0 => (available_cores() / 2).max(1),
             n => n,
         }
+    }
+}
+
+/// The answer cache: an in-process LRU (L1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Cache answers at all.
+    pub enabled: bool,
+    /// Seconds an answer is served from the cache (the seed stack's hour).
+    pub ttl_s: u64,
+    /// The in-process tier.
+    pub l1: L1Config,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl_s: 3600,
+            l1: L1Config::default(),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// How long an answer lives.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_s)
+    }
+}
+
+/// Bounds of the in-process cache tier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct L1Config {
+    /// Entries kept.
+    pub max_entries: usize,
+    /// Bytes kept (answers plus a fixed per-entry overhead).
+    pub max_bytes: usize,
+    /// Independently locked shards.
+    pub shards: usize,
+}
+
+impl Default for L1Config {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            shards: 16,
+        }
+    }
+}
+
+/// Dynamic batching of distinct requests for one model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most rows in one forward pass; 1 turns batching off.
+    pub max_size: usize,
+    /// Milliseconds a request waits for company while every compute thread is busy (a
+    /// request never waits while one is idle).
+    pub max_wait_ms: u64,
+    /// Requests waiting to be batched; more answer 503.
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 32,
+            max_wait_ms: 2,
+            queue_capacity: 4096,
+        }
+    }
+}
+
+/// Request coalescing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoalesceConfig {
+    /// Identical concurrent cache misses share one inference.
+    pub enabled: bool,
+}
+
+impl Default for CoalesceConfig {
+    fn default() -> Self {
+        Self { enabled: true }
     }
 }
 
@@ -475,6 +569,39 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
     check(
         c.queue_capacity >= 1,
         "compute.queue_capacity",
+        "must be at least 1",
+    );
+    let k = &config.cache;
+    check(k.ttl_s >= 1, "cache.ttl_s", "must be at least 1 second");
+    check(
+        k.l1.max_entries >= 1,
+        "cache.l1.max_entries",
+        "must be at least 1",
+    );
+    check(
+        k.l1.max_bytes >= 1024,
+        "cache.l1.max_bytes",
+        "must be at least 1024",
+    );
+    check(
+        (1..=256).contains(&k.l1.shards),
+        "cache.l1.shards",
+        "must be between 1 and 256",
+    );
+    let b = &config.batch;
+    check(
+        (1..=4096).contains(&b.max_size),
+        "batch.max_size",
+        "must be between 1 and 4096",
+    );
+    check(
+        b.max_wait_ms <= 1000,
+        "batch.max_wait_ms",
+        "must be at most 1000",
+    );
+    check(
+        b.queue_capacity >= 1,
+        "batch.queue_capacity",
         "must be at least 1",
     );
     let t = &config.tls;

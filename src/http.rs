@@ -153,6 +153,7 @@ pub async fn handle(gateway: &Gateway, req: Request<Incoming>) -> HttpResponse {
         status = field::Empty,
         latency_ms = field::Empty,
         model = field::Empty,
+        cache = field::Empty,
     );
     let mut timing = Timing::default();
     let outcome = AssertUnwindSafe(dispatch(gateway, route, req, &mut timing))

@@ -1,15 +1,20 @@
 //! infergate: an edge inference gateway in one process.
 //!
 //! Modules are declared in the order one request meets them: the listener and TLS
-//! (`server`), hyper and the routes (`http`), the read-through (`predict`), the models
-//! (`infer`); then the side paths (`metrics`, `stats`) and the wiring (`config`, `cli`,
+//! (`server`), hyper and the routes (`http`), the read-through (`predict`) with its cache,
+//! coalescer and batcher (`cache`, `coalesce`, `batch`), the models (`infer`), the answer
+//! encoding (`encode`); then the side paths (`metrics`, `stats`) and the wiring (`config`, `cli`,
 //! `app`, `shutdown`, `telemetry`).
 #![forbid(unsafe_code)]
 
 pub mod server;
 pub mod http;
 pub mod predict;
+pub mod cache;
+pub mod coalesce;
+pub mod batch;
 pub mod infer;
+pub mod encode;
 pub mod state;
 pub mod metrics;
 pub mod stats;

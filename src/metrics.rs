@@ -24,6 +24,12 @@ pub const CONNECTIONS_ACTIVE: &str = "infergate_connections_active";
 pub const CONNECTIONS_REJECTED_TOTAL: &str = "infergate_connections_rejected_total";
 /// Connections closed by a timeout, by kind (`tls_handshake`, `protocol_sniff`, `idle`).
 pub const CONNECTION_TIMEOUTS_TOTAL: &str = "infergate_connection_timeouts_total";
+/// Cache lookups, by tier (`l1`, `l2`) and result (`hit`, `miss`, `bypass`, `error`).
+pub const CACHE_REQUESTS_TOTAL: &str = "infergate_cache_requests_total";
+/// Requests answered by another identical request's inference.
+pub const COALESCED_TOTAL: &str = "infergate_coalesced_total";
+/// Rows per forward pass, by model.
+pub const BATCH_SIZE: &str = "infergate_batch_size";
 /// Constant 1, labelled with the version and the I/O backend.
 pub const BUILD_INFO: &str = "infergate_build_info";
 
@@ -31,6 +37,8 @@ pub const BUILD_INFO: &str = "infergate_build_info";
 const REQUEST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+/// Batch size buckets, rows.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 /// Inference buckets, seconds: tabular models take microseconds, image models up to seconds.
 const INFERENCE_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -49,6 +57,7 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
             Matcher::Full(INFERENCE_QUEUE_WAIT.into()),
             INFERENCE_BUCKETS,
         )?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)?
         .install_recorder()?;
     describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "io_backend" => io_backend).set(1.0);
@@ -58,6 +67,15 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
 }
 
 fn describe() {
+    describe_counter!(
+        CACHE_REQUESTS_TOTAL,
+        "Cache lookups, by tier (l1, l2) and result (hit, miss, bypass, error)."
+    );
+    describe_counter!(
+        COALESCED_TOTAL,
+        "Requests answered by an identical concurrent request's inference."
+    );
+    describe_histogram!(BATCH_SIZE, "Rows per forward pass, by model.");
     describe_counter!(
         REQUESTS_TOTAL,
         "Requests answered, by route and status code."

@@ -1,17 +1,23 @@
-//! The read-through from a decoded request to an answer: pick the model, check the input
-//! against it, run it on the compute threads within the request deadline, record the
-//! prediction. Cache lookups, coalescing, batching and the prediction log plug in here.
+//! The read-through from a decoded request to an answer, in request-path order:
+//! model choice and input check → cache key → L1 → coalescer → batcher → model → encode,
+//! all within the request deadline. The prediction log plugs in here.
 //!
-//! Knows nothing of HTTP: handlers call it after decoding and encode what it returns.
+//! Knows nothing of HTTP: handlers call it after decoding and wrap what it returns.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::infer::model::{Batch, Model};
+use crate::batch::Batcher;
+use crate::cache::CachedAnswer;
+use crate::cache::key::{CacheKey, Input};
+use crate::cache::l1::L1;
+use crate::coalesce::{Coalescer, Role};
+use crate::infer::model::Model;
 use crate::infer::{Infer, InferError};
-use crate::stats::Stats;
+use crate::metrics::{CACHE_REQUESTS_TOTAL, COALESCED_TOTAL};
+use crate::stats::{Source, Stats};
 
 /// A decoded, type-checked tabular request (finite numbers, at least one).
 #[derive(Debug, Clone, PartialEq)]
@@ -24,25 +30,63 @@ pub struct TabularInput {
     pub len: usize,
 }
 
-/// Where an answer came from. Without a cache every answer is computed.
+/// Per-request choices that are not part of the input.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestOptions {
+    /// `Cache-Control: no-cache`: skip the lookup, compute, still fill the cache.
+    pub bypass_cache: bool,
+}
+
+/// Where an answer came from: the `X-Cache` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
+    /// From the in-process cache.
+    HitL1,
+    /// From Redis.
+    HitL2,
     /// Computed by the model for this request.
     Miss,
+    /// Computed for an identical request in flight at the same time.
+    Coalesced,
+    /// Computed because the client asked to bypass the cache.
+    Bypass,
 }
 
 impl CacheStatus {
     /// The `X-Cache` header value.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::HitL1 => "hit-l1",
+            Self::HitL2 => "hit-l2",
             Self::Miss => "miss",
+            Self::Coalesced => "coalesced",
+            Self::Bypass => "bypass",
         }
     }
 
-    /// Whether the answer was served from a cache.
+    /// Whether the answer was served from a cache (the JSON `cached` member).
     pub fn is_cached(self) -> bool {
-        false
+        matches!(self, Self::HitL1 | Self::HitL2)
     }
+
+    fn source(self) -> Source {
+        match self {
+            Self::HitL1 => Source::L1,
+            Self::HitL2 => Source::L2,
+            Self::Miss => Source::Computed,
+            Self::Coalesced => Source::Coalesced,
+            Self::Bypass => Source::Bypass,
+        }
+    }
+}
+
+/// An answer computed by the model, as shared with coalesced followers.
+#[derive(Debug, Clone)]
+struct Computed {
+    answer: CachedAnswer,
+    queue_wait: Duration,
+    compute: Duration,
+    batch_size: usize,
 }
 
 /// One answered prediction.
@@ -51,23 +95,16 @@ pub struct Prediction {
     pub prediction_id: Uuid,
     /// The model that answered.
     pub model: Arc<dyn Model>,
-    /// Class probabilities, indexed by class id.
-    pub probs: Vec<f32>,
+    /// The encoded, cacheable part of the answer.
+    pub answer: CachedAnswer,
     /// Where the answer came from.
     pub cache: CacheStatus,
-    /// Time waiting for a compute thread.
+    /// Time the batch waited for a compute thread (zero for a cache hit).
     pub queue_wait: Duration,
-    /// Time of the forward pass.
+    /// Time of the forward pass (zero for a cache hit).
     pub compute: Duration,
-}
-
-impl Prediction {
-    /// Class ids sorted by probability, best first (ties keep the lower id first).
-    pub fn ranked(&self) -> Vec<usize> {
-        let mut ids: Vec<usize> = (0..self.probs.len()).collect();
-        ids.sort_by(|&a, &b| self.probs[b].total_cmp(&self.probs[a]).then(a.cmp(&b)));
-        ids
-    }
+    /// Rows in the forward pass that computed it (zero for a cache hit).
+    pub batch_size: usize,
 }
 
 /// Why a prediction was not made.
@@ -83,30 +120,64 @@ pub enum PredictError {
     /// The request deadline passed before the model answered.
     #[error("no answer within {timeout_ms} ms")]
     Timeout { timeout_ms: u64 },
-    /// The inference core refused or failed.
+    /// The model could not be picked.
     #[error(transparent)]
-    Infer(#[from] InferError),
+    Model(#[from] InferError),
+    /// The inference (possibly shared with identical requests) failed.
+    #[error(transparent)]
+    Infer(Arc<InferError>),
+}
+
+/// How the predictor behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct PredictConfig {
+    /// Longest a prediction may take, cache and queue included.
+    pub deadline: Duration,
+    /// Whether identical concurrent misses share one inference.
+    pub coalesce: bool,
+}
+
+/// The parts a predictor is built from.
+pub struct PredictorParts {
+    /// The models.
+    pub infer: Arc<Infer>,
+    /// The batching loop in front of the compute threads.
+    pub batcher: Batcher,
+    /// The in-process cache; `None` when caching is off.
+    pub l1: Option<L1>,
+    /// Counters for `/stats`.
+    pub stats: Arc<Stats>,
 }
 
 /// Runs predictions; one per process, shared by every I/O thread.
 pub struct Predictor {
     infer: Arc<Infer>,
+    batcher: Batcher,
+    l1: Option<L1>,
+    coalescer: Coalescer<Computed, Arc<InferError>>,
     stats: Arc<Stats>,
-    deadline: Duration,
+    cfg: PredictConfig,
 }
 
 impl Predictor {
-    /// A predictor answering within `deadline` per request.
-    pub fn new(infer: Arc<Infer>, stats: Arc<Stats>, deadline: Duration) -> Self {
+    /// A predictor from its parts.
+    pub fn new(parts: PredictorParts, cfg: PredictConfig) -> Self {
         Self {
-            infer,
-            stats,
-            deadline,
+            infer: parts.infer,
+            batcher: parts.batcher,
+            l1: parts.l1,
+            coalescer: Coalescer::new(),
+            stats: parts.stats,
+            cfg,
         }
     }
 
     /// Predicts a tabular input.
-    pub async fn tabular(&self, input: TabularInput) -> Result<Prediction, PredictError> {
+    pub async fn tabular(
+        &self,
+        input: TabularInput,
+        opts: RequestOptions,
+    ) -> Result<Prediction, PredictError> {
         let model = Arc::clone(self.infer.model(input.model.as_deref())?);
         let manifest = model.manifest();
         let expected = manifest.n_features();
@@ -117,30 +188,109 @@ impl Predictor {
                 names: manifest.feature_names.clone(),
             });
         }
-        let batch = Batch {
-            rows: 1,
-            features: expected,
-            data: input.features,
-        };
-        let forwarded = tokio::time::timeout(self.deadline, self.infer.forward(&model, batch))
+        let key = CacheKey::new(
+            &manifest.name,
+            &manifest.version,
+            Input::Features(&input.features),
+        );
+        let work = self.read_through(&model, &key, input.features, opts);
+        let (computed, cache) = tokio::time::timeout(self.cfg.deadline, work)
             .await
             .map_err(|_| PredictError::Timeout {
-                timeout_ms: self.deadline.as_millis() as u64,
-            })??;
-        let probs = forwarded.outputs.row(0).to_vec();
-        let prediction = Prediction {
+                timeout_ms: self.cfg.deadline.as_millis() as u64,
+            })?
+            .map_err(PredictError::Infer)?;
+        self.stats
+            .record_prediction(computed.answer.confidence, cache.source());
+        Ok(Prediction {
             prediction_id: Uuid::now_v7(),
             model,
-            probs,
-            cache: CacheStatus::Miss,
-            queue_wait: forwarded.queue_wait,
-            compute: forwarded.compute,
+            answer: computed.answer,
+            cache,
+            queue_wait: computed.queue_wait,
+            compute: computed.compute,
+            batch_size: computed.batch_size,
+        })
+    }
+
+    async fn read_through(
+        &self,
+        model: &Arc<dyn Model>,
+        key: &CacheKey,
+        features: Vec<f32>,
+        opts: RequestOptions,
+    ) -> Result<(Computed, CacheStatus), Arc<InferError>> {
+        if opts.bypass_cache {
+            if self.l1.is_some() {
+                metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => "l1", "result" => "bypass")
+                    .increment(1);
+            }
+            return Ok((
+                self.compute(model, key, features).await?,
+                CacheStatus::Bypass,
+            ));
+        }
+        if let Some(hit) = self.lookup(key) {
+            return Ok((hit, CacheStatus::HitL1));
+        }
+        if !self.cfg.coalesce {
+            return Ok((self.compute(model, key, features).await?, CacheStatus::Miss));
+        }
+        let (outcome, role) = self
+            .coalescer
+            .run(key.hash(), || async {
+                // Double-checked: the flight before ours may have filled the cache between
+                // our lookup and our taking the lead.
+                match self.l1.as_ref().and_then(|l1| l1.get(key)) {
+                    Some(answer) => Ok(cached(answer)),
+                    None => self.compute(model, key, features.clone()).await,
+                }
+            })
+            .await;
+        let computed = outcome?;
+        let status = match role {
+            Role::Leader => CacheStatus::Miss,
+            Role::Follower => {
+                metrics::counter!(COALESCED_TOTAL).increment(1);
+                CacheStatus::Coalesced
+            }
         };
-        let confidence = prediction
-            .ranked()
-            .first()
-            .map_or(0.0, |&id| prediction.probs[id]);
-        self.stats.record_prediction(confidence);
-        Ok(prediction)
+        Ok((computed, status))
+    }
+
+    fn lookup(&self, key: &CacheKey) -> Option<Computed> {
+        let l1 = self.l1.as_ref()?;
+        let hit = l1.get(key);
+        let result = if hit.is_some() { "hit" } else { "miss" };
+        metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => "l1", "result" => result).increment(1);
+        hit.map(cached)
+    }
+
+    async fn compute(
+        &self,
+        model: &Arc<dyn Model>,
+        key: &CacheKey,
+        features: Vec<f32>,
+    ) -> Result<Computed, Arc<InferError>> {
+        let row = self.batcher.predict(model, features).await?;
+        let answer = crate::encode::tabular(model.manifest(), &row.probs);
+        if let Some(l1) = &self.l1 {
+            l1.insert(key, answer.clone());
+        }
+        Ok(Computed {
+            answer,
+            queue_wait: row.queue_wait,
+            compute: row.compute,
+            batch_size: row.batch_size,
+        })
+    }
+}
+
+fn cached(answer: CachedAnswer) -> Computed {
+    Computed {
+        answer,
+        queue_wait: Duration::ZERO,
+        compute: Duration::ZERO,
+        batch_size: 0,
     }
 }

@@ -36,6 +36,8 @@ pub struct Gateway {
     pub limits: Limits,
     /// Name of the I/O backend serving connections (`epoll`).
     pub io_backend: &'static str,
+    /// Which cache tiers are on: `"l1"` or `"disabled"`.
+    pub cache_mode: &'static str,
     models_warm: AtomicBool,
 }
 
@@ -50,6 +52,7 @@ impl Gateway {
             metrics: parts.metrics,
             limits: parts.limits,
             io_backend: parts.io_backend,
+            cache_mode: parts.cache_mode,
             models_warm: AtomicBool::new(false),
         }
     }
@@ -74,4 +77,6 @@ pub struct GatewayParts {
     pub metrics: PrometheusHandle,
     pub limits: Limits,
     pub io_backend: &'static str,
+    /// Which cache tiers are on: `"l1"` or `"disabled"`.
+    pub cache_mode: &'static str,
 }

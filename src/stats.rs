@@ -17,7 +17,26 @@ pub struct Stats {
     /// Sum of confidences in millionths, so it can be an atomic integer.
     confidence_micros: AtomicU64,
     recent: Mutex<Window>,
+    /// Answers by where they came from, indexed by [`Source`].
+    sources: [AtomicU64; SOURCES],
 }
+
+/// Where an answer came from, for the cache counters of `/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The in-process cache.
+    L1 = 0,
+    /// Redis.
+    L2 = 1,
+    /// Computed for this request.
+    Computed = 2,
+    /// Computed by an identical concurrent request.
+    Coalesced = 3,
+    /// Computed because the client asked to bypass the cache.
+    Bypass = 4,
+}
+
+const SOURCES: usize = 5;
 
 /// Per-minute counts over the last hour; a ring indexed by minute since start.
 #[derive(Debug)]
@@ -35,6 +54,37 @@ pub struct Snapshot {
     /// Mean confidence of every prediction so far; 0 when there is none.
     pub average_confidence: f64,
     pub uptime_s: u64,
+    /// Answers from L1, L2, computed, coalesced, bypassed (in [`Source`] order).
+    pub sources: [u64; SOURCES],
+}
+
+impl Snapshot {
+    /// Answers served from a cache tier.
+    pub fn cache_hits(&self) -> u64 {
+        self.sources[Source::L1 as usize] + self.sources[Source::L2 as usize]
+    }
+
+    /// Answers that had to be computed (including coalesced and bypassed ones).
+    pub fn cache_misses(&self) -> u64 {
+        self.sources[Source::Computed as usize]
+            + self.sources[Source::Coalesced as usize]
+            + self.sources[Source::Bypass as usize]
+    }
+
+    /// Hits over lookups, 0..=1 (0 before any prediction).
+    pub fn cache_hit_rate(&self) -> f64 {
+        let total = self.cache_hits() + self.cache_misses();
+        if total == 0 {
+            0.0
+        } else {
+            self.cache_hits() as f64 / total as f64
+        }
+    }
+
+    /// Answers from one source.
+    pub fn from_source(&self, source: Source) -> u64 {
+        self.sources[source as usize]
+    }
 }
 
 impl Stats {
@@ -48,12 +98,14 @@ impl Stats {
                 minutes: [0; BUCKETS],
                 stamp: [u64::MAX; BUCKETS],
             }),
+            sources: Default::default(),
         }
     }
 
-    /// Counts one prediction with its confidence (0..=1).
-    pub fn record_prediction(&self, confidence: f32) {
+    /// Counts one prediction with its confidence (0..=1) and where it came from.
+    pub fn record_prediction(&self, confidence: f32, source: Source) {
         self.total.fetch_add(1, Ordering::Relaxed);
+        self.sources[source as usize].fetch_add(1, Ordering::Relaxed);
         let micros = (f64::from(confidence.clamp(0.0, 1.0)) * 1e6).round() as u64;
         self.confidence_micros.fetch_add(micros, Ordering::Relaxed);
         let minute = self.minute_now();
@@ -85,6 +137,7 @@ impl Stats {
                 micros as f64 / 1e6 / total as f64
             },
             uptime_s: self.started.elapsed().as_secs(),
+            sources: std::array::from_fn(|i| self.sources[i].load(Ordering::Relaxed)),
         }
     }
 
@@ -106,10 +159,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn last_hour_forgets_old_minutes() {
         let stats = Stats::new();
-        stats.record_prediction(0.5);
+        stats.record_prediction(0.5, Source::Computed);
         tokio::time::advance(Duration::from_secs(30 * 60)).await;
-        stats.record_prediction(1.0);
-        stats.record_prediction(1.0);
+        stats.record_prediction(1.0, Source::Computed);
+        stats.record_prediction(1.0, Source::Computed);
         let s = stats.snapshot();
         assert_eq!(s.total_predictions, 3);
         assert_eq!(s.predictions_last_hour, 3);

@@ -7,7 +7,9 @@ use reqwest::{Client, Version};
 use serde_json::{Value, json};
 use support::{Gateway, Options, SETOSA, h1_client, h2_client, runtime};
 
-async fn check_every_route(gw: &Gateway, client: &Client, version: Version) {
+/// Checks every route; `repeat` says whether the same prediction was asked before on this
+/// gateway (then it comes from the cache).
+async fn check_every_route(gw: &Gateway, client: &Client, version: Version, repeat: bool) {
     // /health
     let r = client.get(gw.url("/health")).send().await.unwrap();
     assert_eq!(r.version(), version);
@@ -38,17 +40,25 @@ async fn check_every_route(gw: &Gateway, client: &Client, version: Version) {
     assert_eq!(r.version(), version);
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "test-req-1");
-    assert_eq!(r.headers()["x-cache"], "miss");
     let timing = r.headers()["server-timing"].to_str().unwrap().to_owned();
-    assert!(
-        timing.contains("infer;dur=") && timing.contains("total;dur="),
-        "{timing}"
-    );
+    if repeat {
+        assert_eq!(r.headers()["x-cache"], "hit-l1");
+        assert!(
+            !timing.contains("infer;dur=") && timing.contains("total;dur="),
+            "{timing}"
+        );
+    } else {
+        assert_eq!(r.headers()["x-cache"], "miss");
+        assert!(
+            timing.contains("infer;dur=") && timing.contains("total;dur="),
+            "{timing}"
+        );
+    }
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["prediction"], "setosa");
     assert_eq!(body["class_id"], 0);
     assert_eq!(body["model"]["name"], "iris-mlp");
-    assert_eq!(body["cached"], false);
+    assert_eq!(body["cached"], repeat);
     let confidence = body["confidence"].as_f64().unwrap();
     assert!(confidence > 0.5 && confidence <= 1.0, "{confidence}");
     let id = body["prediction_id"].as_str().unwrap();
@@ -78,7 +88,10 @@ async fn check_every_route(gw: &Gateway, client: &Client, version: Version) {
     assert!(body["predictions_last_hour"].as_u64().unwrap() >= 2);
     let avg = body["average_confidence"].as_f64().unwrap();
     assert!(avg > 0.0 && avg <= 1.0);
-    assert_eq!(body["cache_hit_rate"], 0.0);
+    let hit_rate = body["cache_hit_rate"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&hit_rate));
+    assert_eq!(hit_rate > 0.0, repeat, "{body}");
+    assert_eq!(body["cache"], "l1");
     assert_eq!(body["io_backend"], "epoll");
 
     // /metrics
@@ -108,8 +121,13 @@ async fn check_every_route(gw: &Gateway, client: &Client, version: Version) {
 fn https_http1_and_http2_serve_every_route() {
     let gw = Gateway::start(Options::default());
     let rt = runtime();
-    rt.block_on(check_every_route(&gw, &h1_client(), Version::HTTP_11));
-    rt.block_on(check_every_route(&gw, &h2_client(), Version::HTTP_2));
+    rt.block_on(check_every_route(
+        &gw,
+        &h1_client(),
+        Version::HTTP_11,
+        false,
+    ));
+    rt.block_on(check_every_route(&gw, &h2_client(), Version::HTTP_2, true));
     assert!(
         gw.logs().contains("self-signed development certificate"),
         "expected the dev-cert warning"
@@ -120,8 +138,13 @@ fn https_http1_and_http2_serve_every_route() {
 fn plaintext_http1_and_h2c_serve_every_route() {
     let gw = Gateway::start(Options::default().plaintext());
     let rt = runtime();
-    rt.block_on(check_every_route(&gw, &h1_client(), Version::HTTP_11));
-    rt.block_on(check_every_route(&gw, &h2_client(), Version::HTTP_2));
+    rt.block_on(check_every_route(
+        &gw,
+        &h1_client(),
+        Version::HTTP_11,
+        false,
+    ));
+    rt.block_on(check_every_route(&gw, &h2_client(), Version::HTTP_2, true));
 }
 
 #[test]

@@ -156,13 +156,21 @@ impl From<PredictError> for ApiError {
                 ),
             },
             PredictError::Timeout { timeout_ms } => Self::InferenceTimeout { timeout_ms },
-            PredictError::Infer(e) => e.into(),
+            PredictError::Model(e) => e.into(),
+            PredictError::Infer(shared) => Self::from_infer(&shared),
         }
     }
 }
 
 impl From<InferError> for ApiError {
     fn from(err: InferError) -> Self {
+        Self::from_infer(&err)
+    }
+}
+
+impl ApiError {
+    /// The answer to an inference failure (possibly one shared by coalesced requests).
+    fn from_infer(err: &InferError) -> Self {
         match err {
             InferError::UnknownModel { name, loaded } => {
                 Self::UnknownModel(format!("no model named {name:?}; loaded models: {loaded}"))
@@ -170,7 +178,7 @@ impl From<InferError> for ApiError {
             InferError::Overloaded { .. } => Self::Overloaded { retry_after_s: 1 },
             InferError::Stopped => Self::ShuttingDown,
             InferError::Model(_) | InferError::Panicked(_) | InferError::Spawn(_) => {
-                tracing::error!(error = %err, source = ?std::error::Error::source(&err), "inference failed");
+                tracing::error!(error = %err, source = ?std::error::Error::source(err), "inference failed");
                 Self::Internal
             }
         }

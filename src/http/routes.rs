@@ -11,12 +11,10 @@ use tokio::time::Instant;
 
 use crate::http::body::{PredictContent, decode_tabular, predict_content, read_limited};
 use crate::http::error::{ApiError, readiness_status};
-use crate::http::types::{ClassScore, ModelRef, TabularAnswer};
 use crate::http::{HttpResponse, Timing};
+use crate::predict::RequestOptions;
 use crate::state::Gateway;
-
-/// Most classes listed in `top_k`.
-const TOP_K: usize = 5;
+use crate::stats::Source;
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> HttpResponse {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
@@ -88,40 +86,43 @@ pub async fn predict(
         input.model = model_from_query(parts.uri.query());
     }
     timing.add("decode", decoded_at.elapsed());
-    let prediction = gw.predictor.tabular(input).await?;
-    timing.add("queue", prediction.queue_wait);
-    timing.add("infer", prediction.compute);
-    let manifest = prediction.model.manifest();
-    tracing::Span::current().record("model", manifest.name.as_str());
-    let ranked = prediction.ranked();
-    let label = |id: usize| manifest.labels.get(id).map_or("", String::as_str);
-    let best = ranked.first().copied().unwrap_or_default();
-    let answer = TabularAnswer {
-        prediction_id: prediction.prediction_id.to_string(),
-        model: ModelRef {
-            name: &manifest.name,
-            version: &manifest.version,
-        },
-        prediction: label(best),
-        confidence: prediction.probs.get(best).copied().unwrap_or_default(),
-        class_id: best,
-        top_k: ranked
-            .iter()
-            .take(TOP_K)
-            .map(|&id| ClassScore {
-                class_id: id,
-                label: label(id),
-                confidence: prediction.probs[id],
-            })
-            .collect(),
-        cached: prediction.cache.is_cached(),
+    let opts = RequestOptions {
+        bypass_cache: asks_no_cache(&parts.headers),
     };
-    let mut response = json_response(StatusCode::OK, &answer);
+    let prediction = gw.predictor.tabular(input, opts).await?;
+    if !prediction.cache.is_cached() {
+        timing.add("queue", prediction.queue_wait);
+        timing.add("infer", prediction.compute);
+    }
+    let manifest = prediction.model.manifest();
+    let span = tracing::Span::current();
+    span.record("model", manifest.name.as_str());
+    span.record("cache", prediction.cache.as_str());
+    let body = crate::encode::answer(
+        prediction.prediction_id,
+        &prediction.answer.body,
+        prediction.cache.is_cached(),
+    );
+    let mut response = Response::new(Full::new(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response.headers_mut().insert(
         "x-cache",
         HeaderValue::from_static(prediction.cache.as_str()),
     );
     Ok(response)
+}
+
+/// Whether the request says `Cache-Control: no-cache` (or `no-store`, or `max-age=0`).
+fn asks_no_cache(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_ascii_lowercase())
+        .any(|d| d == "no-cache" || d == "no-store" || d == "max-age=0")
 }
 
 /// The `model` query parameter (`?model=name`), if any.
@@ -150,13 +151,14 @@ pub fn stats(gw: &Gateway) -> HttpResponse {
             "average_confidence": s.average_confidence,
             "predictions_source": "memory",
             "prediction_log": "disabled",
-            "cache": "disabled",
-            "cache_hits": 0,
-            "cache_misses": s.total_predictions,
-            "cache_hit_rate": 0.0,
-            "cache_hits_l1": 0,
-            "cache_hits_l2": 0,
-            "coalesced": 0,
+            "cache": gw.cache_mode,
+            "cache_hits": s.cache_hits(),
+            "cache_misses": s.cache_misses(),
+            "cache_hit_rate": s.cache_hit_rate(),
+            "cache_hits_l1": s.from_source(Source::L1),
+            "cache_hits_l2": s.from_source(Source::L2),
+            "coalesced": s.from_source(Source::Coalesced),
+            "cache_bypassed": s.from_source(Source::Bypass),
             "inference_queue_depth": gw.infer.queue_depth(),
             "connections_active": gw.shutdown.open_connections(),
             "io_backend": gw.io_backend,

@@ -2,8 +2,8 @@
 
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde::{Deserialize, Serialize};
 
 /// Feature values kept per request; anything past this is counted, not stored, so a huge
 /// array costs parse time but no memory.
@@ -134,38 +134,6 @@ impl<'de> Deserialize<'de> for Features {
         }
         d.deserialize_seq(FeaturesVisitor)
     }
-}
-
-/// `{"name","version"}` of the model that answered.
-#[derive(Debug, Serialize)]
-pub struct ModelRef<'a> {
-    pub name: &'a str,
-    pub version: &'a str,
-}
-
-/// One class and its probability.
-#[derive(Debug, Serialize)]
-pub struct ClassScore<'a> {
-    pub class_id: usize,
-    pub label: &'a str,
-    pub confidence: f32,
-}
-
-/// The answer to a tabular prediction.
-#[derive(Debug, Serialize)]
-pub struct TabularAnswer<'a> {
-    /// UUIDv7 made by the gateway; the prediction log row carries the same id.
-    pub prediction_id: String,
-    pub model: ModelRef<'a>,
-    /// The label of the most probable class.
-    pub prediction: &'a str,
-    /// Its probability.
-    pub confidence: f32,
-    pub class_id: usize,
-    /// The most probable classes, best first (at most five).
-    pub top_k: Vec<ClassScore<'a>>,
-    /// Whether the answer came from a cache.
-    pub cached: bool,
 }
 
 #[cfg(test)]

@@ -1,0 +1,320 @@
+//! Dynamic batching: distinct cache misses for one model are gathered and run as one
+//! forward pass, and each waiter gets its own row back.
+//!
+//! The policy lives in [`BatchState`], a pure struct driven by explicit `now`s (tested with
+//! paused time): a batch goes out as soon as it is full, or as soon as a compute slot is
+//! free (so a lone request never waits), or when its oldest request has waited `max_wait`.
+//! Under load, requests pile up while every slot is busy and leave together. The loop that
+//! applies it ([`Batcher`]) runs on its own thread; cancelled waiters are skipped, never
+//! computed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::infer::model::{Batch, Model};
+use crate::infer::{Infer, InferError};
+use crate::metrics::BATCH_SIZE;
+
+/// Batching knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Most rows in one forward pass; 1 disables batching.
+    pub max_size: usize,
+    /// Longest a request waits for company while every compute slot is busy.
+    pub max_wait: Duration,
+    /// Batches in flight at once (usually the compute thread count).
+    pub max_in_flight: usize,
+    /// Requests waiting to be batched; more are refused as overloaded.
+    pub queue_capacity: usize,
+}
+
+/// Something waiting in a batch.
+pub trait Waiter {
+    /// Whether nobody wants the answer any more.
+    fn is_cancelled(&self) -> bool;
+}
+
+/// The batching policy for one model's queue.
+#[derive(Debug)]
+pub struct BatchState<W> {
+    pending: VecDeque<(W, Instant)>,
+    max_size: usize,
+    max_wait: Duration,
+}
+
+impl<W: Waiter> BatchState<W> {
+    /// An empty queue with these limits.
+    pub fn new(max_size: usize, max_wait: Duration) -> Self {
+        Self {
+            pending: VecDeque::new(),
+            max_size: max_size.max(1),
+            max_wait,
+        }
+    }
+
+    /// Queues a waiter that arrived at `now`.
+    pub fn push(&mut self, waiter: W, now: Instant) {
+        self.pending.push_back((waiter, now));
+    }
+
+    /// Waiters queued (cancelled ones included until they are met).
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// When the oldest waiter's patience runs out.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.pending.front().map(|(_, at)| *at + self.max_wait)
+    }
+
+    /// The next batch to run, if the policy says one should go now. `slot_free` says
+    /// whether a compute slot is idle. Cancelled waiters are dropped, never returned.
+    pub fn take(&mut self, now: Instant, slot_free: bool) -> Option<Vec<W>> {
+        self.pending.retain(|(w, _)| !w.is_cancelled());
+        let first = self.pending.front()?;
+        let due =
+            self.pending.len() >= self.max_size || slot_free || now >= first.1 + self.max_wait;
+        if !due {
+            return None;
+        }
+        let n = self.pending.len().min(self.max_size);
+        Some(self.pending.drain(..n).map(|(w, _)| w).collect())
+    }
+}
+
+/// One row's answer: its class probabilities, and the batch's timings.
+#[derive(Debug, Clone)]
+pub struct RowAnswer {
+    /// Probabilities for this row.
+    pub probs: Vec<f32>,
+    /// Rows in the forward pass that computed it.
+    pub batch_size: usize,
+    /// Time the batch waited for a compute thread.
+    pub queue_wait: Duration,
+    /// Time of the forward pass.
+    pub compute: Duration,
+}
+
+/// What a waiter gets: its row, or the batch's shared failure.
+pub type RowResult = Result<RowAnswer, Arc<InferError>>;
+
+struct Job {
+    model: Arc<dyn Model>,
+    features: Vec<f32>,
+    reply: oneshot::Sender<RowResult>,
+}
+
+impl Waiter for Job {
+    fn is_cancelled(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
+/// Handle to the batching loop; cheap to share.
+pub struct Batcher {
+    tx: mpsc::Sender<Job>,
+    capacity: usize,
+}
+
+impl Batcher {
+    /// Starts the batching thread in front of `infer`.
+    pub fn start(infer: Arc<Infer>, cfg: BatchConfig) -> std::io::Result<Self> {
+        let capacity = cfg.queue_capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        std::thread::Builder::new()
+            .name("infergate-batcher".to_owned())
+            .spawn(move || runtime.block_on(run(rx, infer, cfg)))?;
+        Ok(Self { tx, capacity })
+    }
+
+    /// Computes one row of `features` with `model`, batched with whatever else is waiting.
+    /// Dropping the future withdraws the row if its batch has not left yet.
+    pub async fn predict(&self, model: &Arc<dyn Model>, features: Vec<f32>) -> RowResult {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            model: Arc::clone(model),
+            features,
+            reply,
+        };
+        self.tx.try_send(job).map_err(|e| {
+            Arc::new(match e {
+                mpsc::error::TrySendError::Full(_) => InferError::Overloaded {
+                    capacity: self.capacity,
+                },
+                mpsc::error::TrySendError::Closed(_) => InferError::Stopped,
+            })
+        })?;
+        answer.await.map_err(|_| Arc::new(InferError::Stopped))?
+    }
+}
+
+async fn run(mut rx: mpsc::Receiver<Job>, infer: Arc<Infer>, cfg: BatchConfig) {
+    let mut queues: HashMap<String, BatchState<Job>> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
+    let mut in_flight = 0usize;
+    let max_in_flight = cfg.max_in_flight.max(1);
+    loop {
+        let deadline = queues.values().filter_map(BatchState::deadline).min();
+        tokio::select! {
+            job = rx.recv() => match job {
+                Some(job) => enqueue(&mut queues, job, &cfg),
+                None if in_flight == 0 => return,
+                None => {}
+            },
+            Some(()) = done_rx.recv() => in_flight -= 1,
+            () = sleep_until(deadline) => {}
+        }
+        // Take everything already queued before deciding, so a burst forms full batches.
+        while let Ok(job) = rx.try_recv() {
+            enqueue(&mut queues, job, &cfg);
+        }
+        let now = Instant::now();
+        for state in queues.values_mut() {
+            while let Some(jobs) = state.take(now, in_flight < max_in_flight) {
+                in_flight += 1;
+                let (infer, done) = (Arc::clone(&infer), done_tx.clone());
+                tokio::spawn(async move {
+                    run_batch(&infer, jobs).await;
+                    let _ = done.send(());
+                });
+            }
+        }
+        queues.retain(|_, s| !s.is_empty());
+    }
+}
+
+fn enqueue(queues: &mut HashMap<String, BatchState<Job>>, job: Job, cfg: &BatchConfig) {
+    let name = job.model.manifest().name.clone();
+    queues
+        .entry(name)
+        .or_insert_with(|| BatchState::new(cfg.max_size, cfg.max_wait))
+        .push(job, Instant::now());
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run_batch(infer: &Infer, jobs: Vec<Job>) {
+    let Some(first) = jobs.first() else { return };
+    let model = Arc::clone(&first.model);
+    let features = model.manifest().n_features();
+    let rows = jobs.len();
+    let mut data = Vec::with_capacity(rows * features);
+    for job in &jobs {
+        data.extend_from_slice(&job.features);
+    }
+    metrics::histogram!(BATCH_SIZE, "model" => model.manifest().name.clone()).record(rows as f64);
+    let result = infer
+        .forward(
+            &model,
+            Batch {
+                rows,
+                features,
+                data,
+            },
+        )
+        .await;
+    match result {
+        Ok(fwd) => {
+            for (i, job) in jobs.into_iter().enumerate() {
+                let _ = job.reply.send(Ok(RowAnswer {
+                    probs: fwd.outputs.row(i).to_vec(),
+                    batch_size: rows,
+                    queue_wait: fwd.queue_wait,
+                    compute: fwd.compute,
+                }));
+            }
+        }
+        Err(e) => {
+            let e = Arc::new(e);
+            for job in jobs {
+                let _ = job.reply.send(Err(Arc::clone(&e)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use super::*;
+
+    struct W(u32, Rc<Cell<bool>>);
+
+    impl Waiter for W {
+        fn is_cancelled(&self) -> bool {
+            self.1.get()
+        }
+    }
+
+    fn w(id: u32) -> W {
+        W(id, Rc::new(Cell::new(false)))
+    }
+
+    fn ids(batch: Option<Vec<W>>) -> Vec<u32> {
+        batch
+            .map(|b| b.iter().map(|w| w.0).collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_request_goes_at_once_when_a_slot_is_free() {
+        let mut s = BatchState::new(16, Duration::from_millis(2));
+        s.push(w(1), Instant::now());
+        assert_eq!(ids(s.take(Instant::now(), true)), [1]);
+        assert!(s.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_busy_requests_gather_until_full_or_max_wait() {
+        let mut s = BatchState::new(3, Duration::from_millis(2));
+        let t0 = Instant::now();
+        s.push(w(1), t0);
+        s.push(w(2), t0);
+        assert!(s.take(t0, false).is_none(), "busy, not full, not due");
+        assert_eq!(s.deadline(), Some(t0 + Duration::from_millis(2)));
+        s.push(w(3), t0);
+        s.push(w(4), t0);
+        assert_eq!(ids(s.take(t0, false)), [1, 2, 3], "full");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(s.take(Instant::now(), false).is_none());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(ids(s.take(Instant::now(), false)), [4], "max_wait reached");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_waiters_are_skipped() {
+        let mut s = BatchState::new(4, Duration::from_millis(2));
+        let gone = w(2);
+        let flag = Rc::clone(&gone.1);
+        s.push(w(1), Instant::now());
+        s.push(gone, Instant::now());
+        s.push(w(3), Instant::now());
+        flag.set(true);
+        assert_eq!(ids(s.take(Instant::now(), true)), [1, 3]);
+        let mut only_gone = BatchState::new(4, Duration::ZERO);
+        let g = w(9);
+        g.1.set(true);
+        only_gone.push(g, Instant::now());
+        assert!(only_gone.take(Instant::now(), true).is_none());
+        assert!(only_gone.is_empty());
+    }
+}
