@@ -7,7 +7,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{Gateway, Options, h1_client, h2_client, runtime};
+use support::{Gateway, Options, h2_client, runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -51,22 +51,6 @@ async fn held_open(addr: SocketAddr) -> TcpStream {
     panic!("the server never kept a connection open");
 }
 
-async fn metric(gw: &Gateway, needle: &str) -> f64 {
-    let text = h1_client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(needle))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[test]
 fn silent_and_stalled_tls_connections_are_closed() {
     let gw = Gateway::start(short_timeouts(Options::default()));
@@ -81,11 +65,9 @@ fn silent_and_stalled_tls_connections_are_closed() {
             closed_by_server(gw.addr, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await,
             "stalled TLS handshake"
         );
-        let timeouts = metric(
-            &gw,
-            "infergate_connection_timeouts_total{kind=\"tls_handshake\"}",
-        )
-        .await;
+        let timeouts = gw
+            .metric("infergate_connection_timeouts_total{kind=\"tls_handshake\"}")
+            .await;
         assert!(timeouts >= 2.0, "{timeouts}");
     });
 }
@@ -119,7 +101,9 @@ fn idle_keep_alive_connections_are_closed() {
         let mut idle = 0.0;
         for _ in 0..100 {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            idle = metric(&gw, "infergate_connection_timeouts_total{kind=\"idle\"}").await;
+            idle = gw
+                .metric("infergate_connection_timeouts_total{kind=\"idle\"}")
+                .await;
             if idle >= 1.0 {
                 break;
             }

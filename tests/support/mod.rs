@@ -141,6 +141,23 @@ impl Gateway {
         }
     }
 
+    /// The value of the first `/metrics` line starting with `needle` (0 when absent).
+    pub async fn metric(&self, needle: &str) -> f64 {
+        let text = h1_client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
