@@ -4,8 +4,8 @@
 #
 #   scripts/test.sh
 #
-# Tests start their own servers (the gateway binary; later Redis/PostgreSQL) on free
-# loopback ports in temp dirs and stop only what they started.
+# Tests start their own servers (the gateway binary, redis-server; later PostgreSQL) on
+# free loopback ports in temp dirs and stop only what they started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,8 @@ command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 command -v git >/dev/null || need_apt+=(git)
+# Tests start their own Redis (tests/support/redis_server.rs).
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if ((${#need_apt[@]})); then
     echo "==> installing: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -9,6 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::batch::{BatchConfig, Batcher};
 use crate::cache::l1::{L1, L1Config};
+use crate::cache::l2::{L2, L2Config, L2Error};
 use crate::config::Config;
 use crate::infer::model::{Batch, Model, ModelError};
 use crate::infer::tabular::TabularModel;
@@ -37,6 +38,9 @@ pub enum AppError {
     /// The compute threads could not start, or the warm-up failed.
     #[error("inference core failed")]
     Infer(#[from] InferError),
+    /// Redis could not be set up (a bad URL; Redis being down is not an error).
+    #[error("cannot set up the Redis cache tier")]
+    Redis(#[from] L2Error),
     /// TLS could not be set up.
     #[error("TLS setup failed")]
     Tls(#[from] TlsError),
@@ -50,6 +54,9 @@ pub enum AppError {
 
 /// Serves until a signal ends the drain. Returns once the gateway has shut down cleanly.
 pub fn serve(config: &Config) -> Result<(), AppError> {
+    // rustls clients that pick the process-wide provider (Redis over rediss://) get ring,
+    // like our server. An error only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let backend = crate::server::backend_name(config.server.io);
     let metrics = crate::metrics::install(backend)?;
     let model = load_model(config)?;
@@ -81,12 +88,30 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
             shards: config.cache.l1.shards,
         })
     });
-    let cache_mode = if l1.is_some() { "l1" } else { "disabled" };
+    let l2 = match (config.cache.enabled, config.redis.connection_url()) {
+        (true, Some(url)) => Some(L2::start(L2Config {
+            url,
+            pool_size: config.redis.pool_size,
+            connect_timeout: Duration::from_millis(config.redis.connect_timeout_ms),
+            op_timeout: Duration::from_millis(config.redis.timeout_ms),
+            ttl: config.cache.ttl(),
+            breaker_threshold: config.redis.breaker_threshold,
+            breaker_cooldown: Duration::from_millis(config.redis.breaker_cooldown_ms),
+            health_interval: Duration::from_millis(config.redis.health_interval_ms),
+        })?),
+        _ => None,
+    };
+    let cache_mode = match (&l1, &l2) {
+        (Some(_), Some(_)) => "l1+l2",
+        (Some(_), None) => "l1",
+        _ => "disabled",
+    };
     let predictor = Predictor::new(
         PredictorParts {
             infer: Arc::clone(&infer),
             batcher,
             l1,
+            l2,
             stats: Arc::clone(&stats),
         },
         PredictConfig {

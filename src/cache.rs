@@ -5,8 +5,10 @@
 //! and the input — never per-request fields (prediction id, `cached`, timing), so a hit is
 //! answered by splicing bytes.
 
+pub mod breaker;
 pub mod key;
 pub mod l1;
+pub mod l2;
 
 use bytes::Bytes;
 

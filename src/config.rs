@@ -36,6 +36,8 @@ pub struct Config {
     pub model: ModelConfig,
     /// The answer cache.
     pub cache: CacheConfig,
+    /// Redis, the shared second cache tier.
+    pub redis: RedisConfig,
     /// Dynamic batching of distinct requests.
     pub batch: BatchConfig,
     /// Sharing one inference among identical concurrent requests.
@@ -243,6 +245,75 @@ impl Default for L1Config {
             shards: 16,
         }
     }
+}
+
+/// Redis, the second cache tier. Without `url`, only the in-process tier runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:6379/0` or `rediss://` (TLS); may carry a password, so it is a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// Password, when not in the URL (usually from the `redis_password` secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Pooled connections.
+    pub pool_size: u32,
+    /// Milliseconds to wait for a pooled connection, connecting included.
+    pub connect_timeout_ms: u64,
+    /// Milliseconds one command may take before it counts as a miss.
+    pub timeout_ms: u64,
+    /// Consecutive failures that open the circuit (Redis skipped, reported down).
+    pub breaker_threshold: u32,
+    /// Milliseconds the circuit stays open before one probe.
+    pub breaker_cooldown_ms: u64,
+    /// Milliseconds between health pings.
+    pub health_interval_ms: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            password: None,
+            pool_size: 8,
+            connect_timeout_ms: 200,
+            timeout_ms: 100,
+            breaker_threshold: 3,
+            breaker_cooldown_ms: 1000,
+            health_interval_ms: 1000,
+        }
+    }
+}
+
+impl RedisConfig {
+    /// The URL to connect to, with `password` put in when the URL has none.
+    pub fn connection_url(&self) -> Option<String> {
+        let url = self.url.as_ref()?.expose();
+        let Some(password) = &self.password else {
+            return Some(url.to_owned());
+        };
+        let (scheme, rest) = url.split_once("://")?;
+        if rest.contains('@') {
+            return Some(url.to_owned());
+        }
+        Some(format!(
+            "{scheme}://:{}@{rest}",
+            percent_encode(password.expose())
+        ))
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Dynamic batching of distinct requests for one model.
@@ -587,6 +658,35 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
         (1..=256).contains(&k.l1.shards),
         "cache.l1.shards",
         "must be between 1 and 256",
+    );
+    let r = &config.redis;
+    check(
+        r.url.as_ref().is_none_or(|u| {
+            let u = u.expose();
+            u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("redis+unix://")
+        }),
+        "redis.url",
+        "must start with redis://, rediss:// or redis+unix://",
+    );
+    check(
+        (1..=256).contains(&r.pool_size),
+        "redis.pool_size",
+        "must be between 1 and 256",
+    );
+    for (key, ms) in [
+        ("redis.connect_timeout_ms", r.connect_timeout_ms),
+        ("redis.timeout_ms", r.timeout_ms),
+        ("redis.breaker_cooldown_ms", r.breaker_cooldown_ms),
+        ("redis.health_interval_ms", r.health_interval_ms),
+    ] {
+        check(ms >= 1, key, "must be at least 1 millisecond");
+    }
+    check(
+        r.breaker_threshold >= 1,
+        "redis.breaker_threshold",
+        "must be at least 1",
     );
     let b = &config.batch;
     check(

@@ -30,6 +30,10 @@ pub const CACHE_REQUESTS_TOTAL: &str = "infergate_cache_requests_total";
 pub const COALESCED_TOTAL: &str = "infergate_coalesced_total";
 /// Rows per forward pass, by model.
 pub const BATCH_SIZE: &str = "infergate_batch_size";
+/// L2 (Redis) failures, by kind (`connect`, `connect_timeout`, `timeout`, `command`, `garbage`).
+pub const L2_ERRORS_TOTAL: &str = "infergate_l2_errors_total";
+/// 1 while the L2 circuit breaker is open (Redis considered down), else 0.
+pub const L2_CIRCUIT_OPEN: &str = "infergate_l2_circuit_open";
 /// Constant 1, labelled with the version and the I/O backend.
 pub const BUILD_INFO: &str = "infergate_build_info";
 
@@ -76,6 +80,14 @@ fn describe() {
         "Requests answered by an identical concurrent request's inference."
     );
     describe_histogram!(BATCH_SIZE, "Rows per forward pass, by model.");
+    describe_counter!(
+        L2_ERRORS_TOTAL,
+        "L2 (Redis) failures, by kind; each one is a cache miss, never a client error."
+    );
+    describe_gauge!(
+        L2_CIRCUIT_OPEN,
+        "1 while the L2 circuit breaker is open (Redis considered down)."
+    );
     describe_counter!(
         REQUESTS_TOTAL,
         "Requests answered, by route and status code."

@@ -1,6 +1,8 @@
 //! The read-through from a decoded request to an answer, in request-path order:
-//! model choice and input check → cache key → L1 → coalescer → batcher → model → encode,
-//! all within the request deadline. The prediction log plugs in here.
+//! model choice and input check → cache key → L1 → L2 → batcher → model → encode, all
+//! within the request deadline. Identical concurrent misses share one flight through L2
+//! and the model (the coalescer wraps the L2 lookup too, so N identical requests cost one
+//! Redis GET, not N). The prediction log plugs in here.
 //!
 //! Knows nothing of HTTP: handlers call it after decoding and wrap what it returns.
 
@@ -13,6 +15,7 @@ use crate::batch::Batcher;
 use crate::cache::CachedAnswer;
 use crate::cache::key::{CacheKey, Input};
 use crate::cache::l1::L1;
+use crate::cache::l2::{L2, Lookup};
 use crate::coalesce::{Coalescer, Role};
 use crate::infer::model::Model;
 use crate::infer::{Infer, InferError};
@@ -84,6 +87,8 @@ impl CacheStatus {
 #[derive(Debug, Clone)]
 struct Computed {
     answer: CachedAnswer,
+    /// Where the flight's leader found it: `HitL1` (filled meanwhile), `HitL2` or `Miss`.
+    status: CacheStatus,
     queue_wait: Duration,
     compute: Duration,
     batch_size: usize,
@@ -145,6 +150,8 @@ pub struct PredictorParts {
     pub batcher: Batcher,
     /// The in-process cache; `None` when caching is off.
     pub l1: Option<L1>,
+    /// Redis; `None` when no `redis.url` is configured (or caching is off).
+    pub l2: Option<Arc<L2>>,
     /// Counters for `/stats`.
     pub stats: Arc<Stats>,
 }
@@ -154,6 +161,7 @@ pub struct Predictor {
     infer: Arc<Infer>,
     batcher: Batcher,
     l1: Option<L1>,
+    l2: Option<Arc<L2>>,
     coalescer: Coalescer<Computed, Arc<InferError>>,
     stats: Arc<Stats>,
     cfg: PredictConfig,
@@ -166,9 +174,19 @@ impl Predictor {
             infer: parts.infer,
             batcher: parts.batcher,
             l1: parts.l1,
+            l2: parts.l2,
             coalescer: Coalescer::new(),
             stats: parts.stats,
             cfg,
+        }
+    }
+
+    /// Redis as `/ready` reports it: `ok`, `down` (circuit open) or `disabled`.
+    pub fn redis_status(&self) -> &'static str {
+        match &self.l2 {
+            None => "disabled",
+            Some(l2) if l2.is_down() => "down",
+            Some(_) => "ok",
         }
     }
 
@@ -221,8 +239,9 @@ impl Predictor {
         opts: RequestOptions,
     ) -> Result<(Computed, CacheStatus), Arc<InferError>> {
         if opts.bypass_cache {
-            if self.l1.is_some() {
-                metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => "l1", "result" => "bypass")
+            let tiers = [("l1", self.l1.is_some()), ("l2", self.l2.is_some())];
+            for (tier, _) in tiers.into_iter().filter(|(_, on)| *on) {
+                metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => tier, "result" => "bypass")
                     .increment(1);
             }
             return Ok((
@@ -234,7 +253,9 @@ impl Predictor {
             return Ok((hit, CacheStatus::HitL1));
         }
         if !self.cfg.coalesce {
-            return Ok((self.compute(model, key, features).await?, CacheStatus::Miss));
+            let computed = self.miss(model, key, features).await?;
+            let status = computed.status;
+            return Ok((computed, status));
         }
         let (outcome, role) = self
             .coalescer
@@ -242,15 +263,17 @@ impl Predictor {
                 // Double-checked: the flight before ours may have filled the cache between
                 // our lookup and our taking the lead.
                 match self.l1.as_ref().and_then(|l1| l1.get(key)) {
-                    Some(answer) => Ok(cached(answer)),
-                    None => self.compute(model, key, features.clone()).await,
+                    Some(answer) => Ok(cached(answer, CacheStatus::HitL1)),
+                    None => self.miss(model, key, features.clone()).await,
                 }
             })
             .await;
         let computed = outcome?;
-        let status = match role {
-            Role::Leader => CacheStatus::Miss,
-            Role::Follower => {
+        let status = match (role, computed.status) {
+            (Role::Leader, status) => status,
+            // Followers of a cache hit got cached data; followers of a computation did not.
+            (Role::Follower, CacheStatus::HitL1 | CacheStatus::HitL2) => computed.status,
+            (Role::Follower, _) => {
                 metrics::counter!(COALESCED_TOTAL).increment(1);
                 CacheStatus::Coalesced
             }
@@ -258,12 +281,39 @@ impl Predictor {
         Ok((computed, status))
     }
 
+    /// After an L1 miss: Redis, then the model.
+    async fn miss(
+        &self,
+        model: &Arc<dyn Model>,
+        key: &CacheKey,
+        features: Vec<f32>,
+    ) -> Result<Computed, Arc<InferError>> {
+        if let Some(l2) = &self.l2 {
+            let lookup = l2.get(key).await;
+            let result = match &lookup {
+                Lookup::Hit(_) => "hit",
+                Lookup::Miss => "miss",
+                Lookup::Skipped => "skipped",
+                Lookup::Failed => "error",
+            };
+            metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => "l2", "result" => result)
+                .increment(1);
+            if let Lookup::Hit(answer) = lookup {
+                if let Some(l1) = &self.l1 {
+                    l1.insert(key, answer.clone());
+                }
+                return Ok(cached(answer, CacheStatus::HitL2));
+            }
+        }
+        self.compute(model, key, features).await
+    }
+
     fn lookup(&self, key: &CacheKey) -> Option<Computed> {
         let l1 = self.l1.as_ref()?;
         let hit = l1.get(key);
         let result = if hit.is_some() { "hit" } else { "miss" };
         metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => "l1", "result" => result).increment(1);
-        hit.map(cached)
+        hit.map(|answer| cached(answer, CacheStatus::HitL1))
     }
 
     async fn compute(
@@ -277,8 +327,12 @@ impl Predictor {
         if let Some(l1) = &self.l1 {
             l1.insert(key, answer.clone());
         }
+        if let Some(l2) = &self.l2 {
+            l2.set(key, &answer);
+        }
         Ok(Computed {
             answer,
+            status: CacheStatus::Miss,
             queue_wait: row.queue_wait,
             compute: row.compute,
             batch_size: row.batch_size,
@@ -286,9 +340,10 @@ impl Predictor {
     }
 }
 
-fn cached(answer: CachedAnswer) -> Computed {
+fn cached(answer: CachedAnswer, status: CacheStatus) -> Computed {
     Computed {
         answer,
+        status,
         queue_wait: Duration::ZERO,
         compute: Duration::ZERO,
         batch_size: 0,

@@ -36,7 +36,7 @@ pub struct Gateway {
     pub limits: Limits,
     /// Name of the I/O backend serving connections (`epoll`).
     pub io_backend: &'static str,
-    /// Which cache tiers are on: `"l1"` or `"disabled"`.
+    /// Which cache tiers are on: `"l1+l2"`, `"l1"` or `"disabled"`.
     pub cache_mode: &'static str,
     models_warm: AtomicBool,
 }
@@ -77,6 +77,6 @@ pub struct GatewayParts {
     pub metrics: PrometheusHandle,
     pub limits: Limits,
     pub io_backend: &'static str,
-    /// Which cache tiers are on: `"l1"` or `"disabled"`.
+    /// Which cache tiers are on: `"l1+l2"`, `"l1"` or `"disabled"`.
     pub cache_mode: &'static str,
 }

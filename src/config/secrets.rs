@@ -15,13 +15,20 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::config::layers::{ENV_PREFIX, SECRET_NAME};
 
 /// Secret file names looked for in the secrets directory, and the key each one sets.
-pub const KNOWN_SECRETS: [(&str, &str); 2] = [("tls_cert", "tls.cert"), ("tls_key", "tls.key")];
+pub const KNOWN_SECRETS: [(&str, &str); 4] = [
+    ("tls_cert", "tls.cert"),
+    ("tls_key", "tls.key"),
+    ("redis_url", "redis.url"),
+    ("redis_password", "redis.password"),
+];
 
 /// Keys whose value is text as written: a secret for them is never parsed as a number,
 /// a boolean or an array (a password `123456` stays a string).
-const TEXT_KEYS: [&str; 8] = [
+const TEXT_KEYS: [&str; 10] = [
     "tls.cert",
     "tls.key",
+    "redis.url",
+    "redis.password",
     "tls.cert_path",
     "tls.key_path",
     "model.path",

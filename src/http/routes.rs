@@ -52,7 +52,9 @@ pub fn ready(gw: &Gateway) -> HttpResponse {
             "draining": draining,
             "checks": {
                 "model": if warm { "ok" } else { "warming_up" },
-                "redis": "disabled",
+                // Redis down degrades (L1 only), it does not make a replica unready: every
+                // replica shares it.
+                "redis": gw.predictor.redis_status(),
                 "database": "disabled",
             },
         }),

@@ -3,6 +3,8 @@
 // Waiting on a real child process is wall-clock time, not the paused tokio clock.
 #![allow(clippy::disallowed_types)]
 
+pub mod redis_server;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
