@@ -72,6 +72,7 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
     let shutdown = Shutdown::new();
     let batcher = Batcher::start(
         Arc::clone(&infer),
+        Arc::clone(&stats),
         BatchConfig {
             max_size: config.batch.max_size,
             max_wait: Duration::from_millis(config.batch.max_wait_ms),

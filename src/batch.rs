@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::infer::model::{Batch, Model};
 use crate::infer::{Infer, InferError};
 use crate::metrics::BATCH_SIZE;
+use crate::stats::Stats;
 
 /// Batching knobs.
 #[derive(Debug, Clone, Copy)]
@@ -127,7 +128,7 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the batching thread in front of `infer`.
-    pub fn start(infer: Arc<Infer>, cfg: BatchConfig) -> std::io::Result<Self> {
+    pub fn start(infer: Arc<Infer>, stats: Arc<Stats>, cfg: BatchConfig) -> std::io::Result<Self> {
         let capacity = cfg.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -135,7 +136,7 @@ impl Batcher {
             .build()?;
         std::thread::Builder::new()
             .name("infergate-batcher".to_owned())
-            .spawn(move || runtime.block_on(run(rx, infer, cfg)))?;
+            .spawn(move || runtime.block_on(run(rx, infer, stats, cfg)))?;
         Ok(Self { tx, capacity })
     }
 
@@ -160,7 +161,7 @@ impl Batcher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, infer: Arc<Infer>, cfg: BatchConfig) {
+async fn run(mut rx: mpsc::Receiver<Job>, infer: Arc<Infer>, stats: Arc<Stats>, cfg: BatchConfig) {
     let mut queues: HashMap<String, BatchState<Job>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
     let mut in_flight = 0usize;
@@ -184,6 +185,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, infer: Arc<Infer>, cfg: BatchConfig) {
         for state in queues.values_mut() {
             while let Some(jobs) = state.take(now, in_flight < max_in_flight) {
                 in_flight += 1;
+                stats.record_batch(jobs.len());
                 let (infer, done) = (Arc::clone(&infer), done_tx.clone());
                 tokio::spawn(async move {
                     run_batch(&infer, jobs).await;

@@ -19,6 +19,10 @@ pub struct Stats {
     recent: Mutex<Window>,
     /// Answers by where they came from, indexed by [`Source`].
     sources: [AtomicU64; SOURCES],
+    /// Forward passes run by the batcher, the rows they carried, and the largest.
+    batches: AtomicU64,
+    batched_rows: AtomicU64,
+    largest_batch: AtomicU64,
 }
 
 /// Where an answer came from, for the cache counters of `/stats`.
@@ -56,6 +60,12 @@ pub struct Snapshot {
     pub uptime_s: u64,
     /// Answers from L1, L2, computed, coalesced, bypassed (in [`Source`] order).
     pub sources: [u64; SOURCES],
+    /// Forward passes run for requests (warm-up excluded).
+    pub batches: u64,
+    /// Rows those passes carried.
+    pub batched_rows: u64,
+    /// The most rows one pass carried.
+    pub largest_batch: u64,
 }
 
 impl Snapshot {
@@ -99,6 +109,9 @@ impl Stats {
                 stamp: [u64::MAX; BUCKETS],
             }),
             sources: Default::default(),
+            batches: AtomicU64::new(0),
+            batched_rows: AtomicU64::new(0),
+            largest_batch: AtomicU64::new(0),
         }
     }
 
@@ -116,6 +129,13 @@ impl Stats {
             w.minutes[slot] = 0;
         }
         w.minutes[slot] += 1;
+    }
+
+    /// Counts one forward pass of `rows` rows.
+    pub fn record_batch(&self, rows: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batched_rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.largest_batch.fetch_max(rows as u64, Ordering::Relaxed);
     }
 
     /// Reads the counters.
@@ -138,6 +158,9 @@ impl Stats {
             },
             uptime_s: self.started.elapsed().as_secs(),
             sources: std::array::from_fn(|i| self.sources[i].load(Ordering::Relaxed)),
+            batches: self.batches.load(Ordering::Relaxed),
+            batched_rows: self.batched_rows.load(Ordering::Relaxed),
+            largest_batch: self.largest_batch.load(Ordering::Relaxed),
         }
     }
 

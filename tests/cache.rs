@@ -185,6 +185,18 @@ fn distinct_concurrent_requests_are_batched_and_each_gets_its_own_answer() {
                 .metric("infergate_batch_size_count{model=\"iris-mlp\"}")
                 .await;
             if all > singles {
+                let stats: Value = clients[0]
+                    .get(gw.url("/stats"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert!(
+                    stats["batches"]["max_size"].as_u64().unwrap() > 1,
+                    "{stats}"
+                );
                 return;
             }
         }

@@ -235,3 +235,34 @@ fn a_frozen_redis_costs_at_most_the_timeout_and_then_nothing() {
     });
     redis.freeze(false);
 }
+
+#[test]
+fn the_password_comes_from_a_secret_file_and_is_never_printed() {
+    let password = "s3cret pw/with:odd@chars";
+    let redis = RedisServer::start_with_password(Some(password));
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("redis_password");
+    std::fs::write(&secret, format!("{password}\n")).unwrap();
+    let features = [6.1, 2.8, 4.7, 1.2];
+    let gw =
+        Gateway::start(with_redis(&redis).env("INFERGATE_REDIS__PASSWORD_FILE", secret.display()));
+    runtime().block_on(async {
+        let client = h2_client();
+        assert_eq!(ready_redis(&gw, &client).await, "ok");
+        assert_eq!(predict(&gw, &client, features).await.1, "miss");
+    });
+    eventually("the answer stored in Redis", || {
+        redis.get(&redis_key(features)).is_some()
+    });
+    assert!(!gw.logs().contains(password));
+    let printed = std::process::Command::new(support::bin())
+        .args(["print-config", "--config-dir"])
+        .arg(dir.path())
+        .env("INFERGATE_REDIS__URL", redis.url())
+        .env("INFERGATE_REDIS__PASSWORD_FILE", &secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&printed.stdout);
+    assert!(stdout.contains("password = \"[redacted]\""), "{stdout}");
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+}

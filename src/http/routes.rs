@@ -161,6 +161,12 @@ pub fn stats(gw: &Gateway) -> HttpResponse {
             "cache_hits_l2": s.from_source(Source::L2),
             "coalesced": s.from_source(Source::Coalesced),
             "cache_bypassed": s.from_source(Source::Bypass),
+            "batches": {
+                "count": s.batches,
+                "rows": s.batched_rows,
+                "mean_size": if s.batches == 0 { 0.0 } else { s.batched_rows as f64 / s.batches as f64 },
+                "max_size": s.largest_batch,
+            },
             "inference_queue_depth": gw.infer.queue_depth(),
             "connections_active": gw.shutdown.open_connections(),
             "io_backend": gw.io_backend,

@@ -7,18 +7,26 @@ use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub port: u16,
+    /// `requirepass`, if any.
+    pub password: Option<String>,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with_password(None)
+    }
+
+    /// A server that requires `password` (`requirepass`).
+    pub fn start_with_password(password: Option<&str>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
         let mut server = Self {
             port,
+            password: password.map(str::to_owned),
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
         };
@@ -36,6 +44,10 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(match &self.password {
+                Some(p) => vec!["--requirepass".to_owned(), p.clone()],
+                None => vec![],
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -71,7 +83,12 @@ impl RedisServer {
     }
 
     pub fn client(&self) -> redis::Client {
-        redis::Client::open(self.url()).expect("redis client")
+        let mut info = redis::IntoConnectionInfo::into_connection_info(self.url()).expect("url");
+        if let Some(p) = &self.password {
+            let settings = info.redis_settings().clone().set_password(p.clone());
+            info = info.set_redis_settings(settings);
+        }
+        redis::Client::open(info).expect("redis client")
     }
 
     fn ping(&self) -> redis::RedisResult<String> {
