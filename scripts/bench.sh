@@ -49,6 +49,13 @@ wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"
 wrk.body = '{"features":[5.1,3.5,1.4,0.2]}'
 LUA
+# The same request with Cache-Control: no-cache: every one runs the model (and refills).
+cat >"$WORK/predict-nocache.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.headers["cache-control"] = "no-cache"
+wrk.body = '{"features":[5.1,3.5,1.4,0.2]}'
+LUA
 
 # --- infergate -------------------------------------------------------------------------
 PORT=$(free_port)
@@ -90,10 +97,11 @@ wrk_run() { # name url [lua]
     errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ' || true)
     echo "| $name | h1 (wrk -t2 -c$CONNS -d${DURATION}s) | $rps | $p50 | $p99 | ${errs:-} |" | tee -a "$results"
 }
-h2_run() { # name url [data]
-    local name=$1 url=$2 data=${3:-}
+h2_run() { # name url [data] [extra header]
+    local name=$1 url=$2 data=${3:-} header=${4:-}
     local args=(-n "$H2_REQUESTS" -c "$CONNS" -m 10 -t 2)
     [ -n "$data" ] && args+=(-d "$data" -H 'content-type: application/json')
+    [ -n "$header" ] && args+=(-H "$header")
     local out
     out=$(h2load "${args[@]}" "$url")
     local rps mean p
@@ -108,9 +116,26 @@ h2_run() { # name url [data]
     echo "|---|---|---|---|---|---|"
 } | tee -a "$results"
 wrk_run "infergate GET /health" "https://127.0.0.1:$PORT/health"
-wrk_run "infergate POST /predict" "https://127.0.0.1:$PORT/predict" "$WORK/predict.lua"
+wrk_run "infergate POST /predict, cached (hit-l1)" "https://127.0.0.1:$PORT/predict" "$WORK/predict.lua"
+wrk_run "infergate POST /predict, uncached (no-cache)" "https://127.0.0.1:$PORT/predict" "$WORK/predict-nocache.lua"
 h2_run "infergate GET /health" "https://127.0.0.1:$PORT/health"
-h2_run "infergate POST /predict" "https://127.0.0.1:$PORT/predict" "$WORK/body.json"
+h2_run "infergate POST /predict, cached (hit-l1)" "https://127.0.0.1:$PORT/predict" "$WORK/body.json"
+h2_run "infergate POST /predict, uncached (no-cache)" "https://127.0.0.1:$PORT/predict" "$WORK/body.json" 'cache-control: no-cache'
+
+# Coalescing: N identical requests at once for an input never seen before.
+forwards() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_model_forwards_total/ {print $2}'; }
+coalesced() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_coalesced_total/ {print $2}'; }
+echo '{"features":[6.3,2.5,4.9,1.5]}' >"$WORK/fresh.json"
+f0=$(forwards); c0=$(coalesced)
+h2load -n 500 -c 10 -m 50 -d "$WORK/fresh.json" -H 'content-type: application/json' \
+    "https://127.0.0.1:$PORT/predict" >/dev/null
+f1=$(forwards); c1=$(coalesced)
+{
+    echo
+    echo "coalescing: 500 identical requests for a new input (h2load -n500 -c10 -m50):" \
+        "$(awk "BEGIN {print $f1 - $f0}") model forward(s)," \
+        "$(awk "BEGIN {print ${c1:-0} - ${c0:-0}}") answered as coalesced, the rest hit-l1"
+} | tee -a "$results"
 loaded_rss=$(hwm_kib "$GW")
 
 # --- nginx reference: `return 200` over TLS -------------------------------------------

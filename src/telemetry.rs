@@ -1,7 +1,7 @@
 //! Logging: a `tracing` subscriber writing pretty or JSON lines to stderr.
 //!
 //! Span fields used across the crate: `request_id`, `method`, `route`, `status`,
-//! `latency_ms`, `model`. One span per request is opened in `http`.
+//! `latency_ms`, `model`, `cache`. One span per request is opened in `http`.
 
 use std::io::IsTerminal as _;
 

@@ -266,3 +266,18 @@ fn the_password_comes_from_a_secret_file_and_is_never_printed() {
     assert!(stdout.contains("password = \"[redacted]\""), "{stdout}");
     assert!(!stdout.contains("s3cret"), "{stdout}");
 }
+
+#[test]
+fn rediss_urls_speak_tls() {
+    let redis = RedisServer::start_tls();
+    let features = [5.7, 2.8, 4.1, 1.3];
+    let gw = Gateway::start(with_redis(&redis));
+    runtime().block_on(async {
+        let client = h2_client();
+        assert_eq!(ready_redis(&gw, &client).await, "ok");
+        assert_eq!(predict(&gw, &client, features).await.1, "miss");
+    });
+    eventually("the answer stored in Redis over TLS", || {
+        redis.get(&redis_key(features)).is_some()
+    });
+}

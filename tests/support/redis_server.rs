@@ -9,17 +9,28 @@ pub struct RedisServer {
     pub port: u16,
     /// `requirepass`, if any.
     pub password: Option<String>,
+    /// Serve TLS only (self-signed certificate for 127.0.0.1).
+    pub tls: bool,
     child: Option<Child>,
     dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
-        Self::start_with_password(None)
+        Self::start_with(None, false)
     }
 
     /// A server that requires `password` (`requirepass`).
     pub fn start_with_password(password: Option<&str>) -> Self {
+        Self::start_with(password, false)
+    }
+
+    /// A server speaking TLS only, with a self-signed certificate.
+    pub fn start_tls() -> Self {
+        Self::start_with(None, true)
+    }
+
+    fn start_with(password: Option<&str>, tls: bool) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -27,22 +38,57 @@ impl RedisServer {
         let mut server = Self {
             port,
             password: password.map(str::to_owned),
+            tls,
             child: None,
             dir: tempfile::tempdir().expect("temp dir"),
         };
+        if tls {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+                .expect("self-signed certificate");
+            std::fs::write(server.dir.path().join("cert.pem"), cert.cert.pem()).expect("cert");
+            std::fs::write(
+                server.dir.path().join("key.pem"),
+                cert.signing_key.serialize_pem(),
+            )
+            .expect("key");
+        }
         server.restart();
         server
     }
 
+    /// The URL to reach it; a TLS server's certificate is self-signed, so `#insecure`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match self.tls {
+            true => format!("rediss://127.0.0.1:{}/0#insecure", self.port),
+            false => format!("redis://127.0.0.1:{}/0", self.port),
+        }
     }
 
     /// (Re)starts the server on the same port.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
+        let port = self.port.to_string();
+        let dir = self.dir.path();
+        let listen: Vec<String> = match self.tls {
+            false => vec!["--port".into(), port],
+            true => vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port,
+                "--tls-cert-file".into(),
+                dir.join("cert.pem").display().to_string(),
+                "--tls-key-file".into(),
+                dir.join("key.pem").display().to_string(),
+                "--tls-ca-cert-file".into(),
+                dir.join("cert.pem").display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+            ],
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(match &self.password {
                 Some(p) => vec!["--requirepass".to_owned(), p.clone()],
@@ -56,8 +102,8 @@ impl RedisServer {
             .expect("redis-server (apt-get install redis-server; scripts/test.sh does it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.ping().is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
+        while let Err(e) = self.ping() {
+            assert!(Instant::now() < deadline, "redis-server did not start: {e}");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
