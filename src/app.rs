@@ -16,6 +16,9 @@ use crate::infer::tabular::TabularModel;
 use crate::infer::worker::PoolConfig;
 use crate::infer::{Infer, InferError, demo};
 use crate::predict::{PredictConfig, Predictor, PredictorParts};
+use crate::prediction_log::db::DbConfig;
+use crate::prediction_log::writer::WriterConfig;
+use crate::prediction_log::{LogConfig, LogError, PredictionLog, RetentionConfig};
 use crate::server::conn::ConnSettings;
 use crate::server::tls::{self, CertSource, TlsError};
 use crate::server::{ListenConfig, ServerError};
@@ -41,6 +44,10 @@ pub enum AppError {
     /// Redis could not be set up (a bad URL; Redis being down is not an error).
     #[error("cannot set up the Redis cache tier")]
     Redis(#[from] L2Error),
+    /// The prediction log could not be set up (bad settings or spool directory; Postgres
+    /// being down is not an error).
+    #[error("cannot set up the prediction log")]
+    PredictionLog(#[from] LogError),
     /// TLS could not be set up.
     #[error("TLS setup failed")]
     Tls(#[from] TlsError),
@@ -102,6 +109,20 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
         })?),
         _ => None,
     };
+    let log = match log_config(config) {
+        Some(cfg) => {
+            let log = PredictionLog::start(cfg)?;
+            tracing::info!(
+                spool_dir = %config.prediction_log.spool_dir.display(),
+                "prediction log on: rows go to PostgreSQL (spooled to disk while it is away)"
+            );
+            Some(log)
+        }
+        None => {
+            tracing::info!("prediction log off: no database.url configured");
+            None
+        }
+    };
     let cache_mode = match (&l1, &l2) {
         (Some(_), Some(_)) => "l1+l2",
         (Some(_), None) => "l1",
@@ -114,10 +135,12 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
             l1,
             l2,
             stats: Arc::clone(&stats),
+            log: log.clone(),
         },
         PredictConfig {
             deadline: config.server.request_timeout(),
             coalesce: config.coalesce.enabled,
+            log_client_addr: config.prediction_log.log_client_addr,
         },
     );
     let gateway = Arc::new(Gateway::new(GatewayParts {
@@ -181,6 +204,77 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
     runtime.block_on(control(gateway, metrics, config.shutdown.drain_timeout()))
 }
 
+/// The database settings, for `serve` and `migrate`; `None` without `database.url`.
+pub fn db_config(config: &Config) -> Option<DbConfig> {
+    let d = &config.database;
+    Some(DbConfig {
+        url: d.url.as_ref()?.expose().to_owned(),
+        password: d.password.as_ref().map(|p| p.expose().to_owned()),
+        connect_timeout: Duration::from_millis(d.connect_timeout_ms),
+        tls_ca: d.tls_ca_path.clone(),
+    })
+}
+
+fn log_config(config: &Config) -> Option<LogConfig> {
+    let p = &config.prediction_log;
+    Some(LogConfig {
+        db: db_config(config)?,
+        writer: WriterConfig {
+            batch_rows: p.batch_rows,
+            flush_interval: Duration::from_millis(p.flush_interval_ms),
+            write_timeout: Duration::from_millis(p.write_timeout_ms),
+            retry_initial: Duration::from_millis(p.retry_initial_ms),
+            retry_max: Duration::from_millis(p.retry_max_ms),
+            migrate: config.database.migrate_on_start,
+        },
+        queue_capacity: p.queue_capacity,
+        spool_dir: p.spool_dir.clone(),
+        spool_max_bytes: p.spool_max_bytes,
+        stats_cache: Duration::from_millis(p.stats_cache_ms),
+        retention: (p.retention_days > 0).then(|| RetentionConfig {
+            max_age: Duration::from_secs(u64::from(p.retention_days) * 86_400),
+            interval: Duration::from_secs(p.retention_interval_s),
+            batch_rows: i64::from(p.retention_batch_rows),
+        }),
+    })
+}
+
+/// `infergate migrate`: applies the embedded migrations and reports the schema version.
+pub fn migrate(
+    config: &Config,
+) -> Result<crate::prediction_log::schema::MigrationReport, MigrateError> {
+    let db = db_config(config).ok_or(MigrateError::NoDatabase)?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(MigrateError::Runtime)?;
+    runtime.block_on(async {
+        let connector = crate::prediction_log::db::Connector::new(&db)?;
+        let mut client = connector.connect().await?;
+        let report = crate::prediction_log::schema::migrate(&mut client)
+            .await
+            .map_err(crate::prediction_log::db::DbError::from)?;
+        Ok(report)
+    })
+}
+
+/// Why `infergate migrate` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// Nothing to migrate.
+    #[error(
+        "no database.url configured (set it in a config file, INFERGATE_DATABASE__URL or the database_url secret)"
+    )]
+    NoDatabase,
+    /// Postgres refused or was unreachable.
+    #[error(transparent)]
+    Db(#[from] crate::prediction_log::db::DbError),
+    /// The runtime could not start.
+    #[error("cannot start a runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
 fn load_model(config: &Config) -> Result<Arc<dyn Model>, ModelError> {
     let model = match &config.model.path {
         Some(weights) => {
@@ -226,6 +320,7 @@ async fn control(
         }
     };
     let shutdown = &gateway.shutdown;
+    let drain_deadline = tokio::time::Instant::now() + drain_timeout;
     shutdown.begin_drain();
     tracing::info!(
         signal = signal_name,
@@ -245,6 +340,20 @@ async fn control(
         }
         _ = sigterm.recv() => second_signal("SIGTERM"),
         _ = sigint.recv() => second_signal("SIGINT"),
+    }
+    if let Some(log) = gateway.predictor.log() {
+        // Requests are answered; their rows go to Postgres, or to the spool, before exit.
+        // The log gets what is left of the drain deadline, and at least a second.
+        let deadline = drain_deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            done = log.close(deadline) => {
+                if !done {
+                    tracing::error!("prediction log did not finish draining in time");
+                }
+            }
+            _ = sigterm.recv() => second_signal("SIGTERM"),
+            _ = sigint.recv() => second_signal("SIGINT"),
+        }
     }
     Ok(())
 }

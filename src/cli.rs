@@ -40,6 +40,10 @@ pub enum Command {
         #[arg(long)]
         sources: bool,
     },
+    /// Apply the embedded database migrations (the prediction log's schema) and exit: 0
+    /// when the schema is current, 1 when the database cannot be reached, 2 when no
+    /// database.url is configured. Safe to run while gateways serve.
+    Migrate,
     /// Probe a running gateway: exit 0 when the URL answers 200, 1 otherwise. For a
     /// container HEALTHCHECK without curl; the server certificate is not verified.
     Healthcheck {

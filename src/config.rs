@@ -42,6 +42,10 @@ pub struct Config {
     pub batch: BatchConfig,
     /// Sharing one inference among identical concurrent requests.
     pub coalesce: CoalesceConfig,
+    /// PostgreSQL, where the prediction log goes.
+    pub database: DatabaseConfig,
+    /// Writing every prediction to the database.
+    pub prediction_log: PredictionLogConfig,
     /// Logging.
     pub log: LogConfig,
     /// Graceful shutdown.
@@ -314,6 +318,90 @@ fn percent_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// PostgreSQL. Without `url`, the prediction log is off (the embedded default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://user@host:5432/db` (or a `key=value` string); a secret, as it may carry
+    /// a password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// Password, when not in the URL (usually from the `database_password` secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Milliseconds to wait for a connection.
+    pub connect_timeout_ms: u64,
+    /// Apply the embedded migrations at start (and on every reconnect). Off: run
+    /// `infergate migrate` yourself.
+    pub migrate_on_start: bool,
+    /// Speak TLS to Postgres, verifying it against this PEM CA bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_path: Option<PathBuf>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            password: None,
+            connect_timeout_ms: 2000,
+            migrate_on_start: true,
+            tls_ca_path: None,
+        }
+    }
+}
+
+/// The prediction log's queue, batching, spool and retention.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PredictionLogConfig {
+    /// Rows held between the request path and the writer.
+    pub queue_capacity: usize,
+    /// Rows per COPY batch.
+    pub batch_rows: usize,
+    /// Milliseconds a row waits for its batch to fill.
+    pub flush_interval_ms: u64,
+    /// Milliseconds one batch write may take before it counts as failed (and is spooled).
+    pub write_timeout_ms: u64,
+    /// First and longest wait between attempts while Postgres fails, milliseconds.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    /// Directory of the on-disk spool (rows waiting for Postgres). Keep it on a volume.
+    pub spool_dir: PathBuf,
+    /// Most bytes the spool may hold; past it rows are dropped, counted and logged.
+    pub spool_max_bytes: u64,
+    /// Store the client's IP address with each row (off: NULL, for privacy).
+    pub log_client_addr: bool,
+    /// Milliseconds a `/stats` reading of the table is reused.
+    pub stats_cache_ms: u64,
+    /// Delete rows older than this many days; 0 keeps everything.
+    pub retention_days: u32,
+    /// Seconds between retention passes.
+    pub retention_interval_s: u64,
+    /// Rows per retention DELETE.
+    pub retention_batch_rows: u32,
+}
+
+impl Default for PredictionLogConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 65_536,
+            batch_rows: 1000,
+            flush_interval_ms: 200,
+            write_timeout_ms: 10_000,
+            retry_initial_ms: 100,
+            retry_max_ms: 5000,
+            spool_dir: PathBuf::from("spool"),
+            spool_max_bytes: 1 << 30,
+            log_client_addr: false,
+            stats_cache_ms: 1000,
+            retention_days: 0,
+            retention_interval_s: 300,
+            retention_batch_rows: 5000,
+        }
+    }
 }
 
 /// Dynamic batching of distinct requests for one model.
@@ -687,6 +775,53 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
         r.breaker_threshold >= 1,
         "redis.breaker_threshold",
         "must be at least 1",
+    );
+    let d = &config.database;
+    check(
+        d.url
+            .as_ref()
+            .is_none_or(|u| u.expose().parse::<tokio_postgres::Config>().is_ok()),
+        "database.url",
+        "is not a PostgreSQL connection URL (postgres://user@host:5432/db)",
+    );
+    check(
+        d.connect_timeout_ms >= 1,
+        "database.connect_timeout_ms",
+        "must be at least 1 millisecond",
+    );
+    let p = &config.prediction_log;
+    check(
+        p.queue_capacity >= 1,
+        "prediction_log.queue_capacity",
+        "must be at least 1",
+    );
+    check(
+        (1..=100_000).contains(&p.batch_rows),
+        "prediction_log.batch_rows",
+        "must be between 1 and 100000",
+    );
+    for (key, ms) in [
+        ("prediction_log.flush_interval_ms", p.flush_interval_ms),
+        ("prediction_log.write_timeout_ms", p.write_timeout_ms),
+        ("prediction_log.retry_initial_ms", p.retry_initial_ms),
+        ("prediction_log.stats_cache_ms", p.stats_cache_ms),
+    ] {
+        check(ms >= 1, key, "must be at least 1 millisecond");
+    }
+    check(
+        p.retry_max_ms >= p.retry_initial_ms,
+        "prediction_log.retry_max_ms",
+        "must be at least prediction_log.retry_initial_ms",
+    );
+    check(
+        p.spool_max_bytes >= 1024 * 1024,
+        "prediction_log.spool_max_bytes",
+        "must be at least 1 MiB",
+    );
+    check(
+        p.retention_days == 0 || (p.retention_interval_s >= 1 && p.retention_batch_rows >= 1),
+        "prediction_log.retention_interval_s",
+        "retention needs retention_interval_s and retention_batch_rows of at least 1",
     );
     let b = &config.batch;
     check(

@@ -10,6 +10,7 @@ pub mod types;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -28,6 +29,7 @@ use uuid::Uuid;
 
 use crate::http::error::ApiError;
 use crate::metrics::{REQUEST_DURATION, REQUESTS_TOTAL};
+use crate::predict::RequestOptions;
 use crate::server::idle::Activity;
 use crate::state::Gateway;
 
@@ -115,12 +117,18 @@ impl Timing {
 pub struct GatewayService {
     gateway: Arc<Gateway>,
     activity: Rc<Activity>,
+    peer: IpAddr,
 }
 
 impl GatewayService {
-    /// A service answering from `gateway`, reporting requests in flight to `activity`.
-    pub fn new(gateway: Arc<Gateway>, activity: Rc<Activity>) -> Self {
-        Self { gateway, activity }
+    /// A service answering from `gateway` to the client at `peer`, reporting requests in
+    /// flight to `activity`.
+    pub fn new(gateway: Arc<Gateway>, activity: Rc<Activity>, peer: IpAddr) -> Self {
+        Self {
+            gateway,
+            activity,
+            peer,
+        }
     }
 }
 
@@ -132,8 +140,9 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let gateway = Arc::clone(&self.gateway);
         let in_flight = self.activity.begin_request();
+        let peer = self.peer;
         Box::pin(async move {
-            let response = handle(&gateway, req).await;
+            let response = handle(&gateway, req, peer).await;
             drop(in_flight);
             Ok(response)
         })
@@ -141,7 +150,7 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
 }
 
 /// Answers one request: route, run the handler, and decorate the answer.
-pub async fn handle(gateway: &Gateway, req: Request<Incoming>) -> HttpResponse {
+pub async fn handle(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> HttpResponse {
     let started = Instant::now();
     let route = Route::of(req.uri().path());
     let request_id = request_id(req.headers());
@@ -156,7 +165,12 @@ pub async fn handle(gateway: &Gateway, req: Request<Incoming>) -> HttpResponse {
         cache = field::Empty,
     );
     let mut timing = Timing::default();
-    let outcome = AssertUnwindSafe(dispatch(gateway, route, req, &mut timing))
+    let meta = RequestOptions {
+        client_addr: Some(peer),
+        received: started,
+        ..RequestOptions::new(request_id.clone())
+    };
+    let outcome = AssertUnwindSafe(dispatch(gateway, route, req, meta, &mut timing))
         .catch_unwind()
         .instrument(span.clone())
         .await;
@@ -199,6 +213,7 @@ async fn dispatch(
     gateway: &Gateway,
     route: Route,
     req: Request<Incoming>,
+    meta: RequestOptions,
     timing: &mut Timing,
 ) -> Result<HttpResponse, ApiError> {
     if route == Route::Unknown {
@@ -214,8 +229,8 @@ async fn dispatch(
     match route {
         Route::Health => Ok(routes::health(gateway)),
         Route::Ready => Ok(routes::ready(gateway)),
-        Route::Predict => routes::predict(gateway, req, timing).await,
-        Route::Stats => Ok(routes::stats(gateway)),
+        Route::Predict => routes::predict(gateway, req, meta, timing).await,
+        Route::Stats => Ok(routes::stats(gateway).await),
         Route::Metrics => Ok(routes::metrics(gateway)),
         Route::Unknown => Err(ApiError::NotFound(req.uri().path().into())),
     }

@@ -3,7 +3,7 @@
 //! Modules are declared in the order one request meets them: the listener and TLS
 //! (`server`), hyper and the routes (`http`), the read-through (`predict`) with its cache,
 //! coalescer and batcher (`cache`, `coalesce`, `batch`), the models (`infer`), the answer
-//! encoding (`encode`); then the side paths (`metrics`, `stats`) and the wiring (`config`, `cli`,
+//! encoding (`encode`); then the side paths (`prediction_log`, `metrics`, `stats`) and the wiring (`config`, `cli`,
 //! `app`, `shutdown`, `telemetry`).
 #![forbid(unsafe_code)]
 
@@ -16,6 +16,7 @@ pub mod batch;
 pub mod infer;
 pub mod encode;
 pub mod state;
+pub mod prediction_log;
 pub mod metrics;
 pub mod stats;
 pub mod shutdown;

@@ -39,6 +39,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Migrate => migrate(&loaded.config),
         Command::Serve | Command::Healthcheck { .. } => match serve(&loaded.config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -46,6 +47,30 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn migrate(config: &Config) -> ExitCode {
+    if let Err(e) = infergate::telemetry::init(&config.log) {
+        eprintln!("infergate migrate: cannot start logging: {e}");
+    }
+    match infergate::app::migrate(config) {
+        Ok(report) => {
+            eprintln!(
+                "infergate migrate: schema at version {} ({} applied now)",
+                report.current,
+                report.applied.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e @ infergate::app::MigrateError::NoDatabase) => {
+            eprintln!("infergate migrate: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("infergate migrate: {:#}", anyhow::Error::from(e));
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -34,6 +34,16 @@ pub const BATCH_SIZE: &str = "infergate_batch_size";
 pub const L2_ERRORS_TOTAL: &str = "infergate_l2_errors_total";
 /// 1 while the L2 circuit breaker is open (Redis considered down), else 0.
 pub const L2_CIRCUIT_OPEN: &str = "infergate_l2_circuit_open";
+/// Prediction log rows, by outcome (`written`, `spooled`, `replayed`, `dropped`).
+pub const LOG_ROWS_TOTAL: &str = "infergate_log_rows_total";
+/// Rows waiting in the queue between the request path and the log writer.
+pub const LOG_QUEUE_DEPTH: &str = "infergate_log_queue_depth";
+/// Time one batch write to Postgres took (COPY and commit).
+pub const LOG_FLUSH_DURATION: &str = "infergate_log_flush_duration_seconds";
+/// Bytes in the spool (rows waiting on disk for Postgres).
+pub const LOG_SPOOL_BYTES: &str = "infergate_log_spool_bytes";
+/// Spool segments that ended in a torn or corrupt record.
+pub const LOG_SPOOL_TORN_TOTAL: &str = "infergate_log_spool_torn_total";
 /// Constant 1, labelled with the version and the I/O backend.
 pub const BUILD_INFO: &str = "infergate_build_info";
 
@@ -43,6 +53,10 @@ const REQUEST_BUCKETS: &[f64] = &[
 ];
 /// Batch size buckets, rows.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
+/// Log flush buckets, seconds: a COPY of a thousand rows takes milliseconds.
+const FLUSH_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
 /// Inference buckets, seconds: tabular models take microseconds, image models up to seconds.
 const INFERENCE_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -62,6 +76,7 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
             INFERENCE_BUCKETS,
         )?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(LOG_FLUSH_DURATION.into()), FLUSH_BUCKETS)?
         .install_recorder()?;
     describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "io_backend" => io_backend).set(1.0);
@@ -87,6 +102,27 @@ fn describe() {
     describe_gauge!(
         L2_CIRCUIT_OPEN,
         "1 while the L2 circuit breaker is open (Redis considered down)."
+    );
+    describe_counter!(
+        LOG_ROWS_TOTAL,
+        "Prediction log rows, by outcome (written, spooled, replayed, dropped)."
+    );
+    describe_gauge!(
+        LOG_QUEUE_DEPTH,
+        "Rows waiting between the request path and the log writer."
+    );
+    describe_histogram!(
+        LOG_FLUSH_DURATION,
+        metrics::Unit::Seconds,
+        "Time one batch write to Postgres took (COPY and commit)."
+    );
+    describe_gauge!(
+        LOG_SPOOL_BYTES,
+        "Bytes of rows spooled on disk, waiting for Postgres."
+    );
+    describe_counter!(
+        LOG_SPOOL_TORN_TOTAL,
+        "Spool segments that ended in a torn or corrupt record (its rows after it not replayed)."
     );
     describe_counter!(
         REQUESTS_TOTAL,

@@ -2,12 +2,14 @@
 //! model choice and input check → cache key → L1 → L2 → batcher → model → encode, all
 //! within the request deadline. Identical concurrent misses share one flight through L2
 //! and the model (the coalescer wraps the L2 lookup too, so N identical requests cost one
-//! Redis GET, not N). The prediction log plugs in here.
+//! Redis GET, not N). Every answer is handed to the prediction log (a `try_send`, never a
+//! wait) with the `prediction_id` the client gets.
 //!
 //! Knows nothing of HTTP: handlers call it after decoding and wrap what it returns.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
@@ -20,6 +22,8 @@ use crate::coalesce::{Coalescer, Role};
 use crate::infer::model::Model;
 use crate::infer::{Infer, InferError};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, COALESCED_TOTAL};
+use crate::prediction_log::PredictionLog;
+use crate::prediction_log::record::{LogRow, LoggedInput};
 use crate::stats::{Source, Stats};
 
 /// A decoded, type-checked tabular request (finite numbers, at least one).
@@ -33,11 +37,29 @@ pub struct TabularInput {
     pub len: usize,
 }
 
-/// Per-request choices that are not part of the input.
-#[derive(Debug, Clone, Copy, Default)]
+/// Per-request choices and facts that are not part of the input.
+#[derive(Debug, Clone)]
 pub struct RequestOptions {
     /// `Cache-Control: no-cache`: skip the lookup, compute, still fill the cache.
     pub bypass_cache: bool,
+    /// The request's id, for the log.
+    pub request_id: String,
+    /// The client's address, for the log (stored only when configured).
+    pub client_addr: Option<IpAddr>,
+    /// When the request head arrived (the log's latency is measured from here).
+    pub received: tokio::time::Instant,
+}
+
+impl RequestOptions {
+    /// Options for a request received now, with a fresh id.
+    pub fn new(request_id: impl Into<String>) -> Self {
+        Self {
+            bypass_cache: false,
+            request_id: request_id.into(),
+            client_addr: None,
+            received: tokio::time::Instant::now(),
+        }
+    }
 }
 
 /// Where an answer came from: the `X-Cache` header.
@@ -140,6 +162,8 @@ pub struct PredictConfig {
     pub deadline: Duration,
     /// Whether identical concurrent misses share one inference.
     pub coalesce: bool,
+    /// Whether the log stores the client's address.
+    pub log_client_addr: bool,
 }
 
 /// The parts a predictor is built from.
@@ -154,6 +178,8 @@ pub struct PredictorParts {
     pub l2: Option<Arc<L2>>,
     /// Counters for `/stats`.
     pub stats: Arc<Stats>,
+    /// The prediction log; `None` when no database is configured.
+    pub log: Option<Arc<PredictionLog>>,
 }
 
 /// Runs predictions; one per process, shared by every I/O thread.
@@ -164,6 +190,7 @@ pub struct Predictor {
     l2: Option<Arc<L2>>,
     coalescer: Coalescer<Computed, Arc<InferError>>,
     stats: Arc<Stats>,
+    log: Option<Arc<PredictionLog>>,
     cfg: PredictConfig,
 }
 
@@ -177,6 +204,7 @@ impl Predictor {
             l2: parts.l2,
             coalescer: Coalescer::new(),
             stats: parts.stats,
+            log: parts.log,
             cfg,
         }
     }
@@ -188,6 +216,11 @@ impl Predictor {
             Some(l2) if l2.is_down() => "down",
             Some(_) => "ok",
         }
+    }
+
+    /// The prediction log, when one is configured.
+    pub fn log(&self) -> Option<&Arc<PredictionLog>> {
+        self.log.as_ref()
     }
 
     /// Predicts a tabular input.
@@ -211,7 +244,9 @@ impl Predictor {
             &manifest.version,
             Input::Features(&input.features),
         );
-        let work = self.read_through(&model, &key, input.features, opts);
+        // The log keeps the features only when a log exists; the model takes the vector.
+        let logged = self.log.as_ref().map(|_| input.features.clone());
+        let work = self.read_through(&model, &key, input.features, opts.bypass_cache);
         let (computed, cache) = tokio::time::timeout(self.cfg.deadline, work)
             .await
             .map_err(|_| PredictError::Timeout {
@@ -220,8 +255,25 @@ impl Predictor {
             .map_err(PredictError::Infer)?;
         self.stats
             .record_prediction(computed.answer.confidence, cache.source());
+        let prediction_id = Uuid::now_v7();
+        if let (Some(log), Some(features)) = (&self.log, logged) {
+            log.submit(LogRow {
+                prediction_id,
+                request_id: opts.request_id,
+                created_at: SystemTime::now(),
+                model_name: manifest.name.clone(),
+                model_version: manifest.version.clone(),
+                cache_status: cache.as_str(),
+                input_hash: key.hash(),
+                input: LoggedInput::Features(features),
+                answer: computed.answer.body.clone(),
+                confidence: computed.answer.confidence,
+                latency: opts.received.elapsed(),
+                client_addr: opts.client_addr.filter(|_| self.cfg.log_client_addr),
+            });
+        }
         Ok(Prediction {
-            prediction_id: Uuid::now_v7(),
+            prediction_id,
             model,
             answer: computed.answer,
             cache,
@@ -236,9 +288,9 @@ impl Predictor {
         model: &Arc<dyn Model>,
         key: &CacheKey,
         features: Vec<f32>,
-        opts: RequestOptions,
+        bypass_cache: bool,
     ) -> Result<(Computed, CacheStatus), Arc<InferError>> {
-        if opts.bypass_cache {
+        if bypass_cache {
             let tiers = [("l1", self.l1.is_some()), ("l2", self.l2.is_some())];
             for (tier, _) in tiers.into_iter().filter(|(_, on)| *on) {
                 metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => tier, "result" => "bypass")

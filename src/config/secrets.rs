@@ -15,20 +15,26 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::config::layers::{ENV_PREFIX, SECRET_NAME};
 
 /// Secret file names looked for in the secrets directory, and the key each one sets.
-pub const KNOWN_SECRETS: [(&str, &str); 4] = [
+pub const KNOWN_SECRETS: [(&str, &str); 6] = [
     ("tls_cert", "tls.cert"),
     ("tls_key", "tls.key"),
     ("redis_url", "redis.url"),
     ("redis_password", "redis.password"),
+    ("database_url", "database.url"),
+    ("database_password", "database.password"),
 ];
 
 /// Keys whose value is text as written: a secret for them is never parsed as a number,
 /// a boolean or an array (a password `123456` stays a string).
-const TEXT_KEYS: [&str; 10] = [
+const TEXT_KEYS: [&str; 14] = [
     "tls.cert",
     "tls.key",
     "redis.url",
     "redis.password",
+    "database.url",
+    "database.password",
+    "database.tls_ca_path",
+    "prediction_log.spool_dir",
     "tls.cert_path",
     "tls.key_path",
     "model.path",

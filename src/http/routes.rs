@@ -13,6 +13,7 @@ use crate::http::body::{PredictContent, decode_tabular, predict_content, read_li
 use crate::http::error::{ApiError, readiness_status};
 use crate::http::{HttpResponse, Timing};
 use crate::predict::RequestOptions;
+use crate::prediction_log::DbStatus;
 use crate::state::Gateway;
 use crate::stats::Source;
 
@@ -55,7 +56,9 @@ pub fn ready(gw: &Gateway) -> HttpResponse {
                 // Redis down degrades (L1 only), it does not make a replica unready: every
                 // replica shares it.
                 "redis": gw.predictor.redis_status(),
-                "database": "disabled",
+                // Like Redis: Postgres down degrades (rows are spooled), it does not
+                // make a replica unready.
+                "database": database_status(gw),
             },
         }),
     )
@@ -65,6 +68,7 @@ pub fn ready(gw: &Gateway) -> HttpResponse {
 pub async fn predict(
     gw: &Gateway,
     req: Request<Incoming>,
+    meta: RequestOptions,
     timing: &mut Timing,
 ) -> Result<HttpResponse, ApiError> {
     let (parts, body) = req.into_parts();
@@ -90,6 +94,7 @@ pub async fn predict(
     timing.add("decode", decoded_at.elapsed());
     let opts = RequestOptions {
         bypass_cache: asks_no_cache(&parts.headers),
+        ..meta
     };
     let prediction = gw.predictor.tabular(input, opts).await?;
     if !prediction.cache.is_cached() {
@@ -136,9 +141,57 @@ fn model_from_query(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// `GET /stats`.
-pub fn stats(gw: &Gateway) -> HttpResponse {
+fn database_status(gw: &Gateway) -> &'static str {
+    match gw.predictor.log().map(|log| log.status()) {
+        None => "disabled",
+        Some(DbStatus::Ok) => "ok",
+        Some(DbStatus::Down) => "down",
+    }
+}
+
+/// `GET /stats`. With a prediction log, the prediction totals come from the table (a
+/// reading at most `prediction_log.stats_cache_ms` old); without one, or while Postgres
+/// has never answered, from this process's memory. `predictions_source` says which.
+pub async fn stats(gw: &Gateway) -> HttpResponse {
     let s = gw.stats.snapshot();
+    let (total, last_hour, average, source, log) = match gw.predictor.log() {
+        None => (
+            s.total_predictions,
+            s.predictions_last_hour,
+            s.average_confidence,
+            "memory",
+            json!({"status": "disabled"}),
+        ),
+        Some(log) => {
+            let c = log.counters();
+            let sink = json!({
+                "status": database_status(gw),
+                "rows_written": c.written,
+                "rows_spooled": c.spooled,
+                "rows_replayed": c.replayed,
+                "rows_dropped": c.dropped,
+                "queue_depth": c.queued,
+                "spool_bytes": c.spool_bytes,
+                "spool_torn_segments": c.torn_segments,
+            });
+            match log.db_counts().await {
+                Some((db, fresh)) => (
+                    db.total_predictions.max(0) as u64,
+                    db.predictions_last_hour.max(0) as u64,
+                    db.average_confidence,
+                    if fresh { "database" } else { "database_stale" },
+                    sink,
+                ),
+                None => (
+                    s.total_predictions,
+                    s.predictions_last_hour,
+                    s.average_confidence,
+                    "memory",
+                    sink,
+                ),
+            }
+        }
+    };
     let models: Vec<_> = gw
         .infer
         .models()
@@ -148,11 +201,12 @@ pub fn stats(gw: &Gateway) -> HttpResponse {
     json_response(
         StatusCode::OK,
         &json!({
-            "total_predictions": s.total_predictions,
-            "predictions_last_hour": s.predictions_last_hour,
-            "average_confidence": s.average_confidence,
-            "predictions_source": "memory",
-            "prediction_log": "disabled",
+            "total_predictions": total,
+            "predictions_last_hour": last_hour,
+            "average_confidence": average,
+            "predictions_source": source,
+            "served_by_this_process": s.total_predictions,
+            "prediction_log": log,
             "cache": gw.cache_mode,
             "cache_hits": s.cache_hits(),
             "cache_misses": s.cache_misses(),

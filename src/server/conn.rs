@@ -134,7 +134,11 @@ async fn serve_http<S>(
 {
     let activity = Activity::new();
     let io = TokioIo::new(Tracked::new(stream, Rc::clone(&activity)));
-    let service = GatewayService::new(Arc::clone(&settings.gateway), Rc::clone(&activity));
+    let service = GatewayService::new(
+        Arc::clone(&settings.gateway),
+        Rc::clone(&activity),
+        peer.ip().to_canonical(),
+    );
     let idle = activity.idle_for(settings.idle_timeout);
     let result = match proto {
         Proto::H1 => {

@@ -1,0 +1,218 @@
+//! What the request path hands the sink ([`LogRow`], cheap to build), and the row the
+//! writer stores ([`Record`], one column per field), derived off the request path.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The input a prediction was made from.
+#[derive(Debug, Clone)]
+pub enum LoggedInput {
+    /// A tabular feature vector.
+    Features(Vec<f32>),
+    /// An image, by the hash of its bytes.
+    ImageHash(String),
+}
+
+/// One served prediction, as the request path hands it over: owned values and the
+/// answer's shared bytes, no parsing, no formatting.
+#[derive(Debug, Clone)]
+pub struct LogRow {
+    /// The UUIDv7 the client got.
+    pub prediction_id: Uuid,
+    /// The request's `X-Request-Id`.
+    pub request_id: String,
+    /// When the answer was ready.
+    pub created_at: SystemTime,
+    /// Model name and version.
+    pub model_name: String,
+    pub model_version: String,
+    /// `hit-l1`, `hit-l2`, `miss`, `coalesced` or `bypass`.
+    pub cache_status: &'static str,
+    /// The cache key's hash, 32 hex digits.
+    pub input_hash: u128,
+    /// What was asked.
+    pub input: LoggedInput,
+    /// The answer's model-dependent JSON members (`"model":..,"prediction":..`).
+    pub answer: Bytes,
+    /// Its top confidence.
+    pub confidence: f32,
+    /// Time from request head to answer.
+    pub latency: Duration,
+    /// The client's address, when `prediction_log.log_client_addr` is on.
+    pub client_addr: Option<IpAddr>,
+}
+
+/// One `predictions` row: what the writer COPYs, and what the spool stores (as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub prediction_id: Uuid,
+    /// Microseconds since the Unix epoch.
+    pub created_at_us: i64,
+    pub request_id: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub cache_status: String,
+    pub input_hash: String,
+    pub input_features: Option<Vec<f32>>,
+    pub image_hash: Option<String>,
+    /// The label (classifiers) or the value as text (regressors).
+    pub prediction: String,
+    pub top_class: Option<i32>,
+    pub confidence: f32,
+    /// `top_k` (tabular) or `predictions` (image), as answered.
+    pub all_predictions: serde_json::Value,
+    pub latency_us: i64,
+    pub client_addr: Option<IpAddr>,
+}
+
+impl Record {
+    /// Derives the stored row from what the request path handed over. Text that Postgres
+    /// cannot store (NUL) is dropped here, whatever its origin.
+    pub fn from_row(row: LogRow) -> Self {
+        let members: serde_json::Value =
+            serde_json::from_slice(&[b"{", &row.answer[..], b"}"].concat())
+                .unwrap_or(serde_json::Value::Null);
+        let prediction = match &members["prediction"] {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => match &members["predictions"][0]["label"] {
+                serde_json::Value::String(s) => s.clone(),
+                _ => String::new(),
+            },
+            other => other.to_string(),
+        };
+        let top_class = members["class_id"]
+            .as_i64()
+            .or_else(|| members["predictions"][0]["class_id"].as_i64())
+            .and_then(|c| i32::try_from(c).ok());
+        let all_predictions = match (&members["top_k"], &members["predictions"]) {
+            (serde_json::Value::Array(a), _) | (_, serde_json::Value::Array(a)) => {
+                serde_json::Value::Array(a.clone())
+            }
+            _ => serde_json::Value::Array(Vec::new()),
+        };
+        let (input_features, image_hash) = match row.input {
+            LoggedInput::Features(f) => (Some(f), None),
+            LoggedInput::ImageHash(h) => (None, Some(clean(h))),
+        };
+        Self {
+            prediction_id: row.prediction_id,
+            created_at_us: unix_micros(row.created_at),
+            request_id: clean(row.request_id),
+            model_name: clean(row.model_name),
+            model_version: clean(row.model_version),
+            cache_status: row.cache_status.to_owned(),
+            input_hash: format!("{:032x}", row.input_hash),
+            input_features,
+            image_hash,
+            prediction: clean(prediction),
+            top_class,
+            confidence: row.confidence,
+            all_predictions: strip_nul(all_predictions),
+            latency_us: i64::try_from(row.latency.as_micros()).unwrap_or(i64::MAX),
+            client_addr: row.client_addr,
+        }
+    }
+
+    /// `created_at` as a time.
+    pub fn created_at(&self) -> SystemTime {
+        let micros = Duration::from_micros(self.created_at_us.unsigned_abs());
+        if self.created_at_us >= 0 {
+            UNIX_EPOCH + micros
+        } else {
+            UNIX_EPOCH - micros
+        }
+    }
+}
+
+fn unix_micros(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Postgres `text` and `jsonb` cannot hold U+0000.
+fn clean(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s
+    }
+}
+
+fn strip_nul(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(strip_nul).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (clean(k), strip_nul(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::manifest::Manifest;
+
+    fn row(answer: Bytes) -> LogRow {
+        LogRow {
+            prediction_id: Uuid::now_v7(),
+            request_id: "req\0-1".into(),
+            created_at: UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456),
+            model_name: "iris-mlp".into(),
+            model_version: "1.0.0".into(),
+            cache_status: "miss",
+            input_hash: 0xab,
+            input: LoggedInput::Features(vec![5.1, 3.5, 1.4, 0.2]),
+            answer,
+            confidence: 0.9,
+            latency: Duration::from_micros(1234),
+            client_addr: None,
+        }
+    }
+
+    #[test]
+    fn a_tabular_answer_becomes_columns() {
+        let manifest: Manifest = serde_json::from_str(crate::infer::demo::MANIFEST).unwrap();
+        let answer = crate::encode::tabular(&manifest, &[0.1, 0.7, 0.2]);
+        let r = Record::from_row(row(answer.body));
+        assert_eq!(r.prediction, "versicolor");
+        assert_eq!(r.top_class, Some(1));
+        assert_eq!(r.all_predictions.as_array().unwrap().len(), 3);
+        assert_eq!(r.request_id, "req-1", "NUL removed");
+        assert_eq!(r.input_hash, format!("{:032x}", 0xab));
+        assert_eq!(r.created_at_us, 1_700_000_000_123_456);
+        assert_eq!(
+            r.created_at(),
+            UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456)
+        );
+        assert_eq!(r.latency_us, 1234);
+    }
+
+    #[test]
+    fn an_unparsable_answer_still_gives_a_row() {
+        let r = Record::from_row(row(Bytes::from_static(b"not json")));
+        assert_eq!(r.prediction, "");
+        assert_eq!(r.top_class, None);
+        assert_eq!(r.all_predictions, serde_json::json!([]));
+    }
+
+    #[test]
+    fn records_round_trip_through_json_exactly() {
+        let manifest: Manifest = serde_json::from_str(crate::infer::demo::MANIFEST).unwrap();
+        let mut r = Record::from_row(row(crate::encode::tabular(&manifest, &[0.2, 0.3, 0.5]).body));
+        r.input_features = Some(vec![0.1, f32::MIN_POSITIVE, 1e-30, 3.402_823e38]);
+        r.client_addr = Some("2001:db8::1".parse().unwrap());
+        let back: Record = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+}

@@ -1,0 +1,425 @@
+//! The writer loop, on the log thread: takes rows off the queue, batches them by size or
+//! age, writes each batch to Postgres, and spools to disk whatever Postgres cannot take —
+//! while it is down, slow (a write in flight and rows piling up), or when the drain
+//! deadline is near. Spooled rows are replayed, oldest segment first, as soon as Postgres
+//! answers again; while any are spooled, new batches queue behind them in the spool, so
+//! rows reach the table in the order they were served.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_postgres::Client;
+
+use crate::metrics::{LOG_FLUSH_DURATION, LOG_QUEUE_DEPTH, LOG_SPOOL_BYTES};
+use crate::prediction_log::db::{self, Connector, DbError};
+use crate::prediction_log::flush::{Backoff, Pending};
+use crate::prediction_log::record::{LogRow, Record};
+use crate::prediction_log::spool::{self, Segment, Spool, SpoolError};
+use crate::prediction_log::{DbStatus, Shared};
+
+/// The writer's knobs.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Rows per COPY batch.
+    pub batch_rows: usize,
+    /// Longest a row waits for its batch.
+    pub flush_interval: Duration,
+    /// Longest one write (connect, COPY, commit) may take before it counts as failed.
+    pub write_timeout: Duration,
+    /// First and longest wait between attempts while Postgres fails.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    /// Apply migrations on every (re)connect.
+    pub migrate: bool,
+}
+
+/// Rows a write carries, kept here too so a write that is cut off can still be spooled.
+enum Job {
+    Connect,
+    Direct(Arc<Vec<Record>>),
+    Replay(Segment, Arc<Vec<Record>>),
+}
+
+type Flight = Pin<Box<dyn Future<Output = (Option<Client>, Result<u64, DbError>)>>>;
+
+/// State of the writer loop.
+pub struct Writer {
+    rx: mpsc::Receiver<LogRow>,
+    close: Option<oneshot::Receiver<Instant>>,
+    shared: Arc<Shared>,
+    connector: Connector,
+    client: Option<Client>,
+    spool: Spool,
+    pending: Pending<Record>,
+    backoff: Backoff,
+    cfg: WriterConfig,
+    queue_capacity: usize,
+    /// Whether the spool's cap was hit (logged once per episode).
+    spool_full: bool,
+}
+
+/// What [`Writer::run`] needs.
+pub struct WriterParts {
+    pub rx: mpsc::Receiver<LogRow>,
+    pub close: oneshot::Receiver<Instant>,
+    pub shared: Arc<Shared>,
+    pub connector: Connector,
+    pub spool: Spool,
+    pub queue_capacity: usize,
+}
+
+/// Time kept back before the drain deadline to spool what could not be written.
+const SPOOL_RESERVE: Duration = Duration::from_millis(300);
+/// How often an idle writer checks that its connection is alive.
+const LIVENESS: Duration = Duration::from_secs(1);
+/// A batch waits in memory behind a write in flight up to this many batches; beyond
+/// that, it is spooled.
+const PENDING_BATCHES: usize = 4;
+
+impl Writer {
+    /// A writer over `parts`.
+    pub fn new(parts: WriterParts, cfg: WriterConfig) -> Self {
+        Self {
+            rx: parts.rx,
+            close: Some(parts.close),
+            shared: parts.shared,
+            connector: parts.connector,
+            client: None,
+            spool: parts.spool,
+            pending: Pending::new(cfg.batch_rows, cfg.flush_interval),
+            backoff: Backoff::new(cfg.retry_initial, cfg.retry_max),
+            cfg,
+            queue_capacity: parts.queue_capacity,
+            spool_full: false,
+        }
+    }
+
+    /// Runs until closed and drained: every row received is in Postgres or the spool.
+    pub async fn run(mut self) {
+        self.publish_spool();
+        let mut flight: Option<(Job, Flight)> = None;
+        let mut deadline: Option<Instant> = None;
+        let mut rx_open = true;
+        loop {
+            let now = Instant::now();
+            if let Some(client) = &self.client
+                && client.is_closed()
+            {
+                self.client = None;
+                self.went_down("connection closed");
+            }
+            if flight.is_none() {
+                flight = self.next_job(now, deadline.is_some());
+            }
+            // A due batch that cannot be written now goes to the spool: Postgres is in
+            // backoff, rows are spooled already (order), or too much waits behind a write.
+            let blocked = !self.backoff.ready(now) || !self.spool.is_empty();
+            let piled = self.pending.len() >= PENDING_BATCHES * self.cfg.batch_rows;
+            if self.pending.is_due(now) && (blocked || (flight.is_some() && piled)) {
+                let rows = self.pending.take(now);
+                self.spool_rows(rows);
+            }
+            if deadline.is_some() && !rx_open && flight.is_none() {
+                // Closing: whatever could not be written goes to the spool.
+                let rest = self.pending.take_all();
+                self.spool_rows(rest);
+                break;
+            }
+            let wake = [
+                self.pending.due_at(),
+                self.backoff.retry_at(),
+                deadline.map(|d| d - SPOOL_RESERVE),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + LIVENESS)
+            .min(now + LIVENESS);
+            let write_until = match deadline {
+                Some(d) => (d - SPOOL_RESERVE).min(now + self.cfg.write_timeout),
+                None => now + self.cfg.write_timeout,
+            };
+            let closing = self.close.is_some();
+            let close_rx = &mut self.close;
+            let rx = &mut self.rx;
+            let in_flight = flight.is_some();
+            let flight_ref = &mut flight;
+            tokio::select! {
+                biased;
+                close = async { close_rx.as_mut().expect("checked").await }, if closing => {
+                    self.close = None;
+                    let at = close.unwrap_or_else(|_| Instant::now());
+                    deadline = Some(at);
+                    self.rx.close();
+                    tracing::info!(pending = self.pending.len(), queued = self.rx.len(), "prediction log: draining");
+                }
+                out = async {
+                    let (_, fut) = flight_ref.as_mut().expect("checked");
+                    tokio::time::timeout_at(write_until, fut).await
+                }, if in_flight => {
+                    let Some((job, _)) = flight.take() else { continue };
+                    self.finished(job, out);
+                }
+                row = rx.recv(), if rx_open => match row {
+                    Some(row) => {
+                        self.pending.push(Record::from_row(row), Instant::now());
+                        // Take whatever else is queued without going round the loop.
+                        while self.pending.len() < self.cfg.batch_rows {
+                            match self.rx.try_recv() {
+                                Ok(row) => self.pending.push(Record::from_row(row), Instant::now()),
+                                Err(_) => break,
+                            }
+                        }
+                        let depth = self.queue_capacity - self.rx.capacity().min(self.queue_capacity);
+                        metrics::gauge!(LOG_QUEUE_DEPTH).set(depth as f64);
+                    }
+                    None => {
+                        rx_open = false;
+                        metrics::gauge!(LOG_QUEUE_DEPTH).set(0.0);
+                    }
+                },
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        self.publish_spool();
+        tracing::info!(
+            spooled_bytes = self.spool.bytes(),
+            "prediction log: drained"
+        );
+    }
+
+    /// The next thing to do with Postgres, if any may be done now.
+    fn next_job(&mut self, now: Instant, closing: bool) -> Option<(Job, Flight)> {
+        if !self.backoff.ready(now) {
+            return None;
+        }
+        if self.client.is_none() {
+            // Connect even with nothing to write, so /ready tells the truth.
+            if closing && self.pending.is_empty() {
+                return None;
+            }
+            return Some((Job::Connect, self.flight(Arc::new(Vec::new()))));
+        }
+        if !self.spool.is_empty() && !closing {
+            let segment = self.spool.oldest()?;
+            let records = match spool::read_segment(&segment.path) {
+                Ok(contents) => {
+                    if let Some(torn) = &contents.torn {
+                        tracing::warn!(
+                            segment = %segment.path.display(),
+                            offset = torn.offset,
+                            discarded_bytes = torn.discarded_bytes,
+                            reason = torn.reason,
+                            replayed = contents.records.len(),
+                            "prediction log: spool segment ends in a torn or corrupt record; \
+                             replaying the intact records before it"
+                        );
+                        self.shared.count_torn();
+                    }
+                    contents.records
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "prediction log: cannot read a spool segment; setting it aside");
+                    let _ = self.spool.reject(&segment);
+                    return None;
+                }
+            };
+            let records = Arc::new(records);
+            let flight = self.flight(Arc::clone(&records));
+            return Some((Job::Replay(segment, records), flight));
+        }
+        if self.spool.is_empty()
+            && (self.pending.is_due(now) || (closing && !self.pending.is_empty()))
+        {
+            let records = Arc::new(self.pending.take(now));
+            let flight = self.flight(Arc::clone(&records));
+            return Some((Job::Direct(records), flight));
+        }
+        None
+    }
+
+    /// A write of `records` (connecting first when needed) as a future owning what it uses.
+    fn flight(&mut self, records: Arc<Vec<Record>>) -> Flight {
+        let client = self.client.take();
+        let connector = self.connector.clone();
+        let migrate = self.cfg.migrate;
+        Box::pin(async move {
+            let mut client = match client {
+                Some(c) => c,
+                None => match connect(&connector, migrate).await {
+                    Ok(c) => c,
+                    Err(e) => return (None, Err(e)),
+                },
+            };
+            if records.is_empty() {
+                return (Some(client), Ok(0));
+            }
+            let started = Instant::now();
+            let result = db::write_batch(&mut client, &records).await;
+            metrics::histogram!(LOG_FLUSH_DURATION).record(started.elapsed().as_secs_f64());
+            (Some(client), result)
+        })
+    }
+
+    fn finished(
+        &mut self,
+        job: Job,
+        out: Result<(Option<Client>, Result<u64, DbError>), tokio::time::error::Elapsed>,
+    ) {
+        let (client, result) = match out {
+            Ok(done) => done,
+            Err(_) => (None, Err(DbError::Timeout(self.cfg.write_timeout))),
+        };
+        match result {
+            Ok(inserted) => {
+                self.client = client;
+                self.backoff.succeeded();
+                if self.shared.set_status(DbStatus::Ok) {
+                    tracing::info!("prediction log: postgres is up");
+                }
+                match job {
+                    Job::Connect => {}
+                    Job::Direct(records) => {
+                        self.shared.add(Outcome::Written, records.len() as u64);
+                        if (inserted as usize) < records.len() {
+                            tracing::debug!(
+                                skipped = records.len() - inserted as usize,
+                                "prediction log: rows already stored"
+                            );
+                        }
+                    }
+                    Job::Replay(segment, records) => {
+                        self.shared.add(Outcome::Replayed, records.len() as u64);
+                        if let Err(e) = self.spool.remove(&segment) {
+                            tracing::error!(error = %e, "prediction log: replayed segment not deleted (its rows will be skipped next time)");
+                        }
+                        tracing::info!(
+                            rows = records.len(),
+                            inserted,
+                            left_bytes = self.spool.bytes(),
+                            "prediction log: replayed a spool segment"
+                        );
+                        self.publish_spool();
+                    }
+                }
+            }
+            Err(e) if !e.is_retriable() => {
+                // The connection is fine; the rows are not.
+                self.client = client;
+                match job {
+                    Job::Connect => self.went_down(&e.to_string()),
+                    Job::Direct(records) => {
+                        // Keep them for an operator rather than retry forever.
+                        tracing::error!(error = %e, rows = records.len(), "prediction log: postgres refused a batch; spooling it for inspection");
+                        self.spool_rows(records.to_vec());
+                        self.spool.seal();
+                        if let Some(seg) = self.spool.oldest() {
+                            self.reject(&seg, &e);
+                        }
+                    }
+                    Job::Replay(segment, _) => self.reject(&segment, &e),
+                }
+            }
+            Err(e) => {
+                // Connection trouble or timeout: reconnect next time.
+                drop(client);
+                self.went_down(&e.to_string());
+                if let Job::Direct(records) = job {
+                    self.spool_rows(records.to_vec());
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, segment: &Segment, e: &DbError) {
+        match self.spool.reject(segment) {
+            Ok(to) => {
+                tracing::error!(error = %e, kept = %to.display(), "prediction log: postgres refuses these rows; segment set aside")
+            }
+            Err(io) => {
+                tracing::error!(error = %e, io_error = %io, "prediction log: postgres refuses these rows and the segment cannot be moved")
+            }
+        }
+        self.publish_spool();
+    }
+
+    fn went_down(&mut self, why: &str) {
+        let wait = self.backoff.failed(Instant::now());
+        if self.shared.set_status(DbStatus::Down) {
+            tracing::warn!(
+                error = why,
+                retry_in_ms = wait.as_millis() as u64,
+                "prediction log: postgres is down; spooling rows to disk"
+            );
+        } else {
+            tracing::debug!(
+                error = why,
+                retry_in_ms = wait.as_millis() as u64,
+                "prediction log: postgres still down"
+            );
+        }
+    }
+
+    fn spool_rows(&mut self, rows: Vec<Record>) {
+        if rows.is_empty() {
+            return;
+        }
+        let n = rows.len() as u64;
+        match self.spool.append(&rows) {
+            Ok(()) => {
+                self.spool_full = false;
+                self.shared.add(Outcome::Spooled, n);
+            }
+            Err(e) => {
+                self.shared.add(Outcome::Dropped, n);
+                if matches!(e, SpoolError::Full { .. }) && self.spool_full {
+                    tracing::debug!(rows = n, "prediction log: spool still full; rows dropped");
+                } else {
+                    tracing::error!(error = %e, rows = n, "prediction log: ROWS LOST: cannot spool them (raise prediction_log.spool_max_bytes or free the disk)");
+                }
+                self.spool_full = matches!(e, SpoolError::Full { .. });
+            }
+        }
+        self.publish_spool();
+    }
+
+    fn publish_spool(&self) {
+        let bytes = self.spool.bytes();
+        self.shared.set_spool_bytes(bytes);
+        metrics::gauge!(LOG_SPOOL_BYTES).set(bytes as f64);
+    }
+}
+
+async fn connect(connector: &Connector, migrate: bool) -> Result<Client, DbError> {
+    let mut client = connector.connect().await?;
+    if migrate {
+        crate::prediction_log::schema::migrate(&mut client).await?;
+    }
+    db::prepare_staging(&client).await?;
+    Ok(client)
+}
+
+/// Where logged rows went, for `infergate_log_rows_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Written = 0,
+    Spooled = 1,
+    Replayed = 2,
+    Dropped = 3,
+}
+
+impl Outcome {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Written => "written",
+            Self::Spooled => "spooled",
+            Self::Replayed => "replayed",
+            Self::Dropped => "dropped",
+        }
+    }
+}
