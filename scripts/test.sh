@@ -4,7 +4,7 @@
 #
 #   scripts/test.sh
 #
-# Tests start their own servers (the gateway binary, redis-server; later PostgreSQL) on
+# Tests start their own servers (the gateway binary, redis-server, PostgreSQL) on
 # free loopback ports in temp dirs and stop only what they started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,11 @@ command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 command -v git >/dev/null || need_apt+=(git)
 # Tests start their own Redis (tests/support/redis_server.rs).
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+# ... and their own PostgreSQL (tests/support/postgres_server.rs): initdb + postgres, run as
+# the non-root `postgres` user the package creates when the tests run as root.
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    need_apt+=(postgresql)
+fi
 if ((${#need_apt[@]})); then
     echo "==> installing: ${need_apt[*]}"
     export DEBIAN_FRONTEND=noninteractive

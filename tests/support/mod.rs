@@ -3,6 +3,7 @@
 // Waiting on a real child process is wall-clock time, not the paused tokio clock.
 #![allow(clippy::disallowed_types)]
 
+pub mod postgres_server;
 pub mod redis_server;
 
 use std::io::{BufRead, BufReader};
