@@ -80,12 +80,9 @@ fn features(i: usize) -> [f64; 4] {
 
 /// Waits (up to `secs`) until `check` holds.
 fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    let deadline = Instant::now() + Duration::from_secs(secs);
     while !check() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting: {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -321,7 +318,7 @@ fn postgres_down_for_twenty_seconds_under_load_loses_nothing() {
                         &client,
                         features(i % 40 + c * 40),
                         &format!("c{c}-{i}"),
-                        i % 2 == 0,
+                        i.is_multiple_of(2),
                     )
                     .await
                     {
@@ -552,10 +549,10 @@ fn a_torn_spool_replays_its_intact_records_and_reports_the_tear() {
     eventually("schema applied", 10, || {
         gw.logs().contains("postgres is up")
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while pg.count("predictions") != 6 {
         assert!(
-            std::time::Instant::now() < deadline,
+            Instant::now() < deadline,
             "intact spooled records not replayed: {} rows\n{}",
             pg.count("predictions"),
             gw.logs()
