@@ -54,7 +54,13 @@ impl<T> Pending<T> {
 
     /// Takes up to `max_rows` rows (the oldest), leaving the rest pending.
     pub fn take(&mut self, now: Instant) -> Vec<T> {
-        let n = self.rows.len().min(self.max_rows);
+        self.take_up_to(self.max_rows, now)
+    }
+
+    /// Takes up to `n` rows (the oldest): a writer that fell behind catches up with
+    /// larger batches, which COPY writes faster per row.
+    pub fn take_up_to(&mut self, n: usize, now: Instant) -> Vec<T> {
+        let n = self.rows.len().min(n.max(1));
         let rest = self.rows.split_off(n);
         let batch = std::mem::replace(&mut self.rows, rest);
         // What remains is at most one batch old; count its age from now.
@@ -139,7 +145,14 @@ mod tests {
         assert!(p.is_due(Instant::now()), "full");
         assert_eq!(p.take(Instant::now()), vec![0, 1, 2]);
         assert_eq!(p.len(), 4);
-        assert_eq!(p.take_all(), vec![3, 4, 5, 6]);
+        assert_eq!(p.take_up_to(2, Instant::now()), vec![3, 4]);
+        assert_eq!(
+            p.due_at(),
+            Some(Instant::now() + Duration::from_millis(200))
+        );
+        p.push(7, Instant::now());
+        p.push(8, Instant::now());
+        assert_eq!(p.take_all(), vec![5, 6, 7, 8]);
         assert_eq!(p.due_at(), None);
     }
 

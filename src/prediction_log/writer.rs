@@ -2,8 +2,8 @@
 //! age, writes each batch to Postgres, and spools to disk whatever Postgres cannot take —
 //! while it is down, slow (a write in flight and rows piling up), or when the drain
 //! deadline is near. Spooled rows are replayed, oldest segment first, as soon as Postgres
-//! answers again; while any are spooled, new batches queue behind them in the spool, so
-//! rows reach the table in the order they were served.
+//! answers again, taking turns with new batches so neither starves. A writer that fell
+//! behind writes larger batches (COPY is cheaper per row in bulk) before it spools.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,6 +60,8 @@ pub struct Writer {
     queue_capacity: usize,
     /// Whether the spool's cap was hit (logged once per episode).
     spool_full: bool,
+    /// Whether the spool goes next (replay and new batches take turns).
+    replay_turn: bool,
 }
 
 /// What [`Writer::run`] needs.
@@ -76,9 +78,9 @@ pub struct WriterParts {
 const SPOOL_RESERVE: Duration = Duration::from_millis(300);
 /// How often an idle writer checks that its connection is alive.
 const LIVENESS: Duration = Duration::from_secs(1);
-/// A batch waits in memory behind a write in flight up to this many batches; beyond
-/// that, it is spooled.
-const PENDING_BATCHES: usize = 4;
+/// Rows wait in memory behind a write in flight up to this many batches (and the next
+/// write takes them all); beyond that, they are spooled.
+const PENDING_BATCHES: usize = 8;
 
 impl Writer {
     /// A writer over `parts`.
@@ -95,6 +97,7 @@ impl Writer {
             cfg,
             queue_capacity: parts.queue_capacity,
             spool_full: false,
+            replay_turn: false,
         }
     }
 
@@ -115,12 +118,14 @@ impl Writer {
             if flight.is_none() {
                 flight = self.next_job(now, deadline.is_some());
             }
-            // A due batch that cannot be written now goes to the spool: Postgres is in
-            // backoff, rows are spooled already (order), or too much waits behind a write.
-            let blocked = !self.backoff.ready(now) || !self.spool.is_empty();
-            let piled = self.pending.len() >= PENDING_BATCHES * self.cfg.batch_rows;
-            if self.pending.is_due(now) && (blocked || (flight.is_some() && piled)) {
-                let rows = self.pending.take(now);
+            // Rows that cannot be written now go to the spool: Postgres is in backoff, or
+            // more than PENDING_BATCHES wait behind a write in flight.
+            let max_pending = PENDING_BATCHES * self.cfg.batch_rows;
+            if !self.backoff.ready(now) && self.pending.is_due(now) {
+                let rows = self.pending.take_all();
+                self.spool_rows(rows);
+            } else if flight.is_some() && self.pending.len() >= max_pending {
+                let rows = self.pending.take_up_to(max_pending, now);
                 self.spool_rows(rows);
             }
             if deadline.is_some() && !rx_open && flight.is_none() {
@@ -204,42 +209,52 @@ impl Writer {
             }
             return Some((Job::Connect, self.flight(Arc::new(Vec::new()))));
         }
-        if !self.spool.is_empty() && !closing {
-            let segment = self.spool.oldest()?;
-            let records = match spool::read_segment(&segment.path) {
-                Ok(contents) => {
-                    if let Some(torn) = &contents.torn {
-                        tracing::warn!(
-                            segment = %segment.path.display(),
-                            offset = torn.offset,
-                            discarded_bytes = torn.discarded_bytes,
-                            reason = torn.reason,
-                            replayed = contents.records.len(),
-                            "prediction log: spool segment ends in a torn or corrupt record; \
-                             replaying the intact records before it"
-                        );
-                        self.shared.count_torn();
-                    }
-                    contents.records
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "prediction log: cannot read a spool segment; setting it aside");
-                    let _ = self.spool.reject(&segment);
-                    return None;
-                }
-            };
-            let records = Arc::new(records);
-            let flight = self.flight(Arc::clone(&records));
-            return Some((Job::Replay(segment, records), flight));
+        let batch_due = self.pending.is_due(now) || (closing && !self.pending.is_empty());
+        let replay = !self.spool.is_empty() && (self.replay_turn || !batch_due);
+        if replay {
+            self.replay_turn = false;
+            return self.replay_job();
         }
-        if self.spool.is_empty()
-            && (self.pending.is_due(now) || (closing && !self.pending.is_empty()))
-        {
-            let records = Arc::new(self.pending.take(now));
+        if batch_due {
+            // Spooled rows go next, whatever arrives meanwhile.
+            self.replay_turn = true;
+            let records = Arc::new(
+                self.pending
+                    .take_up_to(PENDING_BATCHES * self.cfg.batch_rows, now),
+            );
             let flight = self.flight(Arc::clone(&records));
             return Some((Job::Direct(records), flight));
         }
         None
+    }
+
+    fn replay_job(&mut self) -> Option<(Job, Flight)> {
+        let segment = self.spool.oldest()?;
+        let records = match spool::read_segment(&segment.path) {
+            Ok(contents) => {
+                if let Some(torn) = &contents.torn {
+                    tracing::warn!(
+                        segment = %segment.path.display(),
+                        offset = torn.offset,
+                        discarded_bytes = torn.discarded_bytes,
+                        reason = torn.reason,
+                        replayed = contents.records.len(),
+                        "prediction log: spool segment ends in a torn or corrupt record; \
+                         replaying the intact records before it"
+                    );
+                    self.shared.count_torn();
+                }
+                contents.records
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "prediction log: cannot read a spool segment; setting it aside");
+                let _ = self.spool.reject(&segment);
+                return None;
+            }
+        };
+        let records = Arc::new(records);
+        let flight = self.flight(Arc::clone(&records));
+        Some((Job::Replay(segment, records), flight))
     }
 
     /// A write of `records` (connecting first when needed) as a future owning what it uses.

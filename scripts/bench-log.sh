@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Prediction log benchmark against a real PostgreSQL this script starts (initdb in a temp
+# dir, fsync on, as the non-root `postgres` user when run as root) and stops:
+#   1. sink throughput, rows/s: per-row INSERT vs COPY batches vs the whole sink
+#      (cargo bench --bench log_sink);
+#   2. gateway req/s over HTTPS with the log off vs on (wrk, HTTP/1.1, /predict cached and
+#      uncached), and the rows the table got.
+#
+#   scripts/bench-log.sh
+#   ROWS=200000 DURATION=20 scripts/bench-log.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+ROWS=${ROWS:-100000}
+IO_THREADS=${IO_THREADS:-2}
+OUT=${OUT:-bench-results}
+mkdir -p "$OUT"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
+command -v psql >/dev/null || need+=(postgresql-client)
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    need+=(postgresql)
+fi
+if ((${#need[@]})); then
+    SUDO=""
+    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+PGBIN=$(dirname "$(command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+AS=()
+if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$WORK"
+    AS=(runuser -u postgres --)
+fi
+PGPORT=$(free_port)
+"${AS[@]}" "$PGBIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 >/dev/null
+"${AS[@]}" "$PGBIN/postgres" -D "$WORK/pg" -p "$PGPORT" -k "$WORK" \
+    -c listen_addresses=127.0.0.1 >"$WORK/pg.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 300); do
+    psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -c 'select 1' >/dev/null 2>&1 && break
+    sleep 0.1
+done
+DB_URL="postgres://bench@127.0.0.1:$PGPORT/postgres"
+PG_VERSION=$("$PGBIN/postgres" --version)
+
+results="$OUT/bench-log-$(date +%Y%m%d-%H%M%S).md"
+{
+    echo "# scripts/bench-log.sh $(date -u +%FT%TZ) on $(nproc) cores ($(uname -r)), $PG_VERSION, fsync on"
+    echo
+    echo "## Sink throughput (cargo bench --bench log_sink, ROWS=$ROWS)"
+    echo
+    echo '```'
+    INFERGATE_BENCH_DATABASE_URL="$DB_URL" ROWS="$ROWS" cargo bench --locked --bench log_sink 2>/dev/null
+    echo '```'
+} | tee "$results"
+
+# --- gateway, log off vs on ---------------------------------------------------------------
+cargo build --release --locked --bin infergate
+BIN=target/release/infergate
+cat >"$WORK/cached.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"features":[5.1,3.5,1.4,0.2]}'
+LUA
+cat >"$WORK/uncached.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.headers["cache-control"] = "no-cache"
+wrk.body = '{"features":[5.1,3.5,1.4,0.2]}'
+LUA
+
+run_gateway() { # label, then extra env as NAME=value
+    local label=$1
+    shift
+    local port
+    port=$(free_port)
+    env "$@" "$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$port" \
+        --io-threads "$IO_THREADS" --log-format json >"$WORK/gw-$label.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 1 3000); do curl -ksf "https://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.01; done
+    for kind in cached uncached; do
+        local line
+        line=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$kind.lua" \
+            "https://127.0.0.1:$port/predict" |
+            awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Non-2xx/ {bad=$NF}
+                 END {printf "%s | %s | %s | %s", rps, p50, p99, (bad==""?0:bad)}')
+        echo "| $label | $kind | $line |"
+    done
+    kill -TERM "$pid"
+    wait "$pid" || true
+}
+
+{
+    echo
+    echo "## Gateway with the log off vs on (wrk -t2 -c$CONNS -d${DURATION}s, HTTP/1.1 over TLS, POST /predict)"
+    echo
+    echo "| log | request | req/s | p50 | p99 | non-2xx |"
+    echo "|---|---|---|---|---|---|"
+    run_gateway off
+    psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -qc 'TRUNCATE predictions' >/dev/null 2>&1 || true
+    run_gateway on INFERGATE_DATABASE__URL="$DB_URL" \
+        INFERGATE_PREDICTION_LOG__SPOOL_DIR="$WORK/spool"
+    rows=$(psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -tAc 'select count(*) from predictions')
+    dropped=$(grep -c 'ROW LOST' "$WORK/gw-on.log" || true)
+    echo
+    echo "Rows in \`predictions\` after the 'on' runs (gateway stopped with SIGTERM, queue drained): $rows; rows dropped: $dropped."
+} | tee -a "$results"
+echo "results: $results"
