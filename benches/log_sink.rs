@@ -162,8 +162,8 @@ fn main() {
         let c = log.counters();
         report(
             &format!(
-                "whole sink (submit → queue → COPY), written {} spooled {} dropped {}",
-                c.written, c.spooled, c.dropped
+                "whole sink (submit → queue → COPY), written {} spooled {} replayed {} dropped {}",
+                c.written, c.spooled, c.replayed, c.dropped
             ),
             rows,
             t.elapsed(),

@@ -96,9 +96,10 @@ run_gateway() { # label, then extra env as NAME=value
         local line
         line=$(wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/$kind.lua" \
             "https://127.0.0.1:$port/predict" |
-            awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Non-2xx/ {bad=$NF}
-                 END {printf "%s | %s | %s | %s", rps, p50, p99, (bad==""?0:bad)}')
+            awk '/requests in/ {n=$1} /Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} /Non-2xx/ {bad=$NF}
+                 END {printf "%s | %s | %s | %s | %s", n, rps, p50, p99, (bad==""?0:bad)}')
         echo "| $label | $kind | $line |"
+        echo "$line" | awk -F' [|] ' '{print $1}' >>"$WORK/answered-$label"
     done
     kill -TERM "$pid"
     wait "$pid" || true
@@ -108,15 +109,19 @@ run_gateway() { # label, then extra env as NAME=value
     echo
     echo "## Gateway with the log off vs on (wrk -t2 -c$CONNS -d${DURATION}s, HTTP/1.1 over TLS, POST /predict)"
     echo
-    echo "| log | request | req/s | p50 | p99 | non-2xx |"
-    echo "|---|---|---|---|---|---|"
+    echo "| log | request | requests | req/s | p50 | p99 | non-2xx |"
+    echo "|---|---|---|---|---|---|---|"
     run_gateway off
     psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -qc 'TRUNCATE predictions' >/dev/null 2>&1 || true
     run_gateway on INFERGATE_DATABASE__URL="$DB_URL" \
         INFERGATE_PREDICTION_LOG__SPOOL_DIR="$WORK/spool"
     rows=$(psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -tAc 'select count(*) from predictions')
+    answered=$(awk '{s+=$1} END {print s+0}' "$WORK/answered-on")
     dropped=$(grep -c 'ROW LOST' "$WORK/gw-on.log" || true)
+    spooled=$(find "$WORK/spool" -name '*.spool' -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}')
     echo
-    echo "Rows in \`predictions\` after the 'on' runs (gateway stopped with SIGTERM, queue drained): $rows; rows dropped: $dropped."
+    echo "With the log on, wrk counted $answered answers; \`predictions\` holds $rows rows after the"
+    echo "gateway's SIGTERM drain (answers wrk had not yet counted when its time ran out are rows"
+    echo "too); ROW LOST lines: $dropped; bytes left in the spool: ${spooled:-0}."
 } | tee -a "$results"
 echo "results: $results"

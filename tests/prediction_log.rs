@@ -712,3 +712,52 @@ fn without_a_database_the_log_is_off_and_stats_come_from_memory() {
         assert_eq!(stats["total_predictions"], 1);
     });
 }
+
+#[test]
+fn tls_to_postgres_is_verified_against_the_configured_ca() {
+    let pg = PostgresServer::start_tls();
+    let spool = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(
+        with_db(&pg, spool.path()).env("INFERGATE_DATABASE__TLS_CA_PATH", pg.ca_path().display()),
+    );
+    eventually("connected over TLS", 10, || {
+        gw.logs().contains("postgres is up")
+    });
+    let answer = runtime().block_on(async {
+        predict(&gw, &h1_client(), features(5), "tls", false)
+            .await
+            .unwrap()
+    });
+    eventually("row written", 10, || pg.count("predictions") == 1);
+    assert_exactly_once(&pg, &[answer]);
+    // Every connection the gateway holds is encrypted.
+    let ssl = pg.query(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'infergate'",
+    );
+    assert!(!ssl.is_empty());
+    assert!(ssl.iter().all(|r| r["ssl"] == true), "{ssl:?}");
+
+    // A CA that did not sign the server's certificate: no connection, rows spooled, /ready
+    // says down (and stays 200).
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let wrong_ca = spool.path().join("wrong-ca.pem");
+    std::fs::write(&wrong_ca, other.cert.pem()).unwrap();
+    let spool2 = tempfile::tempdir().unwrap();
+    let gw2 = Gateway::start(
+        with_db(&pg, spool2.path()).env("INFERGATE_DATABASE__TLS_CA_PATH", wrong_ca.display()),
+    );
+    runtime().block_on(async {
+        predict(&gw2, &h1_client(), features(6), "wrong-ca", false)
+            .await
+            .unwrap();
+        let ready = h1_client().get(gw2.url("/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
+        let v: Value = ready.json().await.unwrap();
+        assert_eq!(v["checks"]["database"], "down");
+    });
+    eventually("the row spooled", 10, || {
+        !spool_files(spool2.path()).is_empty()
+    });
+    assert_eq!(pg.count("predictions"), 1);
+}

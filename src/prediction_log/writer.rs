@@ -78,6 +78,8 @@ pub struct WriterParts {
 const SPOOL_RESERVE: Duration = Duration::from_millis(300);
 /// How often an idle writer checks that its connection is alive.
 const LIVENESS: Duration = Duration::from_secs(1);
+/// How often a writer leaving rows in the queue checks how full it is.
+const BACKLOG_RECHECK: Duration = Duration::from_millis(5);
 /// Rows wait in memory behind a write in flight up to this many batches (and the next
 /// write takes them all); beyond that, they are spooled.
 const PENDING_BATCHES: usize = 8;
@@ -118,16 +120,20 @@ impl Writer {
             if flight.is_none() {
                 flight = self.next_job(now, deadline.is_some());
             }
-            // Rows that cannot be written now go to the spool: Postgres is in backoff, or
-            // more than PENDING_BATCHES wait behind a write in flight.
+            // While a write is in flight and PENDING_BATCHES wait behind it, the queue is
+            // the buffer: rows are left in it. Rows go to the spool when Postgres is in
+            // backoff, or when the queue is three quarters full (before it would drop).
             let max_pending = PENDING_BATCHES * self.cfg.batch_rows;
+            let backlog = flight.is_some() && self.pending.len() >= max_pending;
+            let queue_high = self.queue_depth() * 4 >= self.queue_capacity * 3;
             if !self.backoff.ready(now) && self.pending.is_due(now) {
                 let rows = self.pending.take_all();
                 self.spool_rows(rows);
-            } else if flight.is_some() && self.pending.len() >= max_pending {
+            } else if backlog && queue_high {
                 let rows = self.pending.take_up_to(max_pending, now);
                 self.spool_rows(rows);
             }
+            let pull = rx_open && (!backlog || queue_high);
             if deadline.is_some() && !rx_open && flight.is_none() {
                 // Closing: whatever could not be written goes to the spool.
                 let rest = self.pending.take_all();
@@ -143,7 +149,7 @@ impl Writer {
             .flatten()
             .min()
             .unwrap_or(now + LIVENESS)
-            .min(now + LIVENESS);
+            .min(now + if pull { LIVENESS } else { BACKLOG_RECHECK });
             let write_until = match deadline {
                 Some(d) => (d - SPOOL_RESERVE).min(now + self.cfg.write_timeout),
                 None => now + self.cfg.write_timeout,
@@ -169,7 +175,7 @@ impl Writer {
                     let Some((job, _)) = flight.take() else { continue };
                     self.finished(job, out);
                 }
-                row = rx.recv(), if rx_open => match row {
+                row = rx.recv(), if pull => match row {
                     Some(row) => {
                         self.pending.push(Record::from_row(row), Instant::now());
                         // Take whatever else is queued without going round the loop.
@@ -179,8 +185,7 @@ impl Writer {
                                 Err(_) => break,
                             }
                         }
-                        let depth = self.queue_capacity - self.rx.capacity().min(self.queue_capacity);
-                        metrics::gauge!(LOG_QUEUE_DEPTH).set(depth as f64);
+                        metrics::gauge!(LOG_QUEUE_DEPTH).set(self.queue_depth() as f64);
                     }
                     None => {
                         rx_open = false;
@@ -195,6 +200,11 @@ impl Writer {
             spooled_bytes = self.spool.bytes(),
             "prediction log: drained"
         );
+    }
+
+    /// Rows waiting in the queue.
+    fn queue_depth(&self) -> usize {
+        self.rx.len()
     }
 
     /// The next thing to do with Postgres, if any may be done now.

@@ -20,6 +20,8 @@ pub struct PostgresServer {
     bin: PathBuf,
     /// uid/gid to run as when we are root.
     as_user: Option<(u32, u32)>,
+    /// Serve TLS (as well as plain TCP) with a self-signed certificate for 127.0.0.1.
+    tls: bool,
 }
 
 /// The directory holding `initdb` and `postgres`: on PATH, else Debian's newest
@@ -67,6 +69,21 @@ fn is_root() -> bool {
 impl PostgresServer {
     /// initdb (password auth, user `infergate`) and start.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Like [`start`](Self::start), also speaking TLS; the CA to trust is
+    /// [`ca_path`](Self::ca_path).
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    /// The self-signed certificate of a TLS server.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("server.crt")
+    }
+
+    fn start_with(tls: bool) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -87,7 +104,19 @@ impl PostgresServer {
             dir,
             bin: bin_dir(),
             as_user,
+            tls,
         };
+        if tls {
+            let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+                .expect("self-signed certificate");
+            let key = server.dir.path().join("server.key");
+            std::fs::write(server.ca_path(), cert.cert.pem()).expect("cert");
+            std::fs::write(&key, cert.signing_key.serialize_pem()).expect("key");
+            // Postgres refuses a key others can read.
+            let _ = Command::new("chmod").arg("600").arg(&key).status();
+            server.chown(&key);
+            server.chown(&server.ca_path());
+        }
         let pwfile = server.dir.path().join("pw");
         std::fs::write(&pwfile, PASSWORD).expect("pwfile");
         server.chown(&pwfile);
@@ -164,6 +193,21 @@ impl PostgresServer {
             .args(["-c", "listen_addresses=127.0.0.1"])
             // A test database: durability is not what is tested.
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(if self.tls {
+                vec![
+                    "-c".to_owned(),
+                    "ssl=on".to_owned(),
+                    "-c".to_owned(),
+                    format!("ssl_cert_file={}", self.ca_path().display()),
+                    "-c".to_owned(),
+                    format!(
+                        "ssl_key_file={}",
+                        self.dir.path().join("server.key").display()
+                    ),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
