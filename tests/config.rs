@@ -240,3 +240,56 @@ fn unknown_keys_are_errors() {
     let e = l.error();
     assert!(e.contains("max_body_byte"), "{e}");
 }
+
+#[test]
+fn database_secrets_are_read_never_printed_and_bad_values_name_their_source() {
+    let l = Layers::new();
+    let secrets = l.path("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(
+        secrets.join("database_url"),
+        "postgres://infergate:URL-PASSWORD@db:5432/infergate\n",
+    )
+    .unwrap();
+    std::fs::write(secrets.join("database_password"), "PG-PASSWORD\n").unwrap();
+    let out = l.run(&["print-config", "--sources"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("URL-PASSWORD") && !stdout.contains("PG-PASSWORD"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&shows(&secrets, "database_url")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&shows(&secrets, "database_password")),
+        "{stdout}"
+    );
+
+    // Not a connection string, from a file: the file and key are named.
+    std::fs::write(secrets.join("database_url"), "this is not a url\n").unwrap();
+    let e = l.error();
+    assert!(
+        e.contains("database.url") && e.contains("database_url"),
+        "{e}"
+    );
+    std::fs::remove_file(secrets.join("database_url")).unwrap();
+    std::fs::write(
+        l.path("default.toml"),
+        "[prediction_log]\nbatch_rows = 0\nspool_max_bytes = 10\n",
+    )
+    .unwrap();
+    let e = l.error();
+    assert!(
+        e.contains("prediction_log.batch_rows") && e.contains("default.toml"),
+        "{e}"
+    );
+    assert!(e.contains("prediction_log.spool_max_bytes"), "{e}");
+}

@@ -761,3 +761,72 @@ fn tls_to_postgres_is_verified_against_the_configured_ca() {
     });
     assert_eq!(pg.count("predictions"), 1);
 }
+
+#[test]
+fn a_full_spool_drops_rows_loudly_and_counts_every_one() {
+    let mut pg = PostgresServer::start();
+    let spool = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(
+        with_db(&pg, spool.path()).env("INFERGATE_PREDICTION_LOG__SPOOL_MAX_BYTES", 1 << 20),
+    );
+    eventually("schema applied", 10, || {
+        gw.logs().contains("postgres is up")
+    });
+    pg.stop();
+    let rt = runtime();
+    let answered = rt.block_on(async {
+        let client = h2_client();
+        let mut answered = 0u64;
+        for round in 0..80 {
+            let batch = join_all((0..50).map(|k| {
+                let client = client.clone();
+                let gw = &gw;
+                async move {
+                    predict(gw, &client, features(round * 50 + k), "full", true)
+                        .await
+                        .unwrap()
+                }
+            }))
+            .await;
+            answered += batch.len() as u64;
+        }
+        answered
+    });
+    eventually("rows dropped once the spool is full", 10, || {
+        gw.logs().contains("ROWS LOST")
+    });
+    let (spooled, dropped) = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = get_json(&gw, "/stats").await;
+            let log = &s["prediction_log"];
+            let (sp, dr) = (
+                log["rows_spooled"].as_u64().unwrap(),
+                log["rows_dropped"].as_u64().unwrap(),
+            );
+            if sp + dr == answered {
+                assert!(log["spool_bytes"].as_u64().unwrap() <= 1 << 20);
+                assert_eq!(
+                    gw.metric("infergate_log_rows_total{outcome=\"dropped\"}")
+                        .await,
+                    dr as f64
+                );
+                break (sp, dr);
+            }
+            assert!(Instant::now() < deadline, "every row accounted for: {log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(
+        dropped > 0 && spooled > 0,
+        "spooled {spooled}, dropped {dropped}"
+    );
+    pg.restart();
+    eventually("what fitted in the spool reaches the table", 20, || {
+        pg.count("predictions") == spooled as i64
+    });
+    assert_eq!(
+        pg.count("(SELECT DISTINCT prediction_id FROM predictions) d"),
+        spooled as i64
+    );
+}
