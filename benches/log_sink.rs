@@ -69,38 +69,20 @@ fn main() {
         // Per-row INSERT, autocommit: the replaced stack's way (fewer rows: it is slow).
         let n = (rows / 20).max(1000);
         let records: Vec<Record> = (0..n).map(|i| Record::from_row(row(i))).collect();
+        let placeholders: Vec<String> = (1..=15).map(|i| format!("${i}")).collect();
         let insert = client
-            .prepare(
-                "INSERT INTO predictions (prediction_id, created_at, request_id, model_name, \
-                 model_version, cache_status, input_hash, input_features, image_hash, prediction, \
-                 top_class, confidence, all_predictions, latency_us, client_addr) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-            )
+            .prepare(&format!(
+                "INSERT INTO predictions ({}) VALUES ({})",
+                db::COLUMNS,
+                placeholders.join(",")
+            ))
             .await
             .expect("prepare");
         let t = Instant::now();
         for r in &records {
+            let created_at = r.created_at();
             client
-                .execute(
-                    &insert,
-                    &[
-                        &r.prediction_id,
-                        &r.created_at(),
-                        &r.request_id,
-                        &r.model_name,
-                        &r.model_version,
-                        &r.cache_status,
-                        &r.input_hash,
-                        &r.input_features,
-                        &r.image_hash,
-                        &r.prediction,
-                        &r.top_class,
-                        &r.confidence,
-                        &r.all_predictions,
-                        &r.latency_us,
-                        &r.client_addr,
-                    ],
-                )
+                .execute(&insert, &db::params(r, &created_at))
                 .await
                 .expect("insert");
         }

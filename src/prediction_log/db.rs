@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -153,7 +153,7 @@ fn tls_config(path: &Path) -> Result<rustls::ClientConfig, DbError> {
 }
 
 /// Columns written, in COPY order, with their types.
-const COLUMNS: &str = "prediction_id, created_at, request_id, model_name, model_version, \
+pub const COLUMNS: &str = "prediction_id, created_at, request_id, model_name, model_version, \
      cache_status, input_hash, input_features, image_hash, prediction, top_class, confidence, \
      all_predictions, latency_us, client_addr";
 const TYPES: [Type; 15] = [
@@ -173,6 +173,28 @@ const TYPES: [Type; 15] = [
     Type::INT8,
     Type::INET,
 ];
+
+/// A record's fields in [`COLUMNS`] order, as COPY fields or statement parameters;
+/// `created_at` is `r.created_at()`, kept alive by the caller.
+pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 15] {
+    [
+        &r.prediction_id,
+        created_at,
+        &r.request_id,
+        &r.model_name,
+        &r.model_version,
+        &r.cache_status,
+        &r.input_hash,
+        &r.input_features,
+        &r.image_hash,
+        &r.prediction,
+        &r.top_class,
+        &r.confidence,
+        &r.all_predictions,
+        &r.latency_us,
+        &r.client_addr,
+    ]
+}
 
 /// Prepares a fresh connection for [`write_batch`]: a session-private staging table with
 /// the log's column types, emptied at every commit.
@@ -200,25 +222,7 @@ pub async fn write_batch(client: &mut Client, records: &[Record]) -> Result<u64,
     pin_mut!(writer);
     for r in records {
         let created_at = r.created_at();
-        let top_class = r.top_class;
-        let row: [&(dyn ToSql + Sync); 15] = [
-            &r.prediction_id,
-            &created_at,
-            &r.request_id,
-            &r.model_name,
-            &r.model_version,
-            &r.cache_status,
-            &r.input_hash,
-            &r.input_features,
-            &r.image_hash,
-            &r.prediction,
-            &top_class,
-            &r.confidence,
-            &r.all_predictions,
-            &r.latency_us,
-            &r.client_addr,
-        ];
-        writer.as_mut().write(&row).await?;
+        writer.as_mut().write(&params(r, &created_at)).await?;
     }
     writer.finish().await?;
     let inserted = tx

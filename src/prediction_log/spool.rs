@@ -247,6 +247,21 @@ impl Spool {
         }
     }
 
+    /// Writes `records` to a segment of their own, set aside as `.rejected` (rows Postgres
+    /// refuses, kept for an operator, never replayed).
+    pub fn set_aside(&mut self, records: &[Record]) -> Result<PathBuf, SpoolError> {
+        self.seal();
+        self.append(records)?;
+        self.seal();
+        match self.sealed.back().cloned() {
+            Some(segment) => self.reject(&segment),
+            None => Err(SpoolError::Io {
+                path: self.dir.clone(),
+                source: io::Error::other("nothing to set aside"),
+            }),
+        }
+    }
+
     /// Moves a segment Postgres refuses aside (`.rejected`), so it stops blocking the rest
     /// and stays on disk for an operator.
     pub fn reject(&mut self, segment: &Segment) -> Result<PathBuf, SpoolError> {
@@ -459,5 +474,20 @@ mod tests {
         assert!(spool.is_empty());
         // Not picked up again by the next process.
         assert!(Spool::open(dir.path(), 1 << 30).unwrap().is_empty());
+    }
+
+    #[test]
+    fn set_aside_rows_never_take_spooled_rows_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        let good: Vec<Record> = (0..2).map(record).collect();
+        spool.append(&good).unwrap();
+        let refused = vec![record(9)];
+        let path = spool.set_aside(&refused).unwrap();
+        assert_eq!(read_segment(&path).unwrap().records, refused);
+        let seg = spool.oldest().unwrap();
+        assert_eq!(read_segment(&seg.path).unwrap().records, good);
+        spool.remove(&seg).unwrap();
+        assert!(spool.is_empty());
     }
 }

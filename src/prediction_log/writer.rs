@@ -161,7 +161,12 @@ impl Writer {
             let flight_ref = &mut flight;
             tokio::select! {
                 biased;
-                close = async { close_rx.as_mut().expect("checked").await }, if closing => {
+                close = async {
+                    match close_rx.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if closing => {
                     self.close = None;
                     let at = close.unwrap_or_else(|_| Instant::now());
                     deadline = Some(at);
@@ -169,8 +174,10 @@ impl Writer {
                     tracing::info!(pending = self.pending.len(), queued = self.rx.len(), "prediction log: draining");
                 }
                 out = async {
-                    let (_, fut) = flight_ref.as_mut().expect("checked");
-                    tokio::time::timeout_at(write_until, fut).await
+                    match flight_ref.as_mut() {
+                        Some((_, fut)) => tokio::time::timeout_at(write_until, fut).await,
+                        None => std::future::pending().await,
+                    }
                 }, if in_flight => {
                     let Some((job, _)) = flight.take() else { continue };
                     self.finished(job, out);
@@ -339,11 +346,14 @@ impl Writer {
                     Job::Connect => self.went_down(&e.to_string()),
                     Job::Direct(records) => {
                         // Keep them for an operator rather than retry forever.
-                        tracing::error!(error = %e, rows = records.len(), "prediction log: postgres refused a batch; spooling it for inspection");
-                        self.spool_rows(records.to_vec());
-                        self.spool.seal();
-                        if let Some(seg) = self.spool.oldest() {
-                            self.reject(&seg, &e);
+                        match self.spool.set_aside(&records) {
+                            Ok(path) => {
+                                tracing::error!(error = %e, rows = records.len(), kept = %path.display(), "prediction log: postgres refuses these rows; set aside")
+                            }
+                            Err(io) => {
+                                self.shared.add(Outcome::Dropped, records.len() as u64);
+                                tracing::error!(error = %e, io_error = %io, rows = records.len(), "prediction log: ROWS LOST: postgres refuses them and they cannot be set aside");
+                            }
                         }
                     }
                     Job::Replay(segment, _) => self.reject(&segment, &e),
