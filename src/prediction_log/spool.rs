@@ -281,7 +281,8 @@ pub fn read_segment(path: &Path) -> Result<SegmentContents, SpoolError> {
     Ok(parse_segment(&bytes))
 }
 
-fn parse_segment(bytes: &[u8]) -> SegmentContents {
+/// Parses a segment's bytes: the intact records, and where and why it stops early.
+pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
     let total = bytes.len() as u64;
     let torn = |offset: usize, reason| Torn {
         offset: offset as u64,
