@@ -155,6 +155,7 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
         },
         io_backend: backend,
         cache_mode,
+        ready_require: config.ready.require.clone(),
     }));
     let tls = if config.tls.enabled {
         let (server_config, source) = tls::server_config(&config.tls)?;

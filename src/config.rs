@@ -46,6 +46,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Writing every prediction to the database.
     pub prediction_log: PredictionLogConfig,
+    /// What `/ready` requires.
+    pub ready: ReadyConfig,
     /// Logging.
     pub log: LogConfig,
     /// Graceful shutdown.
@@ -425,6 +427,26 @@ impl Default for BatchConfig {
             queue_capacity: 4096,
         }
     }
+}
+
+/// A shared dependency `/ready` may require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dependency {
+    /// The L2 cache.
+    Redis,
+    /// The prediction log's PostgreSQL.
+    Database,
+}
+
+/// What `/ready` requires besides warm models and no drain.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadyConfig {
+    /// Dependencies whose outage makes this replica unready (503). Empty by default: a
+    /// Redis or Postgres outage degrades every replica alike, so taking them all out of
+    /// rotation helps nobody.
+    pub require: Vec<Dependency>,
 }
 
 /// Request coalescing.
@@ -822,6 +844,18 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
         p.retention_days == 0 || (p.retention_interval_s >= 1 && p.retention_batch_rows >= 1),
         "prediction_log.retention_interval_s",
         "retention needs retention_interval_s and retention_batch_rows of at least 1",
+    );
+    let require = &config.ready.require;
+    check(
+        !require.contains(&Dependency::Redis)
+            || (config.redis.url.is_some() && config.cache.enabled),
+        "ready.require",
+        "requires redis, but no redis.url is configured (or the cache is off)",
+    );
+    check(
+        !require.contains(&Dependency::Database) || d.url.is_some(),
+        "ready.require",
+        "requires database, but no database.url is configured",
     );
     let b = &config.batch;
     check(

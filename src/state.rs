@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::config::Dependency;
 use crate::infer::Infer;
 use crate::predict::Predictor;
 use crate::shutdown::Shutdown;
@@ -38,6 +39,8 @@ pub struct Gateway {
     pub io_backend: &'static str,
     /// Which cache tiers are on: `"l1+l2"`, `"l1"` or `"disabled"`.
     pub cache_mode: &'static str,
+    /// Dependencies whose outage makes `/ready` 503.
+    pub ready_require: Vec<Dependency>,
     models_warm: AtomicBool,
 }
 
@@ -53,6 +56,7 @@ impl Gateway {
             limits: parts.limits,
             io_backend: parts.io_backend,
             cache_mode: parts.cache_mode,
+            ready_require: parts.ready_require,
             models_warm: AtomicBool::new(false),
         }
     }
@@ -79,4 +83,6 @@ pub struct GatewayParts {
     pub io_backend: &'static str,
     /// Which cache tiers are on: `"l1+l2"`, `"l1"` or `"disabled"`.
     pub cache_mode: &'static str,
+    /// Dependencies whose outage makes `/ready` 503.
+    pub ready_require: Vec<Dependency>,
 }

@@ -825,6 +825,10 @@ fn a_full_spool_drops_rows_loudly_and_counts_every_one() {
     eventually("what fitted in the spool reaches the table", 20, || {
         pg.count("predictions") == spooled as i64
     });
+    rt.block_on(async {
+        let r = h1_client().get(gw.url("/ready")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "ready again once the database is back");
+    });
     assert_eq!(
         pg.count("(SELECT DISTINCT prediction_id FROM predictions) d"),
         spooled as i64

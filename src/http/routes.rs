@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::config::Dependency;
 use crate::http::body::{PredictContent, decode_tabular, predict_content, read_limited};
 use crate::http::error::{ApiError, readiness_status};
 use crate::http::{HttpResponse, Timing};
@@ -41,11 +42,22 @@ pub fn health(gw: &Gateway) -> HttpResponse {
     )
 }
 
-/// `GET /ready`: 200 once every model answered its warm-up and no drain has begun.
+/// `GET /ready`: 200 once every model answered its warm-up, while no drain has begun and
+/// no dependency listed in `ready.require` is down.
 pub fn ready(gw: &Gateway) -> HttpResponse {
     let warm = gw.models_warm();
     let draining = gw.shutdown.is_draining();
-    let ready = warm && !draining;
+    let redis = gw.predictor.redis_status();
+    let database = database_status(gw);
+    let missing: Vec<&str> = gw
+        .ready_require
+        .iter()
+        .filter_map(|d| match d {
+            Dependency::Redis => (redis != "ok").then_some("redis"),
+            Dependency::Database => (database != "ok").then_some("database"),
+        })
+        .collect();
+    let ready = warm && !draining && missing.is_empty();
     json_response(
         readiness_status(ready),
         &json!({
@@ -53,13 +65,13 @@ pub fn ready(gw: &Gateway) -> HttpResponse {
             "draining": draining,
             "checks": {
                 "model": if warm { "ok" } else { "warming_up" },
-                // Redis down degrades (L1 only), it does not make a replica unready: every
-                // replica shares it.
-                "redis": gw.predictor.redis_status(),
-                // Like Redis: Postgres down degrades (rows are spooled), it does not
-                // make a replica unready.
-                "database": database_status(gw),
+                // Redis or Postgres down degrades (L1 only; rows spooled), it does not
+                // make a replica unready unless ready.require says so: every replica
+                // shares them.
+                "redis": redis,
+                "database": database,
             },
+            "required_down": missing,
         }),
     )
 }
