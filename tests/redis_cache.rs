@@ -281,3 +281,29 @@ fn rediss_urls_speak_tls() {
         redis.get(&redis_key(features)).is_some()
     });
 }
+
+#[test]
+fn ready_require_redis_takes_the_replica_out_of_rotation_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let gw = Gateway::start(with_redis(&redis).env("INFERGATE_READY__REQUIRE", "[\"redis\"]"));
+    let rt = runtime();
+    let status = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let r = h2_client().get(gw.url("/ready")).send().await.unwrap();
+            let code = r.status().as_u16();
+            (code, r.json::<Value>().await.unwrap())
+        })
+    };
+    assert_eq!(status(&rt).0, 200);
+    redis.kill();
+    // The health loop notices within a few intervals.
+    eventually("/ready 503 while required Redis is down", || {
+        let (code, v) = status(&rt);
+        code == 503 && v["required_down"] == json!(["redis"])
+    });
+    // Predictions still answer (degraded: L1 only).
+    let (code, _, _) = rt.block_on(predict(&gw, &h2_client(), [5.0, 3.0, 1.6, 0.2]));
+    assert_eq!(code, 200);
+    redis.restart();
+    eventually("/ready 200 once Redis is back", || status(&rt).0 == 200);
+}
