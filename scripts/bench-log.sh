@@ -117,11 +117,11 @@ run_gateway() { # label, then extra env as NAME=value
         INFERGATE_PREDICTION_LOG__SPOOL_DIR="$WORK/spool"
     rows=$(psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -tAc 'select count(*) from predictions')
     answered=$(awk '{s+=$1} END {print s+0}' "$WORK/answered-on")
-    dropped=$(grep -c 'ROW LOST' "$WORK/gw-on.log" || true)
+    dropped=$(grep -c 'ROWS LOST' "$WORK/gw-on.log" || true)
     spooled=$(find "$WORK/spool" -name '*.spool' -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}')
     echo
     echo "With the log on, wrk counted $answered answers; \`predictions\` holds $rows rows after the"
     echo "gateway's SIGTERM drain (answers wrk had not yet counted when its time ran out are rows"
-    echo "too); ROW LOST lines: $dropped; bytes left in the spool: ${spooled:-0}."
+    echo "too); ROWS LOST log lines: $dropped; bytes left in the spool: ${spooled:-0}."
 } | tee -a "$results"
 echo "results: $results"

@@ -91,7 +91,15 @@ pub struct Shared {
     outcomes: [AtomicU64; 4],
     spool_bytes: AtomicU64,
     torn: AtomicU64,
+    /// For rate-limiting the request path's drop log: when it last logged (ms since
+    /// `born`), and the drops since.
+    born: Instant,
+    drop_logged_ms: AtomicU64,
+    drops_unlogged: AtomicU64,
 }
+
+/// The request path logs dropped rows at most this often (with the count since).
+const DROP_LOG_EVERY_MS: u64 = 1000;
 
 impl Shared {
     fn new() -> Self {
@@ -100,6 +108,27 @@ impl Shared {
             outcomes: Default::default(),
             spool_bytes: AtomicU64::new(0),
             torn: AtomicU64::new(0),
+            born: Instant::now(),
+            drop_logged_ms: AtomicU64::new(0),
+            drops_unlogged: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a row the request path could not hand over; logs an ERROR at most once a
+    /// second, with how many were lost since the last one.
+    fn dropped_at_submit(&self, reason: &'static str) {
+        self.add(Outcome::Dropped, 1);
+        self.drops_unlogged.fetch_add(1, Ordering::Relaxed);
+        let now = self.born.elapsed().as_millis() as u64 + DROP_LOG_EVERY_MS;
+        let last = self.drop_logged_ms.load(Ordering::Relaxed);
+        if now >= last + DROP_LOG_EVERY_MS
+            && self
+                .drop_logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let lost = self.drops_unlogged.swap(0, Ordering::Relaxed);
+            tracing::error!(reason, rows = lost, "prediction log: ROWS LOST");
         }
     }
 
@@ -222,15 +251,14 @@ impl PredictionLog {
     }
 
     /// Hands a row to the writer without waiting. A full queue (the writer cannot keep up
-    /// even by spooling) or a closed log drops the row, counted and logged.
+    /// even by spooling) or a closed log drops the row: counted, and logged (at most once
+    /// a second, with the count).
     pub fn submit(&self, row: LogRow) {
         if let Err(e) = self.tx.try_send(row) {
-            self.shared.add(Outcome::Dropped, 1);
-            let why = match e {
+            self.shared.dropped_at_submit(match e {
                 mpsc::error::TrySendError::Full(_) => "queue full",
                 mpsc::error::TrySendError::Closed(_) => "log closed",
-            };
-            tracing::error!(reason = why, "prediction log: ROW LOST");
+            });
         }
     }
 
@@ -351,5 +379,35 @@ async fn retention_loop(cfg: RetentionConfig, connector: Connector) {
                 "prediction log: retention removed old rows"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_rows_are_all_counted_and_logged_at_most_once_a_second() {
+        let shared = Shared::new();
+        for _ in 0..3 {
+            shared.dropped_at_submit("queue full");
+        }
+        assert_eq!(
+            shared.outcomes[Outcome::Dropped as usize].load(Ordering::Relaxed),
+            3
+        );
+        // The first drop was logged at once; two wait for the next log line.
+        assert_eq!(shared.drops_unlogged.load(Ordering::Relaxed), 2);
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        shared.dropped_at_submit("queue full");
+        assert_eq!(
+            shared.drops_unlogged.load(Ordering::Relaxed),
+            0,
+            "logged with the count"
+        );
+        assert_eq!(
+            shared.outcomes[Outcome::Dropped as usize].load(Ordering::Relaxed),
+            4
+        );
     }
 }
