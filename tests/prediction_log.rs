@@ -118,11 +118,13 @@ fn assert_exactly_once(pg: &PostgresServer, answers: &[Answer]) {
     }
 }
 
+/// Files in a spool directory, but its `.lock`.
 fn spool_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name != ".lock")
                 .collect()
         })
         .unwrap_or_default()

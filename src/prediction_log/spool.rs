@@ -28,6 +28,12 @@ pub enum SpoolError {
     /// Taking `bytes` more would pass `spool_max_bytes`.
     #[error("spool full: {used} of {cap} bytes used, {bytes} more refused")]
     Full { used: u64, cap: u64, bytes: u64 },
+    /// Another process holds the directory (two gateways must not share a spool: one
+    /// could replay and delete a segment the other still appends to).
+    #[error(
+        "spool directory {path} is in use by another infergate process; give each replica its own prediction_log.spool_dir"
+    )]
+    Locked { path: PathBuf },
     /// The file system refused.
     #[error("spool I/O on {path}: {source}")]
     Io {
@@ -82,6 +88,8 @@ struct Open {
 /// The spool directory.
 pub struct Spool {
     dir: PathBuf,
+    /// Held (locked) for as long as this spool is open.
+    _lock: File,
     max_bytes: u64,
     sealed: VecDeque<Segment>,
     open: Option<Open>,
@@ -93,6 +101,22 @@ impl Spool {
     /// queued for replay, oldest first.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let lock_path = dir.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(SpoolError::Locked {
+                    path: dir.to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
         let mut sealed = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
             let entry = entry.map_err(io_err(dir))?;
@@ -111,6 +135,7 @@ impl Spool {
         let next_seq = sealed.last().map_or(1, |s| s.seq + 1);
         Ok(Self {
             dir: dir.to_owned(),
+            _lock: lock,
             max_bytes,
             sealed: sealed.into(),
             open: None,
@@ -398,7 +423,11 @@ mod tests {
         spool.remove(&seg2).unwrap();
         assert!(spool.is_empty());
         assert!(spool.oldest().is_none());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from(".lock")]);
     }
 
     fn record_like(seg: &Segment) -> Record {
@@ -474,7 +503,21 @@ mod tests {
         assert!(to.exists());
         assert!(spool.is_empty());
         // Not picked up again by the next process.
+        drop(spool);
         assert!(Spool::open(dir.path(), 1 << 30).unwrap().is_empty());
+    }
+
+    #[test]
+    fn one_process_per_spool_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Spool::open(dir.path(), 1 << 30).unwrap();
+        let err = Spool::open(dir.path(), 1 << 30).err().unwrap();
+        assert!(matches!(err, SpoolError::Locked { .. }), "{err}");
+        drop(first);
+        assert!(
+            Spool::open(dir.path(), 1 << 30).is_ok(),
+            "released on close"
+        );
     }
 
     #[test]
