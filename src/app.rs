@@ -244,8 +244,8 @@ fn log_config(config: &Config) -> Option<LogConfig> {
 pub fn migrate(
     config: &Config,
 ) -> Result<crate::prediction_log::schema::MigrationReport, MigrateError> {
+    // No process-wide rustls provider needed: the Postgres TLS config names ring itself.
     let db = db_config(config).ok_or(MigrateError::NoDatabase)?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -166,9 +166,10 @@ pub async fn handle(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> 
     );
     let mut timing = Timing::default();
     let meta = RequestOptions {
+        bypass_cache: false,
+        request_id: request_id.clone(),
         client_addr: Some(peer),
         received: started,
-        ..RequestOptions::new(request_id.clone())
     };
     let outcome = AssertUnwindSafe(dispatch(gateway, route, req, meta, &mut timing))
         .catch_unwind()

@@ -50,18 +50,6 @@ pub struct RequestOptions {
     pub received: tokio::time::Instant,
 }
 
-impl RequestOptions {
-    /// Options for a request received now, with a fresh id.
-    pub fn new(request_id: impl Into<String>) -> Self {
-        Self {
-            bypass_cache: false,
-            request_id: request_id.into(),
-            client_addr: None,
-            received: tokio::time::Instant::now(),
-        }
-    }
-}
-
 /// Where an answer came from: the `X-Cache` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {

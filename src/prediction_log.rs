@@ -171,6 +171,14 @@ struct Reader {
     known: Option<DbCounts>,
 }
 
+impl Reader {
+    /// The last attempt's counts (fresh), else the last ones ever read (stale).
+    fn reading(&self) -> Option<(DbCounts, bool)> {
+        let fresh = self.last.and_then(|(_, counts)| counts);
+        fresh.map(|c| (c, true)).or(self.known.map(|c| (c, false)))
+    }
+}
+
 /// The handle the gateway holds.
 pub struct PredictionLog {
     tx: mpsc::Sender<LogRow>,
@@ -181,7 +189,6 @@ pub struct PredictionLog {
     done: tokio::sync::Mutex<Option<oneshot::Receiver<()>>>,
     reader: tokio::sync::Mutex<Reader>,
     stats_cache: Duration,
-    queue_capacity: usize,
 }
 
 /// Longest `/stats` waits for a fresh reading.
@@ -215,7 +222,6 @@ impl PredictionLog {
                 shared: Arc::clone(&shared),
                 connector: connector.clone(),
                 spool,
-                queue_capacity: cfg.queue_capacity.max(1),
             },
             cfg.writer.clone(),
         );
@@ -246,7 +252,6 @@ impl PredictionLog {
                 known: None,
             }),
             stats_cache: cfg.stats_cache,
-            queue_capacity: cfg.queue_capacity.max(1),
         }))
     }
 
@@ -278,7 +283,7 @@ impl PredictionLog {
             spooled: o(Outcome::Spooled),
             replayed: o(Outcome::Replayed),
             dropped: o(Outcome::Dropped),
-            queued: (self.queue_capacity - self.tx.capacity().min(self.queue_capacity)) as u64,
+            queued: (self.tx.max_capacity() - self.tx.capacity()) as u64,
             spool_bytes: self.shared.spool_bytes.load(Ordering::Relaxed),
             torn_segments: self.shared.torn.load(Ordering::Relaxed),
         }
@@ -288,12 +293,10 @@ impl PredictionLog {
     /// answer, the last reading (`fresh = false`), or `None` if there never was one.
     pub async fn db_counts(&self) -> Option<(DbCounts, bool)> {
         let mut reader = self.reader.lock().await;
-        if let Some((at, counts)) = reader.last
+        if let Some((at, _)) = reader.last
             && at.elapsed() < self.stats_cache
         {
-            return counts
-                .map(|c| (c, true))
-                .or(reader.known.map(|c| (c, false)));
+            return reader.reading();
         }
         let client = reader.client.take().filter(|c| !c.is_closed());
         let connector = self.connector.clone();
@@ -318,9 +321,7 @@ impl PredictionLog {
             _ => None,
         };
         reader.last = Some((Instant::now(), fresh));
-        fresh
-            .map(|c| (c, true))
-            .or(reader.known.map(|c| (c, false)))
+        reader.reading()
     }
 
     /// Stops taking rows and writes what is queued — to Postgres if it takes it before

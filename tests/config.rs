@@ -100,6 +100,18 @@ impl Layers {
         (value, lines[at - 1].to_owned())
     }
 
+    /// `print-config --sources`, which must succeed.
+    fn printed(&self) -> String {
+        let out = self.run(&["print-config", "--sources"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn error(&self) -> String {
         let out = self.run(&["check-config"]);
         assert_eq!(
@@ -216,14 +228,7 @@ fn secrets_directory_files_are_read_and_never_printed() {
     std::fs::create_dir_all(&secrets).unwrap();
     std::fs::write(secrets.join("tls_key"), "PRIVATE-KEY-MATERIAL\n").unwrap();
     std::fs::write(secrets.join("tls_cert"), "CERT-TEXT\n").unwrap();
-    let out = l.run(&["print-config", "--sources"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = l.printed();
     assert!(!stdout.contains("PRIVATE-KEY-MATERIAL"), "{stdout}");
     assert!(stdout.contains("key = \"[redacted]\""), "{stdout}");
     assert!(
@@ -252,14 +257,7 @@ fn database_secrets_are_read_never_printed_and_bad_values_name_their_source() {
     )
     .unwrap();
     std::fs::write(secrets.join("database_password"), "PG-PASSWORD\n").unwrap();
-    let out = l.run(&["print-config", "--sources"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = l.printed();
     assert!(
         !stdout.contains("URL-PASSWORD") && !stdout.contains("PG-PASSWORD"),
         "{stdout}"

@@ -29,6 +29,13 @@ fn with_db(pg: &PostgresServer, spool: &Path) -> Options {
         .env("INFERGATE_PREDICTION_LOG__STATS_CACHE_MS", 100)
 }
 
+/// Rows sit in the writer's memory (a batch is due only after a minute or 10 000 rows),
+/// so a SIGTERM finds them queued.
+fn rows_wait_in_memory(opts: Options) -> Options {
+    opts.env("INFERGATE_PREDICTION_LOG__FLUSH_INTERVAL_MS", 60_000)
+        .env("INFERGATE_PREDICTION_LOG__BATCH_ROWS", 10_000)
+}
+
 /// What the client saw of one answer.
 #[derive(Debug, Clone)]
 struct Answer {
@@ -415,10 +422,7 @@ fn postgres_down_for_twenty_seconds_under_load_loses_nothing() {
 fn sigterm_with_postgres_down_spools_and_the_next_start_replays() {
     let mut pg = PostgresServer::start();
     let spool = tempfile::tempdir().unwrap();
-    // Rows sit in memory (a batch is due only after a minute) when SIGTERM comes.
-    let opts = with_db(&pg, spool.path())
-        .env("INFERGATE_PREDICTION_LOG__FLUSH_INTERVAL_MS", 60_000)
-        .env("INFERGATE_PREDICTION_LOG__BATCH_ROWS", 10_000);
+    let opts = rows_wait_in_memory(with_db(&pg, spool.path()));
     let mut gw = Gateway::start(opts.clone());
     let rt = runtime();
     rt.block_on(async {
@@ -471,11 +475,7 @@ fn sigterm_with_postgres_down_spools_and_the_next_start_replays() {
 fn sigterm_writes_queued_rows_to_postgres() {
     let pg = PostgresServer::start();
     let spool = tempfile::tempdir().unwrap();
-    let mut gw = Gateway::start(
-        with_db(&pg, spool.path())
-            .env("INFERGATE_PREDICTION_LOG__FLUSH_INTERVAL_MS", 60_000)
-            .env("INFERGATE_PREDICTION_LOG__BATCH_ROWS", 10_000),
-    );
+    let mut gw = Gateway::start(rows_wait_in_memory(with_db(&pg, spool.path())));
     eventually("schema applied", 10, || {
         gw.logs().contains("postgres is up")
     });

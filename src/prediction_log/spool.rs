@@ -207,33 +207,34 @@ impl Spool {
     }
 
     fn open_segment(&mut self) -> Result<&mut Open, SpoolError> {
-        if self.open.is_none() {
-            let seq = self.next_seq;
-            let path = self.dir.join(format!("{seq:012}.spool"));
-            let mut file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
-            file.write_all(MAGIC)
-                .and_then(|()| file.sync_data())
-                .map_err(io_err(&path))?;
-            // The new file's name must survive a crash too.
-            if let Ok(d) = File::open(&self.dir) {
-                let _ = d.sync_all();
-            }
-            self.next_seq += 1;
-            self.open = Some(Open {
-                file,
-                seq,
-                path,
-                bytes: MAGIC.len() as u64,
-            });
+        let open = match self.open.take() {
+            Some(open) => open,
+            None => self.create_segment()?,
+        };
+        Ok(self.open.insert(open))
+    }
+
+    fn create_segment(&mut self) -> Result<Open, SpoolError> {
+        let seq = self.next_seq;
+        let path = self.dir.join(format!("{seq:012}.spool"));
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        file.write_all(MAGIC)
+            .and_then(|()| file.sync_data())
+            .map_err(io_err(&path))?;
+        // The new file's name must survive a crash too.
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
         }
-        // Just set above when it was None.
-        self.open.as_mut().ok_or_else(|| SpoolError::Io {
-            path: self.dir.clone(),
-            source: io::Error::other("no open segment"),
+        self.next_seq += 1;
+        Ok(Open {
+            file,
+            seq,
+            path,
+            bytes: MAGIC.len() as u64,
         })
     }
 

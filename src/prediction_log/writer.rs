@@ -57,7 +57,6 @@ pub struct Writer {
     pending: Pending<Record>,
     backoff: Backoff,
     cfg: WriterConfig,
-    queue_capacity: usize,
     /// Whether the spool's cap was hit (logged once per episode).
     spool_full: bool,
     /// Whether the spool goes next (replay and new batches take turns).
@@ -71,7 +70,6 @@ pub struct WriterParts {
     pub shared: Arc<Shared>,
     pub connector: Connector,
     pub spool: Spool,
-    pub queue_capacity: usize,
 }
 
 /// Time kept back before the drain deadline to spool what could not be written.
@@ -97,7 +95,6 @@ impl Writer {
             pending: Pending::new(cfg.batch_rows, cfg.flush_interval),
             backoff: Backoff::new(cfg.retry_initial, cfg.retry_max),
             cfg,
-            queue_capacity: parts.queue_capacity,
             spool_full: false,
             replay_turn: false,
         }
@@ -125,7 +122,7 @@ impl Writer {
             // backoff, or when the queue is three quarters full (before it would drop).
             let max_pending = PENDING_BATCHES * self.cfg.batch_rows;
             let backlog = flight.is_some() && self.pending.len() >= max_pending;
-            let queue_high = self.queue_depth() * 4 >= self.queue_capacity * 3;
+            let queue_high = self.queue_depth() * 4 >= self.rx.max_capacity() * 3;
             if !self.backoff.ready(now) && self.pending.is_due(now) {
                 let rows = self.pending.take_all();
                 self.spool_rows(rows);
@@ -154,7 +151,7 @@ impl Writer {
                 Some(d) => (d - SPOOL_RESERVE).min(now + self.cfg.write_timeout),
                 None => now + self.cfg.write_timeout,
             };
-            let closing = self.close.is_some();
+            let close_pending = self.close.is_some();
             let close_rx = &mut self.close;
             let rx = &mut self.rx;
             let in_flight = flight.is_some();
@@ -166,7 +163,7 @@ impl Writer {
                         Some(rx) => rx.await,
                         None => std::future::pending().await,
                     }
-                }, if closing => {
+                }, if close_pending => {
                     self.close = None;
                     let at = close.unwrap_or_else(|_| Instant::now());
                     deadline = Some(at);
