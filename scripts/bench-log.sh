@@ -10,6 +10,8 @@
 #   ROWS=200000 DURATION=20 scripts/bench-log.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
@@ -22,18 +24,10 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
 command -v psql >/dev/null || need+=(postgresql-client)
-if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    need+=(postgresql)
-fi
-if ((${#need[@]})); then
-    SUDO=""
-    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
-PGBIN=$(dirname "$(command -v initdb || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
+[ -n "$(pg_bin_dir)" ] || need+=(postgresql)
+apt_install "${need[@]}"
+PGBIN=$(pg_bin_dir)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$WORK"; }

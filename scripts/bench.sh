@@ -9,6 +9,8 @@
 # Load generator and servers share this machine's cores: compare figures from one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
@@ -23,18 +25,12 @@ command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
-if ((${#need[@]})); then
-    SUDO=""
-    if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
-fi
+apt_install "${need[@]}"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --locked --bin infergate
 BIN=target/release/infergate
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
 

@@ -8,9 +8,8 @@
 # free loopback ports in temp dirs and stop only what they started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-SUDO=""
-if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 
 need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
@@ -21,15 +20,8 @@ command -v git >/dev/null || need_apt+=(git)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 # ... and their own PostgreSQL (tests/support/postgres_server.rs): initdb + postgres, run as
 # the non-root `postgres` user the package creates when the tests run as root.
-if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    need_apt+=(postgresql)
-fi
-if ((${#need_apt[@]})); then
-    echo "==> installing: ${need_apt[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
-fi
+[ -n "$(pg_bin_dir)" ] || need_apt+=(postgresql)
+apt_install "${need_apt[@]}"
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
