@@ -3,6 +3,7 @@
 //! Models run on dedicated compute threads ([`worker`]), fed by one bounded queue; an I/O
 //! thread only enqueues a job and awaits its answer. This module knows nothing of HTTP.
 
+pub mod cnn;
 pub mod demo;
 pub mod manifest;
 pub mod model;
