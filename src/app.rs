@@ -11,6 +11,10 @@ use crate::batch::{BatchConfig, Batcher};
 use crate::cache::l1::{L1, L1Config};
 use crate::cache::l2::{L2, L2Config, L2Error};
 use crate::config::Config;
+use crate::imaging::decode::DecodeLimits;
+use crate::imaging::{Imaging, ImagingConfig};
+use crate::infer::image::{ImageModel, ImageModelOptions};
+use crate::infer::manifest::InputKind;
 use crate::infer::model::{Batch, Model, ModelError};
 use crate::infer::tabular::TabularModel;
 use crate::infer::worker::PoolConfig;
@@ -66,10 +70,11 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let backend = crate::server::backend_name(config.server.io);
     let metrics = crate::metrics::install(backend)?;
-    let model = load_model(config)?;
+    let models = load_models(config)?;
     let compute_threads = config.compute.resolved_threads();
+    let imaging = start_imaging(config, &models, compute_threads)?;
     let infer = Arc::new(Infer::start(
-        vec![model],
+        models,
         &PoolConfig {
             threads: compute_threads,
             queue_capacity: config.compute.queue_capacity,
@@ -136,6 +141,7 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
             l2,
             stats: Arc::clone(&stats),
             log: log.clone(),
+            imaging,
         },
         PredictConfig {
             deadline: config.server.request_timeout(),
@@ -276,7 +282,59 @@ pub enum MigrateError {
     Runtime(#[source] std::io::Error),
 }
 
-fn load_model(config: &Config) -> Result<Arc<dyn Model>, ModelError> {
+/// The tabular model first (the `/health` default), then the image models: the configured
+/// ones, then the bundled one; `image.default_model` goes first among them.
+fn load_models(config: &Config) -> Result<Vec<Arc<dyn Model>>, ModelError> {
+    let mut models: Vec<Arc<dyn Model>> = vec![Arc::new(load_tabular(config)?)];
+    let opts = ImageModelOptions {
+        device: image_device(),
+        max_batch: config.image.max_batch_size,
+    };
+    let mut images: Vec<Arc<dyn Model>> = Vec::new();
+    for m in &config.image.models {
+        images.push(Arc::new(ImageModel::from_files(
+            &m.path,
+            &m.manifest(),
+            &opts,
+        )?));
+    }
+    if config.image.bundled {
+        images.push(Arc::new(demo::efficientnet_lite0::load(&opts)?));
+    }
+    if let Some(name) = &config.image.default_model {
+        let at = images
+            .iter()
+            .position(|m| &m.info().name == name)
+            .ok_or_else(|| {
+                ModelError::Load(format!(
+                    "image.default_model {name:?} is not a loaded model"
+                ))
+            })?;
+        let default = images.remove(at);
+        images.insert(0, default);
+    }
+    for model in images {
+        let info = model.info();
+        if models.iter().any(|m| m.info().name == info.name) {
+            return Err(ModelError::Load(format!(
+                "two models are called {:?}; model names must be unique",
+                info.name
+            )));
+        }
+        tracing::info!(
+            model = %info.name,
+            version = %info.version,
+            classes = info.labels.len(),
+            device = ?opts.device,
+            max_batch = info.max_batch,
+            "image model loaded"
+        );
+        models.push(model);
+    }
+    Ok(models)
+}
+
+fn load_tabular(config: &Config) -> Result<TabularModel, ModelError> {
     let model = match &config.model.path {
         Some(weights) => {
             let manifest = config
@@ -297,7 +355,44 @@ fn load_model(config: &Config) -> Result<Arc<dyn Model>, ModelError> {
         bundled = config.model.path.is_none(),
         "model loaded"
     );
-    Ok(Arc::new(model))
+    Ok(model)
+}
+
+/// Where image models run: the first GPU with the `cuda` feature (the CPU, with a warning,
+/// when none answers), else the CPU.
+fn image_device() -> candle_core::Device {
+    #[cfg(feature = "cuda")]
+    match candle_core::Device::new_cuda(0) {
+        Ok(device) => return device,
+        Err(e) => tracing::warn!(error = %e, "no CUDA device: image models run on the CPU"),
+    }
+    candle_core::Device::Cpu
+}
+
+/// The decode threads, when an image model is loaded.
+fn start_imaging(
+    config: &Config,
+    models: &[Arc<dyn Model>],
+    compute_threads: usize,
+) -> Result<Option<Imaging>, InferError> {
+    if !models.iter().any(|m| m.info().kind() == InputKind::Image) {
+        return Ok(None);
+    }
+    let c = &config.image;
+    let imaging = Imaging::start(&ImagingConfig {
+        limits: DecodeLimits {
+            max_dimension: c.max_dimension,
+            max_pixels: c.max_pixels,
+            max_alloc: c.max_decode_bytes,
+        },
+        threads: match c.decode_threads {
+            0 => compute_threads,
+            n => n,
+        },
+        queue_capacity: c.queue_capacity,
+    })
+    .map_err(InferError::Spawn)?;
+    Ok(Some(imaging))
 }
 
 /// Warm-up, metrics upkeep and signal handling, until the drain is over.
@@ -364,15 +459,15 @@ fn second_signal(name: &str) {
     std::process::exit(130);
 }
 
-/// Runs one inference per model (on the feature means) so `/ready` only turns 200 once
+/// Runs one inference per model (on an all-zero input) so `/ready` only turns 200 once
 /// every model really answers.
 async fn warm_up(gateway: &Gateway) -> Result<(), InferError> {
     for model in gateway.infer.models() {
-        let manifest = model.manifest();
+        let features = model.info().row_len();
         let batch = Batch {
             rows: 1,
-            features: manifest.n_features(),
-            data: manifest.normalization.mean.clone(),
+            features,
+            data: vec![0.0; features],
         };
         gateway.infer.forward(model, batch).await?;
     }

@@ -198,10 +198,11 @@ async fn run(mut rx: mpsc::Receiver<Job>, infer: Arc<Infer>, stats: Arc<Stats>, 
 }
 
 fn enqueue(queues: &mut HashMap<String, BatchState<Job>>, job: Job, cfg: &BatchConfig) {
-    let name = job.model.manifest().name.clone();
+    let info = job.model.info();
+    let max_size = cfg.max_size.min(info.max_batch);
     queues
-        .entry(name)
-        .or_insert_with(|| BatchState::new(cfg.max_size, cfg.max_wait))
+        .entry(info.name.clone())
+        .or_insert_with(|| BatchState::new(max_size, cfg.max_wait))
         .push(job, Instant::now());
 }
 
@@ -215,13 +216,13 @@ async fn sleep_until(deadline: Option<Instant>) {
 async fn run_batch(infer: &Infer, jobs: Vec<Job>) {
     let Some(first) = jobs.first() else { return };
     let model = Arc::clone(&first.model);
-    let features = model.manifest().n_features();
+    let features = model.info().row_len();
     let rows = jobs.len();
     let mut data = Vec::with_capacity(rows * features);
     for job in &jobs {
         data.extend_from_slice(&job.features);
     }
-    metrics::histogram!(BATCH_SIZE, "model" => model.manifest().name.clone()).record(rows as f64);
+    metrics::histogram!(BATCH_SIZE, "model" => model.info().name.clone()).record(rows as f64);
     let result = infer
         .forward(
             &model,

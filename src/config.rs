@@ -6,6 +6,7 @@
 //! (file and key, the literal environment variable, the secret file, or the flag), and all
 //! of them are reported at once.
 
+pub mod image;
 mod layers;
 mod render;
 pub mod secrets;
@@ -18,6 +19,7 @@ use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::image::{ImageConfig, ImageModelConfig};
 pub use crate::config::layers::FlagOverrides;
 pub use crate::config::render::render_toml;
 pub use crate::config::secrets::Secret;
@@ -34,6 +36,8 @@ pub struct Config {
     pub compute: ComputeConfig,
     /// Which model to serve.
     pub model: ModelConfig,
+    /// Image classification: models, upload limits, decode threads.
+    pub image: ImageConfig,
     /// The answer cache.
     pub cache: CacheConfig,
     /// Redis, the shared second cache tier.
@@ -463,7 +467,7 @@ impl Default for CoalesceConfig {
     }
 }
 
-/// Which model to serve. Without `path`, the bundled Iris demo model.
+/// Which tabular model to serve. Without `path`, the bundled Iris demo model.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
@@ -886,6 +890,7 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
         "model.manifest_path",
         "is set but model.path is not",
     );
+    config.image.validate(&mut check);
     check(
         tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
         "log.level",

@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::cache::CachedAnswer;
-use crate::infer::manifest::Manifest;
+use crate::infer::manifest::ModelInfo;
 
 /// Classes listed in `top_k` at most.
 pub const TOP_K: usize = 5;
@@ -40,6 +40,17 @@ struct TabularMembers<'a> {
     top_k: Vec<ClassScore<'a>>,
 }
 
+/// The cacheable members of an image answer, in wire order (the replaced stack's fields,
+/// plus `model` and each class's `label`).
+#[derive(Debug, Serialize)]
+struct ImageMembers<'a> {
+    model: ModelRef<'a>,
+    /// MD5 of the uploaded bytes, lowercase hex, as the replaced stack reported it.
+    image_hash: &'a str,
+    /// The most probable classes, best first.
+    predictions: Vec<ClassScore<'a>>,
+}
+
 /// Class ids sorted by probability, best first (ties keep the lower id first).
 pub fn ranked(probs: &[f32]) -> Vec<usize> {
     let mut ids: Vec<usize> = (0..probs.len()).collect();
@@ -47,33 +58,61 @@ pub fn ranked(probs: &[f32]) -> Vec<usize> {
     ids
 }
 
-/// Encodes a classifier's probabilities as the cacheable part of the answer.
-pub fn tabular(manifest: &Manifest, probs: &[f32]) -> CachedAnswer {
+/// Encodes a tabular classifier's probabilities as the cacheable part of the answer.
+pub fn tabular(info: &ModelInfo, probs: &[f32]) -> CachedAnswer {
     let ranked = ranked(probs);
-    let label = |id: usize| manifest.labels.get(id).map_or("", String::as_str);
     let best = ranked.first().copied().unwrap_or_default();
     let confidence = probs.get(best).copied().unwrap_or_default();
     let members = TabularMembers {
-        model: ModelRef {
-            name: &manifest.name,
-            version: &manifest.version,
-        },
-        prediction: label(best),
+        model: model_ref(info),
+        prediction: label(info, best),
         confidence,
         class_id: best,
-        top_k: ranked
-            .iter()
-            .take(TOP_K)
-            .map(|&id| ClassScore {
-                class_id: id,
-                label: label(id),
-                confidence: probs[id],
-            })
-            .collect(),
+        top_k: top(info, probs, &ranked),
     };
+    cached(confidence, &members)
+}
+
+/// Encodes an image classifier's probabilities for the upload whose MD5 is `image_hash`.
+pub fn image(info: &ModelInfo, image_hash: &str, probs: &[f32]) -> CachedAnswer {
+    let ranked = ranked(probs);
+    let confidence = ranked.first().map_or(0.0, |&best| probs[best]);
+    let members = ImageMembers {
+        model: model_ref(info),
+        image_hash,
+        predictions: top(info, probs, &ranked),
+    };
+    cached(confidence, &members)
+}
+
+fn model_ref(info: &ModelInfo) -> ModelRef<'_> {
+    ModelRef {
+        name: &info.name,
+        version: &info.version,
+    }
+}
+
+fn label(info: &ModelInfo, id: usize) -> &str {
+    info.labels.get(id).map_or("", String::as_str)
+}
+
+fn top<'a>(info: &'a ModelInfo, probs: &[f32], ranked: &[usize]) -> Vec<ClassScore<'a>> {
+    ranked
+        .iter()
+        .take(TOP_K)
+        .map(|&id| ClassScore {
+            class_id: id,
+            label: label(info, id),
+            confidence: probs[id],
+        })
+        .collect()
+}
+
+/// The members of `object` without its braces, with its confidence.
+fn cached(confidence: f32, object: &impl Serialize) -> CachedAnswer {
     // Serializing plain structs of strings and numbers cannot fail; an empty object is
     // the harmless fallback if it ever did.
-    let object = serde_json::to_vec(&members).unwrap_or_else(|_| b"{}".to_vec());
+    let object = serde_json::to_vec(object).unwrap_or_else(|_| b"{}".to_vec());
     let inner = object
         .get(1..object.len().saturating_sub(1))
         .unwrap_or_default();
@@ -109,11 +148,12 @@ pub fn answer(prediction_id: Uuid, members: &[u8], cached: bool) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::infer::model::Model as _;
 
     #[test]
     fn spliced_answer_is_the_documented_json() {
-        let manifest: Manifest = serde_json::from_str(crate::infer::demo::MANIFEST).unwrap();
-        let cached = tabular(&manifest, &[0.1, 0.7, 0.2]);
+        let model = crate::infer::demo::load().unwrap();
+        let cached = tabular(model.info(), &[0.1, 0.7, 0.2]);
         assert_eq!(cached.confidence, 0.7);
         let id = Uuid::now_v7();
         let body = answer(id, &cached.body, true);
@@ -126,5 +166,32 @@ mod tests {
         assert_eq!(v["cached"], true);
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(keys.len(), 7);
+    }
+
+    #[test]
+    fn an_image_answer_has_the_seeds_fields_and_five_classes() {
+        let info = ModelInfo {
+            name: "net".into(),
+            version: "2".into(),
+            labels: (0..8).map(|i| format!("class {i}")).collect(),
+            input: crate::infer::manifest::InputSpec::Features { names: Vec::new() },
+            max_batch: 1,
+        };
+        let probs = [0.01, 0.3, 0.05, 0.4, 0.02, 0.1, 0.07, 0.05];
+        let cached = image(&info, "900150983cd24fb0d6963f7d28e17f72", &probs);
+        assert_eq!(cached.confidence, 0.4);
+        let body = answer(Uuid::now_v7(), &cached.body, false);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["image_hash"], "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(v["model"]["version"], "2");
+        let ids: Vec<u64> = v["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["class_id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, [3, 1, 5, 6, 2], "best first, ties by lower id");
+        assert_eq!(v["predictions"][0]["label"], "class 3");
+        assert_eq!(v["cached"], false);
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod error;
+pub mod multipart;
 pub mod routes;
 pub mod types;
 

@@ -5,6 +5,7 @@
 
 pub mod cnn;
 pub mod demo;
+pub mod image;
 pub mod manifest;
 pub mod model;
 pub mod tabular;
@@ -14,6 +15,7 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::infer::manifest::InputKind;
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 use crate::infer::worker::{ComputePool, PoolConfig};
 
@@ -23,6 +25,16 @@ pub enum InferError {
     /// No loaded model has that name.
     #[error("no model named {name:?}; loaded: {loaded}")]
     UnknownModel { name: String, loaded: String },
+    /// The named model takes another kind of input than the request carries.
+    #[error("model {model:?} takes {expects:?} input, not {got:?}")]
+    WrongInput {
+        model: String,
+        expects: InputKind,
+        got: InputKind,
+    },
+    /// No loaded model takes this kind of input.
+    #[error("no loaded model takes {kind:?} input; loaded: {loaded}")]
+    NoModelFor { kind: InputKind, loaded: String },
     /// The inference queue is full: the caller should retry later.
     #[error("the inference queue is full ({capacity} jobs waiting)")]
     Overloaded { capacity: usize },
@@ -58,28 +70,47 @@ pub struct Infer {
 }
 
 impl Infer {
-    /// Starts the compute threads for these models. The first model is the default one.
+    /// Starts the compute threads for these models. For each input kind, the first model
+    /// of that kind is its default.
     pub fn start(models: Vec<Arc<dyn Model>>, cfg: &PoolConfig) -> Result<Self, InferError> {
         let pool = ComputePool::start(cfg).map_err(InferError::Spawn)?;
         Ok(Self { models, pool })
     }
 
-    /// The model called `name`, or the default model when `name` is `None`.
-    pub fn model(&self, name: Option<&str>) -> Result<&Arc<dyn Model>, InferError> {
-        match name {
-            None => self.models.first().ok_or_else(|| InferError::UnknownModel {
-                name: String::new(),
-                loaded: String::new(),
-            }),
-            Some(name) => self
+    /// The model called `name` when it takes `kind` input; without a name, the default
+    /// model for `kind` (the first loaded model of that kind).
+    pub fn model_for(
+        &self,
+        name: Option<&str>,
+        kind: InputKind,
+    ) -> Result<&Arc<dyn Model>, InferError> {
+        let Some(name) = name else {
+            return self
                 .models
                 .iter()
-                .find(|m| m.manifest().name == name)
-                .ok_or_else(|| InferError::UnknownModel {
-                    name: name.to_owned(),
+                .find(|m| m.info().kind() == kind)
+                .ok_or_else(|| InferError::NoModelFor {
+                    kind,
                     loaded: self.model_names(),
-                }),
+                });
+        };
+        let model = self
+            .models
+            .iter()
+            .find(|m| m.info().name == name)
+            .ok_or_else(|| InferError::UnknownModel {
+                name: name.to_owned(),
+                loaded: self.model_names(),
+            })?;
+        let expects = model.info().kind();
+        if expects != kind {
+            return Err(InferError::WrongInput {
+                model: name.to_owned(),
+                expects,
+                got: kind,
+            });
         }
+        Ok(model)
     }
 
     /// Every loaded model, default first.
@@ -107,7 +138,7 @@ impl Infer {
     fn model_names(&self) -> String {
         self.models
             .iter()
-            .map(|m| m.manifest().name.as_str())
+            .map(|m| m.info().name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
     }

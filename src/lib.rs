@@ -1,7 +1,8 @@
 //! infergate: an edge inference gateway in one process.
 //!
 //! Modules are declared in the order one request meets them: the listener and TLS
-//! (`server`), hyper and the routes (`http`), the read-through (`predict`) with its cache,
+//! (`server`), hyper and the routes (`http`), the read-through (`predict`), image decoding
+//! and preprocessing (`imaging`), the cache,
 //! coalescer and batcher (`cache`, `coalesce`, `batch`), the models (`infer`), the answer
 //! encoding (`encode`); then the side paths (`prediction_log`, `metrics`, `stats`) and the wiring (`config`, `cli`,
 //! `app`, `shutdown`, `telemetry`).
@@ -10,6 +11,7 @@
 pub mod server;
 pub mod http;
 pub mod predict;
+pub mod imaging;
 pub mod cache;
 pub mod coalesce;
 pub mod batch;

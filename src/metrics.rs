@@ -44,6 +44,9 @@ pub const LOG_FLUSH_DURATION: &str = "infergate_log_flush_duration_seconds";
 pub const LOG_SPOOL_BYTES: &str = "infergate_log_spool_bytes";
 /// Spool segments that ended in a torn or corrupt record.
 pub const LOG_SPOOL_TORN_TOTAL: &str = "infergate_log_spool_torn_total";
+/// Time an upload took to become a model input on a decode thread, by stage (`decode`,
+/// `preprocess`).
+pub const IMAGE_PREPARE_DURATION: &str = "infergate_image_prepare_duration_seconds";
 /// Constant 1, labelled with the version and the I/O backend.
 pub const BUILD_INFO: &str = "infergate_build_info";
 
@@ -72,6 +75,10 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), REQUEST_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(INFERENCE_DURATION.into()), INFERENCE_BUCKETS)?
         .set_buckets_for_metric(
+            Matcher::Full(IMAGE_PREPARE_DURATION.into()),
+            INFERENCE_BUCKETS,
+        )?
+        .set_buckets_for_metric(
             Matcher::Full(INFERENCE_QUEUE_WAIT.into()),
             INFERENCE_BUCKETS,
         )?
@@ -95,6 +102,11 @@ fn describe() {
         "Requests answered by an identical concurrent request's inference."
     );
     describe_histogram!(BATCH_SIZE, "Rows per forward pass, by model.");
+    describe_histogram!(
+        IMAGE_PREPARE_DURATION,
+        metrics::Unit::Seconds,
+        "Time an upload took to become a model input on a decode thread, by stage."
+    );
     describe_counter!(
         L2_ERRORS_TOTAL,
         "L2 (Redis) failures, by kind; each one is a cache miss, never a client error."

@@ -1,6 +1,8 @@
 //! The read-through from a decoded request to an answer, in request-path order:
-//! model choice and input check → cache key → L1 → L2 → batcher → model → encode, all
-//! within the request deadline. Identical concurrent misses share one flight through L2
+//! model choice and input check → cache key → L1 → L2 → (images: decode + preprocess on
+//! the decode threads) → batcher → model → encode, all within the request deadline. Tabular
+//! and image inputs share every step; an image's cache key is over its raw bytes, so a hit
+//! costs no decoding. Identical concurrent misses share one flight through L2
 //! and the model (the coalescer wraps the L2 lookup too, so N identical requests cost one
 //! Redis GET, not N). Every answer is handed to the prediction log (a `try_send`, never a
 //! wait) with the `prediction_id` the client gets.
@@ -11,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::batch::Batcher;
@@ -19,6 +22,9 @@ use crate::cache::key::{CacheKey, Input};
 use crate::cache::l1::L1;
 use crate::cache::l2::{L2, Lookup};
 use crate::coalesce::{Coalescer, Role};
+use crate::imaging::decode::Format;
+use crate::imaging::{ImageError, Imaging};
+use crate::infer::manifest::{InputKind, InputSpec, Preprocess};
 use crate::infer::model::Model;
 use crate::infer::{Infer, InferError};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, COALESCED_TOTAL};
@@ -35,6 +41,26 @@ pub struct TabularInput {
     pub features: Vec<f32>,
     /// Length of the array the client sent (may exceed `features.len()` for huge arrays).
     pub len: usize,
+}
+
+/// An uploaded image, as the client sent it.
+#[derive(Debug, Clone)]
+pub struct ImageInput {
+    /// Model picked by name; `None` is the default image model.
+    pub model: Option<String>,
+    /// The file's bytes.
+    pub bytes: Bytes,
+}
+
+/// An input on its way to the model: what a flight needs to compute it.
+#[derive(Debug, Clone)]
+enum Pending {
+    Features(Vec<f32>),
+    Image {
+        bytes: Bytes,
+        format: Format,
+        preprocess: Preprocess,
+    },
 }
 
 /// Per-request choices and facts that are not part of the input.
@@ -102,6 +128,8 @@ struct Computed {
     queue_wait: Duration,
     compute: Duration,
     batch_size: usize,
+    decode: Duration,
+    preprocess: Duration,
 }
 
 /// One answered prediction.
@@ -120,6 +148,21 @@ pub struct Prediction {
     pub compute: Duration,
     /// Rows in the forward pass that computed it (zero for a cache hit).
     pub batch_size: usize,
+    /// Time decoding the upload (images computed for this request only).
+    pub decode: Duration,
+    /// Time resizing, cropping and normalizing it (likewise).
+    pub preprocess: Duration,
+}
+
+/// Why a flight (shared by identical requests) failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FlightError {
+    /// The inference failed.
+    #[error(transparent)]
+    Infer(Arc<InferError>),
+    /// The upload could not be decoded.
+    #[error(transparent)]
+    Image(ImageError),
 }
 
 /// Why a prediction was not made.
@@ -138,9 +181,12 @@ pub enum PredictError {
     /// The model could not be picked.
     #[error(transparent)]
     Model(#[from] InferError),
-    /// The inference (possibly shared with identical requests) failed.
+    /// The upload is not an acceptable image (found before any decoding).
     #[error(transparent)]
-    Infer(Arc<InferError>),
+    Image(#[from] ImageError),
+    /// The flight (possibly shared with identical requests) failed.
+    #[error(transparent)]
+    Flight(FlightError),
 }
 
 /// How the predictor behaves.
@@ -168,15 +214,18 @@ pub struct PredictorParts {
     pub stats: Arc<Stats>,
     /// The prediction log; `None` when no database is configured.
     pub log: Option<Arc<PredictionLog>>,
+    /// The decode threads; `None` when no image model is loaded.
+    pub imaging: Option<Imaging>,
 }
 
 /// Runs predictions; one per process, shared by every I/O thread.
 pub struct Predictor {
     infer: Arc<Infer>,
+    imaging: Option<Imaging>,
     batcher: Batcher,
     l1: Option<L1>,
     l2: Option<Arc<L2>>,
-    coalescer: Coalescer<Computed, Arc<InferError>>,
+    coalescer: Coalescer<Computed, FlightError>,
     stats: Arc<Stats>,
     log: Option<Arc<PredictionLog>>,
     cfg: PredictConfig,
@@ -187,6 +236,7 @@ impl Predictor {
     pub fn new(parts: PredictorParts, cfg: PredictConfig) -> Self {
         Self {
             infer: parts.infer,
+            imaging: parts.imaging,
             batcher: parts.batcher,
             l1: parts.l1,
             l2: parts.l2,
@@ -217,49 +267,100 @@ impl Predictor {
         input: TabularInput,
         opts: RequestOptions,
     ) -> Result<Prediction, PredictError> {
-        let model = Arc::clone(self.infer.model(input.model.as_deref())?);
-        let manifest = model.manifest();
-        let expected = manifest.n_features();
+        let model = Arc::clone(
+            self.infer
+                .model_for(input.model.as_deref(), InputKind::Features)?,
+        );
+        let info = model.info();
+        let expected = info.row_len();
         if input.len != expected {
+            let names = match &info.input {
+                InputSpec::Features { names } => names.clone(),
+                InputSpec::Image(_) => Vec::new(),
+            };
             return Err(PredictError::FeatureCount {
                 expected,
                 got: input.len,
-                names: manifest.feature_names.clone(),
+                names,
             });
         }
-        let key = CacheKey::new(
-            &manifest.name,
-            &manifest.version,
-            Input::Features(&input.features),
-        );
+        let key = CacheKey::new(&info.name, &info.version, Input::Features(&input.features));
         // The log keeps the features only when a log exists; the model takes the vector.
-        let logged = self.log.as_ref().map(|_| input.features.clone());
-        let work = self.read_through(&model, &key, input.features, opts.bypass_cache);
+        let logged = self
+            .log
+            .as_ref()
+            .map(|_| LoggedInput::Features(input.features.clone()));
+        self.predict(model, key, Pending::Features(input.features), logged, opts)
+            .await
+    }
+
+    /// Classifies an uploaded image. The format and the header's dimensions are checked
+    /// here; decoding happens only on a cache miss, on a decode thread.
+    pub async fn image(
+        &self,
+        input: ImageInput,
+        opts: RequestOptions,
+    ) -> Result<Prediction, PredictError> {
+        let model = Arc::clone(
+            self.infer
+                .model_for(input.model.as_deref(), InputKind::Image)?,
+        );
+        let info = model.info();
+        let (InputSpec::Image(preprocess), Some(imaging)) = (&info.input, &self.imaging) else {
+            return Err(PredictError::Image(ImageError::Stopped));
+        };
+        let format = imaging.validate(&input.bytes)?;
+        let key = CacheKey::new(&info.name, &info.version, Input::Image(&input.bytes));
+        let logged = self.log.as_ref().map(|_| LoggedInput::Image {
+            bytes: input.bytes.len(),
+        });
+        let pending = Pending::Image {
+            bytes: input.bytes,
+            format,
+            preprocess: *preprocess,
+        };
+        self.predict(model, key, pending, logged, opts).await
+    }
+
+    /// The shared tail of every prediction: the read-through under the deadline, stats,
+    /// the log row.
+    async fn predict(
+        &self,
+        model: Arc<dyn Model>,
+        key: CacheKey,
+        pending: Pending,
+        logged: Option<LoggedInput>,
+        opts: RequestOptions,
+    ) -> Result<Prediction, PredictError> {
+        let work = self.read_through(&model, &key, pending, opts.bypass_cache);
         let (computed, cache) = tokio::time::timeout(self.cfg.deadline, work)
             .await
             .map_err(|_| PredictError::Timeout {
                 timeout_ms: self.cfg.deadline.as_millis() as u64,
             })?
-            .map_err(PredictError::Infer)?;
+            .map_err(PredictError::Flight)?;
         self.stats
             .record_prediction(computed.answer.confidence, cache.source());
         let prediction_id = Uuid::now_v7();
-        if let (Some(log), Some(features)) = (&self.log, logged) {
+        if let (Some(log), Some(input)) = (&self.log, logged) {
+            let info = model.info();
             log.submit(LogRow {
                 prediction_id,
                 request_id: opts.request_id,
                 created_at: SystemTime::now(),
-                model_name: manifest.name.clone(),
-                model_version: manifest.version.clone(),
+                model_name: info.name.clone(),
+                model_version: info.version.clone(),
                 cache_status: cache.as_str(),
                 input_hash: key.hash(),
-                input: LoggedInput::Features(features),
+                input,
                 answer: computed.answer.body.clone(),
                 confidence: computed.answer.confidence,
                 latency: opts.received.elapsed(),
                 client_addr: opts.client_addr.filter(|_| self.cfg.log_client_addr),
             });
         }
+        // Decode and preprocess times belong to the request that did the work.
+        let own = matches!(cache, CacheStatus::Miss | CacheStatus::Bypass);
         Ok(Prediction {
             prediction_id,
             model,
@@ -268,6 +369,12 @@ impl Predictor {
             queue_wait: computed.queue_wait,
             compute: computed.compute,
             batch_size: computed.batch_size,
+            decode: if own { computed.decode } else { Duration::ZERO },
+            preprocess: if own {
+                computed.preprocess
+            } else {
+                Duration::ZERO
+            },
         })
     }
 
@@ -275,9 +382,9 @@ impl Predictor {
         &self,
         model: &Arc<dyn Model>,
         key: &CacheKey,
-        features: Vec<f32>,
+        pending: Pending,
         bypass_cache: bool,
-    ) -> Result<(Computed, CacheStatus), Arc<InferError>> {
+    ) -> Result<(Computed, CacheStatus), FlightError> {
         if bypass_cache {
             let tiers = [("l1", self.l1.is_some()), ("l2", self.l2.is_some())];
             for (tier, _) in tiers.into_iter().filter(|(_, on)| *on) {
@@ -285,7 +392,7 @@ impl Predictor {
                     .increment(1);
             }
             return Ok((
-                self.compute(model, key, features).await?,
+                self.compute(model, key, pending).await?,
                 CacheStatus::Bypass,
             ));
         }
@@ -293,7 +400,7 @@ impl Predictor {
             return Ok((hit, CacheStatus::HitL1));
         }
         if !self.cfg.coalesce {
-            let computed = self.miss(model, key, features).await?;
+            let computed = self.miss(model, key, pending).await?;
             let status = computed.status;
             return Ok((computed, status));
         }
@@ -304,7 +411,7 @@ impl Predictor {
                 // our lookup and our taking the lead.
                 match self.l1.as_ref().and_then(|l1| l1.get(key)) {
                     Some(answer) => Ok(cached(answer, CacheStatus::HitL1)),
-                    None => self.miss(model, key, features.clone()).await,
+                    None => self.miss(model, key, pending.clone()).await,
                 }
             })
             .await;
@@ -326,8 +433,8 @@ impl Predictor {
         &self,
         model: &Arc<dyn Model>,
         key: &CacheKey,
-        features: Vec<f32>,
-    ) -> Result<Computed, Arc<InferError>> {
+        pending: Pending,
+    ) -> Result<Computed, FlightError> {
         if let Some(l2) = &self.l2 {
             let lookup = l2.get(key).await;
             let result = match &lookup {
@@ -345,7 +452,7 @@ impl Predictor {
                 return Ok(cached(answer, CacheStatus::HitL2));
             }
         }
-        self.compute(model, key, features).await
+        self.compute(model, key, pending).await
     }
 
     fn lookup(&self, key: &CacheKey) -> Option<Computed> {
@@ -360,10 +467,40 @@ impl Predictor {
         &self,
         model: &Arc<dyn Model>,
         key: &CacheKey,
-        features: Vec<f32>,
-    ) -> Result<Computed, Arc<InferError>> {
-        let row = self.batcher.predict(model, features).await?;
-        let answer = crate::encode::tabular(model.manifest(), &row.probs);
+        pending: Pending,
+    ) -> Result<Computed, FlightError> {
+        let (row, image_hash, decode, preprocess) = match pending {
+            Pending::Features(features) => (features, None, Duration::ZERO, Duration::ZERO),
+            Pending::Image {
+                bytes,
+                format,
+                preprocess,
+            } => {
+                let imaging = self
+                    .imaging
+                    .as_ref()
+                    .ok_or(FlightError::Image(ImageError::Stopped))?;
+                let prepared = imaging
+                    .prepare(bytes, format, preprocess)
+                    .await
+                    .map_err(FlightError::Image)?;
+                (
+                    prepared.tensor,
+                    Some(prepared.md5),
+                    prepared.decode,
+                    prepared.preprocess,
+                )
+            }
+        };
+        let row = self
+            .batcher
+            .predict(model, row)
+            .await
+            .map_err(FlightError::Infer)?;
+        let answer = match image_hash {
+            None => crate::encode::tabular(model.info(), &row.probs),
+            Some(hash) => crate::encode::image(model.info(), &hash, &row.probs),
+        };
         if let Some(l1) = &self.l1 {
             l1.insert(key, answer.clone());
         }
@@ -376,6 +513,8 @@ impl Predictor {
             queue_wait: row.queue_wait,
             compute: row.compute,
             batch_size: row.batch_size,
+            decode,
+            preprocess,
         })
     }
 }
@@ -387,5 +526,7 @@ fn cached(answer: CachedAnswer, status: CacheStatus) -> Computed {
         queue_wait: Duration::ZERO,
         compute: Duration::ZERO,
         batch_size: 0,
+        decode: Duration::ZERO,
+        preprocess: Duration::ZERO,
     }
 }

@@ -515,6 +515,7 @@ fn a_torn_spool_replays_its_intact_records_and_reports_the_tear() {
         input_hash: format!("{i:032x}"),
         input_features: Some(vec![5.0, 3.0, 1.5, 0.2]),
         image_hash: None,
+        image_bytes: None,
         prediction: "setosa".into(),
         top_class: Some(0),
         confidence: 0.9,

@@ -197,7 +197,7 @@ fn redis_killed_under_load_fails_no_request_and_recovers_without_a_restart() {
             data,
         })
         .unwrap();
-    let answer = infergate::encode::tabular(model.manifest(), probs.row(0));
+    let answer = infergate::encode::tabular(model.info(), probs.row(0));
     redis.set(&redis_key(features), &answer.encode());
     rt.block_on(async {
         let (status, cache, body) = predict(&gw, &client, features).await;

@@ -18,7 +18,9 @@ use crate::predict::TabularInput;
 pub enum PredictContent {
     /// `application/json` (or no content type at all): a tabular request.
     Json,
-    /// `image/*` or `multipart/form-data`: an image upload.
+    /// `multipart/form-data` with this boundary: an image upload in field `file`.
+    Multipart { boundary: String },
+    /// `image/*`: the body is the image.
     Image,
 }
 
@@ -40,7 +42,14 @@ pub fn predict_content(headers: &HeaderMap) -> Result<PredictContent, ApiError> 
         .to_ascii_lowercase();
     match essence.as_str() {
         "application/json" => Ok(PredictContent::Json),
-        "multipart/form-data" => Ok(PredictContent::Image),
+        "multipart/form-data" => match multer::parse_boundary(text) {
+            Ok(boundary) => Ok(PredictContent::Multipart { boundary }),
+            Err(_) => Err(ApiError::MalformedMultipart(
+                "multipart/form-data needs a boundary parameter \
+                 (Content-Type: multipart/form-data; boundary=...)"
+                    .into(),
+            )),
+        },
         e if e.starts_with("image/") => Ok(PredictContent::Image),
         _ => Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type {essence:?} is not accepted; send application/json \
@@ -232,6 +241,21 @@ mod tests {
         assert_eq!(predict_content(&h).ok(), Some(PredictContent::Json));
         h.insert(CONTENT_TYPE, "image/jpeg".parse().unwrap());
         assert_eq!(predict_content(&h).ok(), Some(PredictContent::Image));
+        h.insert(
+            CONTENT_TYPE,
+            "multipart/form-data; boundary=xyz".parse().unwrap(),
+        );
+        assert_eq!(
+            predict_content(&h).ok(),
+            Some(PredictContent::Multipart {
+                boundary: "xyz".into()
+            })
+        );
+        h.insert(CONTENT_TYPE, "multipart/form-data".parse().unwrap());
+        assert_eq!(
+            predict_content(&h).err().map(|e| e.code()),
+            Some("malformed_multipart")
+        );
         h.insert(CONTENT_TYPE, "text/plain".parse().unwrap());
         assert_eq!(
             predict_content(&h).err().map(|e| e.code()),

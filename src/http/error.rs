@@ -10,8 +10,10 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+use crate::imaging::ImageError;
 use crate::infer::InferError;
-use crate::predict::PredictError;
+use crate::infer::manifest::InputKind;
+use crate::predict::{FlightError, PredictError};
 
 /// A failure answered to the client.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,19 @@ pub enum ApiError {
     /// The content type is not one this route takes.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The model picked takes another kind of input (an image for a tabular model, or the
+    /// reverse), or no loaded model takes this kind.
+    #[error("{0}")]
+    WrongInputKind(String),
+    /// An image format that is recognised but not accepted (GIF, TIFF, ...).
+    #[error("{0}")]
+    UnsupportedImageFormat(String),
+    /// An image whose dimensions or decoded size exceed the limits.
+    #[error("{0}")]
+    ImageTooLarge(String),
+    /// A `multipart/form-data` body that cannot be parsed.
+    #[error("{0}")]
+    MalformedMultipart(String),
     /// Valid JSON whose values cannot be used (wrong count, NaN, empty, not numbers).
     #[error("{message}")]
     InvalidInput { code: &'static str, message: String },
@@ -69,12 +84,14 @@ impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedJson(_) | Self::MalformedMultipart(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_)
+            | Self::WrongInputKind(_)
+            | Self::UnsupportedImageFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Overloaded { .. } | Self::InferenceTimeout { .. } | Self::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -92,6 +109,10 @@ impl ApiError {
             Self::RequestTimeout { .. } => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::WrongInputKind(_) => "wrong_input_kind",
+            Self::UnsupportedImageFormat(_) => "unsupported_image_format",
+            Self::ImageTooLarge(_) => "image_too_large",
+            Self::MalformedMultipart(_) => "malformed_multipart",
             Self::InvalidInput { code, .. } => code,
             Self::UnknownModel(_) => "model_not_found",
             Self::Overloaded { .. } => "overloaded",
@@ -132,6 +153,32 @@ impl ApiError {
     }
 }
 
+impl From<ImageError> for ApiError {
+    fn from(err: ImageError) -> Self {
+        let message = err.to_string();
+        match err {
+            ImageError::Empty => Self::InvalidInput {
+                code: "empty_image",
+                message,
+            },
+            ImageError::NotAnImage => Self::InvalidInput {
+                code: "not_an_image",
+                message,
+            },
+            ImageError::Invalid(_) => Self::InvalidInput {
+                code: "invalid_image",
+                message,
+            },
+            ImageError::UnsupportedFormat(_) => Self::UnsupportedImageFormat(message),
+            ImageError::TooLarge { .. } | ImageError::DecodeLimit(_) => {
+                Self::ImageTooLarge(message)
+            }
+            ImageError::Overloaded { .. } => Self::Overloaded { retry_after_s: 1 },
+            ImageError::Stopped => Self::ShuttingDown,
+        }
+    }
+}
+
 /// The status of a `/ready` answer: 200 when ready, 503 otherwise.
 pub fn readiness_status(ready: bool) -> StatusCode {
     if ready {
@@ -157,7 +204,8 @@ impl From<PredictError> for ApiError {
             },
             PredictError::Timeout { timeout_ms } => Self::InferenceTimeout { timeout_ms },
             PredictError::Model(e) => e.into(),
-            PredictError::Infer(shared) => Self::from_infer(&shared),
+            PredictError::Image(e) | PredictError::Flight(FlightError::Image(e)) => e.into(),
+            PredictError::Flight(FlightError::Infer(shared)) => Self::from_infer(&shared),
         }
     }
 }
@@ -175,6 +223,16 @@ impl ApiError {
             InferError::UnknownModel { name, loaded } => {
                 Self::UnknownModel(format!("no model named {name:?}; loaded models: {loaded}"))
             }
+            InferError::WrongInput { model, expects, .. } => {
+                Self::WrongInputKind(format!("model {model:?} takes {}", expects.how_to_send()))
+            }
+            InferError::NoModelFor { kind, loaded } => Self::WrongInputKind(format!(
+                "no loaded model takes this input (loaded: {loaded}); send {}",
+                match kind {
+                    InputKind::Image => InputKind::Features.how_to_send(),
+                    InputKind::Features => InputKind::Image.how_to_send(),
+                }
+            )),
             InferError::Overloaded { .. } => Self::Overloaded { retry_after_s: 1 },
             InferError::Stopped => Self::ShuttingDown,
             InferError::Model(_) | InferError::Panicked(_) | InferError::Spawn(_) => {

@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use crate::config::Dependency;
 use crate::http::body::{PredictContent, decode_tabular, predict_content, read_limited};
 use crate::http::error::{ApiError, readiness_status};
+use crate::http::multipart;
 use crate::http::{HttpResponse, Timing};
-use crate::predict::RequestOptions;
+use crate::predict::{ImageInput, RequestOptions};
 use crate::prediction_log::DbStatus;
 use crate::state::Gateway;
 use crate::stats::Source;
@@ -35,8 +36,8 @@ pub fn health(gw: &Gateway) -> HttpResponse {
         StatusCode::OK,
         &json!({
             "status": "healthy",
-            "model": default.map(|m| m.manifest().name.as_str()),
-            "version": default.map(|m| m.manifest().version.as_str()),
+            "model": default.map(|m| m.info().name.as_str()),
+            "version": default.map(|m| m.info().version.as_str()),
             "uptime_s": gw.stats.snapshot().uptime_s,
         }),
     )
@@ -84,11 +85,7 @@ pub async fn predict(
     timing: &mut Timing,
 ) -> Result<HttpResponse, ApiError> {
     let (parts, body) = req.into_parts();
-    if predict_content(&parts.headers)? == PredictContent::Image {
-        return Err(ApiError::UnsupportedMediaType(
-            "no image model is loaded; send application/json {\"features\":[..]}".into(),
-        ));
-    }
+    let content = predict_content(&parts.headers)?;
     let started = Instant::now();
     let bytes = read_limited(
         body,
@@ -98,24 +95,49 @@ pub async fn predict(
     )
     .await?;
     timing.add("read", started.elapsed());
-    let decoded_at = Instant::now();
-    let mut input = decode_tabular(&bytes)?;
-    if input.model.is_none() {
-        input.model = model_from_query(parts.uri.query());
-    }
-    timing.add("decode", decoded_at.elapsed());
     let opts = RequestOptions {
         bypass_cache: asks_no_cache(&parts.headers),
         ..meta
     };
-    let prediction = gw.predictor.tabular(input, opts).await?;
+    let query_model = || model_from_query(parts.uri.query());
+    let decoded_at = Instant::now();
+    let prediction = match content {
+        PredictContent::Json => {
+            let mut input = decode_tabular(&bytes)?;
+            if input.model.is_none() {
+                input.model = query_model();
+            }
+            timing.add("decode", decoded_at.elapsed());
+            gw.predictor.tabular(input, opts).await?
+        }
+        PredictContent::Multipart { boundary } => {
+            let upload = multipart::upload(bytes, &boundary).await?;
+            timing.add("decode", decoded_at.elapsed());
+            let input = ImageInput {
+                model: upload.model.or_else(query_model),
+                bytes: upload.file,
+            };
+            gw.predictor.image(input, opts).await?
+        }
+        PredictContent::Image => {
+            let input = ImageInput {
+                model: query_model(),
+                bytes,
+            };
+            gw.predictor.image(input, opts).await?
+        }
+    };
+    if !prediction.decode.is_zero() {
+        timing.add("image_decode", prediction.decode);
+        timing.add("preprocess", prediction.preprocess);
+    }
     if !prediction.cache.is_cached() {
         timing.add("queue", prediction.queue_wait);
         timing.add("infer", prediction.compute);
     }
-    let manifest = prediction.model.manifest();
+    let info = prediction.model.info();
     let span = tracing::Span::current();
-    span.record("model", manifest.name.as_str());
+    span.record("model", info.name.as_str());
     span.record("cache", prediction.cache.as_str());
     let body = crate::encode::answer(
         prediction.prediction_id,
@@ -208,7 +230,7 @@ pub async fn stats(gw: &Gateway) -> HttpResponse {
         .infer
         .models()
         .iter()
-        .map(|m| json!({"name": m.manifest().name, "version": m.manifest().version}))
+        .map(|m| json!({"name": m.info().name, "version": m.info().version}))
         .collect();
     json_response(
         StatusCode::OK,

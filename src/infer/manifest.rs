@@ -68,3 +68,143 @@ impl Manifest {
         self.feature_names.len()
     }
 }
+
+/// What the rest of the gateway knows about a loaded model, whatever its kind: identity,
+/// labels, and the input it takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Name, as clients pick it and as answers, logs and cache keys carry it.
+    pub name: String,
+    /// Version; a new version never shares cache entries with an old one.
+    pub version: String,
+    /// Output class labels, indexed by class id.
+    pub labels: Vec<String>,
+    /// The input the model takes.
+    pub input: InputSpec,
+    /// Most rows one forward pass takes.
+    pub max_batch: usize,
+}
+
+/// The two kinds of input a model can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// A JSON feature vector.
+    Features,
+    /// An uploaded image.
+    Image,
+}
+
+impl InputKind {
+    /// How a client sends this kind of input, for error messages.
+    pub fn how_to_send(self) -> &'static str {
+        match self {
+            Self::Features => "application/json {\"features\": [..]}",
+            Self::Image => {
+                "an image: multipart/form-data field `file` (curl -F file=@photo.jpg) or an \
+                 image/jpeg, image/png or image/webp body"
+            }
+        }
+    }
+}
+
+/// The input of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputSpec {
+    /// A feature vector with these named features, in order.
+    Features { names: Vec<String> },
+    /// An image, prepared for the model as this says.
+    Image(Preprocess),
+}
+
+impl ModelInfo {
+    /// The kind of input the model takes.
+    pub fn kind(&self) -> InputKind {
+        match self.input {
+            InputSpec::Features { .. } => InputKind::Features,
+            InputSpec::Image(_) => InputKind::Image,
+        }
+    }
+
+    /// Values in one batch row: the feature count, or channels × height × width.
+    pub fn row_len(&self) -> usize {
+        match &self.input {
+            InputSpec::Features { names } => names.len(),
+            InputSpec::Image(p) => 3 * p.crop[0] as usize * p.crop[1] as usize,
+        }
+    }
+}
+
+/// Pillow's resampling filters, by their Pillow names (torchvision's `InterpolationMode`
+/// on PIL images uses the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    Box,
+    Bilinear,
+    Hamming,
+    Bicubic,
+    Lanczos,
+}
+
+/// How an image becomes a model input: torchvision's `Resize(resize_shorter)`,
+/// `CenterCrop(crop)`, `ToTensor` (as `pixel / scale_divisor`) and `Normalize(mean, std)`
+/// on a PIL image, in that order. Output is `3 × crop[0] × crop[1]`, channels first.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocess {
+    /// Length the shorter side is resized to (the other keeps the aspect ratio, truncated).
+    pub resize_shorter: u32,
+    /// The resampling filter.
+    pub interpolation: Interpolation,
+    /// `[height, width]` of the centre crop (zero-padded when the image is smaller).
+    pub crop: [u32; 2],
+    /// Pixel values (0–255) are divided by this first: 255 for torchvision's `ToTensor`.
+    pub scale_divisor: f32,
+    /// Per-channel mean subtracted after scaling.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation divided by last.
+    pub std: [f32; 3],
+}
+
+impl Preprocess {
+    /// What is wrong with these parameters, if anything.
+    pub fn problem(&self) -> Option<String> {
+        const MAX_SIDE: u32 = 4096;
+        if self.resize_shorter == 0 || self.resize_shorter > MAX_SIDE {
+            return Some(format!("resize_shorter must be 1..={MAX_SIDE}"));
+        }
+        if self.crop.iter().any(|&c| c == 0 || c > MAX_SIDE) {
+            return Some(format!("crop sides must be 1..={MAX_SIDE}"));
+        }
+        if !(self.scale_divisor.is_finite() && self.scale_divisor > 0.0) {
+            return Some("scale_divisor must be a positive number".to_owned());
+        }
+        if self.mean.iter().any(|m| !m.is_finite())
+            || self.std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Some("mean must be finite and std positive".to_owned());
+        }
+        None
+    }
+}
+
+/// The manifest shipped beside an image classifier's weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageManifest {
+    /// Model name.
+    pub name: String,
+    /// Model version.
+    pub version: String,
+    /// What the model computes.
+    pub task: Task,
+    /// The network family, with the tensor names of its original code.
+    pub architecture: crate::infer::cnn::Arch,
+    /// Class labels file, one per line in class-id order, relative to the manifest.
+    pub labels_file: String,
+    /// How an upload becomes the network's input.
+    pub preprocess: Preprocess,
+    /// Provenance: where the weights came from, their licence, how they were converted.
+    #[serde(default)]
+    pub source: std::collections::BTreeMap<String, String>,
+}

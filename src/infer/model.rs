@@ -3,14 +3,14 @@
 //! Nothing here knows about HTTP, caches or threads; callers run `forward` on compute
 //! threads only, never on I/O threads.
 
-use crate::infer::manifest::Manifest;
+use crate::infer::manifest::ModelInfo;
 
-/// A row-major batch of raw (un-normalized) feature vectors.
+/// A row-major batch of inputs: raw feature vectors, or prepared image tensors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     /// Number of rows (requests) in the batch.
     pub rows: usize,
-    /// Features per row; equals the model manifest's feature count.
+    /// Values per row; equals the model's [`ModelInfo::row_len`].
     pub features: usize,
     /// `rows * features` values, row after row.
     pub data: Vec<f32>,
@@ -21,7 +21,7 @@ pub struct Batch {
 pub struct Outputs {
     /// Number of rows, equal to the batch's.
     pub rows: usize,
-    /// Classes per row; equals the manifest's label count.
+    /// Classes per row; equals the model's label count.
     pub classes: usize,
     /// `rows * classes` probabilities.
     pub probs: Vec<f32>,
@@ -38,7 +38,7 @@ impl Outputs {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// The batch does not have the shape the model expects.
-    #[error("batch has {got} features per row, the model takes {expected}")]
+    #[error("batch has {got} values per row, the model takes {expected}")]
     Shape { expected: usize, got: usize },
     /// The weights or the manifest could not be loaded or do not fit each other.
     #[error("cannot load model: {0}")]
@@ -50,8 +50,8 @@ pub enum ModelError {
 
 /// A loaded model. `forward` is called from compute threads, possibly several at once.
 pub trait Model: Send + Sync {
-    /// What the model is: name, version, features, labels.
-    fn manifest(&self) -> &Manifest;
+    /// What the model is: name, version, labels, the input it takes.
+    fn info(&self) -> &ModelInfo;
     /// Runs one batch. Never panics on a well-shaped batch.
     fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError>;
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Module as _, Tensor};
 use candle_nn::Linear;
 
-use crate::infer::manifest::{Manifest, Task};
+use crate::infer::manifest::{InputSpec, Manifest, ModelInfo, Task};
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 
 /// Architecture kind this type serves.
@@ -18,6 +18,7 @@ pub const MLP_KIND: &str = "mlp";
 /// A loaded MLP classifier, ready to run batches on `device`.
 pub struct TabularModel {
     manifest: Manifest,
+    info: ModelInfo,
     mean: Tensor,
     std: Tensor,
     layers: Vec<Linear>,
@@ -75,8 +76,19 @@ impl TabularModel {
         let n = manifest.n_features();
         let mean = Tensor::from_slice(&manifest.normalization.mean, (1, n), device)?;
         let std = Tensor::from_slice(&manifest.normalization.std, (1, n), device)?;
+        let info = ModelInfo {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            labels: manifest.labels.clone(),
+            input: InputSpec::Features {
+                names: manifest.feature_names.clone(),
+            },
+            // The batcher's own limit applies: rows are a few floats each.
+            max_batch: usize::MAX,
+        };
         Ok(Self {
             manifest,
+            info,
             mean,
             std,
             layers,
@@ -128,9 +140,16 @@ fn take(
     Ok(t.to_dtype(DType::F32)?)
 }
 
-impl Model for TabularModel {
-    fn manifest(&self) -> &Manifest {
+impl TabularModel {
+    /// The manifest the model was loaded from.
+    pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+}
+
+impl Model for TabularModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
     }
 
     fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError> {

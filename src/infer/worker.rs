@@ -101,7 +101,7 @@ fn run_worker(rx: &Receiver<Job>) {
         let started = Instant::now();
         let result = run_forward(job.model.as_ref(), &job.batch);
         let compute = started.elapsed();
-        let name = job.model.manifest().name.clone();
+        let name = job.model.info().name.clone();
         metrics::counter!(MODEL_FORWARDS_TOTAL, "model" => name.clone()).increment(1);
         metrics::histogram!(INFERENCE_DURATION, "model" => name).record(compute.as_secs_f64());
         metrics::histogram!(INFERENCE_QUEUE_WAIT).record(queue_wait.as_secs_f64());
@@ -135,19 +135,19 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::infer::manifest::Manifest;
+    use crate::infer::manifest::ModelInfo;
     use crate::infer::model::ModelError;
 
     /// A model that reports each call, waits for permission, and panics on a NaN input.
     struct Gated {
-        manifest: Manifest,
+        info: ModelInfo,
         started: tokio::sync::mpsc::UnboundedSender<()>,
         gate: Mutex<std::sync::mpsc::Receiver<()>>,
     }
 
     impl Model for Gated {
-        fn manifest(&self) -> &Manifest {
-            &self.manifest
+        fn info(&self) -> &ModelInfo {
+            &self.info
         }
 
         fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError> {
@@ -164,8 +164,11 @@ mod tests {
         }
     }
 
-    fn manifest() -> Manifest {
-        serde_json::from_str(crate::infer::demo::MANIFEST).expect("bundled manifest")
+    fn info() -> ModelInfo {
+        crate::infer::demo::load()
+            .expect("bundled model")
+            .info()
+            .clone()
     }
 
     fn batch(x: f32) -> Batch {
@@ -181,7 +184,7 @@ mod tests {
         let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
         let (open, gate) = std::sync::mpsc::channel();
         let model: Arc<dyn Model> = Arc::new(Gated {
-            manifest: manifest(),
+            info: info(),
             started: started_tx,
             gate: Mutex::new(gate),
         });

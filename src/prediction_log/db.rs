@@ -155,8 +155,8 @@ fn tls_config(path: &Path) -> Result<rustls::ClientConfig, DbError> {
 /// Columns written, in COPY order, with their types.
 pub const COLUMNS: &str = "prediction_id, created_at, request_id, model_name, model_version, \
      cache_status, input_hash, input_features, image_hash, prediction, top_class, confidence, \
-     all_predictions, latency_us, client_addr";
-const TYPES: [Type; 15] = [
+     all_predictions, latency_us, client_addr, image_bytes";
+const TYPES: [Type; 16] = [
     Type::UUID,
     Type::TIMESTAMPTZ,
     Type::TEXT,
@@ -172,11 +172,12 @@ const TYPES: [Type; 15] = [
     Type::JSONB,
     Type::INT8,
     Type::INET,
+    Type::INT4,
 ];
 
 /// A record's fields in [`COLUMNS`] order, as COPY fields or statement parameters;
 /// `created_at` is `r.created_at()`, kept alive by the caller.
-pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 15] {
+pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 16] {
     [
         &r.prediction_id,
         created_at,
@@ -193,6 +194,7 @@ pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql 
         &r.all_predictions,
         &r.latency_us,
         &r.client_addr,
+        &r.image_bytes,
     ]
 }
 

@@ -13,8 +13,8 @@ use uuid::Uuid;
 pub enum LoggedInput {
     /// A tabular feature vector.
     Features(Vec<f32>),
-    /// An image, by the hash of its bytes.
-    ImageHash(String),
+    /// An image, by its size (its MD5 is in the answer's `image_hash`).
+    Image { bytes: usize },
 }
 
 /// One served prediction, as the request path hands it over: owned values and the
@@ -59,6 +59,9 @@ pub struct Record {
     pub input_hash: String,
     pub input_features: Option<Vec<f32>>,
     pub image_hash: Option<String>,
+    /// The upload's size in bytes (images only; absent from rows spooled by older versions).
+    #[serde(default)]
+    pub image_bytes: Option<i32>,
     /// The label (classifiers) or the value as text (regressors).
     pub prediction: String,
     pub top_class: Option<i32>,
@@ -94,9 +97,13 @@ impl Record {
             }
             _ => serde_json::Value::Array(Vec::new()),
         };
-        let (input_features, image_hash) = match row.input {
-            LoggedInput::Features(f) => (Some(f), None),
-            LoggedInput::ImageHash(h) => (None, Some(clean(h))),
+        let (input_features, image_hash, image_bytes) = match row.input {
+            LoggedInput::Features(f) => (Some(f), None, None),
+            LoggedInput::Image { bytes } => (
+                None,
+                members["image_hash"].as_str().map(|h| clean(h.to_owned())),
+                Some(i32::try_from(bytes).unwrap_or(i32::MAX)),
+            ),
         };
         Self {
             prediction_id: row.prediction_id,
@@ -108,6 +115,7 @@ impl Record {
             input_hash: format!("{:032x}", row.input_hash),
             input_features,
             image_hash,
+            image_bytes,
             prediction: clean(prediction),
             top_class,
             confidence: row.confidence,
@@ -161,7 +169,7 @@ fn strip_nul(v: serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::infer::manifest::Manifest;
+    use crate::infer::model::Model as _;
 
     fn row(answer: Bytes) -> LogRow {
         LogRow {
@@ -182,8 +190,8 @@ mod tests {
 
     #[test]
     fn a_tabular_answer_becomes_columns() {
-        let manifest: Manifest = serde_json::from_str(crate::infer::demo::MANIFEST).unwrap();
-        let answer = crate::encode::tabular(&manifest, &[0.1, 0.7, 0.2]);
+        let model = crate::infer::demo::load().unwrap();
+        let answer = crate::encode::tabular(model.info(), &[0.1, 0.7, 0.2]);
         let r = Record::from_row(row(answer.body));
         assert_eq!(r.prediction, "versicolor");
         assert_eq!(r.top_class, Some(1));
@@ -207,9 +215,38 @@ mod tests {
     }
 
     #[test]
+    fn an_image_answer_becomes_columns() {
+        let model = crate::infer::demo::load().unwrap();
+        let answer = crate::encode::image(model.info(), "0123abcd", &[0.1, 0.7, 0.2]);
+        let mut input = row(answer.body);
+        input.input = LoggedInput::Image { bytes: 12345 };
+        let r = Record::from_row(input);
+        assert_eq!(r.image_hash.as_deref(), Some("0123abcd"));
+        assert_eq!(r.image_bytes, Some(12345));
+        assert_eq!(r.input_features, None);
+        assert_eq!(r.prediction, "versicolor");
+        assert_eq!(r.top_class, Some(1));
+        assert_eq!(r.all_predictions.as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn records_spooled_before_image_bytes_existed_still_read() {
+        let model = crate::infer::demo::load().unwrap();
+        let r = Record::from_row(row(
+            crate::encode::tabular(model.info(), &[0.2, 0.3, 0.5]).body
+        ));
+        let mut json: serde_json::Value = serde_json::to_value(&r).unwrap();
+        json.as_object_mut().unwrap().remove("image_bytes");
+        let back: Record = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
     fn records_round_trip_through_json_exactly() {
-        let manifest: Manifest = serde_json::from_str(crate::infer::demo::MANIFEST).unwrap();
-        let mut r = Record::from_row(row(crate::encode::tabular(&manifest, &[0.2, 0.3, 0.5]).body));
+        let model = crate::infer::demo::load().unwrap();
+        let mut r = Record::from_row(row(
+            crate::encode::tabular(model.info(), &[0.2, 0.3, 0.5]).body
+        ));
         r.input_features = Some(vec![0.1, f32::MIN_POSITIVE, 1e-30, 3.402_823e38]);
         r.client_addr = Some("2001:db8::1".parse().unwrap());
         let back: Record = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();

@@ -15,11 +15,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Never edit a shipped one; add the next.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "predictions",
-    sql: include_str!("../../migrations/0001_predictions.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "predictions",
+        sql: include_str!("../../migrations/0001_predictions.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "image_bytes",
+        sql: include_str!("../../migrations/0002_image_bytes.sql"),
+    },
+];
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -387,6 +387,7 @@ mod tests {
             input_hash: format!("{i:032x}"),
             input_features: Some(vec![i as f32, 0.5]),
             image_hash: None,
+            image_bytes: None,
             prediction: "x".into(),
             top_class: Some(0),
             confidence: 0.5,
