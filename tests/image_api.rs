@@ -260,6 +260,19 @@ fn cases() -> Vec<Case> {
             code: "invalid_image",
         },
         Case {
+            name: "truncated PNG",
+            send: Send::Raw(
+                "image/png",
+                {
+                    let png = thumbnail(image::ImageFormat::Png);
+                    png[..png.len() / 2].to_vec()
+                },
+                "",
+            ),
+            status: 422,
+            code: "invalid_image",
+        },
+        Case {
             name: "PNG bomb (100000×100000 header)",
             send: Send::Raw("image/png", png_claiming(100_000, 100_000), ""),
             status: 413,

@@ -837,3 +837,90 @@ fn a_full_spool_drops_rows_loudly_and_counts_every_one() {
         spooled as i64
     );
 }
+
+/// Uploads `bytes` (multipart field `file`); the answer's id, `X-Cache` and `image_hash`.
+async fn upload(
+    gw: &Gateway,
+    client: &Client,
+    bytes: &[u8],
+    no_cache: bool,
+) -> (String, String, String) {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(bytes.to_vec()).file_name("photo"),
+    );
+    let mut req = client.post(gw.url("/predict")).multipart(form);
+    if no_cache {
+        req = req.header("cache-control", "no-cache");
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+    let v: Value = r.json().await.unwrap();
+    (
+        v["prediction_id"].as_str().unwrap().to_owned(),
+        cache,
+        v["image_hash"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn every_image_answer_is_one_row_with_its_image_hash_top5_and_size() {
+    const CAT: &[u8] = include_bytes!("fixtures/images/cat.png");
+    const BIKE: &[u8] = include_bytes!("fixtures/images/bike.jpg");
+    let pg = PostgresServer::start();
+    let spool = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(with_db(&pg, &spool.path().join("spool")));
+    let answers = runtime().block_on(async {
+        let (h1, h2) = (h1_client(), h2_client());
+        let mut answers = Vec::new();
+        for (client, bytes) in [(&h1, CAT), (&h2, BIKE)] {
+            answers.push((upload(&gw, client, bytes, false).await, bytes.len())); // miss
+            answers.push((upload(&gw, client, bytes, false).await, bytes.len())); // hit-l1
+            answers.push((upload(&gw, client, bytes, true).await, bytes.len())); // bypass
+        }
+        let burst = join_all((0..8).map(|_| upload(&gw, &h2, CAT, true))).await;
+        answers.extend(burst.into_iter().map(|a| (a, CAT.len())));
+        // A refused upload is not logged.
+        let r = h1
+            .post(gw.url("/predict"))
+            .header("content-type", "image/png")
+            .body("not an image")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        answers
+    });
+    let statuses: Vec<&str> = answers.iter().map(|((_, c, _), _)| c.as_str()).collect();
+    assert!(
+        statuses.contains(&"miss") && statuses.contains(&"hit-l1"),
+        "{statuses:?}"
+    );
+    let n = answers.len() as i64;
+    eventually("every image row written", 15, || {
+        pg.count("predictions") == n
+    });
+    let rows = pg.query(
+        "SELECT prediction_id::text AS id, cache_status, image_hash, image_bytes, \
+         input_features IS NULL AS no_features, model_name, top_class, prediction, \
+         all_predictions FROM predictions",
+    );
+    let by_id: HashMap<&str, &Value> = rows
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r))
+        .collect();
+    assert_eq!(by_id.len(), answers.len(), "one row per answer");
+    for ((id, cache, hash), size) in &answers {
+        let row = by_id[id.as_str()];
+        assert_eq!(row["cache_status"], cache.as_str());
+        assert_eq!(row["image_hash"], hash.as_str());
+        assert_eq!(row["image_bytes"], *size as i64);
+        assert_eq!(row["no_features"], true);
+        assert_eq!(row["model_name"], "efficientnet-lite0");
+        let top5 = row["all_predictions"].as_array().unwrap();
+        assert_eq!(top5.len(), 5);
+        assert_eq!(row["top_class"], top5[0]["class_id"]);
+        assert_eq!(row["prediction"], top5[0]["label"]);
+    }
+}

@@ -106,6 +106,48 @@ fn hits_survive_a_gateway_restart_and_expire_after_the_ttl() {
 }
 
 #[test]
+fn image_answers_survive_a_gateway_restart_in_redis() {
+    const CAT: &[u8] = include_bytes!("fixtures/images/cat.png");
+    let redis = RedisServer::start();
+    let rt = runtime();
+    let upload = |gw: &Gateway| {
+        let url = gw.url("/predict");
+        async move {
+            let r = h2_client()
+                .post(url)
+                .header("content-type", "image/png")
+                .body(CAT)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+            let v: Value = r.json().await.unwrap();
+            (cache, v)
+        }
+    };
+    let first = {
+        let gw = Gateway::start(with_redis(&redis));
+        let (cache, answer) = rt.block_on(upload(&gw));
+        assert_eq!(cache, "miss");
+        eventually("the image answer stored in Redis", || {
+            !redis.keys("infergate:v1:efficientnet-lite0:*").is_empty()
+        });
+        answer
+    };
+    let gw = Gateway::start(with_redis(&redis));
+    let (cache, again) = rt.block_on(upload(&gw));
+    assert_eq!(
+        cache, "hit-l2",
+        "a fresh gateway finds the image answer in Redis"
+    );
+    assert_eq!(again["predictions"], first["predictions"]);
+    assert_eq!(again["image_hash"], first["image_hash"]);
+    assert_eq!(again["cached"], true);
+    assert_eq!(rt.block_on(upload(&gw)).0, "hit-l1");
+}
+
+#[test]
 fn garbage_under_our_key_is_a_miss_and_gets_overwritten() {
     let redis = RedisServer::start();
     let features = [5.0, 3.6, 1.4, 0.2];

@@ -111,6 +111,14 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
 
 /// Decodes `bytes` to upright 8-bit RGB under `limits`.
 pub fn decode(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Result<RgbImage, ImageError> {
+    if format == Format::Jpeg && !jpeg_is_complete(bytes) {
+        // The JPEG decoder fills a truncated scan with grey and carries on; Pillow refuses
+        // such a file ("image file is truncated"), and a prediction on half an image is
+        // not one a client asked for.
+        return Err(ImageError::Invalid(
+            "the JPEG is truncated (no end-of-image marker after its scan)".to_owned(),
+        ));
+    }
     let image = with_decoder(bytes, format, |mut decoder| {
         let (width, height) = decoder.dimensions();
         check_dimensions(width, height, limits)?;
@@ -128,6 +136,16 @@ pub fn decode(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Result<Rgb
         Ok(image)
     })?;
     Ok(to_rgb8(image))
+}
+
+/// Whether an end-of-image marker (`FF D9`) follows the first start-of-scan (`FF DA`).
+/// Entropy-coded data never holds `FF D9` (a data `FF` is stuffed as `FF 00`), so the marker
+/// after the scan is the image's end, and a file cut short lacks it.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let Some(sos) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else {
+        return false;
+    };
+    bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Runs `f` on a decoder for `format` over `bytes`.
@@ -235,6 +253,20 @@ mod tests {
             image::Rgb([0x12ff, 0xff00, 0x00ff]),
         ));
         assert_eq!(to_rgb8(deep).get_pixel(0, 0).0, [0x12, 0xff, 0x00]);
+    }
+
+    #[test]
+    fn a_jpeg_without_its_end_marker_is_truncated() {
+        let whole = [
+            0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x01, 0xFF, 0x00, 0x12, 0xFF, 0xD9,
+        ];
+        assert!(jpeg_is_complete(&whole));
+        assert!(!jpeg_is_complete(&whole[..whole.len() - 2]));
+        // An EOI before the scan (an EXIF thumbnail's) does not count.
+        assert!(!jpeg_is_complete(&[
+            0xFF, 0xD8, 0xFF, 0xD9, 0xFF, 0xDA, 0x01
+        ]));
+        assert!(!jpeg_is_complete(&[0xFF, 0xD8, 0xFF, 0xE0]));
     }
 
     #[test]
