@@ -159,11 +159,12 @@ fn cases() -> Vec<Case> {
         },
         Case {
             content_type: Some(b"image/png"),
+            // An image content type goes to the image model; these bytes are no image.
             ..case(
-                "image without image model",
+                "image content type, not an image",
                 "\u{89}PNG",
-                415,
-                "unsupported_media_type",
+                422,
+                "not_an_image",
             )
         },
         Case {

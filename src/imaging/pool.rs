@@ -112,7 +112,7 @@ mod tests {
             let pool = std::sync::Arc::clone(&pool);
             async move { pool.run(|| ()).await }
         });
-        while pool.tx.len() < 1 {
+        while pool.tx.is_empty() {
             tokio::task::yield_now().await;
         }
         assert_eq!(

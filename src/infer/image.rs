@@ -98,7 +98,7 @@ impl ImageModel {
             name: manifest.name.clone(),
             version: manifest.version.clone(),
             labels,
-            input: InputSpec::Image(manifest.preprocess.clone()),
+            input: InputSpec::Image(manifest.preprocess),
             max_batch: opts.max_batch.max(1),
         };
         Ok(Self {

@@ -174,3 +174,58 @@ pub(crate) fn probe_time(name: &str, mut f: impl FnMut(&Tensor), n: usize, iters
         ms / n as f64
     );
 }
+
+#[test]
+#[ignore]
+fn probe_breakdown() {
+    use super::im2col::Im2col;
+    use super::window::Window;
+    let mut rng = Rng::new(1);
+    for (name, cin, cout, k, s, p, hw) in [
+        ("stem", 3usize, 64usize, 7usize, 2usize, 3usize, 224usize),
+        ("l1", 64, 64, 3, 1, 1, 56),
+        ("l2", 128, 128, 3, 1, 1, 28),
+        ("l4", 512, 512, 3, 1, 1, 7),
+    ] {
+        let x = rng.tensor((1, cin, hw, hw), -1.0, 1.0, &Device::Cpu);
+        let w = rng.tensor((cout, cin * k * k), -1.0, 1.0, &Device::Cpu);
+        let window = Window::new(k, s, Padding::Symmetric(p), hw, hw);
+        let cols = x.apply_op1_no_bwd(&Im2col { window }).unwrap();
+        let t_im2col = time_ms(|| drop(x.apply_op1_no_bwd(&Im2col { window }).unwrap()), 20);
+        let t_mm = time_ms(
+            || drop(w.broadcast_left(1).unwrap().matmul(&cols).unwrap()),
+            20,
+        );
+        let c2 = cols.squeeze(0).unwrap();
+        let t_mm2 = time_ms(|| drop(w.matmul(&c2).unwrap()), 20);
+        // transposed problem: cols^T [P, K] x w^T [K, cout]
+        let ct = c2.t().unwrap().contiguous().unwrap();
+        let wt = w.t().unwrap().contiguous().unwrap();
+        let t_mm3 = time_ms(|| drop(ct.matmul(&wt).unwrap()), 20);
+        let t_zero = time_ms(|| drop(vec![0f32; cols.elem_count()]), 20);
+        eprintln!(
+            "{name:6} im2col {t_im2col:7.3}  matmul(b) {t_mm:7.3}  matmul {t_mm2:7.3}  matmul^T {t_mm3:7.3}  zero-vec {t_zero:7.3} ms"
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn probe_gemm_peak() {
+    let mut rng = Rng::new(1);
+    for (m, k, n) in [
+        (1024usize, 1024usize, 1024usize),
+        (64, 147, 12544),
+        (64, 576, 3136),
+        (512, 4608, 49),
+        (256, 2304, 196),
+    ] {
+        let a = rng.tensor((m, k), -1.0, 1.0, &Device::Cpu);
+        let b = rng.tensor((k, n), -1.0, 1.0, &Device::Cpu);
+        let t = time_ms(|| drop(a.matmul(&b).unwrap()), 10);
+        eprintln!(
+            "gemm {m}x{k}x{n}: {t:7.3} ms = {:6.1} GFLOP/s",
+            2.0 * (m * k * n) as f64 / t / 1e6
+        );
+    }
+}
