@@ -20,8 +20,6 @@ mod epilogue;
 mod host;
 mod im2col;
 mod pool;
-#[cfg(test)]
-mod probe;
 mod resnet;
 #[cfg(test)]
 mod testutil;

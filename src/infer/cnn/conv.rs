@@ -91,7 +91,10 @@ impl BatchNorm {
             var: get("running_var")?,
             eps,
         };
-        if let Some(v) = bn.var.iter().find(|&&v| !(f64::from(v) + eps > 0.0)) {
+        if let Some(v) = bn.var.iter().find(|&&v| {
+            // NaN counts as bad too.
+            (f64::from(v) + eps).partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        }) {
             bail!(
                 "{}.running_var holds {v}: BatchNorm variance + eps must be positive",
                 vb.prefix()
@@ -104,7 +107,7 @@ impl BatchNorm {
     /// returns the bias that completes the fold.
     pub(crate) fn fold_into(&self, weight: &mut [f32]) -> Result<Vec<f32>> {
         let c = self.gamma.len();
-        if c == 0 || weight.len() % c != 0 {
+        if c == 0 || !weight.len().is_multiple_of(c) {
             bail!(
                 "cannot fold a {c}-channel BatchNorm into {} conv weights",
                 weight.len()

@@ -260,30 +260,4 @@ mod tests {
             .to_string();
         assert!(err.contains("_blocks.4._depthwise_conv.weight"), "{err}");
     }
-
-    #[test]
-    #[ignore]
-    fn probe_lite() {
-        let (vm, t) = crate::infer::cnn::probe::random_vm(|vb| {
-            drop(EfficientnetLite0::load(vb, 1000).unwrap())
-        });
-        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-        let net = EfficientnetLite0::load(&vb, 1000).unwrap();
-        for n in [1, 8] {
-            crate::infer::cnn::probe::probe_time(
-                "lite0 fast",
-                |x| drop(net.forward(x).unwrap()),
-                n,
-                if n == 1 { 20 } else { 3 },
-            );
-            if std::env::var("PROBE_REF").is_ok() {
-                crate::infer::cnn::probe::probe_time(
-                    "lite0 naive f32",
-                    |x| drop(reference_in(x, &t)),
-                    n,
-                    1,
-                );
-            }
-        }
-    }
 }

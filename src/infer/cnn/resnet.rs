@@ -329,32 +329,4 @@ mod tests {
             .to_string();
         assert!(err.contains("fc.weight"), "{err}");
     }
-
-    #[test]
-    #[ignore]
-    fn probe_resnet() {
-        for depth in [18, 50] {
-            let (vm, t) = crate::infer::cnn::probe::random_vm(|vb| {
-                drop(Resnet::load(vb, depth, 1000).unwrap())
-            });
-            let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-            let net = Resnet::load(&vb, depth, 1000).unwrap();
-            for n in [1, 8] {
-                crate::infer::cnn::probe::probe_time(
-                    &format!("resnet{depth} fast"),
-                    |x| drop(net.forward(x).unwrap()),
-                    n,
-                    if n == 1 { 10 } else { 2 },
-                );
-                if std::env::var("PROBE_REF").is_ok() {
-                    crate::infer::cnn::probe::probe_time(
-                        &format!("resnet{depth} naive f32"),
-                        |x| drop(reference_in(x, &t, depth)),
-                        n,
-                        2,
-                    );
-                }
-            }
-        }
-    }
 }
