@@ -1,26 +1,62 @@
-# syntax=docker/dockerfile:1
-# Build: a Debian bookworm image with a Rust toolchain (BUILDER_IMAGE, e.g. rust:1.95-bookworm;
-# the test rig builds its own from debootstrap). Run: a minimal Debian (RUNTIME_IMAGE).
+# The gateway image: one static-ish binary, the C libraries it links, its config, no shell.
+#
+# Two ways to get the binary (build arg BUILDER):
+#   source (default)  compile in BUILDER_IMAGE, a Debian bookworm image with Rust 1.89+:
+#                       docker build -t infergate .
+#   host              copy prebuilt/infergate, built on a bookworm-compatible host (glibc
+#                     2.36): where no toolchain can be fetched inside a build, as on an
+#                     engine without a registry; scripts/images.sh gateway does it:
+#                       cargo build --release --bin infergate
+#                       mkdir -p prebuilt && cp target/release/infergate prebuilt/
+#                       docker build --build-arg BUILDER=host \
+#                         --build-arg BUILDER_IMAGE=infergate/debian:bookworm -t infergate .
+# RUNTIME_IMAGE is `scratch`: the build stage assembles the whole filesystem. No
+# `# syntax=` line, so the legacy builder (docker-compose 1.29) and BuildKit both build it
+# without pulling a frontend image.
 ARG BUILDER_IMAGE=rust:1.95-bookworm
-ARG RUNTIME_IMAGE=debian:bookworm-slim
+ARG RUNTIME_IMAGE=scratch
 
 FROM ${BUILDER_IMAGE} AS build
+ARG BUILDER=source
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin infergate \
- && install -D target/release/infergate /out/infergate
+RUN set -eu; \
+    if [ "$BUILDER" = host ]; then \
+        test -x prebuilt/infergate || { echo "BUILDER=host needs prebuilt/infergate" >&2; exit 1; }; \
+        install -D -m 0755 prebuilt/infergate /out/infergate; \
+    else \
+        cargo build --release --locked --bin infergate; \
+        install -D -m 0755 target/release/infergate /out/infergate; \
+    fi
+# The runtime root: the binary, the libraries `ldd` names (glibc, libgcc_s), a passwd line
+# for the non-root user, CA roots when the builder has them (rediss:// and Postgres TLS
+# verify against them), the config profiles, and the writable directories.
+RUN set -eu; r=/rootfs; \
+    install -D -m 0755 /out/infergate "$r/usr/local/bin/infergate"; \
+    for lib in $(ldd /out/infergate | awk '$2 == "=>" { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }'); do \
+        mkdir -p "$r$(dirname "$lib")"; cp -L "$lib" "$r$lib"; \
+    done; \
+    mkdir -p "$r/etc/ssl/certs" "$r/etc/infergate" "$r/tmp"; chmod 1777 "$r/tmp"; \
+    if [ -f /etc/ssl/certs/ca-certificates.crt ]; then \
+        cp /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/"; fi; \
+    echo 'infergate:x:10001:10001:infergate:/nonexistent:/usr/sbin/nologin' > "$r/etc/passwd"; \
+    echo 'infergate:x:10001:' > "$r/etc/group"; \
+    cp -r config "$r/etc/infergate/config"; \
+    install -d -o 10001 -g 10001 -m 0750 "$r/var/lib/infergate/spool" "$r/run/infergate"; \
+    "$r/usr/local/bin/infergate" --version
 
 FROM ${RUNTIME_IMAGE}
-RUN useradd --system --uid 10001 --no-create-home infergate \
- && install -d -o infergate -m 0750 /var/lib/infergate/spool
-COPY --from=build /out/infergate /usr/local/bin/infergate
-COPY config /etc/infergate/config
+COPY --from=build /rootfs/ /
+ENV PATH=/usr/local/bin
 WORKDIR /etc/infergate
-USER infergate
+USER 10001:10001
 # Prediction log rows wait here while PostgreSQL is away (config/compose.toml points at it).
 VOLUME /var/lib/infergate/spool
 EXPOSE 8443
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["infergate", "healthcheck", "--url", "https://127.0.0.1:8443/health"]
-ENTRYPOINT ["infergate"]
+# Over the instance's own check socket (config/compose.toml): during a rollout two gateways
+# share port 8443, and a probe of 127.0.0.1:8443 could reach the other one.
+HEALTHCHECK --interval=5s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["/usr/local/bin/infergate", "healthcheck", "--socket", "/run/infergate/check.sock", \
+       "--url", "http://localhost/ready"]
+ENTRYPOINT ["/usr/local/bin/infergate"]
 CMD ["serve", "--profile", "compose"]

@@ -1,16 +1,21 @@
-//! Wiring: builds the gateway from a validated `Config`, starts the compute and I/O
-//! threads, then runs the control loop on the calling thread — warm-up, metrics upkeep,
-//! signals and the drain.
+//! Wiring: builds the gateway from a validated `Config`, starts the compute threads, the
+//! check socket and (unless in standby) the I/O threads, then runs the control loop on the
+//! calling thread — warm-up, metrics upkeep, signals (SIGUSR2 opens a standby instance's
+//! public listener), the idle exit and the drain.
+
+mod public_listener;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use crate::app::public_listener::PublicListener;
 use crate::batch::{BatchConfig, Batcher};
 use crate::cache::l1::{L1, L1Config};
 use crate::cache::l2::{L2, L2Config, L2Error};
 use crate::config::Config;
+use crate::idle_exit::IdleExit;
 use crate::imaging::decode::DecodeLimits;
 use crate::imaging::{Imaging, ImagingConfig};
 use crate::infer::image::{ImageModel, ImageModelOptions};
@@ -23,9 +28,11 @@ use crate::predict::{PredictConfig, Predictor, PredictorParts};
 use crate::prediction_log::db::DbConfig;
 use crate::prediction_log::writer::WriterConfig;
 use crate::prediction_log::{LogConfig, LogError, PredictionLog, RetentionConfig};
+use crate::server::activation::Handover;
+use crate::server::check_socket::{self, CheckSocket, CheckSocketError};
 use crate::server::conn::ConnSettings;
 use crate::server::tls::{self, CertSource, TlsError};
-use crate::server::{ListenConfig, ServerError};
+use crate::server::{ListenConfig, ServerError, Source};
 use crate::shutdown::Shutdown;
 use crate::state::{Gateway, GatewayParts, Limits};
 use crate::stats::Stats;
@@ -58,16 +65,28 @@ pub enum AppError {
     /// The listeners or I/O threads could not start.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The check socket could not be set up.
+    #[error(transparent)]
+    CheckSocket(#[from] CheckSocketError),
     /// The control runtime or signal handlers could not start.
     #[error("cannot start the control runtime")]
     Runtime(#[source] std::io::Error),
 }
 
-/// Serves until a signal ends the drain. Returns once the gateway has shut down cleanly.
-pub fn serve(config: &Config) -> Result<(), AppError> {
+/// Serves until a signal (or `server.idle_exit_s` without a request) ends the drain, on the
+/// socket `handover` names or else on `server.listen`. Returns once the gateway has shut
+/// down cleanly.
+pub fn serve(config: &Config, handover: Handover) -> Result<(), AppError> {
     // rustls clients that pick the process-wide provider (Redis over rediss://) get ring,
     // like our server. An error only means one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = control_runtime().map_err(AppError::Runtime)?;
+    // Signal handlers before the slow part (models): SIGUSR2's default action would kill a
+    // standby instance that a deploy script signals early; a SIGTERM while loading drains.
+    let signals = {
+        let _context = runtime.enter();
+        Signals::install().map_err(AppError::Runtime)?
+    };
     let backend = crate::server::backend_name(config.server.io);
     let metrics = crate::metrics::install(backend)?;
     let models = load_models(config)?;
@@ -177,38 +196,117 @@ pub fn serve(config: &Config) -> Result<(), AppError> {
         None
     };
     let tls_enabled = tls.is_some();
-    let settings = Arc::new(ConnSettings {
+    let conn_settings = |tls| ConnSettings {
         gateway: Arc::clone(&gateway),
         tls,
         handshake_timeout: config.server.tls_handshake_timeout(),
         header_read_timeout: config.server.header_read_timeout(),
         idle_timeout: config.server.keepalive_idle_timeout(),
-    });
+        linger: config.shutdown.linger(),
+    };
+    let settings = Arc::new(conn_settings(tls));
+    let check = match &config.server.check_socket {
+        Some(path) => {
+            let serving = CheckSocket::bind(path)?.serve(Arc::new(conn_settings(None)))?;
+            tracing::info!(
+                path = %serving.path().display(),
+                max_connections = check_socket::MAX_CONNECTIONS,
+                "check socket listening (plaintext HTTP)"
+            );
+            Some(serving)
+        }
+        None => None,
+    };
+    let source = match handover {
+        Handover::Socket(inherited) => {
+            tracing::info!(
+                addr = %inherited.addr,
+                name = inherited.name.as_deref().unwrap_or(""),
+                "socket activation: serving the inherited listening socket (server.listen is ignored)"
+            );
+            Source::Inherited(inherited.listener)
+        }
+        Handover::NotOurs { listen_pid } => {
+            tracing::info!(
+                listen_pid = %listen_pid,
+                "LISTEN_FDS is set, but LISTEN_PID does not name this process: ignoring it"
+            );
+            Source::Bind
+        }
+        Handover::None => Source::Bind,
+    };
     let io_threads = config.server.resolved_io_threads();
-    let running = crate::server::start(
-        &ListenConfig {
+    let mut public = PublicListener::new(
+        ListenConfig {
             addr: config.server.listen,
             threads: io_threads,
             backlog: config.server.backlog,
             max_connections: config.server.max_connections,
             backend: config.server.io,
         },
+        source,
         settings,
-    )?;
-    tracing::info!(
-        addr = %running.local_addr,
-        tls = tls_enabled,
-        io_backend = backend,
-        io_threads,
-        compute_threads,
-        "listening"
     );
+    let standby = config.server.standby && {
+        let peer = public.peer_listening();
+        if !peer {
+            // A standby instance exists to take over from a peer on this port; with none
+            // (the peer is gone, or this is a restart of the one instance left), waiting
+            // for a SIGUSR2 that nobody will send would be an outage.
+            tracing::info!(
+                addr = %public.addr(),
+                "standby: nothing else listens on this port; opening it now"
+            );
+        }
+        peer
+    };
+    if standby {
+        tracing::info!(
+            addr = %public.addr(),
+            tls = tls_enabled,
+            "standby: the public listener opens on SIGUSR2"
+        );
+        if check.is_none() {
+            tracing::warn!(
+                "standby without server.check_socket: nothing can check this instance before \
+                 its activation"
+            );
+        }
+    } else {
+        let addr = public.open()?;
+        tracing::info!(
+            addr = %addr,
+            tls = tls_enabled,
+            io_backend = backend,
+            io_threads,
+            compute_threads,
+            "listening"
+        );
+    }
+    runtime.block_on(control(Control {
+        gateway,
+        metrics,
+        signals,
+        public,
+        check,
+        drain_timeout: config.shutdown.drain_timeout(),
+        idle_exit: config.server.idle_exit(),
+    }))
+}
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// `infergate hold-netns`: waits for SIGTERM or SIGINT and returns its name, doing nothing
+/// else — the process that keeps a shared network namespace (and its published port) alive
+/// while gateways are replaced behind it.
+pub fn hold_netns() -> std::io::Result<&'static str> {
+    let runtime = control_runtime()?;
+    runtime.block_on(async { Ok(StopSignals::install()?.next().await) })
+}
+
+/// The current-thread runtime the control thread (and `migrate`, `hold-netns`) runs on.
+fn control_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(AppError::Runtime)?;
-    runtime.block_on(control(gateway, metrics, config.shutdown.drain_timeout()))
 }
 
 /// The database settings, for `serve` and `migrate`; `None` without `database.url`.
@@ -252,10 +350,7 @@ pub fn migrate(
 ) -> Result<crate::prediction_log::schema::MigrationReport, MigrateError> {
     // No process-wide rustls provider needed: the Postgres TLS config names ring itself.
     let db = db_config(config).ok_or(MigrateError::NoDatabase)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(MigrateError::Runtime)?;
+    let runtime = control_runtime().map_err(MigrateError::Runtime)?;
     runtime.block_on(async {
         let connector = crate::prediction_log::db::Connector::new(&db)?;
         let mut client = connector.connect().await?;
@@ -395,35 +490,108 @@ fn start_imaging(
     Ok(Some(imaging))
 }
 
-/// Warm-up, metrics upkeep and signal handling, until the drain is over.
-async fn control(
+/// The signals the control loop answers: SIGTERM and SIGINT drain, SIGUSR2 activates.
+struct Signals {
+    stop: StopSignals,
+    activate: Signal,
+}
+
+impl Signals {
+    /// Installs the handlers; needs a tokio runtime context.
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            stop: StopSignals::install()?,
+            activate: signal(SignalKind::user_defined2())?,
+        })
+    }
+}
+
+/// SIGTERM and SIGINT.
+struct StopSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers; needs a tokio runtime context.
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Resolves with the name of the next SIGTERM or SIGINT.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Why the drain starts.
+enum Stop {
+    Signal(&'static str),
+    Idle(Duration),
+}
+
+/// What the control loop runs.
+struct Control {
     gateway: Arc<Gateway>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    signals: Signals,
+    public: PublicListener,
+    check: Option<check_socket::Serving>,
     drain_timeout: Duration,
-) -> Result<(), AppError> {
-    let mut sigterm = signal(SignalKind::terminate()).map_err(AppError::Runtime)?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(AppError::Runtime)?;
-    warm_up(&gateway).await?;
-    gateway.mark_models_warm();
-    tracing::info!("ready");
+    idle_exit: Option<Duration>,
+}
 
-    let mut upkeep = tokio::time::interval(METRICS_UPKEEP);
-    let signal_name = loop {
-        tokio::select! {
-            _ = upkeep.tick() => metrics.run_upkeep(),
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = sigint.recv() => break "SIGINT",
+/// Warm-up, metrics upkeep, activation, signal handling and the idle exit, until the drain
+/// is over.
+async fn control(c: Control) -> Result<(), AppError> {
+    let Control {
+        gateway,
+        metrics,
+        mut signals,
+        mut public,
+        mut check,
+        drain_timeout,
+        idle_exit,
+    } = c;
+    // A stop signal during the warm-up ends it: the drain follows, nothing is served.
+    let stop = tokio::select! {
+        warmed = warm_up(&gateway) => {
+            warmed?;
+            gateway.mark_models_warm();
+            tracing::info!(listening = public.is_open(), "ready");
+            serve_until_stop(&gateway, &metrics, &mut signals, &mut public, idle_exit).await
+        }
+        name = signals.stop.next() => {
+            tracing::info!(signal = name, "signal during warm-up: not serving");
+            Stop::Signal(name)
         }
     };
     let shutdown = &gateway.shutdown;
     let drain_deadline = tokio::time::Instant::now() + drain_timeout;
     shutdown.begin_drain();
-    tracing::info!(
-        signal = signal_name,
-        open_connections = shutdown.open_connections(),
-        drain_timeout_ms = drain_timeout.as_millis() as u64,
-        "draining: no new connections, finishing in-flight requests"
-    );
+    // The accept loops stop now; the check socket serves until the end.
+    gateway.set_listening(false);
+    match stop {
+        Stop::Signal(name) => tracing::info!(
+            signal = name,
+            open_connections = shutdown.open_connections(),
+            drain_timeout_ms = drain_timeout.as_millis() as u64,
+            "draining: no new connections, finishing in-flight requests"
+        ),
+        Stop::Idle(idle) => tracing::info!(
+            idle_s = idle.as_secs(),
+            open_connections = shutdown.open_connections(),
+            drain_timeout_ms = drain_timeout.as_millis() as u64,
+            "no request for {} s (server.idle_exit_s): draining and exiting",
+            idle.as_secs()
+        ),
+    }
     tokio::select! {
         () = shutdown.wait_closed() => {
             tracing::info!("drained; exiting");
@@ -434,8 +602,7 @@ async fn control(
                 "drain deadline passed; closing the remaining connections"
             );
         }
-        _ = sigterm.recv() => second_signal("SIGTERM"),
-        _ = sigint.recv() => second_signal("SIGINT"),
+        name = signals.stop.next() => second_signal(name, check.take()),
     }
     if let Some(log) = gateway.predictor.log() {
         // Requests are answered; their rows go to Postgres, or to the spool, before exit.
@@ -447,15 +614,69 @@ async fn control(
                     tracing::error!("prediction log did not finish draining in time");
                 }
             }
-            _ = sigterm.recv() => second_signal("SIGTERM"),
-            _ = sigint.recv() => second_signal("SIGINT"),
+            name = signals.stop.next() => second_signal(name, check.take()),
         }
     }
+    if let Some(check) = check {
+        check.close();
+    }
+    drop(public);
     Ok(())
 }
 
-fn second_signal(name: &str) {
+/// Serves until a signal or the idle exit says stop; opens the public listener on SIGUSR2.
+async fn serve_until_stop(
+    gateway: &Gateway,
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+    signals: &mut Signals,
+    public: &mut PublicListener,
+    idle_exit: Option<Duration>,
+) -> Stop {
+    let idle = idle_exit.map(|after| IdleExit::new(&gateway.last_request, after));
+    // Idle time counts from when the gateway can be reached at all.
+    gateway.last_request.stamp(tokio::time::Instant::now());
+    let mut upkeep = tokio::time::interval(METRICS_UPKEEP);
+    loop {
+        tokio::select! {
+            _ = upkeep.tick() => metrics.run_upkeep(),
+            name = signals.stop.next() => return Stop::Signal(name),
+            _ = signals.activate.recv() => {
+                if public.is_open() {
+                    tracing::info!(addr = %public.addr(), "SIGUSR2: already listening");
+                    continue;
+                }
+                match public.open() {
+                    Ok(addr) => {
+                        gateway.last_request.stamp(tokio::time::Instant::now());
+                        tracing::info!(addr = %addr, "activated: listening on {addr}");
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        cause = std::error::Error::source(&e).map(ToString::to_string),
+                        "activation failed: still in standby (SIGUSR2 tries again)"
+                    ),
+                }
+            }
+            // Only while the public listener is open: a standby instance waits for its
+            // activation however long the rollout takes.
+            idle_for = idle_expired(idle.as_ref()), if public.is_open() => {
+                return Stop::Idle(idle_for);
+            }
+        }
+    }
+}
+
+async fn idle_expired(idle: Option<&IdleExit<'_>>) -> Duration {
+    match idle {
+        Some(idle) => idle.expired().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn second_signal(name: &str, check: Option<check_socket::Serving>) -> ! {
     tracing::warn!(signal = name, "second signal: exiting now");
+    // The one cleanup worth a moment: no stale socket file left behind.
+    drop(check);
     std::process::exit(130);
 }
 

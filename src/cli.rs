@@ -44,16 +44,38 @@ pub enum Command {
     /// when the schema is current, 1 when the database cannot be reached, 2 when no
     /// database.url is configured. Safe to run while gateways serve.
     Migrate,
-    /// Probe a running gateway: exit 0 when the URL answers 200, 1 otherwise. For a
-    /// container HEALTHCHECK without curl; the server certificate is not verified.
-    Healthcheck {
-        /// URL to GET.
-        #[arg(long, default_value = "https://127.0.0.1:8443/health")]
-        url: String,
-        /// Give up after this many milliseconds.
-        #[arg(long, default_value_t = 3000, value_name = "MS")]
-        timeout_ms: u64,
-    },
+    /// Probe a running gateway: exit 0 when the URL answers 2xx, 1 otherwise (the status
+    /// and the start of the body go to stderr). For a container HEALTHCHECK without curl,
+    /// and for deploy scripts: with --socket it speaks plaintext HTTP/1.1 to one instance's
+    /// check socket; with --data it POSTs a smoke request. The server certificate is not
+    /// verified.
+    Healthcheck(HealthcheckArgs),
+    /// Hold the network namespace of a container open until SIGTERM or SIGINT, and do
+    /// nothing else: gateways join it (Compose `network_mode: service:edge`), so its
+    /// published port and sysctls outlive every gateway replaced behind it (deploy.sh).
+    HoldNetns,
+}
+
+/// What `infergate healthcheck` sends, and where.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// URL to request; with --socket only its path (and Host) is used, e.g.
+    /// http://localhost/ready.
+    #[arg(long, default_value = "https://127.0.0.1:8443/health")]
+    pub url: String,
+    /// Speak plaintext HTTP/1.1 over this Unix-domain socket (an instance's
+    /// server.check_socket) instead of connecting to the URL's host.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// POST this body instead of a GET (a smoke prediction, e.g. '{"features":[5.1,3.5,1.4,0.2]}').
+    #[arg(long, value_name = "BODY")]
+    pub data: Option<String>,
+    /// Content-Type of the --data body.
+    #[arg(long, default_value = "application/json", value_name = "TYPE")]
+    pub content_type: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    pub timeout_ms: u64,
 }
 
 /// Flags accepted before or after the subcommand.
@@ -86,6 +108,14 @@ pub struct GlobalArgs {
     /// Log format [config: log.format; default pretty].
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Load and warm up, serve the check socket, but open the public listener only on
+    /// SIGUSR2 [config: server.standby; default off].
+    #[arg(long, global = true)]
+    pub standby: bool,
+    /// Drain and exit 0 after this many seconds without a request [config:
+    /// server.idle_exit_s; default 0 = never].
+    #[arg(long = "idle-exit", global = true, value_name = "SECONDS")]
+    pub idle_exit: Option<u64>,
 }
 
 impl GlobalArgs {
@@ -100,6 +130,8 @@ impl GlobalArgs {
                 io_threads: self.io_threads,
                 compute_threads: self.compute_threads,
                 log_format: self.log_format,
+                standby: self.standby.then_some(true),
+                idle_exit_s: self.idle_exit,
             },
         }
     }
@@ -132,5 +164,40 @@ mod tests {
             Some(SocketAddr::from(([127, 0, 0, 1], 1)))
         );
         assert_eq!(opts.flags.io_threads, Some(2));
+        assert_eq!(opts.flags.standby, None);
+        assert_eq!(opts.flags.idle_exit_s, None);
+    }
+
+    #[test]
+    fn standby_and_idle_exit_flags() {
+        let cli =
+            Cli::try_parse_from(["infergate", "serve", "--standby", "--idle-exit", "300"]).unwrap();
+        let opts = cli.global.load_options();
+        assert_eq!(opts.flags.standby, Some(true));
+        assert_eq!(opts.flags.idle_exit_s, Some(300));
+    }
+
+    #[test]
+    fn healthcheck_over_a_socket_with_a_body() {
+        let cli = Cli::try_parse_from([
+            "infergate",
+            "healthcheck",
+            "--socket",
+            "/run/infergate/check.sock",
+            "--url",
+            "http://localhost/predict",
+            "--data",
+            "{}",
+        ])
+        .unwrap();
+        let Some(Command::Healthcheck(args)) = &cli.command else {
+            panic!("not a healthcheck: {cli:?}");
+        };
+        assert_eq!(
+            args.socket.as_deref(),
+            Some(std::path::Path::new("/run/infergate/check.sock"))
+        );
+        assert_eq!(args.data.as_deref(), Some("{}"));
+        assert_eq!(args.content_type, "application/json");
     }
 }

@@ -92,6 +92,16 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Milliseconds a request may take from its first body byte to its answer (408/504).
     pub request_timeout_ms: u64,
+    /// A Unix-domain socket serving plaintext HTTP/1.1 (and h2c) with the same routes, to
+    /// reach this very instance even when several share `listen` through SO_REUSEPORT;
+    /// none by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check_socket: Option<PathBuf>,
+    /// Start in standby: load and warm up the models and serve `check_socket`, but open no
+    /// public listener until SIGUSR2.
+    pub standby: bool,
+    /// Seconds without any request after which the gateway drains and exits 0; 0 = never.
+    pub idle_exit_s: u64,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +117,9 @@ impl Default for ServerConfig {
             keepalive_idle_timeout_ms: 75_000,
             max_body_bytes: 10 * 1024 * 1024,
             request_timeout_ms: 30_000,
+            check_socket: None,
+            standby: false,
+            idle_exit_s: 0,
         }
     }
 }
@@ -139,7 +152,19 @@ impl ServerConfig {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
+
+    /// How long without a request before the gateway exits; `None` when `idle_exit_s` is 0.
+    pub fn idle_exit(&self) -> Option<Duration> {
+        (self.idle_exit_s > 0).then(|| Duration::from_secs(self.idle_exit_s))
+    }
 }
+
+/// Longest path a Unix-domain socket can be bound to (`sun_path` holds 108 bytes, the last
+/// one a NUL).
+pub const MAX_UNIX_SOCKET_PATH: usize = 107;
+
+/// Longest `server.idle_exit_s` accepted: a year (anything longer means "never": use 0).
+pub const MAX_IDLE_EXIT_S: u64 = 365 * 86_400;
 
 /// TLS termination. With no certificate configured, a self-signed development
 /// certificate is generated at start.
@@ -514,12 +539,17 @@ impl Default for LogConfig {
 pub struct ShutdownConfig {
     /// Milliseconds in-flight requests get to finish after SIGTERM/SIGINT.
     pub drain_timeout_ms: u64,
+    /// Milliseconds an HTTP/1.1 keep-alive connection may still send one more request once
+    /// the drain has started (answered with `Connection: close`); silent that long, it is
+    /// closed. Less than `drain_timeout_ms`.
+    pub linger_ms: u64,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
             drain_timeout_ms: 30_000,
+            linger_ms: 1000,
         }
     }
 }
@@ -528,6 +558,11 @@ impl ShutdownConfig {
     /// The drain deadline.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.drain_timeout_ms)
+    }
+
+    /// How long a keep-alive connection may stay silent once the drain has started.
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
     }
 }
 
@@ -744,6 +779,24 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
     ] {
         check(ms >= 1, key, "must be at least 1 millisecond");
     }
+    check(
+        s.check_socket.as_ref().is_none_or(|p| {
+            let len = p.as_os_str().len();
+            (1..=MAX_UNIX_SOCKET_PATH).contains(&len)
+        }),
+        "server.check_socket",
+        "must be a path of 1 to 107 bytes (the limit of a Unix socket address)",
+    );
+    check(
+        s.idle_exit_s <= MAX_IDLE_EXIT_S,
+        "server.idle_exit_s",
+        "must be at most 31536000 (a year); 0 turns it off",
+    );
+    check(
+        config.shutdown.linger_ms < config.shutdown.drain_timeout_ms,
+        "shutdown.linger_ms",
+        "must be less than shutdown.drain_timeout_ms",
+    );
     let c = &config.compute;
     check(c.threads <= 1024, "compute.threads", "must be at most 1024");
     check(
@@ -932,6 +985,69 @@ mod tests {
         assert!(text.contains("compute.queue_capacity"), "{text}");
         assert!(text.contains("tls.cert"), "{text}");
         assert!(text.contains("default.toml"), "{text}");
+    }
+
+    #[test]
+    fn rollout_knobs_default_off_and_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = load(&LoadOptions {
+            config_dir: dir.path().to_owned(),
+            ..LoadOptions::default()
+        })
+        .unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.server.check_socket, None);
+        assert!(!c.server.standby);
+        assert_eq!(c.server.idle_exit(), None);
+        assert_eq!(c.shutdown.linger(), Duration::from_millis(1000));
+
+        std::fs::write(
+            dir.path().join("default.toml"),
+            format!(
+                "[server]\ncheck_socket = \"/run/{}.sock\"\nidle_exit_s = 99999999999\n\
+                 [shutdown]\ndrain_timeout_ms = 500\nlinger_ms = 500\n",
+                "x".repeat(120)
+            ),
+        )
+        .unwrap();
+        let text = load(&LoadOptions {
+            config_dir: dir.path().to_owned(),
+            ..LoadOptions::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(text.contains("server.check_socket"), "{text}");
+        assert!(text.contains("server.idle_exit_s"), "{text}");
+        assert!(text.contains("shutdown.linger_ms"), "{text}");
+    }
+
+    #[test]
+    fn standby_and_idle_exit_flags_are_the_top_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("default.toml"),
+            "[server]\nstandby = false\nidle_exit_s = 5\ncheck_socket = \"/tmp/c.sock\"\n",
+        )
+        .unwrap();
+        let loaded = load(&LoadOptions {
+            config_dir: dir.path().to_owned(),
+            flags: FlagOverrides {
+                standby: Some(true),
+                idle_exit_s: Some(300),
+                ..FlagOverrides::default()
+            },
+            ..LoadOptions::default()
+        })
+        .unwrap();
+        assert!(loaded.config.server.standby);
+        assert_eq!(
+            loaded.config.server.idle_exit(),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            loaded.config.server.check_socket.as_deref(),
+            Some(Path::new("/tmp/c.sock"))
+        );
     }
 
     #[test]

@@ -1,27 +1,35 @@
-//! `infergate healthcheck`: one GET over HTTP/1.1 (TLS or not), success on 200.
+//! `infergate healthcheck`: one HTTP/1.1 request (TLS or not, or plaintext over a Unix
+//! socket), success on a 2xx.
 //!
-//! Meant for a container HEALTHCHECK on images without curl. It checks liveness of the
-//! local process, not identity, so the server certificate is not verified (the gateway
-//! often serves a self-signed or internal certificate on the probed address).
+//! Meant for a container HEALTHCHECK on images without curl, and for deploy scripts that
+//! check one instance through its check socket (`/ready`, then a smoke prediction with
+//! `--data`) before activating it. It checks liveness of the local process, not identity,
+//! so the server certificate is not verified (the gateway often serves a self-signed or
+//! internal certificate on the probed address).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode, Uri, header};
-use http_body_util::Empty;
+use http::{HeaderValue, Method, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
+
+/// Most bytes of a failed answer's body shown in the error.
+const BODY_SHOWN: usize = 512;
 
 /// Why the probe failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HealthError {
-    /// The URL is not an absolute http(s) URL.
+    /// The URL is not an absolute http(s) URL (or, with a socket, not even a path).
     #[error("not an http:// or https:// URL with a host")]
     Url,
     /// No answer within the timeout.
@@ -39,23 +47,48 @@ pub enum HealthError {
     /// The request could not be built.
     #[error("cannot build the request: {0}")]
     Request(#[from] http::Error),
-    /// The server answered, but not 200.
-    #[error("answered {0}")]
-    Status(StatusCode),
+    /// The server answered, but not 2xx.
+    #[error("answered {status}: {body}")]
+    Status {
+        /// The status it answered.
+        status: StatusCode,
+        /// The start of the body (at most 512 bytes, lossy UTF-8).
+        body: String,
+    },
 }
 
-/// GETs `url`; `Ok` when it answers 200 within `timeout`.
-pub async fn check(url: &str, timeout: Duration) -> Result<(), HealthError> {
-    match tokio::time::timeout(timeout, probe(url)).await {
-        Ok(Ok(StatusCode::OK)) => Ok(()),
-        Ok(Ok(status)) => Err(HealthError::Status(status)),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(HealthError::Timeout(timeout)),
+/// One probe: where to send what.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// The URL; with `socket`, only its path, query and authority (for `Host`) are used.
+    pub url: String,
+    /// Plaintext HTTP/1.1 over this Unix-domain socket instead of the URL's host.
+    pub socket: Option<PathBuf>,
+    /// A body to POST, with its content type; `None` sends a GET.
+    pub body: Option<(String, Bytes)>,
+    /// The whole exchange's deadline.
+    pub timeout: Duration,
+}
+
+/// Sends the probe; `Ok` when it answers 2xx within its timeout.
+pub async fn check(probe: &Probe) -> Result<(), HealthError> {
+    match tokio::time::timeout(probe.timeout, run(probe)).await {
+        Ok(result) => result,
+        Err(_) => Err(HealthError::Timeout(probe.timeout)),
     }
 }
 
-async fn probe(url: &str) -> Result<StatusCode, HealthError> {
-    let uri: Uri = url.parse().map_err(|_| HealthError::Url)?;
+async fn run(probe: &Probe) -> Result<(), HealthError> {
+    let uri: Uri = probe.url.parse().map_err(|_| HealthError::Url)?;
+    if let Some(path) = &probe.socket {
+        if uri.path_and_query().is_none() {
+            return Err(HealthError::Url);
+        }
+        let unix = UnixStream::connect(path)
+            .await
+            .map_err(HealthError::Connect)?;
+        return exchange(unix, &uri, probe.body.as_ref()).await;
+    }
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
@@ -71,17 +104,18 @@ async fn probe(url: &str) -> Result<StatusCode, HealthError> {
         .await
         .map_err(HealthError::Connect)?;
     if !https {
-        return get(tcp, &uri).await;
+        return exchange(tcp, &uri, probe.body.as_ref()).await;
     }
     let name = ServerName::try_from(host).map_err(|e| HealthError::Tls(e.to_string()))?;
     let tls = tls_connector()?
         .connect(name, tcp)
         .await
         .map_err(|e| HealthError::Tls(e.to_string()))?;
-    get(tls, &uri).await
+    exchange(tls, &uri, probe.body.as_ref()).await
 }
 
-async fn get<S>(io: S, uri: &Uri) -> Result<StatusCode, HealthError>
+/// Sends one request on `io`; `Ok` on a 2xx, else the status and the start of the body.
+async fn exchange<S>(io: S, uri: &Uri, body: Option<&(String, Bytes)>) -> Result<(), HealthError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -89,13 +123,55 @@ where
     let driver = tokio::spawn(conn);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = uri.authority().map_or("localhost", |a| a.as_str());
-    let request = Request::get(path)
+    let builder = Request::builder()
+        .uri(path)
         .header(header::HOST, authority)
-        .header(header::USER_AGENT, "infergate-healthcheck")
-        .body(Empty::<Bytes>::new())?;
-    let response = sender.send_request(request).await;
+        .header(header::USER_AGENT, "infergate-healthcheck");
+    let request = match body {
+        None => builder.method(Method::GET).body(Full::new(Bytes::new()))?,
+        Some((content_type, bytes)) => builder
+            .method(Method::POST)
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(content_type).map_err(http::Error::from)?,
+            )
+            .body(Full::new(bytes.clone()))?,
+    };
+    let result = match sender.send_request(request).await {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => {
+            let status = response.status();
+            Err(HealthError::Status {
+                status,
+                body: body_head(response.into_body()).await,
+            })
+        }
+        Err(e) => Err(e.into()),
+    };
     driver.abort();
-    Ok(response?.status())
+    result
+}
+
+/// The first [`BODY_SHOWN`] bytes of a body as text; the rest is not read.
+async fn body_head(mut body: Incoming) -> String {
+    let mut buf = Vec::new();
+    while buf.len() <= BODY_SHOWN {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Some(Err(_)) | None => break,
+        }
+    }
+    let truncated = buf.len() > BODY_SHOWN;
+    buf.truncate(BODY_SHOWN);
+    let mut text = String::from_utf8_lossy(&buf).trim_end().to_owned();
+    if truncated {
+        text.push_str("...");
+    }
+    text
 }
 
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, HealthError> {

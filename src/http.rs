@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::header::HeaderValue;
+use http::header::{CONNECTION, HeaderValue};
 use http::{HeaderMap, Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -118,17 +118,26 @@ impl Timing {
 pub struct GatewayService {
     gateway: Arc<Gateway>,
     activity: Rc<Activity>,
-    peer: IpAddr,
+    peer: Option<IpAddr>,
+    close_when_draining: bool,
 }
 
 impl GatewayService {
-    /// A service answering from `gateway` to the client at `peer`, reporting requests in
-    /// flight to `activity`.
-    pub fn new(gateway: Arc<Gateway>, activity: Rc<Activity>, peer: IpAddr) -> Self {
+    /// A service answering from `gateway` to the client at `peer` (`None`: no IP address,
+    /// as on the check socket), reporting requests in flight to `activity`. With
+    /// `close_when_draining` (HTTP/1.1), every answer sent once the drain has begun carries
+    /// `Connection: close`, so the client knows not to reuse the connection.
+    pub fn new(
+        gateway: Arc<Gateway>,
+        activity: Rc<Activity>,
+        peer: Option<IpAddr>,
+        close_when_draining: bool,
+    ) -> Self {
         Self {
             gateway,
             activity,
             peer,
+            close_when_draining,
         }
     }
 }
@@ -142,8 +151,15 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
         let gateway = Arc::clone(&self.gateway);
         let in_flight = self.activity.begin_request();
         let peer = self.peer;
+        let close_when_draining = self.close_when_draining;
         Box::pin(async move {
-            let response = handle(&gateway, req, peer).await;
+            let mut response = handle(&gateway, req, peer).await;
+            if close_when_draining && gateway.shutdown.is_draining() {
+                // hyper closes an HTTP/1.1 connection after an answer saying so.
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             drop(in_flight);
             Ok(response)
         })
@@ -151,8 +167,13 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
 }
 
 /// Answers one request: route, run the handler, and decorate the answer.
-pub async fn handle(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> HttpResponse {
+pub async fn handle(
+    gateway: &Gateway,
+    req: Request<Incoming>,
+    peer: Option<IpAddr>,
+) -> HttpResponse {
     let started = Instant::now();
+    gateway.last_request.stamp(started);
     let route = Route::of(req.uri().path());
     let request_id = request_id(req.headers());
     let span = tracing::info_span!(
@@ -169,7 +190,7 @@ pub async fn handle(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> 
     let meta = RequestOptions {
         bypass_cache: false,
         request_id: request_id.clone(),
-        client_addr: Some(peer),
+        client_addr: peer,
         received: started,
     };
     let outcome = AssertUnwindSafe(dispatch(gateway, route, req, meta, &mut timing))
@@ -190,6 +211,8 @@ pub async fn handle(gateway: &Gateway, req: Request<Incoming>, peer: IpAddr) -> 
         }
     };
     let total = started.elapsed();
+    // Stamped at both ends, so a request counts as activity until it is answered.
+    gateway.last_request.stamp(started + total);
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", v);

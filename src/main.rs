@@ -1,6 +1,7 @@
 //! The `infergate` binary: parse flags, load config, run a subcommand, pick an exit code.
 //!
-//! Exit codes: 0 success; 1 runtime failure (bind, TLS, model) or failed healthcheck;
+//! Exit codes: 0 success (also after an idle exit); 1 runtime failure (bind, TLS, model,
+//! an unusable socket handed over by socket activation) or failed healthcheck;
 //! 2 invalid configuration (reported before anything binds); 130 a second signal while
 //! draining.
 
@@ -8,16 +9,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use clap::Parser as _;
 
-use infergate::cli::{Cli, Command};
+use infergate::cli::{Cli, Command, HealthcheckArgs};
 use infergate::config::{self, Config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.clone().unwrap_or(Command::Serve);
-    if let Command::Healthcheck { url, timeout_ms } = &command {
-        return healthcheck(url, Duration::from_millis(*timeout_ms));
+    if let Command::Healthcheck(args) = &command {
+        return healthcheck(args);
+    }
+    if let Command::HoldNetns = &command {
+        return hold_netns();
     }
     let loaded = match config::load(&cli.global.load_options()) {
         Ok(loaded) => loaded,
@@ -40,13 +45,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Migrate => migrate(&loaded.config),
-        Command::Serve | Command::Healthcheck { .. } => match serve(&loaded.config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("infergate: {e:#}");
-                ExitCode::FAILURE
+        Command::Serve | Command::Healthcheck { .. } | Command::HoldNetns => {
+            match serve(&loaded.config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("infergate: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 
@@ -76,8 +83,11 @@ fn migrate(config: &Config) -> ExitCode {
 
 fn serve(config: &Config) -> anyhow::Result<()> {
     set_compute_threads(config.compute.intra_op_threads);
+    // Before any thread exists: taking a socket handed over by socket activation removes
+    // LISTEN_PID and LISTEN_FDS from the environment.
+    let handover = infergate::server::activation::take_from_env()?;
     infergate::telemetry::init(&config.log).context("cannot start logging")?;
-    infergate::app::serve(config)?;
+    infergate::app::serve(config, handover)?;
     Ok(())
 }
 
@@ -91,7 +101,22 @@ fn set_compute_threads(threads: usize) {
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
 }
 
-fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
+fn healthcheck(args: &HealthcheckArgs) -> ExitCode {
+    let probe = infergate::healthcheck::Probe {
+        url: args.url.clone(),
+        socket: args.socket.clone(),
+        body: args.data.as_ref().map(|d| {
+            (
+                args.content_type.clone(),
+                Bytes::from(d.clone().into_bytes()),
+            )
+        }),
+        timeout: Duration::from_millis(args.timeout_ms),
+    };
+    let target = match &args.socket {
+        Some(socket) => format!("{} over {}", args.url, socket.display()),
+        None => args.url.clone(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -102,10 +127,21 @@ fn healthcheck(url: &str, timeout: Duration) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(infergate::healthcheck::check(url, timeout)) {
+    match runtime.block_on(infergate::healthcheck::check(&probe)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("infergate healthcheck: {url}: {e}");
+            eprintln!("infergate healthcheck: {target}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sleeps until SIGTERM or SIGINT: the process that keeps a shared network namespace alive.
+fn hold_netns() -> ExitCode {
+    match infergate::app::hold_netns() {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("infergate hold-netns: cannot wait for signals: {e}");
             ExitCode::FAILURE
         }
     }

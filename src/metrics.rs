@@ -3,7 +3,7 @@
 //! The recorder is the `metrics` facade's global one, so any thread may record; `/metrics`
 //! renders it through a [`PrometheusHandle`] without a listener of its own.
 
-use metrics::{describe_counter, describe_gauge, describe_histogram, gauge};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Requests answered, by route and status code.
@@ -22,9 +22,11 @@ pub const MODEL_FORWARDS_TOTAL: &str = "infergate_model_forwards_total";
 pub const CONNECTIONS_ACTIVE: &str = "infergate_connections_active";
 /// Connections refused at accept because `server.max_connections` were open.
 pub const CONNECTIONS_REJECTED_TOTAL: &str = "infergate_connections_rejected_total";
-/// Connections closed by a timeout, by kind (`tls_handshake`, `protocol_sniff`, `idle`).
+/// Connections closed by a timeout, by kind (`tls_handshake`, `protocol_sniff`, `header_read`,
+/// `idle`).
 pub const CONNECTION_TIMEOUTS_TOTAL: &str = "infergate_connection_timeouts_total";
-/// Cache lookups, by tier (`l1`, `l2`) and result (`hit`, `miss`, `bypass`, `error`).
+/// Cache lookups, by tier (`l1`, `l2`) and result (`hit`, `miss`, `bypass`; for `l2` also
+/// `error`, and `skipped` while its circuit is open).
 pub const CACHE_REQUESTS_TOTAL: &str = "infergate_cache_requests_total";
 /// Requests answered by another identical request's inference.
 pub const COALESCED_TOTAL: &str = "infergate_coalesced_total";
@@ -89,13 +91,29 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "io_backend" => io_backend).set(1.0);
     gauge!(CONNECTIONS_ACTIVE).set(0.0);
     gauge!(INFERENCE_QUEUE_DEPTH).set(0.0);
+    export_rare_at_zero();
     Ok(handle)
+}
+
+/// Exports at zero the counters of events a healthy gateway may never see, so that a query
+/// over them (the dashboard's shed and timeout panels) reads 0 instead of nothing: the
+/// exporter renders only metrics that were touched. Only series the code emits whatever the
+/// configuration; those of the cache tiers, Redis and the prediction log appear once their
+/// part starts.
+fn export_rare_at_zero() {
+    counter!(CONNECTIONS_REJECTED_TOTAL).absolute(0);
+    for kind in ["tls_handshake", "protocol_sniff", "header_read", "idle"] {
+        counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => kind).absolute(0);
+    }
+    // What a shed /predict answers: 503 overloaded, inference_timeout or shutting_down.
+    counter!(REQUESTS_TOTAL, "route" => "/predict", "status" => "503").absolute(0);
+    counter!(COALESCED_TOTAL).absolute(0);
 }
 
 fn describe() {
     describe_counter!(
         CACHE_REQUESTS_TOTAL,
-        "Cache lookups, by tier (l1, l2) and result (hit, miss, bypass, error)."
+        "Cache lookups, by tier (l1, l2) and result (hit, miss, bypass, error, skipped)."
     );
     describe_counter!(
         COALESCED_TOTAL,
@@ -167,7 +185,7 @@ fn describe() {
     );
     describe_counter!(
         CONNECTION_TIMEOUTS_TOTAL,
-        "Connections closed by a timeout, by kind."
+        "Connections closed by a timeout, by kind (tls_handshake, protocol_sniff, header_read, idle)."
     );
     describe_gauge!(
         BUILD_INFO,

@@ -247,12 +247,12 @@ impl Predictor {
         }
     }
 
-    /// Redis as `/ready` reports it: `ok`, `down` (circuit open) or `disabled`.
+    /// Redis as `/ready` reports it: `ok`, `down` (circuit open, or never answered yet) or
+    /// `disabled`.
     pub fn redis_status(&self) -> &'static str {
         match &self.l2 {
             None => "disabled",
-            Some(l2) if l2.is_down() => "down",
-            Some(_) => "ok",
+            Some(l2) => l2.health().as_str(),
         }
     }
 

@@ -199,7 +199,7 @@ impl PredictionLog {
     /// starts while it is down, and spools.
     pub fn start(cfg: LogConfig) -> Result<Arc<Self>, LogError> {
         let connector = Connector::new(&cfg.db)?;
-        let spool = Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)?;
+        let spool = Spool::open_shared(&cfg.spool_dir, cfg.spool_max_bytes)?;
         if !spool.is_empty() {
             tracing::info!(
                 dir = %cfg.spool_dir.display(),

@@ -1,15 +1,18 @@
 //! Serving connections: listening sockets, one I/O thread per core, TLS, hyper.
 //!
 //! The I/O backend is a seam: `epoll` (plain tokio) today; an io_uring backend slots in
-//! beside it and reuses `listener`, `tls` and `conn` unchanged.
+//! beside it and reuses `listener`, `tls` and `conn` unchanged. The check socket
+//! (`check_socket`) serves the same routes over a Unix-domain socket on its own thread.
 
+pub mod activation;
+pub mod check_socket;
 pub mod conn;
 pub mod epoll;
 pub mod idle;
 pub mod listener;
 pub mod tls;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -28,12 +31,29 @@ pub enum ServerError {
     /// An I/O thread could not be spawned.
     #[error("cannot spawn I/O thread")]
     Spawn(#[source] std::io::Error),
+    /// The inherited listening socket could not be duplicated for every I/O thread.
+    #[error("cannot share the inherited listening socket {addr} among the I/O threads")]
+    Share {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the public listening sockets come from.
+#[derive(Debug)]
+pub enum Source {
+    /// Bind [`ListenConfig::addr`]: one `SO_REUSEPORT` socket per I/O thread.
+    Bind,
+    /// A listening socket handed over at start (socket activation); every I/O thread
+    /// accepts on a duplicate of it, and `addr` is ignored.
+    Inherited(TcpListener),
 }
 
 /// How to listen.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenConfig {
-    /// Address to bind; port 0 picks a free port.
+    /// Address to bind (with [`Source::Bind`]); port 0 picks a free port.
     pub addr: SocketAddr,
     /// I/O threads, each with its own listener.
     pub threads: usize,
@@ -66,10 +86,26 @@ pub fn backend_name(backend: IoBackend) -> &'static str {
     }
 }
 
-/// Binds the listeners and starts the I/O threads.
-pub fn start(listen: &ListenConfig, settings: Arc<ConnSettings>) -> Result<Running, ServerError> {
-    let (local_addr, listeners) =
-        listener::bind_group(listen.addr, listen.threads, listen.backlog)?;
+/// Binds the listeners (or shares the inherited one) and starts the I/O threads.
+pub fn start(
+    listen: &ListenConfig,
+    source: &Source,
+    settings: Arc<ConnSettings>,
+) -> Result<Running, ServerError> {
+    let (local_addr, listeners) = match source {
+        Source::Bind => listener::bind_group(listen.addr, listen.threads, listen.backlog)?,
+        Source::Inherited(inherited) => {
+            let addr = inherited
+                .local_addr()
+                .map_err(|source| ServerError::Share {
+                    addr: listen.addr,
+                    source,
+                })?;
+            let listeners = listener::share(inherited, listen.threads)
+                .map_err(|source| ServerError::Share { addr, source })?;
+            (addr, listeners)
+        }
+    };
     let permits = Arc::new(Semaphore::new(listen.max_connections.max(1)));
     let mut threads = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {

@@ -1,7 +1,9 @@
 //! Graceful shutdown: one drain signal for every I/O thread, and a count of open connections.
 //!
-//! The first SIGTERM/SIGINT flips [`Shutdown::begin_drain`]: `/ready` answers 503, listeners
-//! stop accepting, every connection is asked to finish its in-flight requests and close.
+//! The first SIGTERM/SIGINT (or the idle exit) flips [`Shutdown::begin_drain`]: `/ready`
+//! answers 503, public listeners stop accepting, every connection is asked to finish its
+//! in-flight requests and close (HTTP/2 by GOAWAY; HTTP/1.1 by `Connection: close` on its
+//! next answer, or after `shutdown.linger_ms` of silence). The check socket keeps serving.
 //! The control thread then waits for [`Shutdown::wait_closed`] up to the drain deadline.
 
 use std::sync::Arc;

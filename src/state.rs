@@ -7,6 +7,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::Dependency;
+use crate::idle_exit::LastRequest;
 use crate::infer::Infer;
 use crate::predict::Predictor;
 use crate::shutdown::Shutdown;
@@ -41,7 +42,10 @@ pub struct Gateway {
     pub cache_mode: &'static str,
     /// Dependencies whose outage makes `/ready` 503.
     pub ready_require: Vec<Dependency>,
+    /// When a request last started or ended, for `server.idle_exit_s`.
+    pub last_request: LastRequest,
     models_warm: AtomicBool,
+    listening: AtomicBool,
 }
 
 impl Gateway {
@@ -57,7 +61,9 @@ impl Gateway {
             io_backend: parts.io_backend,
             cache_mode: parts.cache_mode,
             ready_require: parts.ready_require,
+            last_request: LastRequest::new(),
             models_warm: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
         }
     }
 
@@ -69,6 +75,17 @@ impl Gateway {
     /// Whether every model has answered a warm-up inference.
     pub fn models_warm(&self) -> bool {
         self.models_warm.load(Ordering::SeqCst)
+    }
+
+    /// Records whether the public listener is open (false in standby and once the drain
+    /// has closed it).
+    pub fn set_listening(&self, listening: bool) {
+        self.listening.store(listening, Ordering::SeqCst);
+    }
+
+    /// Whether the public listener is open.
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::SeqCst)
     }
 }
 

@@ -8,6 +8,8 @@ use std::process::{Command, Output};
 
 use support::{Gateway, Options, bin};
 
+const SMOKE: &str = r#"{"features":[5.1,3.5,1.4,0.2]}"#;
+
 fn run(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Output {
     let mut cmd = Command::new(bin());
     cmd.arg("--config-dir")
@@ -130,6 +132,20 @@ fn healthcheck_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(not_found.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&not_found.stderr);
+    assert!(stderr.contains("404"), "the status is shown: {stderr}");
+    assert!(stderr.contains("not_found"), "the body is shown: {stderr}");
+    // A smoke prediction over TLS.
+    let smoke = Command::new(bin())
+        .args(["healthcheck", "--url", &gw.url("/predict"), "--data", SMOKE])
+        .output()
+        .unwrap();
+    assert_eq!(
+        smoke.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&smoke.stderr)
+    );
     drop(gw);
     let refused = Command::new(bin())
         .args([
@@ -142,4 +158,63 @@ fn healthcheck_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(refused.status.code(), Some(1));
+}
+
+#[test]
+fn healthcheck_over_the_check_socket() {
+    let gw = Gateway::start(Options::default().tabular_only().check_socket());
+    let socket = gw.check_socket.clone().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .arg("healthcheck")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["--url", "http://localhost/ready"][..],
+        &["--url", "http://localhost/predict", "--data", SMOKE][..],
+        // Only the path matters over a socket.
+        &["--url", "/health"][..],
+    ] {
+        let out = run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A smoke request the model refuses: exit 1, the status and the body on stderr.
+    let refused = run(&[
+        "--url",
+        "http://localhost/predict",
+        "--data",
+        r#"{"features":[1.0]}"#,
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("422"), "{stderr}");
+    assert!(stderr.contains("error"), "{stderr}");
+    // A body that is not JSON, sent as text: refused for its content type.
+    let wrong_type = run(&[
+        "--url",
+        "http://localhost/predict",
+        "--data",
+        "hello",
+        "--content-type",
+        "text/plain",
+    ]);
+    assert_eq!(wrong_type.status.code(), Some(1));
+    drop(gw);
+    // The instance is gone, and so is its socket.
+    let gone = run(&["--url", "http://localhost/ready", "--timeout-ms", "500"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("cannot connect"),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
 }

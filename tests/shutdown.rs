@@ -74,3 +74,105 @@ fn a_second_signal_exits_at_once() {
         drop(tls);
     });
 }
+
+/// Reads one whole response (head and `Content-Length` body) off `stream`.
+async fn read_response<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !raw::response_complete(&buf) {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "closed mid-response: {}",
+                String::from_utf8_lossy(&buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("a whole response");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[test]
+fn a_keep_alive_connection_gets_one_more_request_during_the_linger() {
+    let mut gw = Gateway::start(
+        Options::default()
+            .tabular_only()
+            .env("INFERGATE_SHUTDOWN__LINGER_MS", 10_000)
+            .env("INFERGATE_SHUTDOWN__DRAIN_TIMEOUT_MS", 30_000),
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        let mut tls = raw::connect(gw.addr).await;
+        tls.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let first = read_response(&mut tls).await;
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        assert!(
+            !first.to_ascii_lowercase().contains("connection: close"),
+            "{first}"
+        );
+
+        // The connection is idle, kept alive, when the drain starts.
+        gw.signal("TERM");
+        assert!(gw.wait_log("draining", Duration::from_secs(10)));
+
+        // The client sends its next request on it, as wrk would: answered, and told to
+        // close.
+        tls.write_all(&slow_request_head()).await.unwrap();
+        tls.write_all(BODY).await.unwrap();
+        tls.flush().await.unwrap();
+        let second = read_response(&mut tls).await;
+        assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+        assert!(second.contains("\"prediction\":\"setosa\""), "{second}");
+        assert!(
+            second.to_ascii_lowercase().contains("connection: close"),
+            "{second}"
+        );
+        // Then the server closes it.
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut rest))
+            .await
+            .is_ok();
+        assert!(closed, "the server closes the connection");
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    });
+    let status = gw.wait_exit(Duration::from_secs(20)).expect("exits");
+    assert_eq!(status.code(), Some(0), "logs:\n{}", gw.logs());
+}
+
+#[test]
+fn a_silent_keep_alive_connection_is_closed_after_the_linger() {
+    let mut gw = Gateway::start(
+        Options::default()
+            .tabular_only()
+            .env("INFERGATE_SHUTDOWN__LINGER_MS", 200)
+            .env("INFERGATE_SHUTDOWN__DRAIN_TIMEOUT_MS", 120_000),
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        let mut tls = raw::connect(gw.addr).await;
+        tls.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let first = read_response(&mut tls).await;
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        gw.signal("TERM");
+        // Sending nothing more, the connection is closed by the server: the drain does not
+        // wait for its deadline.
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut rest))
+            .await
+            .is_ok();
+        assert!(closed, "the server closes the connection");
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    });
+    let status = gw
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits before the deadline");
+    assert_eq!(status.code(), Some(0), "logs:\n{}", gw.logs());
+    assert!(gw.logs().contains("drained; exiting"), "{}", gw.logs());
+}

@@ -7,6 +7,7 @@
 //! error to the client. A circuit breaker ([`Breaker`]) makes an outage free: while it is
 //! open, lookups skip Redis, and a health loop probes it once per interval until it answers.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,7 +103,32 @@ pub struct L2 {
     runtime: Handle,
     pool: Pool<Manager>,
     breaker: Arc<Mutex<Breaker>>,
+    /// Whether Redis has answered at least once: until then its health is unknown, and a
+    /// replica that requires it is not ready (a closed breaker alone proves nothing).
+    reached: AtomicBool,
     cfg: L2Config,
+}
+
+/// What the gateway knows of Redis, for `/ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L2Health {
+    /// Not answered yet (the first health ping is under way or failing below the threshold).
+    Connecting,
+    /// Answering.
+    Ok,
+    /// Circuit open or probing.
+    Down,
+}
+
+impl L2Health {
+    /// The word `/ready` shows: the API contract knows `ok` and `down` only, and a Redis
+    /// that never answered is not one a replica can count on.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Connecting | Self::Down => "down",
+        }
+    }
 }
 
 impl L2 {
@@ -135,6 +161,7 @@ impl L2 {
                 cfg.breaker_threshold,
                 cfg.breaker_cooldown,
             ))),
+            reached: AtomicBool::new(false),
             cfg,
         });
         metrics::gauge!(L2_CIRCUIT_OPEN).set(0.0);
@@ -147,6 +174,17 @@ impl L2 {
         self.breaker().is_down()
     }
 
+    /// Down, not reached yet, or answering.
+    pub fn health(&self) -> L2Health {
+        if self.is_down() {
+            L2Health::Down
+        } else if self.reached.load(Ordering::Relaxed) {
+            L2Health::Ok
+        } else {
+            L2Health::Connecting
+        }
+    }
+
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
         self.breaker.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -156,6 +194,9 @@ impl L2 {
     }
 
     fn record(&self, ok: bool) {
+        if ok {
+            self.reached.store(true, Ordering::Relaxed);
+        }
         let transition = {
             let mut b = self.breaker();
             if ok {

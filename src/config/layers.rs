@@ -31,12 +31,18 @@ pub struct FlagOverrides {
     pub compute_threads: Option<usize>,
     /// `--log-format`
     pub log_format: Option<LogFormat>,
+    /// `--standby` (`Some(true)` when given)
+    pub standby: Option<bool>,
+    /// `--idle-exit`
+    pub idle_exit_s: Option<u64>,
 }
 
 /// Which flag sets which key, for naming a flag in messages.
-const FLAGS: [(&str, &str); 4] = [
+const FLAGS: [(&str, &str); 6] = [
     ("server.listen", "--listen"),
     ("server.io_threads", "--io-threads"),
+    ("server.standby", "--standby"),
+    ("server.idle_exit_s", "--idle-exit"),
     ("compute.threads", "--compute-threads"),
     ("log.format", "--log-format"),
 ];
@@ -98,6 +104,10 @@ pub(crate) fn flags(flags: &FlagOverrides) -> impl Provider {
         listen: Option<SocketAddr>,
         #[serde(skip_serializing_if = "Option::is_none")]
         io_threads: Option<usize>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        standby: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        idle_exit_s: Option<u64>,
     }
     #[derive(Serialize)]
     struct Compute {
@@ -119,6 +129,8 @@ pub(crate) fn flags(flags: &FlagOverrides) -> impl Provider {
         server: Server {
             listen: flags.listen,
             io_threads: flags.io_threads,
+            standby: flags.standby,
+            idle_exit_s: flags.idle_exit_s,
         },
         compute: Compute {
             threads: flags.compute_threads,
@@ -184,5 +196,6 @@ mod tests {
             "INFERGATE_SERVER__MAX_BODY_BYTES"
         );
         assert_eq!(flag_name("server.listen"), "--listen");
+        assert_eq!(flag_name("server.idle_exit_s"), "--idle-exit");
     }
 }

@@ -44,7 +44,9 @@ pub fn health(gw: &Gateway) -> HttpResponse {
 }
 
 /// `GET /ready`: 200 once every model answered its warm-up, while no drain has begun and
-/// no dependency listed in `ready.require` is down.
+/// no dependency listed in `ready.require` is down. `listening` says whether the public
+/// listener is open; it does not decide readiness (a standby instance is ready to be
+/// activated).
 pub fn ready(gw: &Gateway) -> HttpResponse {
     let warm = gw.models_warm();
     let draining = gw.shutdown.is_draining();
@@ -64,6 +66,7 @@ pub fn ready(gw: &Gateway) -> HttpResponse {
         &json!({
             "status": if ready { "ready" } else { "not_ready" },
             "draining": draining,
+            "listening": gw.is_listening(),
             "checks": {
                 "model": if warm { "ok" } else { "warming_up" },
                 // Redis or Postgres down degrades (L1 only; rows spooled), it does not
@@ -257,6 +260,7 @@ pub async fn stats(gw: &Gateway) -> HttpResponse {
             },
             "inference_queue_depth": gw.infer.queue_depth(),
             "connections_active": gw.shutdown.open_connections(),
+            "listening": gw.is_listening(),
             "io_backend": gw.io_backend,
             "models": models,
             "uptime_s": s.uptime_s,

@@ -21,6 +21,10 @@ const RECORD_HEADER: usize = 4 + 8;
 const MAX_RECORD: usize = 16 * 1024 * 1024;
 /// A segment is sealed (and a new one started) past this size.
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+/// Slot directories a shared spool root grows, one per process beyond the first.
+const REPLICA_SLOT: &str = "replica-";
+/// More processes than this on one spool root is a misconfiguration.
+const MAX_REPLICA_SLOTS: usize = 64;
 
 /// Why the spool failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,11 +32,10 @@ pub enum SpoolError {
     /// Taking `bytes` more would pass `spool_max_bytes`.
     #[error("spool full: {used} of {cap} bytes used, {bytes} more refused")]
     Full { used: u64, cap: u64, bytes: u64 },
-    /// Another process holds the directory (two gateways must not share a spool: one
-    /// could replay and delete a segment the other still appends to).
-    #[error(
-        "spool directory {path} is in use by another infergate process; give each replica its own prediction_log.spool_dir"
-    )]
+    /// Another process holds the directory (two processes never share a slot: one could
+    /// replay and delete a segment the other still appends to); for a shared root, every
+    /// slot is taken.
+    #[error("spool directory {path} is in use by other infergate processes")]
     Locked { path: PathBuf },
     /// The file system refused.
     #[error("spool I/O on {path}: {source}")]
@@ -100,38 +103,10 @@ impl Spool {
     /// Opens (creating) the directory; segments left by an earlier process are sealed and
     /// queued for replay, oldest first.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let lock_path = dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(SpoolError::Locked {
-                    path: dir.to_owned(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
-        }
-        let mut sealed = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
-            let entry = entry.map_err(io_err(dir))?;
-            let path = entry.path();
-            let seq = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".spool"))
-                .and_then(|s| s.parse::<u64>().ok());
-            if let Some(seq) = seq {
-                let bytes = entry.metadata().map_err(io_err(&path))?.len();
-                sealed.push(Segment { seq, path, bytes });
-            }
-        }
-        sealed.sort_by_key(|s| s.seq);
+        let lock = lock_dir(dir)?.ok_or_else(|| SpoolError::Locked {
+            path: dir.to_owned(),
+        })?;
+        let sealed = segments_in(dir)?;
         let next_seq = sealed.last().map_or(1, |s| s.seq + 1);
         Ok(Self {
             dir: dir.to_owned(),
@@ -141,6 +116,69 @@ impl Spool {
             open: None,
             next_seq,
         })
+    }
+
+    /// Opens the first free slot of a spool directory that several processes share (the
+    /// old and the new gateway during a rollout, replicas on one volume): `root` itself,
+    /// else `root/replica-<n>/`. Segments in slots no process holds are then adopted —
+    /// moved into this slot and replayed from here — so rows a replica left behind are not
+    /// stranded in a slot nobody opens again.
+    pub fn open_shared(root: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        let mut spool = match Self::open(root, max_bytes) {
+            Err(SpoolError::Locked { .. }) => Self::open_replica_slot(root, max_bytes)?,
+            other => other?,
+        };
+        spool.adopt_free_slots(root)?;
+        Ok(spool)
+    }
+
+    fn open_replica_slot(root: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+        for n in 1..=MAX_REPLICA_SLOTS {
+            match Self::open(&root.join(format!("{REPLICA_SLOT}{n}")), max_bytes) {
+                Err(SpoolError::Locked { .. }) => continue,
+                other => return other,
+            }
+        }
+        Err(SpoolError::Locked {
+            path: root.to_owned(),
+        })
+    }
+
+    fn adopt_free_slots(&mut self, root: &Path) -> Result<(), SpoolError> {
+        let mut slots = vec![root.to_owned()];
+        for entry in std::fs::read_dir(root).map_err(io_err(root))? {
+            let entry = entry.map_err(io_err(root))?;
+            let is_slot = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(REPLICA_SLOT));
+            if is_slot && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                slots.push(entry.path());
+            }
+        }
+        for slot in slots.into_iter().filter(|s| *s != self.dir) {
+            // A slot a live process holds is its own; skip it.
+            let Some(_held) = lock_dir(&slot)? else {
+                continue;
+            };
+            for segment in segments_in(&slot)? {
+                let seq = self.next_seq;
+                let to = self.dir.join(format!("{seq:012}.spool"));
+                std::fs::rename(&segment.path, &to).map_err(io_err(&segment.path))?;
+                self.next_seq += 1;
+                tracing::info!(from = %segment.path.display(), to = %to.display(),
+                    "prediction log: adopted a segment another process left behind");
+                self.sealed.push_back(Segment {
+                    seq,
+                    path: to,
+                    bytes: segment.bytes,
+                });
+            }
+        }
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 
     /// Whether no row is waiting.
@@ -371,6 +409,43 @@ pub fn parse_segment(bytes: &[u8]) -> SegmentContents {
     }
 }
 
+/// Locks `dir` (created if missing) for this process; `None` when another holds it.
+fn lock_dir(dir: &Path) -> Result<Option<File>, SpoolError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let lock_path = dir.join(".lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(&lock_path)(e)),
+    }
+}
+
+/// The segments in `dir`, oldest first.
+fn segments_in(dir: &Path) -> Result<Vec<Segment>, SpoolError> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".spool"))
+            .and_then(|s| s.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            let bytes = entry.metadata().map_err(io_err(&path))?.len();
+            segments.push(Segment { seq, path, bytes });
+        }
+    }
+    segments.sort_by_key(|s| s.seq);
+    Ok(segments)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,5 +610,33 @@ mod tests {
         assert_eq!(read_segment(&seg.path).unwrap().records, good);
         spool.remove(&seg).unwrap();
         assert!(spool.is_empty());
+    }
+
+    #[test]
+    fn a_shared_root_gives_each_process_a_slot_and_adopts_free_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || Spool::open_shared(dir.path(), 1 << 30).unwrap();
+        let (mut first, second, mut third) = (open(), open(), open());
+        assert_eq!(first.dir, dir.path());
+        assert_ne!(second.dir, third.dir, "a slot each");
+        first.append(&[record(1)]).unwrap();
+        third.append(&[record(3)]).unwrap();
+        third.seal();
+        // The third process exits with a row spooled, then the second with none.
+        drop(third);
+        drop(second);
+        let mut fourth = open();
+        // `record` draws a fresh prediction_id each call: compare by request id.
+        let ids = |seg: &Segment| -> Vec<String> {
+            let records = read_segment(&seg.path).unwrap().records;
+            records.into_iter().map(|r| r.request_id).collect()
+        };
+        let seg = fourth.oldest().unwrap();
+        assert_eq!(ids(&seg), ["r3"]);
+        fourth.remove(&seg).unwrap();
+        assert!(fourth.is_empty(), "a held slot is never adopted");
+        first.seal();
+        let seg = first.oldest().unwrap();
+        assert_eq!(ids(&seg), ["r1"]);
     }
 }

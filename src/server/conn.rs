@@ -2,11 +2,19 @@
 //! preface on plaintext), then hyper's `http1` or `http2` server — never `auto::Builder`,
 //! which never times out a connection that sends nothing.
 //!
-//! Generic over the byte stream so every listener backend serves connections the same way.
+//! Generic over the byte stream so every listener backend (and the check socket) serves
+//! connections the same way.
+//!
+//! The drain: an HTTP/2 connection gets GOAWAY at once (its client finishes its streams and
+//! opens new ones elsewhere). An HTTP/1.1 connection is not closed under a client that may
+//! be sending its next request at that very moment: every answer from then on carries
+//! `Connection: close`, and a connection silent for `linger` since the drain began is
+//! closed. A connection still in its handshake gets the same `linger` to send a request.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -43,6 +51,36 @@ pub struct ConnSettings {
     pub header_read_timeout: Duration,
     /// A connection with no request in flight and no traffic for this long is closed.
     pub idle_timeout: Duration,
+    /// Once the drain has begun, an HTTP/1.1 connection silent this long is closed.
+    pub linger: Duration,
+}
+
+/// Who is at the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A client of the check socket (a Unix-domain peer has no address worth logging).
+    Unix,
+}
+
+impl Peer {
+    /// The client's IP address, for the prediction log; `None` on a Unix socket.
+    pub fn ip(self) -> Option<IpAddr> {
+        match self {
+            Self::Tcp(addr) => Some(addr.ip().to_canonical()),
+            Self::Unix => None,
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => addr.fmt(f),
+            Self::Unix => f.write_str("unix"),
+        }
+    }
 }
 
 /// The HTTP version a connection speaks.
@@ -53,18 +91,23 @@ enum Proto {
 }
 
 /// Serves one accepted connection until it closes, times out, or the drain ends it.
-pub async fn serve<S>(stream: S, peer: SocketAddr, settings: Arc<ConnSettings>)
+pub async fn serve<S>(stream: S, peer: Peer, settings: Arc<ConnSettings>)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let mut drain = settings.gateway.shutdown.subscribe();
+    let drain = settings.gateway.shutdown.subscribe();
     let _guard = settings.gateway.shutdown.track_connection();
+    // A connection the drain catches before its first request still gets the linger: it
+    // may be a deploy script on the check socket, or a client that connected just before
+    // the listener closed.
+    let grace = drain_grace(drain.clone(), settings.linger);
+    tokio::pin!(grace);
     match &settings.tls {
         Some(acceptor) => {
             let handshake = acceptor.accept(stream);
             let tls = tokio::select! {
                 r = tokio::time::timeout(settings.handshake_timeout, handshake) => r,
-                _ = drain.wait_for(|d| *d) => return,
+                () = &mut grace => return,
             };
             let tls = match tls {
                 Ok(Ok(tls)) => tls,
@@ -88,7 +131,7 @@ where
         None => {
             let sniffed = tokio::select! {
                 r = tokio::time::timeout(settings.handshake_timeout, sniff(stream)) => r,
-                _ = drain.wait_for(|d| *d) => return,
+                () = &mut grace => return,
             };
             match sniffed {
                 Ok(Ok((proto, stream))) => serve_http(stream, proto, peer, &settings, drain).await,
@@ -100,6 +143,12 @@ where
             }
         }
     }
+}
+
+/// Resolves `linger` after the drain has begun.
+async fn drain_grace(mut drain: watch::Receiver<bool>, linger: Duration) {
+    let _ = drain.wait_for(|d| *d).await;
+    tokio::time::sleep(linger).await;
 }
 
 /// Reads just enough of a plaintext connection to tell an HTTP/2 preface from HTTP/1.
@@ -126,7 +175,7 @@ async fn sniff<S: AsyncRead + Unpin>(mut stream: S) -> io::Result<(Proto, Prefix
 async fn serve_http<S>(
     stream: S,
     proto: Proto,
-    peer: SocketAddr,
+    peer: Peer,
     settings: &ConnSettings,
     drain: watch::Receiver<bool>,
 ) where
@@ -137,7 +186,8 @@ async fn serve_http<S>(
     let service = GatewayService::new(
         Arc::clone(&settings.gateway),
         Rc::clone(&activity),
-        peer.ip().to_canonical(),
+        peer.ip(),
+        proto == Proto::H1,
     );
     let idle = activity.idle_for(settings.idle_timeout);
     let result = match proto {
@@ -147,14 +197,16 @@ async fn serve_http<S>(
                 .header_read_timeout(settings.header_read_timeout)
                 .keep_alive(true)
                 .serve_connection(io, service);
-            drive(conn, drain, idle).await
+            let closing = closing_time(drain, &activity, Some(settings.linger));
+            drive(conn, closing, idle).await
         }
         Proto::H2 => {
             let conn = http2::Builder::new(LocalExec)
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(H2_MAX_STREAMS)
                 .serve_connection(io, service);
-            drive(conn, drain, idle).await
+            let closing = closing_time(drain, &activity, None);
+            drive(conn, closing, idle).await
         }
     };
     if let Err(e) = result {
@@ -199,26 +251,43 @@ where
     }
 }
 
-/// Polls `conn` to completion, asking it to close gracefully when the drain starts or the
-/// connection has been idle too long.
+/// Resolves when the drain wants the connection closed: at once (`linger` `None`, for
+/// HTTP/2), or once the connection has been silent — no request in flight, no byte moved —
+/// for `linger` counted from the drain's start (HTTP/1.1, whose answers by then say
+/// `Connection: close`, so this only closes a connection that sends nothing more).
+async fn closing_time(
+    mut drain: watch::Receiver<bool>,
+    activity: &Activity,
+    linger: Option<Duration>,
+) {
+    let _ = drain.wait_for(|d| *d).await;
+    if let Some(linger) = linger {
+        activity.touch();
+        activity.idle_for(linger).await;
+    }
+}
+
+/// Polls `conn` to completion, asking it to close gracefully when `closing` (the drain)
+/// resolves or the connection has been idle too long.
 async fn drive<C: GracefulConnection>(
     conn: C,
-    mut drain: watch::Receiver<bool>,
+    closing: impl Future<Output = ()>,
     idle: impl Future<Output = ()>,
 ) -> hyper::Result<()> {
     tokio::pin!(conn);
+    tokio::pin!(closing);
     tokio::pin!(idle);
-    let mut closing = false;
+    let mut closed = false;
     loop {
         tokio::select! {
             result = conn.as_mut() => return result,
-            _ = drain.wait_for(|d| *d), if !closing => {
-                closing = true;
+            () = closing.as_mut(), if !closed => {
+                closed = true;
                 conn.as_mut().graceful_shutdown();
             }
-            () = idle.as_mut(), if !closing => {
+            () = idle.as_mut(), if !closed => {
                 metrics::counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => "idle").increment(1);
-                closing = true;
+                closed = true;
                 conn.as_mut().graceful_shutdown();
             }
         }

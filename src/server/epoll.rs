@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::LocalSet;
 
 use crate::metrics::CONNECTIONS_REJECTED_TOTAL;
-use crate::server::conn::{self, ConnSettings};
+use crate::server::conn::{self, ConnSettings, Peer};
 
 /// Runs one I/O thread until the drain starts and all its connections have closed.
 pub fn run_thread(
@@ -52,7 +52,7 @@ async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let settings = Arc::clone(&settings);
                 tokio::task::spawn_local(async move {
-                    conn::serve(stream, peer, settings).await;
+                    conn::serve(stream, Peer::Tcp(peer), settings).await;
                     drop(permit);
                 });
             }

@@ -37,7 +37,8 @@ impl Activity {
         InFlight(Rc::clone(self))
     }
 
-    fn touch(&self) {
+    /// Counts now as activity: an idle period is measured from here at the earliest.
+    pub fn touch(&self) {
         self.last.set(Instant::now());
     }
 
@@ -158,5 +159,16 @@ mod tests {
         let started = Instant::now();
         idle.await;
         assert!(started.elapsed() >= Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_touch_restarts_the_idle_period() {
+        let activity = Activity::new();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        // Long idle already; a touch (the drain starting) gives it the full period again.
+        activity.touch();
+        let started = Instant::now();
+        activity.idle_for(Duration::from_secs(1)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
     }
 }

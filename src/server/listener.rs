@@ -1,5 +1,6 @@
 //! Listening sockets: one `SO_REUSEPORT` socket per I/O thread, all bound to one address,
-//! so the kernel spreads accepted connections across threads.
+//! so the kernel spreads accepted connections across threads; or one inherited socket
+//! (socket activation) that every I/O thread accepts on through its own duplicate.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -33,6 +34,13 @@ pub fn bind_group(
     Ok((bound, listeners))
 }
 
+/// `count` (at least 1) duplicates of one listening socket (`dup`: one socket, one accept
+/// queue, each thread polling its own descriptor). The socket stays open until `listener`
+/// and every duplicate are closed.
+pub fn share(listener: &TcpListener, count: usize) -> std::io::Result<Vec<TcpListener>> {
+    (0..count.max(1)).map(|_| listener.try_clone()).collect()
+}
+
 fn bind_one(addr: SocketAddr, backlog: u32) -> Result<TcpListener, BindError> {
     let err = |source| BindError { addr, source };
     let socket =
@@ -59,5 +67,18 @@ mod tests {
         for l in &listeners {
             assert_eq!(l.local_addr().unwrap(), addr);
         }
+    }
+
+    #[test]
+    fn a_shared_socket_is_one_accept_queue() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = share(&listener, 3).unwrap();
+        drop(listener);
+        assert_eq!(shared.len(), 3);
+        let _client = std::net::TcpStream::connect(addr).unwrap();
+        // The connection queued on the socket is accepted through any of its handles.
+        let (_, peer) = shared[1].accept().unwrap();
+        assert!(peer.ip().is_loopback());
     }
 }

@@ -3,11 +3,14 @@
 // Waiting on a real child process is wall-clock time, not the paused tokio clock.
 #![allow(clippy::disallowed_types)]
 
+pub mod launcher;
 pub mod postgres_server;
 pub mod redis_server;
+pub mod unix;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -17,6 +20,12 @@ use std::time::{Duration, Instant};
 pub struct Options {
     pub tls: bool,
     pub io_threads: usize,
+    /// `--listen`; port 0 picks a free port.
+    pub listen: String,
+    /// Serve a check socket (`check.sock` in the gateway's temp dir).
+    pub check_socket: bool,
+    /// Start with `--standby` (needs `check_socket` to tell when it is ready).
+    pub standby: bool,
     /// Extra `INFERGATE_*` (or other) environment variables.
     pub env: Vec<(String, String)>,
     /// Extra command-line arguments, after the defaults.
@@ -28,6 +37,9 @@ impl Default for Options {
         Self {
             tls: true,
             io_threads: 2,
+            listen: "127.0.0.1:0".to_owned(),
+            check_socket: false,
+            standby: false,
             env: Vec::new(),
             args: Vec::new(),
         }
@@ -40,17 +52,46 @@ impl Options {
         self
     }
 
+    pub fn arg(mut self, arg: impl ToString) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
     pub fn plaintext(mut self) -> Self {
         self.tls = false;
         self
+    }
+
+    pub fn check_socket(mut self) -> Self {
+        self.check_socket = true;
+        self
+    }
+
+    pub fn standby(mut self) -> Self {
+        self.standby = true;
+        self.check_socket = true;
+        self
+    }
+
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr.to_string();
+        self
+    }
+
+    /// Without the bundled image model: a faster start, for tests that need no images.
+    pub fn tabular_only(self) -> Self {
+        self.env("INFERGATE_IMAGE__BUNDLED", false)
     }
 }
 
 /// A running gateway process; killed on drop if still running.
 pub struct Gateway {
     pub child: Child,
+    /// Where it listens (in standby: where it will).
     pub addr: SocketAddr,
     pub tls: bool,
+    /// Its check socket, when it serves one.
+    pub check_socket: Option<PathBuf>,
     pub logs: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
@@ -59,14 +100,27 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_infergate")
 }
 
+/// A loopback port free right now (bound and released; a tiny race is accepted).
+pub fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("local addr")
+}
+
 impl Gateway {
-    /// Starts the binary with an empty config dir, waits for it to listen and be ready.
+    /// Starts the binary with an empty config dir, waits for it to listen (or stand by)
+    /// and be ready.
     pub fn start(opts: Options) -> Gateway {
+        Self::start_with(Command::new(bin()), opts)
+    }
+
+    /// Like [`Gateway::start`], with the binary run by `cmd` (its program and leading
+    /// arguments, e.g. a launcher shell; the binary's own arguments are appended).
+    pub fn start_with(mut cmd: Command, opts: Options) -> Gateway {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut cmd = Command::new(bin());
+        let check_socket = opts.check_socket.then(|| dir.path().join("check.sock"));
         cmd.arg("--config-dir")
             .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--listen", &opts.listen, "--log-format", "json"])
             .args(["--io-threads", &opts.io_threads.to_string()])
             .args(&opts.args)
             .env_remove("RUST_LOG")
@@ -75,6 +129,12 @@ impl Gateway {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if opts.standby {
+            cmd.arg("--standby");
+        }
+        if let Some(path) = &check_socket {
+            cmd.env("INFERGATE_SERVER__CHECK_SOCKET", path);
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
@@ -107,10 +167,15 @@ impl Gateway {
             child,
             addr,
             tls: opts.tls,
+            check_socket,
             logs,
             _dir: dir,
         };
-        gw.wait_ready();
+        if opts.standby {
+            gw.wait_ready_on_check_socket();
+        } else {
+            gw.wait_ready();
+        }
         gw
     }
 
@@ -142,6 +207,40 @@ impl Gateway {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    fn wait_ready_on_check_socket(&self) {
+        let path = self.check_socket.as_ref().expect("a check socket");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let rt = runtime();
+        loop {
+            let ok = rt.block_on(async {
+                unix::request(path, "GET", "/ready", None)
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+            });
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway never became ready on its check socket; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits up to `timeout` for a log line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// The value of the first `/metrics` line starting with `needle` (0 when absent).
@@ -195,9 +294,11 @@ impl Drop for Gateway {
     }
 }
 
+/// The address of a `listening` line, or of the `standby` line (where it will listen).
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    if v.get("message")?.as_str()? != "listening" {
+    let message = v.get("message")?.as_str()?;
+    if message != "listening" && !message.starts_with("standby:") {
         return None;
     }
     v.get("addr")?.as_str()?.parse().ok()
@@ -283,6 +384,12 @@ pub mod raw {
     }
 
     pub async fn connect(addr: SocketAddr) -> TlsStream<TcpStream> {
+        try_connect(addr).await.unwrap()
+    }
+
+    /// A TLS connection (HTTP/1.1 by ALPN), or why there is none (e.g. refused at the
+    /// connection cap: closed before the handshake).
+    pub async fn try_connect(addr: SocketAddr) -> std::io::Result<TlsStream<TcpStream>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -291,11 +398,10 @@ pub mod raw {
             .with_custom_certificate_verifier(Arc::new(AnyCert))
             .with_no_client_auth();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tcp = TcpStream::connect(addr).await?;
         TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
-            .unwrap()
     }
 
     /// Sends `request` bytes and reads until the server closes or `wait` passes.
@@ -326,7 +432,8 @@ pub mod raw {
         parse_response(&buf)
     }
 
-    fn response_complete(buf: &[u8]) -> bool {
+    /// Whether `buf` holds a whole response (head and `Content-Length` body).
+    pub fn response_complete(buf: &[u8]) -> bool {
         let text = String::from_utf8_lossy(buf);
         let Some((head, body)) = text.split_once("\r\n\r\n") else {
             return false;

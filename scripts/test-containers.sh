@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# The Compose stack on the real Docker engine: images, compose.yml, compose.prod.yml,
+# secrets, hardening, monitoring and deploy.sh. Called by scripts/test.sh; runnable alone:
+#
+#   scripts/test-containers.sh [stack|prod|monitoring|deploy]...   (default: all)
+#
+# Every part runs as its own Compose project (igtest-<pid>-<part>) on free ports and removes
+# its containers, networks and volumes on exit, pass or fail. Without a Docker engine it
+# skips, loudly. Images come from scripts/images.sh (local base, Redis, PostgreSQL,
+# Prometheus; the gateway from target/release/infergate).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
+
+if ! docker info >/dev/null 2>&1; then
+    echo "#####################################################################"
+    echo "## SKIPPED: container tests: no Docker engine answers on this machine"
+    echo "#####################################################################"
+    exit 0
+fi
+if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
+command -v curl >/dev/null || apt_install curl
+command -v wrk >/dev/null || apt_install wrk
+command -v openssl >/dev/null || apt_install openssl
+
+export GATEWAY_IMAGE=${GATEWAY_IMAGE:-infergate:test}
+scripts/images.sh all
+eval "$(scripts/images.sh --print-env | sed 's/^/export /')"
+export EDGE_IMAGE=$GATEWAY_IMAGE
+
+work=$(mktemp -d /tmp/igtest.XXXXXX)
+projects=()
+cleanup() {
+    # By label, not through compose: this works whatever state the compose files are in.
+    local p filter
+    for p in "${projects[@]}"; do
+        filter="label=com.docker.compose.project=$p"
+        docker ps -aq --filter "$filter" | xargs -r docker rm -f >/dev/null 2>&1 || true
+        docker network ls -q --filter "$filter" | xargs -r docker network rm >/dev/null 2>&1 || true
+        docker volume ls -q --filter "$filter" | xargs -r docker volume rm >/dev/null 2>&1 || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+passed=0
+ok() { echo "  ok: $*"; passed=$((passed + 1)); }
+die() { echo "  FAIL: $*" >&2; exit 1; }
+section() { echo "==> containers: $*"; }
+
+# project NAME FILES...: sets P (the project name) and DC (its compose command).
+project() {
+    P="igtest-$$-$1"
+    projects+=("$P")
+    shift
+    DC=("${COMPOSE[@]}" -p "$P")
+    local f
+    for f in "$@"; do DC+=(-f "$f"); done
+}
+
+wait_https() { # URL [SECONDS]: until the URL answers 200
+    local deadline=$((SECONDS + ${2:-120}))
+    until curl -ksf -o /dev/null "$1"; do
+        ((SECONDS < deadline)) || die "$1 did not answer 200 in ${2:-120}s"
+        sleep 1
+    done
+}
+
+status_and_cache() { # response headers on stdin -> "STATUS x-cache"
+    awk 'tolower($1) == "x-cache:" { c = $2 } NR == 1 { s = $2 } END { gsub("\r", "", c); print s, c }'
+}
+
+predict_json() { # PORT BODY -> prints "HTTP x-cache" of the answer
+    curl -ks -o /dev/null -D - -H 'content-type: application/json' -d "$2" \
+        "https://127.0.0.1:$1/predict" | status_and_cache
+}
+
+predict_image() { # PORT FILE -> "HTTP x-cache"
+    curl -ks -o /dev/null -D - -F "file=@$2" "https://127.0.0.1:$1/predict" | status_and_cache
+}
+
+rows() { # the number of rows in predictions
+    "${DC[@]}" exec -T postgres psql -U infergate -d infergate -tAc 'select count(*) from predictions' 2>/dev/null | tr -d '[:space:]'
+}
+
+wait_rows() { # N: until predictions holds at least N rows
+    local deadline=$((SECONDS + 30)) n
+    until n=$(rows) && [ -n "$n" ] && ((n >= $1)); do
+        ((SECONDS < deadline)) || die "predictions has ${n:-no} rows, expected $1"
+        sleep 1
+    done
+}
+
+container() { "${DC[@]}" ps -q "$1" | head -1; }
+
+# service_answers redis|postgres IP: whether the service's protocol answers at IP, from the host.
+service_answers() {
+    python3 - "$1" "$2" <<'PY'
+import socket, sys
+svc, ip = sys.argv[1], sys.argv[2]
+port, probe = {"redis": (6379, b"PING\r\n"), "postgres": (5432, bytes.fromhex("0000000804d2162f"))}[svc]
+try:
+    with socket.create_connection((ip, port), timeout=3) as s:
+        s.settimeout(3)
+        s.sendall(probe)
+        reply = s.recv(64)
+except OSError:
+    sys.exit(1)
+ok = reply[:1] in (b"+", b"-") if svc == "redis" else reply[:1] in (b"S", b"N")
+sys.exit(0 if ok else 1)
+PY
+}
+
+# service_answers_inside redis|postgres: the service answers by name inside the edge's
+# network namespace (the one the gateways share): a throwaway container of the service's
+# own image, joined to it, runs the service's client.
+service_answers_inside() {
+    local ns="container:$(container edge)"
+    case $1 in
+    redis) docker run --rm --network "$ns" --entrypoint redis-cli "$REDIS_IMAGE" -h redis ping 2>&1 |
+        grep -qE 'PONG|NOAUTH' ;;
+    postgres) docker run --rm --network "$ns" --entrypoint pg_isready "$POSTGRES_IMAGE" -h postgres -q ;;
+    esac
+}
+
+# ---- stack: compose.yml as a newcomer runs it --------------------------------------------------
+test_stack() {
+    section "compose.yml: up, predictions, the log, L1 then L2"
+    project stack compose.yml
+    export HTTPS_PORT
+    HTTPS_PORT=$(free_port)
+    "${DC[@]}" config -q
+    "${DC[@]}" up -d >/dev/null 2>&1 || { "${DC[@]}" up -d; die "compose up"; }
+    wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
+    ok "compose up: redis and postgres healthy, gateway ready on :$HTTPS_PORT"
+    local body='{"features": [6.7, 3.0, 5.2, 2.3]}'
+    [ "$(predict_json "$HTTPS_PORT" "$body")" = "200 miss" ] || die "tabular predict"
+    [ "$(predict_image "$HTTPS_PORT" tests/fixtures/images/bike.jpg)" = "200 miss" ] || die "image predict"
+    ok "HTTPS /predict through the published port: tabular and image"
+    wait_rows 2
+    ok "both rows in PostgreSQL"
+    [ "$(predict_json "$HTTPS_PORT" "$body")" = "200 hit-l1" ] || die "repeat is not hit-l1"
+    ok "a repeat is hit-l1"
+    "${DC[@]}" restart gateway >/dev/null 2>&1
+    wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
+    got=$(predict_json "$HTTPS_PORT" "$body")
+    [ "$got" = "200 hit-l2" ] || { "${DC[@]}" logs --tail 30 gateway; die "after a restart: $got, not hit-l2"; }
+    [ "$(predict_image "$HTTPS_PORT" tests/fixtures/images/bike.jpg)" = "200 hit-l2" ] || die "image after restart"
+    ok "after a gateway restart: hit-l2 (tabular and image)"
+    "${DC[@]}" down -v -t 5 >/dev/null 2>&1
+}
+
+# ---- prod: secrets, hardening, the internal network -----------------------------------------------
+test_prod() {
+    section "compose.prod.yml: secrets, hardening, internal backend"
+    project prod compose.yml compose.prod.yml
+    export SECRETS_DIR="$work/secrets" HTTPS_PORT
+    HTTPS_PORT=$(free_port)
+    scripts/gen-dev-secrets.sh "$SECRETS_DIR" >/dev/null
+    "${DC[@]}" config -q
+    "${DC[@]}" up -d >/dev/null 2>&1 || { "${DC[@]}" up -d; die "compose up (prod)"; }
+    wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
+    local gw served want
+    gw=$(container gateway)
+    served=$(openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername localhost </dev/null 2>/dev/null |
+        openssl x509 -noout -fingerprint -sha256)
+    want=$(openssl x509 -in "$SECRETS_DIR/tls_cert" -noout -fingerprint -sha256)
+    [ "$served" = "$want" ] || die "served certificate is not the tls_cert secret"
+    ok "TLS certificate and key from /run/secrets"
+    [ "$(predict_json "$HTTPS_PORT" '{"features": [5.9, 3.0, 5.1, 1.8]}')" = "200 miss" ] || die "predict (prod)"
+    wait_rows 1
+    ok "database password from /run/secrets (the row reached PostgreSQL)"
+    [ "$(predict_json "$HTTPS_PORT" '{"features": [5.9, 3.0, 5.1, 1.8]}')" = "200 hit-l1" ] || die "repeat (prod)"
+    "${DC[@]}" restart gateway >/dev/null 2>&1
+    wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
+    [ "$(predict_json "$HTTPS_PORT" '{"features": [5.9, 3.0, 5.1, 1.8]}')" = "200 hit-l2" ] || die "hit-l2 (prod)"
+    ok "redis password from /run/secrets (hit-l2 after a restart)"
+    gw=$(container gateway)
+    local printed
+    printed=$(docker exec "$gw" infergate print-config --profile compose)
+    grep -q '^key = "\[redacted\]"' <<<"$printed" || die "print-config shows no redacted tls.key"
+    grep -q '^password = "\[redacted\]"' <<<"$printed" || die "print-config shows no redacted password"
+    if grep -qF "$(cat "$SECRETS_DIR/database_password")" <<<"$printed" ||
+        grep -qF "$(cat "$SECRETS_DIR/redis_password")" <<<"$printed" ||
+        grep -q 'PRIVATE KEY' <<<"$printed"; then
+        die "print-config leaks a secret"
+    fi
+    ok "print-config inside the container redacts the secrets"
+    local svc id user ro caps nnp
+    for svc in gateway redis postgres edge; do
+        id=$(container "$svc")
+        read -r user ro caps nnp < <(docker inspect -f \
+            '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{join .HostConfig.CapDrop ","}} {{join .HostConfig.SecurityOpt ","}}' "$id")
+        [ "$ro" = true ] || die "$svc: root file system is writable"
+        [ "$caps" = ALL ] || die "$svc: capabilities not all dropped ($caps)"
+        [[ $nnp == *no-new-privileges* ]] || die "$svc: no-new-privileges missing"
+        [ "$(docker top "$id" -eo pid,uid | awk 'NR > 1 && $2 == 0' | wc -l)" = 0 ] ||
+            die "$svc: a process runs as root"
+    done
+    [ "$(docker top "$gw" -eo pid,uid | awk 'NR == 2 { print $2 }')" = 10001 ] || die "gateway is not uid 10001"
+    ok "gateway, edge, redis, postgres: non-root, read-only root, cap_drop ALL, no-new-privileges"
+    # "Answers" means the service's own protocol replies (a RESP reply to PING, Postgres's
+    # S/N to an SSLRequest): a bare TCP connect can succeed against whatever sits behind
+    # the default route.
+    local ip svc
+    for svc in redis postgres; do
+        id=$(container "$svc")
+        [ -z "$(docker port "$id")" ] || die "$svc publishes a port"
+        for ip in $(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$id"); do
+            if service_answers "$svc" "$ip"; then die "$svc answers the host at $ip"; fi
+        done
+    done
+    # The probe itself works: from inside the edge's namespace (where the gateway lives) both answer.
+    service_answers_inside redis || die "the probe cannot reach redis even from the gateway's namespace"
+    service_answers_inside postgres || die "the probe cannot reach postgres even from the gateway's namespace"
+    ok "redis and postgres unreachable from the host (no published port, internal network)"
+    "${DC[@]}" down -v -t 5 >/dev/null 2>&1
+}
+
+# ---- monitoring: Prometheus (Debian's, in a local image) and the dashboard's queries --------------
+test_monitoring() {
+    section "profile monitoring: Prometheus scrapes the gateway, every dashboard query has data"
+    project monitoring compose.yml
+    export HTTPS_PORT PROMETHEUS_PORT
+    HTTPS_PORT=$(free_port)
+    PROMETHEUS_PORT=$(free_port)
+    python3 scripts/check-dashboard.py --structure-only >/dev/null || die "dashboard structure"
+    # Grafana has no Debian package, so no local image: its JSON and queries are checked here.
+    "${DC[@]}" --profile monitoring up -d edge gateway redis postgres prometheus >/dev/null 2>&1 ||
+        { "${DC[@]}" --profile monitoring up -d edge gateway redis postgres prometheus; die "compose up (monitoring)"; }
+    wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
+    local deadline=$((SECONDS + 60))
+    until curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | grep -q '"health":"up"'; do
+        ((SECONDS < deadline)) || die "Prometheus never scraped the gateway"
+        sleep 1
+    done
+    ok "Prometheus scrapes the gateway through the edge (HTTPS)"
+    # A short load touching every panel: new and repeated rows, images, identical concurrent
+    # requests (coalescing), then a steady wrk load, all inside the queries' 1m windows.
+    local round i img
+    for round in 1 2 3; do
+        for i in 1 2 3 4 5; do
+            predict_json "$HTTPS_PORT" "{\"features\": [5.$round, 3.$i, 1.$round, 0.$i]}" >/dev/null
+        done
+        for img in bike.jpg cat.png flower.jpg; do
+            curl -ks -o /dev/null -H 'cache-control: no-cache' -F "file=@tests/fixtures/images/$img" \
+                "https://127.0.0.1:$HTTPS_PORT/predict"
+        done
+        for i in 1 2 3 4 5 6 7 8; do
+            curl -ks -o /dev/null -H 'content-type: application/json' \
+                -d "{\"features\": [7.$round, 3.1, 6.$round, 2.2]}" "https://127.0.0.1:$HTTPS_PORT/predict" &
+        done
+        wait
+        sleep 4
+    done
+    load_start monitoring "$HTTPS_PORT"
+    sleep 8
+    load_stop monitoring
+    sleep 11
+    python3 scripts/check-dashboard.py --strict --prometheus "http://127.0.0.1:$PROMETHEUS_PORT" \
+        >"$work/dashboard.txt" 2>&1 || { cat "$work/dashboard.txt"; die "dashboard queries without data"; }
+    ok "every dashboard query returns data ($(tail -1 "$work/dashboard.txt"))"
+    "${DC[@]}" --profile monitoring down -v -t 5 >/dev/null 2>&1
+}
+
+# ---- deploy.sh: preflight, rollout under load, automatic rollbacks --------------------------------
+# A wrk load for the whole rollout: keep-alive connections and, separately, a new connection
+# per request. Prints wrk's summary to $work/wrk-<name>.txt.
+load_start() { # NAME PORT [extra wrk args]
+    local name=$1 port=$2
+    shift 2
+    cat >"$work/predict.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"features": [6.1, 2.8, 4.7, 1.2]}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+    wrk -t1 -c8 -d600s -s "$work/predict.lua" "$@" "https://127.0.0.1:$port/predict" \
+        >"$work/wrk-$name.txt" 2>&1 &
+    echo $! >"$work/wrk-$name.pid"
+}
+
+load_stop() { # NAME: stops the load (sets REQUESTS), fails on any error or non-2xx answer.
+    # Not in $(...): only this shell, wrk's parent, can wait for it to write its summary.
+    local name=$1 pid
+    pid=$(cat "$work/wrk-$name.pid")
+    kill -INT "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local summary requests
+    summary=$(cat "$work/wrk-$name.txt")
+    requests=$(awk '/requests in/ { print $1 }' <<<"$summary")
+    if grep -qE 'Socket errors|Non-2xx' <<<"$summary" || [ -z "$requests" ] || ((requests == 0)); then
+        echo "$summary" >&2
+        die "load '$name': requests failed during the rollout"
+    fi
+    REQUESTS=$requests
+}
+
+deploy() { # deploy.sh with this project's settings; output to $work/deploy.log
+    scripts/deploy.sh "$@" >"$work/deploy.log" 2>&1
+}
+
+# deploy_under_load ARGS...: deploy.sh ARGS while both loads run; sets DEPLOYED (its exit
+# status), KA and FRESH (requests answered); fails on any failed request.
+deploy_under_load() {
+    load_start keepalive "$HTTPS_PORT"
+    load_start fresh "$HTTPS_PORT" -H "Connection: close"
+    sleep 2
+    DEPLOYED=0
+    deploy "$@" || DEPLOYED=$?
+    sleep 2
+    load_stop keepalive
+    KA=$REQUESTS
+    load_stop fresh
+    FRESH=$REQUESTS
+}
+
+serving_image() { # the image of the gateway container serving now
+    docker inspect -f '{{.Config.Image}}' "$("${DC[@]}" ps -q gateway | head -1)"
+}
+
+test_deploy() {
+    section "deploy.sh: preflight, zero-downtime rollout, automatic rollbacks"
+    project deploy compose.yml compose.prod.yml
+    export SECRETS_DIR="$work/deploy-secrets" HTTPS_PORT COMPOSE_PROJECT_NAME=$P
+    export DEPLOY_STATE="$work/deploy-state" READY_TIMEOUT=40 DRAIN_TIMEOUT=20
+    HTTPS_PORT=$(free_port)
+    scripts/gen-dev-secrets.sh "$SECRETS_DIR" >/dev/null
+
+    mv "$SECRETS_DIR/redis_password" "$work/redis_password"
+    if deploy --image "$GATEWAY_IMAGE"; then die "deploy.sh went on without a secret"; fi
+    grep -q "FAILED: secret .*redis_password is missing" "$work/deploy.log" || { cat "$work/deploy.log"; die "no clear message for a missing secret"; }
+    mv "$work/redis_password" "$SECRETS_DIR/redis_password"
+    chmod 0644 "$SECRETS_DIR/tls_key"
+    if deploy --image "$GATEWAY_IMAGE"; then die "deploy.sh went on with a world-readable key"; fi
+    grep -q "FAILED: secret .*tls_key is readable by others" "$work/deploy.log" || { cat "$work/deploy.log"; die "no clear message for a world-readable secret"; }
+    chmod 0640 "$SECRETS_DIR/tls_key"
+    [ -z "$(docker ps -q --filter "label=com.docker.compose.project=$P")" ] || die "preflight failures started containers"
+    ok "preflight stops on a missing and on a world-readable secret, before touching anything"
+
+    deploy --image "$GATEWAY_IMAGE" || { cat "$work/deploy.log"; die "first deploy"; }
+    wait_https "https://127.0.0.1:$HTTPS_PORT/ready" 30
+    ok "first deploy: $(tail -1 "$work/deploy.log" | sed 's/^.*deploy: //')"
+
+    # v2: the same binary under another tag, so the rollout really replaces the container.
+    docker tag "$GATEWAY_IMAGE" "$GATEWAY_IMAGE-v2"
+    deploy_under_load --image "$GATEWAY_IMAGE-v2"
+    ((DEPLOYED == 0)) || { cat "$work/deploy.log"; die "rollout to v2"; }
+    sed 's/^/    /' "$work/deploy.log"
+    ok "rollout under load: 0 failed of $KA keep-alive and $FRESH new-connection requests; $(tail -1 "$work/deploy.log" | sed 's/^.*deploy: //')"
+
+    # Broken versions: never ready; ready but every prediction refused.
+    printf 'FROM %s\nENV INFERGATE_READY__REQUIRE=["redis"] INFERGATE_REDIS__URL=redis://127.0.0.1:1/0\n' \
+        "$GATEWAY_IMAGE" | docker build -q -t "$GATEWAY_IMAGE-unready" - >/dev/null
+    printf 'FROM %s\nENV INFERGATE_SERVER__MAX_BODY_BYTES=8\n' "$GATEWAY_IMAGE" |
+        docker build -q -t "$GATEWAY_IMAGE-badsmoke" - >/dev/null
+    local broken
+    for broken in unready badsmoke; do
+        deploy_under_load --image "$GATEWAY_IMAGE-$broken"
+        ((DEPLOYED != 0)) || { cat "$work/deploy.log"; die "deploy.sh accepted the $broken version"; }
+        grep -q "rolled back" "$work/deploy.log" || { cat "$work/deploy.log"; die "no rollback reported for $broken"; }
+        sed 's/^/    /' "$work/deploy.log"
+        [ "$(serving_image)" = "$GATEWAY_IMAGE-v2" ] ||
+            die "after the $broken version, v2 is not the one serving"
+        [ "$("${DC[@]}" ps -q gateway | wc -l)" = 1 ] || die "the $broken container was left behind"
+        ok "$broken version rolled back automatically: 0 failed of $KA keep-alive and $FRESH new-connection requests"
+    done
+
+    deploy --rollback || { cat "$work/deploy.log"; die "deploy.sh --rollback"; }
+    [ "$(serving_image)" = "$GATEWAY_IMAGE" ] ||
+        die "--rollback did not bring back the previous version"
+    ok "--rollback returns to the previous version"
+    "${DC[@]}" down -v -t 5 >/dev/null 2>&1
+    docker rmi "$GATEWAY_IMAGE-v2" "$GATEWAY_IMAGE-unready" "$GATEWAY_IMAGE-badsmoke" >/dev/null 2>&1 || true
+}
+
+parts=("$@")
+((${#parts[@]})) || parts=(stack prod monitoring deploy)
+for part in "${parts[@]}"; do "test_$part"; done
+echo "==> containers: $passed checks passed"
