@@ -36,6 +36,7 @@ use crate::server::{ListenConfig, ServerError, Source};
 use crate::shutdown::Shutdown;
 use crate::state::{Gateway, GatewayParts, Limits};
 use crate::stats::Stats;
+use crate::telemetry::client_noise::{self, NoiseSummary};
 
 /// How often histogram samples are drained into the exporter's buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
@@ -636,9 +637,13 @@ async fn serve_until_stop(
     // Idle time counts from when the gateway can be reached at all.
     gateway.last_request.stamp(tokio::time::Instant::now());
     let mut upkeep = tokio::time::interval(METRICS_UPKEEP);
+    let mut noise = NoiseSummary::new(client_noise::SUMMARY_INTERVAL);
     loop {
         tokio::select! {
-            _ = upkeep.tick() => metrics.run_upkeep(),
+            now = upkeep.tick() => {
+                metrics.run_upkeep();
+                noise.write_if_due(now);
+            }
             name = signals.stop.next() => return Stop::Signal(name),
             _ = signals.activate.recv() => {
                 if public.is_open() {

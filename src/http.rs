@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, field};
 use uuid::Uuid;
 
+use crate::http::body::RequestBody;
 use crate::http::error::ApiError;
 use crate::metrics::{REQUEST_DURATION, REQUESTS_TOTAL};
 use crate::predict::RequestOptions;
@@ -174,6 +175,8 @@ pub async fn handle(
 ) -> HttpResponse {
     let started = Instant::now();
     gateway.last_request.stamp(started);
+    // Every route's body, read or not, is drained once the answer is out (see RequestBody).
+    let req = req.map(RequestBody::new);
     let route = Route::of(req.uri().path());
     let request_id = request_id(req.headers());
     let span = tracing::info_span!(
@@ -237,7 +240,7 @@ pub async fn handle(
 async fn dispatch(
     gateway: &Gateway,
     route: Route,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     meta: RequestOptions,
     timing: &mut Timing,
 ) -> Result<HttpResponse, ApiError> {

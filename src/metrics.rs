@@ -51,6 +51,8 @@ pub const LOG_SPOOL_TORN_TOTAL: &str = "infergate_log_spool_torn_total";
 pub const IMAGE_PREPARE_DURATION: &str = "infergate_image_prepare_duration_seconds";
 /// Constant 1, labelled with the version and the I/O backend.
 pub const BUILD_INFO: &str = "infergate_build_info";
+/// TLS warnings triggered by clients (an IP address as SNI, …): counted, not logged each.
+pub const TLS_CLIENT_WARNINGS_TOTAL: &str = "infergate_tls_client_warnings_total";
 
 /// Request latency buckets, seconds: from half a millisecond to a few seconds.
 const REQUEST_BUCKETS: &[f64] = &[
@@ -108,9 +110,15 @@ fn export_rare_at_zero() {
     // What a shed /predict answers: 503 overloaded, inference_timeout or shutting_down.
     counter!(REQUESTS_TOTAL, "route" => "/predict", "status" => "503").absolute(0);
     counter!(COALESCED_TOTAL).absolute(0);
+    counter!(TLS_CLIENT_WARNINGS_TOTAL).absolute(0);
 }
 
 fn describe() {
+    describe_counter!(
+        TLS_CLIENT_WARNINGS_TOTAL,
+        "TLS warnings triggered by clients (such as an IP address sent as SNI); logged as one \
+         summary line a minute at most."
+    );
     describe_counter!(
         CACHE_REQUESTS_TOTAL,
         "Cache lookups, by tier (l1, l2) and result (hit, miss, bypass, error, skipped)."

@@ -1,11 +1,18 @@
 //! Logging: a `tracing` subscriber writing pretty or JSON lines to stderr.
 //!
 //! Span fields used across the crate: `request_id`, `method`, `route`, `status`,
-//! `latency_ms`, `model`, `cache`. One span per request is opened in `http`.
+//! `latency_ms`, `model`, `cache`. One span per request is opened in `http`. Warnings a
+//! client can trigger at will are counted and summarised instead ([`client_noise`]).
+
+pub mod client_noise;
 
 use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::telemetry::client_noise::HoldBack;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -31,19 +38,21 @@ pub fn init(cfg: &LogConfig) -> Result<(), TelemetryError> {
         directive: directive.clone(),
         source,
     })?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter).with(HoldBack);
     let result = match cfg.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        LogFormat::Json => registry
+            .with(
+                output
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
             .try_init(),
         // Colour only for a person at a terminal, not in files or `docker logs`.
-        LogFormat::Pretty => builder
-            .with_ansi(std::io::stderr().is_terminal())
+        LogFormat::Pretty => registry
+            .with(output.with_ansi(std::io::stderr().is_terminal()))
             .try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadySet)

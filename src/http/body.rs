@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 
 use crate::http::error::ApiError;
@@ -58,18 +59,63 @@ pub fn predict_content(headers: &HeaderMap) -> Result<PredictContent, ApiError> 
     }
 }
 
-/// Most bytes of a refused body read and thrown away after the 413 is sent, and for how
-/// long: closing a socket with unread data makes the kernel send a reset, which can destroy
-/// the 413 before the client reads it (nginx's "lingering close" solves the same problem).
+/// Most bytes of an abandoned body read and thrown away after the answer, and for how
+/// long (nginx's "lingering close" bounds the same thing).
 const DISCARD_MAX_BYTES: usize = 64 * 1024 * 1024;
 const DISCARD_MAX_TIME: Duration = Duration::from_secs(5);
 
+/// A request body that, dropped before its end (a refusal answered without reading it, a
+/// 413 stopped at the limit, a timeout), is read and thrown away in the background, within
+/// [`DISCARD_MAX_BYTES`] and [`DISCARD_MAX_TIME`]. Abandoning it outright loses answers:
+/// HTTP/2 resets the stream, which some clients (curl 7.88) report as a failure before they
+/// read the answer, and an HTTP/1.1 socket closed with unread bytes sends a TCP reset that
+/// can destroy the answer in flight.
+pub struct RequestBody(Option<Incoming>);
+
+impl RequestBody {
+    /// Wraps a connection's body.
+    pub fn new(body: Incoming) -> Self {
+        Self(Some(body))
+    }
+
+    fn incoming(&mut self) -> Option<&mut Incoming> {
+        self.0.as_mut()
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        let Some(mut body) = self.0.take() else {
+            return;
+        };
+        if body.is_end_stream() {
+            return;
+        }
+        // Without a runtime (never on a connection) there is nothing to drain on.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let discard = async {
+                let mut seen = 0usize;
+                while let Some(Ok(frame)) = body.frame().await {
+                    seen += frame.data_ref().map_or(0, Bytes::len);
+                    if seen > DISCARD_MAX_BYTES {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DISCARD_MAX_TIME, discard).await;
+        });
+    }
+}
+
 /// Reads the whole body, refusing more than `limit` bytes and a body slower than `timeout`.
 ///
-/// A `Content-Length` above the limit is refused before a byte of the body is read. A
-/// refused body is drained in the background (bounded) so that the client gets the 413.
+/// A `Content-Length` above the limit is refused before a byte of the body is read. What a
+/// refused body still sends is drained by [`RequestBody`]'s drop, so the client gets the 413.
 pub async fn read_limited(
-    mut body: Incoming,
+    mut body: RequestBody,
     headers: &HeaderMap,
     limit: usize,
     timeout: Duration,
@@ -79,19 +125,18 @@ pub async fn read_limited(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        discard_in_background(body);
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let read = tokio::time::timeout(timeout, collect_up_to(&mut body, limit)).await;
+    let Some(incoming) = body.incoming() else {
+        return Ok(Bytes::new());
+    };
+    let read = tokio::time::timeout(timeout, collect_up_to(incoming, limit)).await;
     match read {
         Err(_) => Err(ApiError::RequestTimeout {
             timeout_ms: timeout.as_millis() as u64,
         }),
         Ok(Ok(Some(bytes))) => Ok(bytes),
-        Ok(Ok(None)) => {
-            discard_in_background(body);
-            Err(ApiError::PayloadTooLarge { limit })
-        }
+        Ok(Ok(None)) => Err(ApiError::PayloadTooLarge { limit }),
         Ok(Err(e)) => Err(ApiError::MalformedJson(format!(
             "the request body could not be read: {e}"
         ))),
@@ -111,21 +156,6 @@ async fn collect_up_to(body: &mut Incoming, limit: usize) -> Result<Option<Bytes
         buf.extend_from_slice(&data);
     }
     Ok(Some(buf.freeze()))
-}
-
-fn discard_in_background(mut body: Incoming) {
-    tokio::spawn(async move {
-        let discard = async {
-            let mut seen = 0usize;
-            while let Some(Ok(frame)) = body.frame().await {
-                seen += frame.data_ref().map_or(0, Bytes::len);
-                if seen > DISCARD_MAX_BYTES {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(DISCARD_MAX_TIME, discard).await;
-    });
 }
 
 /// Decodes and validates a tabular JSON body: an object with a non-empty `features` array

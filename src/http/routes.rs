@@ -4,13 +4,14 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::config::Dependency;
-use crate::http::body::{PredictContent, decode_tabular, predict_content, read_limited};
+use crate::http::body::{
+    PredictContent, RequestBody, decode_tabular, predict_content, read_limited,
+};
 use crate::http::error::{ApiError, readiness_status};
 use crate::http::multipart;
 use crate::http::{HttpResponse, Timing};
@@ -83,7 +84,7 @@ pub fn ready(gw: &Gateway) -> HttpResponse {
 /// `POST /predict`.
 pub async fn predict(
     gw: &Gateway,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     meta: RequestOptions,
     timing: &mut Timing,
 ) -> Result<HttpResponse, ApiError> {
