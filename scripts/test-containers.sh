@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The Compose stack on the real Docker engine: images, compose.yml, compose.prod.yml,
-# secrets, hardening, monitoring and deploy.sh. Called by scripts/test.sh; runnable alone:
+# secrets, hardening, monitoring, deploy.sh, and the same stack on Swarm. Called by
+# scripts/test.sh; runnable alone:
 #
-#   scripts/test-containers.sh [stack|prod|monitoring|deploy]...   (default: all)
+#   scripts/test-containers.sh [stack|prod|monitoring|deploy|swarm]...   (default: all)
 #
-# Every part runs as its own Compose project (igtest-<pid>-<part>) on free ports and removes
-# its containers, networks and volumes on exit, pass or fail. Without a Docker engine it
+# Every part runs as its own Compose project or stack (igtest-<pid>-<part>) on free ports and
+# removes its containers, networks and volumes on exit, pass or fail (the swarm part also
+# leaves the swarm it made and restores the sysctl it set). Without a Docker engine it
 # skips, loudly. Images come from scripts/images.sh (local base, Redis, PostgreSQL,
 # Prometheus; the gateway from target/release/infergate).
 set -euo pipefail
@@ -40,6 +42,7 @@ cleanup() {
         docker network ls -q --filter "$filter" | xargs -r docker network rm >/dev/null 2>&1 || true
         docker volume ls -q --filter "$filter" | xargs -r docker volume rm >/dev/null 2>&1 || true
     done
+    swarm_cleanup
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -123,6 +126,31 @@ service_answers_inside() {
     postgres) docker run --rm --network "$ns" --entrypoint pg_isready "$POSTGRES_IMAGE" -h postgres -q ;;
     esac
 }
+
+# What test_swarm changed, undone on exit: its stack, the swarm when it made one, the sysctl.
+swarm_stack="" swarm_inited="" swarm_gwbridge="" migrate_req_before=""
+swarm_cleanup() {
+    if [ -n "$swarm_stack" ]; then
+        local filter="label=com.docker.stack.namespace=$swarm_stack" deadline=$((SECONDS + 60))
+        docker stack rm "$swarm_stack" >/dev/null 2>&1 || true
+        while [ -n "$(docker ps -aq --filter "$filter")" ] && ((SECONDS < deadline)); do sleep 1; done
+        docker ps -aq --filter "$filter" | xargs -r docker rm -f >/dev/null 2>&1 || true
+        docker volume ls -q --filter "$filter" | xargs -r docker volume rm >/dev/null 2>&1 || true
+        swarm_stack=""
+    fi
+    if [ -n "$swarm_inited" ]; then
+        docker swarm leave --force >/dev/null 2>&1 || true
+        # Swarm makes this bridge on first use and leaves it behind.
+        [ -n "$swarm_gwbridge" ] || docker network rm docker_gwbridge >/dev/null 2>&1 || true
+        swarm_inited=""
+    fi
+    if [ -n "$migrate_req_before" ]; then
+        as_root sysctl -qw "net.ipv4.tcp_migrate_req=$migrate_req_before" || true
+        migrate_req_before=""
+    fi
+}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 
 # ---- stack: compose.yml as a newcomer runs it --------------------------------------------------
 test_stack() {
@@ -300,14 +328,16 @@ deploy() { # deploy.sh with this project's settings; output to $work/deploy.log
     scripts/deploy.sh "$@" >"$work/deploy.log" 2>&1
 }
 
-# deploy_under_load ARGS...: deploy.sh ARGS while both loads run; sets DEPLOYED (its exit
+# under_load PORT CMD...: CMD while both loads run against PORT; sets DEPLOYED (its exit
 # status), KA and FRESH (requests answered); fails on any failed request.
-deploy_under_load() {
-    load_start keepalive "$HTTPS_PORT"
-    load_start fresh "$HTTPS_PORT" -H "Connection: close"
+under_load() {
+    local port=$1
+    shift
+    load_start keepalive "$port"
+    load_start fresh "$port" -H "Connection: close"
     sleep 2
     DEPLOYED=0
-    deploy "$@" || DEPLOYED=$?
+    "$@" || DEPLOYED=$?
     sleep 2
     load_stop keepalive
     KA=$REQUESTS
@@ -344,7 +374,7 @@ test_deploy() {
 
     # v2: the same binary under another tag, so the rollout really replaces the container.
     docker tag "$GATEWAY_IMAGE" "$GATEWAY_IMAGE-v2"
-    deploy_under_load --image "$GATEWAY_IMAGE-v2"
+    under_load "$HTTPS_PORT" deploy --image "$GATEWAY_IMAGE-v2"
     ((DEPLOYED == 0)) || { cat "$work/deploy.log"; die "rollout to v2"; }
     sed 's/^/    /' "$work/deploy.log"
     ok "rollout under load: 0 failed of $KA keep-alive and $FRESH new-connection requests; $(tail -1 "$work/deploy.log" | sed 's/^.*deploy: //')"
@@ -356,7 +386,7 @@ test_deploy() {
         docker build -q -t "$GATEWAY_IMAGE-badsmoke" - >/dev/null
     local broken
     for broken in unready badsmoke; do
-        deploy_under_load --image "$GATEWAY_IMAGE-$broken"
+        under_load "$HTTPS_PORT" deploy --image "$GATEWAY_IMAGE-$broken"
         ((DEPLOYED != 0)) || { cat "$work/deploy.log"; die "deploy.sh accepted the $broken version"; }
         grep -q "rolled back" "$work/deploy.log" || { cat "$work/deploy.log"; die "no rollback reported for $broken"; }
         sed 's/^/    /' "$work/deploy.log"
@@ -374,7 +404,90 @@ test_deploy() {
     docker rmi "$GATEWAY_IMAGE-v2" "$GATEWAY_IMAGE-unready" "$GATEWAY_IMAGE-badsmoke" >/dev/null 2>&1 || true
 }
 
+# ---- swarm: the same files on `docker stack deploy` -------------------------------------------
+swarm_gateways() { # the running gateway task containers
+    docker ps -q --filter "label=com.docker.swarm.service.name=${swarm_stack}_gateway"
+}
+
+swarm_images() { # the images the running gateway tasks run, sorted, unique
+    local c
+    for c in $(swarm_gateways); do docker inspect -f '{{.Config.Image}}' "$c" | sed 's/@sha256:.*//'; done | sort -u
+}
+
+test_swarm() {
+    section "Swarm: docker stack deploy from the same files; replicas sharing Redis and PostgreSQL; rolling updates"
+    case $(docker info -f '{{.Swarm.LocalNodeState}}') in
+    inactive)
+        docker network inspect docker_gwbridge >/dev/null 2>&1 && swarm_gwbridge=1
+        # Loopback: a single-node swarm that reaches nothing outside this machine.
+        docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+        swarm_inited=1 ;;
+    active)
+        [ "$(docker info -f '{{.Swarm.ControlAvailable}}')" = true ] ||
+            die "this engine is a swarm worker: stacks are deployed from a manager" ;;
+    *) die "the engine's swarm state is $(docker info -f '{{.Swarm.LocalNodeState}}')" ;;
+    esac
+    # Gateways on the host network: the drain's queued connections move to the other
+    # gateway only with this host sysctl (Compose sets it in the edge's namespace).
+    migrate_req_before=$(sysctl -n net.ipv4.tcp_migrate_req)
+    as_root sysctl -qw net.ipv4.tcp_migrate_req=1 || die "cannot set net.ipv4.tcp_migrate_req=1 (needs root)"
+    swarm_stack="igtest-$$-swarm"
+    export STACK=$swarm_stack SECRETS_DIR="$work/swarm-secrets" GATEWAY_REPLICAS=2 UPDATE_TIMEOUT=180
+    export HTTPS_PORT REDIS_PORT POSTGRES_PORT
+    HTTPS_PORT=$(free_port) REDIS_PORT=$(free_port) POSTGRES_PORT=$(free_port)
+    scripts/gen-dev-secrets.sh "$SECRETS_DIR" >/dev/null
+    local stackfile="$work/stack.json"
+    scripts/swarm.sh render >"$stackfile"
+    docker stack config -c "$stackfile" >/dev/null || die "docker stack config refuses the rendered stack"
+    ok "compose.yml + compose.prod.yml rendered into a stack file docker stack accepts"
+
+    scripts/swarm.sh deploy >"$work/swarm.log" 2>&1 || { cat "$work/swarm.log"; die "swarm.sh deploy"; }
+    wait_https "https://127.0.0.1:$HTTPS_PORT/ready" 60
+    [ "$(swarm_gateways | wc -l)" = 2 ] || die "not 2 gateway tasks running"
+    ok "first deploy: $(tail -1 "$work/swarm.log" | sed 's/^.*swarm: //'), 2 gateway replicas"
+
+    # 40 new connections, one request each, the same row: SO_REUSEPORT spreads them over
+    # both replicas; the one that did not compute the answer finds it in Redis (hit-l2).
+    local body='{"features": [6.3, 2.5, 5.0, 1.9]}' i answers
+    answers=$(for i in $(seq 40); do
+        curl -ks -o /dev/null -D - -H 'content-type: application/json' -H 'connection: close'             -d "$body" "https://127.0.0.1:$HTTPS_PORT/predict" | status_and_cache
+    done | sort | uniq -c)
+    grep -qE '^ +[0-9]+ 200 hit-l2$' <<<"$answers" || { echo "$answers"; die "no replica found the other's answer in Redis"; }
+    grep -qvE ' 200 (miss|hit-l1|hit-l2)$' <<<"$answers" && { echo "$answers"; die "a request failed"; }
+    ok "both replicas share Redis: $(tr -s ' \n' ' ' <<<"$answers")"
+    local pg deadline=$((SECONDS + 30)) n=0
+    pg=$(docker ps -q --filter "label=com.docker.swarm.service.name=${swarm_stack}_postgres" | head -1)
+    until n=$(docker exec "$pg" psql -U infergate -d infergate -tAc 'select count(*) from predictions' 2>/dev/null | tr -d '[:space:]') &&
+        [ -n "$n" ] && ((n >= 40)); do
+        ((SECONDS < deadline)) || die "predictions holds ${n:-no} rows, expected 40"
+        sleep 1
+    done
+    ok "both replicas log to the one PostgreSQL (40 rows; password and TLS key from Swarm secrets)"
+
+    docker tag "$GATEWAY_IMAGE" "$GATEWAY_IMAGE-v2"
+    GATEWAY_IMAGE=$GATEWAY_IMAGE-v2 under_load "$HTTPS_PORT" scripts/swarm.sh deploy >"$work/swarm.log" 2>&1
+    ((DEPLOYED == 0)) || { cat "$work/swarm.log"; die "rolling update to v2"; }
+    [ "$(swarm_images)" = "$GATEWAY_IMAGE-v2" ] || die "after the update the tasks run $(swarm_images)"
+    sed 's/^/    /' "$work/swarm.log"
+    ok "rolling update under load: 0 failed of $KA keep-alive and $FRESH new-connection requests"
+
+    # A configuration that never turns ready: Swarm never counts the task healthy, and rolls back.
+    under_load "$HTTPS_PORT" docker service update --detach=false --quiet \
+        --env-add 'INFERGATE_READY__REQUIRE=["redis"]' --env-add INFERGATE_REDIS__URL=redis://127.0.0.1:1/0 \
+        "${swarm_stack}_gateway" >"$work/swarm.log" 2>&1
+    local state
+    state=$(docker service inspect -f '{{.UpdateStatus.State}}' "${swarm_stack}_gateway")
+    [ "$state" = rollback_completed ] || { cat "$work/swarm.log"; die "the unready update ended '$state', not rolled back"; }
+    docker service inspect -f '{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}' \
+        "${swarm_stack}_gateway" | grep -q '^INFERGATE_REDIS__URL=redis://127.0.0.1:1/' &&
+        die "the unready configuration is still the service's"
+    [ "$(swarm_gateways | wc -l)" = 2 ] || die "not 2 gateway tasks after the rollback"
+    ok "an update that never turns ready is rolled back by Swarm: 0 failed of $KA keep-alive and $FRESH new-connection requests"
+    swarm_cleanup
+    docker rmi "$GATEWAY_IMAGE-v2" >/dev/null 2>&1 || true
+}
+
 parts=("$@")
-((${#parts[@]})) || parts=(stack prod monitoring deploy)
+((${#parts[@]})) || parts=(stack prod monitoring deploy swarm)
 for part in "${parts[@]}"; do "test_$part"; done
 echo "==> containers: $passed checks passed"
