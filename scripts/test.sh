@@ -53,7 +53,7 @@ echo "==> cargo test"
 cargo test --locked --all-targets
 cargo test --locked --doc
 
-echo "==> containers: images, compose.yml, compose.prod.yml, monitoring, deploy.sh"
+echo "==> containers: images, compose.yml, compose.prod.yml, monitoring, deploy.sh, Swarm"
 # The gateway image takes the release binary built here (no toolchain inside a build on an
 # engine without a registry); scripts/test-containers.sh skips, loudly, without an engine.
 if docker info >/dev/null 2>&1; then
