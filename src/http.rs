@@ -5,6 +5,7 @@
 pub mod body;
 pub mod error;
 pub mod multipart;
+pub mod request_metrics;
 pub mod routes;
 pub mod types;
 
@@ -25,12 +26,11 @@ use http::{HeaderMap, Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::time::Instant;
-use tracing::{Instrument, field};
+use tracing::{Instrument, Span, field};
 use uuid::Uuid;
 
 use crate::http::body::RequestBody;
 use crate::http::error::ApiError;
-use crate::metrics::{REQUEST_DURATION, REQUESTS_TOTAL};
 use crate::predict::RequestOptions;
 use crate::server::idle::Activity;
 use crate::state::Gateway;
@@ -39,7 +39,7 @@ use crate::state::Gateway;
 pub type HttpResponse = Response<Full<Bytes>>;
 
 /// The routes, as `route` labels in metrics and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
     Health,
     Ready,
@@ -103,15 +103,24 @@ impl Timing {
     }
 
     fn header(&self, total: Duration) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(24 * (self.entries.len() + 1));
         for (phase, took) in self.entries.iter().chain([&("total", total)]) {
             if !out.is_empty() {
                 out.push_str(", ");
             }
-            let _ = write!(out, "{phase};dur={:.3}", took.as_secs_f64() * 1e3);
+            out.push_str(phase);
+            out.push_str(";dur=");
+            push_millis(&mut out, *took);
         }
         out
     }
+}
+
+/// Writes `d` in milliseconds with three decimals (microsecond resolution), from integers:
+/// `{:.3}` on an `f64` is the slow path of `fmt`, and this runs on every answer.
+fn push_millis(out: &mut String, d: Duration) {
+    let micros = d.as_micros();
+    let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
 }
 
 /// The hyper service for one connection.
@@ -179,16 +188,17 @@ pub async fn handle(
     let req = req.map(RequestBody::new);
     let route = Route::of(req.uri().path());
     let request_id = request_id(req.headers());
-    let span = tracing::info_span!(
-        "request",
-        request_id = %request_id,
-        method = %req.method(),
-        route = route.as_str(),
-        status = field::Empty,
-        latency_ms = field::Empty,
-        model = field::Empty,
-        cache = field::Empty,
-    );
+    let method = req.method().clone();
+    // A span formats its fields when it is made, whether or not an event is ever written in
+    // it. Unless this module's debug events are on, the span is made only for an answer
+    // that gets a log line (a 5xx), once everything is known; events from deeper down a
+    // request then carry no request fields (the 5xx line that follows them does).
+    let eager = tracing::enabled!(tracing::Level::DEBUG);
+    let span = if eager {
+        request_span(&request_id, &method, route)
+    } else {
+        Span::none()
+    };
     let mut timing = Timing::default();
     let meta = RequestOptions {
         bypass_cache: false,
@@ -200,17 +210,28 @@ pub async fn handle(
         .catch_unwind()
         .instrument(span.clone())
         .await;
-    let mut response = match outcome {
-        Ok(Ok(response)) => response,
+    let late_span = || {
+        if eager {
+            span.clone()
+        } else {
+            request_span(&request_id, &method, route)
+        }
+    };
+    let (mut response, span) = match outcome {
+        Ok(Ok(response)) => (response, span.clone()),
         Ok(Err(err)) => {
-            let _g = span.enter();
-            tracing::debug!(code = err.code(), error = %err, "request refused");
-            err.into_response()
+            let span = if err.status().is_server_error() {
+                late_span()
+            } else {
+                span.clone()
+            };
+            span.in_scope(|| tracing::debug!(code = err.code(), error = %err, "request refused"));
+            (err.into_response(), span)
         }
         Err(_) => {
-            let _g = span.enter();
-            tracing::error!("handler panicked; answering 500 and carrying on");
-            ApiError::Internal.into_response()
+            let span = late_span();
+            span.in_scope(|| tracing::error!("handler panicked; answering 500 and carrying on"));
+            (ApiError::Internal.into_response(), span)
         }
     };
     let total = started.elapsed();
@@ -224,17 +245,36 @@ pub async fn handle(
         headers.insert("server-timing", v);
     }
     let status = response.status().as_u16();
-    span.record("status", status);
-    span.record("latency_ms", total.as_secs_f64() * 1e3);
-    metrics::counter!(REQUESTS_TOTAL, "route" => route.as_str(), "status" => status.to_string())
-        .increment(1);
-    metrics::histogram!(REQUEST_DURATION, "route" => route.as_str()).record(total.as_secs_f64());
-    if status >= 500 {
-        span.in_scope(|| tracing::warn!("request failed"));
+    request_metrics::record(route, status, total.as_secs_f64());
+    let span = if status >= 500 && span.is_disabled() {
+        late_span()
     } else {
-        span.in_scope(|| tracing::debug!("request done"));
+        span
+    };
+    if !span.is_disabled() {
+        span.record("status", status);
+        span.record("latency_ms", total.as_secs_f64() * 1e3);
+        if status >= 500 {
+            span.in_scope(|| tracing::warn!("request failed"));
+        } else {
+            span.in_scope(|| tracing::debug!("request done"));
+        }
     }
     response
+}
+
+/// The span of one request; `status`, `latency_ms`, `model` and `cache` are recorded later.
+fn request_span(request_id: &str, method: &Method, route: Route) -> Span {
+    tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %method,
+        route = route.as_str(),
+        status = field::Empty,
+        latency_ms = field::Empty,
+        model = field::Empty,
+        cache = field::Empty,
+    )
 }
 
 async fn dispatch(

@@ -228,6 +228,8 @@ pub struct Predictor {
     coalescer: Coalescer<Computed, FlightError>,
     stats: Arc<Stats>,
     log: Option<Arc<PredictionLog>>,
+    /// L1 hit and miss counters, resolved once: they count every request.
+    l1_counts: [metrics::Counter; 2],
     cfg: PredictConfig,
 }
 
@@ -243,6 +245,9 @@ impl Predictor {
             coalescer: Coalescer::new(),
             stats: parts.stats,
             log: parts.log,
+            l1_counts: ["hit", "miss"].map(|result| {
+                metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => "l1", "result" => result)
+            }),
             cfg,
         }
     }
@@ -458,8 +463,7 @@ impl Predictor {
     fn lookup(&self, key: &CacheKey) -> Option<Computed> {
         let l1 = self.l1.as_ref()?;
         let hit = l1.get(key);
-        let result = if hit.is_some() { "hit" } else { "miss" };
-        metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => "l1", "result" => result).increment(1);
+        self.l1_counts[usize::from(hit.is_none())].increment(1);
         hit.map(|answer| cached(answer, CacheStatus::HitL1))
     }
 

@@ -30,6 +30,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Extra command-line arguments, after the defaults.
     pub args: Vec<String>,
+    /// Wait for `/ready` (200) before returning from `start`; otherwise only for the
+    /// listener.
+    pub wait_ready: bool,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             standby: false,
             env: Vec::new(),
             args: Vec::new(),
+            wait_ready: true,
         }
     }
 }
@@ -70,6 +74,12 @@ impl Options {
     pub fn standby(mut self) -> Self {
         self.standby = true;
         self.check_socket = true;
+        self
+    }
+
+    /// Return once it listens, ready or not.
+    pub fn unready(mut self) -> Self {
+        self.wait_ready = false;
         self
     }
 
@@ -173,7 +183,7 @@ impl Gateway {
         };
         if opts.standby {
             gw.wait_ready_on_check_socket();
-        } else {
+        } else if opts.wait_ready {
             gw.wait_ready();
         }
         gw
