@@ -119,7 +119,8 @@ h2_run "infergate POST /predict, cached (hit-l1)" "https://127.0.0.1:$PORT/predi
 h2_run "infergate POST /predict, uncached (no-cache)" "https://127.0.0.1:$PORT/predict" "$WORK/body.json" 'cache-control: no-cache'
 
 # Coalescing: N identical requests at once for an input never seen before.
-forwards() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_model_forwards_total/ {print $2}'; }
+# Summed over every series (one per model): the exporter lists them in no fixed order.
+forwards() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_model_forwards_total/ {s += $2} END {print s + 0}'; }
 coalesced() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_coalesced_total/ {print $2}'; }
 echo '{"features":[6.3,2.5,4.9,1.5]}' >"$WORK/fresh.json"
 f0=$(forwards); c0=$(coalesced)
