@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs the libFuzzer targets in fuzz/ (cargo-fuzz, coverage-guided, no sanitizer so stable
+# Rust does), each from its corpus for SECONDS; exits non-zero on the first crash, whose
+# input lands in fuzz/artifacts/<target>/ (turn it into a named regression test).
+#
+#   scripts/fuzz.sh                   every target, 20 s each
+#   scripts/fuzz.sh cache_key 600     one target, 10 minutes
+#
+# Installs cargo-fuzz when it is missing. Without a nightly toolchain, RUSTC_BOOTSTRAP=1
+# lets stable rustc take cargo-fuzz's flags.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TARGET=${1:-all}
+SECONDS_EACH=${2:-20}
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "==> installing cargo-fuzz"
+    cargo install --locked cargo-fuzz
+fi
+rustup run nightly rustc --version >/dev/null 2>&1 || export RUSTC_BOOTSTRAP=1
+
+cd fuzz
+targets=()
+if [ "$TARGET" = all ]; then
+    mapfile -t targets < <(cargo fuzz list)
+else
+    targets=("$TARGET")
+fi
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t"
+    echo "==> fuzz: $t for ${SECONDS_EACH}s"
+    # Image decoding may legitimately take a few hundred MB on a large upload.
+    if ! cargo fuzz run "$t" "corpus/$t" --sanitizer none -- \
+        -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+        tail -40 "$log" >&2
+        echo "FAIL: $t crashed; its input is in fuzz/artifacts/$t/" >&2
+        exit 1
+    fi
+    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|DONE' "$log" | sed 's/^/    /' || true
+done
+echo "==> fuzz: ${#targets[@]} target(s), no crash"
