@@ -83,13 +83,14 @@ predict_image() { # PORT FILE -> "HTTP x-cache"
     curl -ks -o /dev/null -D - -F "file=@$2" "https://127.0.0.1:$1/predict" | status_and_cache
 }
 
-rows() { # the number of rows in predictions
-    "${DC[@]}" exec -T postgres psql -U infergate -d infergate -tAc 'select count(*) from predictions' 2>/dev/null | tr -d '[:space:]'
+rows() { # [CONTAINER]: the number of rows in predictions (default: the project's postgres)
+    local pg=${1:-$(container postgres)}
+    docker exec "$pg" psql -U infergate -d infergate -tAc 'select count(*) from predictions' 2>/dev/null | tr -d '[:space:]'
 }
 
-wait_rows() { # N: until predictions holds at least N rows
+wait_rows() { # N [CONTAINER]: until predictions holds at least N rows
     local deadline=$((SECONDS + 30)) n
-    until n=$(rows) && [ -n "$n" ] && ((n >= $1)); do
+    until n=$(rows "${2:-}") && [ -n "$n" ] && ((n >= $1)); do
         ((SECONDS < deadline)) || die "predictions has ${n:-no} rows, expected $1"
         sleep 1
     done
@@ -455,13 +456,7 @@ test_swarm() {
     grep -qE '^ +[0-9]+ 200 hit-l2$' <<<"$answers" || { echo "$answers"; die "no replica found the other's answer in Redis"; }
     grep -qvE ' 200 (miss|hit-l1|hit-l2)$' <<<"$answers" && { echo "$answers"; die "a request failed"; }
     ok "both replicas share Redis: $(tr -s ' \n' ' ' <<<"$answers")"
-    local pg deadline=$((SECONDS + 30)) n=0
-    pg=$(docker ps -q --filter "label=com.docker.swarm.service.name=${swarm_stack}_postgres" | head -1)
-    until n=$(docker exec "$pg" psql -U infergate -d infergate -tAc 'select count(*) from predictions' 2>/dev/null | tr -d '[:space:]') &&
-        [ -n "$n" ] && ((n >= 40)); do
-        ((SECONDS < deadline)) || die "predictions holds ${n:-no} rows, expected 40"
-        sleep 1
-    done
+    wait_rows 40 "$(docker ps -q --filter "label=com.docker.swarm.service.name=${swarm_stack}_postgres" | head -1)"
     ok "both replicas log to the one PostgreSQL (40 rows; password and TLS key from Swarm secrets)"
 
     docker tag "$GATEWAY_IMAGE" "$GATEWAY_IMAGE-v2"

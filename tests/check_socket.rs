@@ -113,7 +113,6 @@ fn a_stale_file_is_replaced_the_drain_is_watchable_and_the_file_goes_on_exit() {
         let response = String::from_utf8_lossy(&out);
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     });
-    let status = gw.wait_exit(Duration::from_secs(30)).expect("exits");
-    assert_eq!(status.code(), Some(0), "logs:\n{}", gw.logs());
+    gw.expect_clean_exit(Duration::from_secs(30));
     assert!(!path.exists(), "the check socket file is removed on exit");
 }

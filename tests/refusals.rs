@@ -3,8 +3,6 @@
 //! warnings a client triggers at will are summarised, not written per connection.
 // Tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
-// Waiting on a real child process is wall-clock time, not the paused tokio clock.
-#![allow(clippy::disallowed_types)]
 
 mod support;
 
@@ -224,35 +222,19 @@ fn a_thousand_handshakes_with_an_ip_as_sni_write_at_most_one_line() {
         let mut sink = Vec::new();
         let _ = s.read_to_end(&mut sink);
     }
-    let metrics = support::runtime().block_on(async {
-        support::h1_client()
-            .get(gw.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    });
-    let counted = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("infergate_tls_client_warnings_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok());
-    assert_eq!(counted, Some(1000.0), "every warning counted:\n{metrics}");
+    let counted = support::runtime().block_on(gw.metric("infergate_tls_client_warnings_total "));
+    assert_eq!(counted, 1000.0, "every warning counted");
     // The summary comes with the next metrics upkeep (every 5 s).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let lines = loop {
-        let logs = gw.logs();
-        let lines: Vec<String> = logs
-            .lines()
-            .filter(|l| l.contains("SNI") || l.contains("TLS handshake warning"))
-            .map(str::to_owned)
-            .collect();
-        if !lines.is_empty() || std::time::Instant::now() > deadline {
-            break lines;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    assert!(
+        gw.wait_log("TLS handshake warning", Duration::from_secs(15)),
+        "no summary line:\n{}",
+        gw.logs()
+    );
+    let logs = gw.logs();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("SNI") || l.contains("TLS handshake warning"))
+        .collect();
     assert_eq!(
         lines.len(),
         1,

@@ -45,10 +45,7 @@ fn sigterm_lets_a_slow_in_flight_request_finish_then_exits_zero() {
     });
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"prediction\":\"setosa\""), "{response}");
-    let status = gw
-        .wait_exit(Duration::from_secs(15))
-        .expect("process exits");
-    assert_eq!(status.code(), Some(0), "logs:\n{}", gw.logs());
+    gw.expect_clean_exit(Duration::from_secs(15));
     assert!(gw.logs().contains("draining"));
 }
 
@@ -140,8 +137,7 @@ fn a_keep_alive_connection_gets_one_more_request_during_the_linger() {
         assert!(closed, "the server closes the connection");
         assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     });
-    let status = gw.wait_exit(Duration::from_secs(20)).expect("exits");
-    assert_eq!(status.code(), Some(0), "logs:\n{}", gw.logs());
+    gw.expect_clean_exit(Duration::from_secs(20));
 }
 
 #[test]
@@ -170,9 +166,6 @@ fn a_silent_keep_alive_connection_is_closed_after_the_linger() {
         assert!(closed, "the server closes the connection");
         assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     });
-    let status = gw
-        .wait_exit(Duration::from_secs(20))
-        .expect("exits before the deadline");
-    assert_eq!(status.code(), Some(0), "logs:\n{}", gw.logs());
+    gw.expect_clean_exit(Duration::from_secs(20));
     assert!(gw.logs().contains("drained; exiting"), "{}", gw.logs());
 }

@@ -48,8 +48,7 @@ fn queued_requests_are_answered_across_an_idle_exit() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("setosa"), "{body}");
 
-    let exited = a.wait_exit(Duration::from_secs(60)).expect("idle exit");
-    assert_eq!(exited.code(), Some(0), "logs:\n{}", a.logs());
+    a.expect_clean_exit(Duration::from_secs(60));
     let logs = a.logs();
     assert!(logs.contains("socket activation"), "{logs}");
     assert!(logs.contains("server.idle_exit_s"), "{logs}");
@@ -63,9 +62,7 @@ fn queued_requests_are_answered_across_an_idle_exit() {
     let mut b = launcher.launch(Options::default().tabular_only());
     let (status, body) = second.join().unwrap();
     assert_eq!(status, 200, "{body}");
-    b.signal("TERM");
-    let exited = b.wait_exit(Duration::from_secs(30)).expect("exits");
-    assert_eq!(exited.code(), Some(0), "logs:\n{}", b.logs());
+    b.stop_cleanly(Duration::from_secs(30));
 }
 
 #[test]
@@ -102,6 +99,12 @@ fn a_handed_over_fd_that_is_not_a_listening_socket_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let file = std::fs::File::open("/dev/null").unwrap();
     let not_listening = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // A TCP socket bound but never listened on.
+    let bound_only =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    bound_only
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
     for (fd, expected) in [
         (
             std::os::fd::OwnedFd::from(file),
@@ -110,6 +113,10 @@ fn a_handed_over_fd_that_is_not_a_listening_socket_exits_1() {
         (
             std::os::fd::OwnedFd::from(not_listening),
             "fd 3 is not a TCP stream socket",
+        ),
+        (
+            std::os::fd::OwnedFd::from(bound_only),
+            "not a listening one",
         ),
     ] {
         let out = Launcher::command_with_fd3(fd)
@@ -124,22 +131,6 @@ fn a_handed_over_fd_that_is_not_a_listening_socket_exits_1() {
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains(expected), "{stderr}");
     }
-    // A TCP socket bound but never listened on.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap();
-    let out = Launcher::command_with_fd3(std::os::fd::OwnedFd::from(socket))
-        .arg("--config-dir")
-        .arg(dir.path())
-        .env("INFERGATE_SECRETS__DIR", dir.path().join("no-secrets"))
-        .env("INFERGATE_IMAGE__BUNDLED", "false")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("not a listening one"), "{stderr}");
 }
 
 #[test]
@@ -163,7 +154,5 @@ fn standby_accepts_on_the_inherited_socket_only_after_activation() {
         "{}",
         gw.logs()
     );
-    gw.signal("TERM");
-    let exited = gw.wait_exit(Duration::from_secs(30)).expect("exits");
-    assert_eq!(exited.code(), Some(0), "logs:\n{}", gw.logs());
+    gw.stop_cleanly(Duration::from_secs(30));
 }

@@ -62,9 +62,7 @@ fn standby_listens_only_after_sigusr2() {
     // A second SIGUSR2 changes nothing.
     gw.signal("USR2");
     assert!(gw.wait_log("already listening", Duration::from_secs(10)));
-    gw.signal("TERM");
-    let status = gw.wait_exit(Duration::from_secs(30)).expect("exits");
-    assert_eq!(status.code(), Some(0), "logs:\n{}", gw.logs());
+    gw.stop_cleanly(Duration::from_secs(30));
 }
 
 #[test]
@@ -87,9 +85,7 @@ fn standby_with_nobody_on_the_port_opens_it_at_once() {
         let v: serde_json::Value = ready.json().await.unwrap();
         assert_eq!(v["listening"], true, "{v}");
     });
-    gw.signal("TERM");
-    let status = gw.wait_exit(Duration::from_secs(30)).expect("exits");
-    assert_eq!(status.code(), Some(0), "logs:\n{}", gw.logs());
+    gw.stop_cleanly(Duration::from_secs(30));
 }
 
 #[test]
@@ -97,9 +93,7 @@ fn sigterm_in_standby_exits_zero_without_ever_listening() {
     let addr = free_port();
     let _old = peer(addr);
     let mut gw = Gateway::start(Options::default().tabular_only().standby().listen(addr));
-    gw.signal("TERM");
-    let status = gw.wait_exit(Duration::from_secs(30)).expect("exits");
-    assert_eq!(status.code(), Some(0), "logs:\n{}", gw.logs());
+    gw.stop_cleanly(Duration::from_secs(30));
     assert!(!gw.logs().contains("activated"), "{}", gw.logs());
 }
 
@@ -133,9 +127,7 @@ fn a_rollout_beside_the_running_version_on_one_port() {
 
     new.signal("USR2");
     assert!(new.wait_log("activated: listening on", Duration::from_secs(10)));
-    old.signal("TERM");
-    let status = old.wait_exit(Duration::from_secs(30)).expect("old exits");
-    assert_eq!(status.code(), Some(0), "logs:\n{}", old.logs());
+    old.stop_cleanly(Duration::from_secs(30));
 
     // The port is the new instance's alone now.
     runtime().block_on(async {
@@ -149,7 +141,5 @@ fn a_rollout_beside_the_running_version_on_one_port() {
             assert_eq!(response.status(), 200);
         }
     });
-    new.signal("TERM");
-    let status = new.wait_exit(Duration::from_secs(30)).expect("new exits");
-    assert_eq!(status.code(), Some(0), "logs:\n{}", new.logs());
+    new.stop_cleanly(Duration::from_secs(30));
 }

@@ -295,6 +295,18 @@ impl Gateway {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Asserts the process exits with code 0 within `timeout` (logs on failure).
+    pub fn expect_clean_exit(&mut self, timeout: Duration) {
+        let status = self.wait_exit(timeout).expect("exits");
+        assert_eq!(status.code(), Some(0), "logs:\n{}", self.logs());
+    }
+
+    /// SIGTERM, then [`Gateway::expect_clean_exit`].
+    pub fn stop_cleanly(&mut self, timeout: Duration) {
+        self.signal("TERM");
+        self.expect_clean_exit(timeout);
+    }
 }
 
 impl Drop for Gateway {
