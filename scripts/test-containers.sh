@@ -25,6 +25,7 @@ if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else C
 command -v curl >/dev/null || apt_install curl
 command -v wrk >/dev/null || apt_install wrk
 command -v openssl >/dev/null || apt_install openssl
+command -v sysctl >/dev/null || apt_install procps # the Swarm part sets net.ipv4.tcp_migrate_req
 
 export GATEWAY_IMAGE=${GATEWAY_IMAGE:-infergate:test}
 scripts/images.sh all
