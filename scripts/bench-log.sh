@@ -26,7 +26,6 @@ command -v curl >/dev/null || need+=(curl)
 command -v psql >/dev/null || need+=(postgresql-client)
 [ -n "$(pg_bin_dir)" ] || need+=(postgresql)
 apt_install "${need[@]}"
-PGBIN=$(pg_bin_dir)
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -34,22 +33,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep
 trap cleanup EXIT
 
 # --- PostgreSQL ---------------------------------------------------------------------------
-AS=()
-if [ "$(id -u)" = 0 ]; then
-    chown postgres: "$WORK"
-    AS=(runuser -u postgres --)
-fi
-PGPORT=$(free_port)
-"${AS[@]}" "$PGBIN/initdb" -D "$WORK/pg" -U bench --auth=trust -E UTF8 >/dev/null
-"${AS[@]}" "$PGBIN/postgres" -D "$WORK/pg" -p "$PGPORT" -k "$WORK" \
-    -c listen_addresses=127.0.0.1 >"$WORK/pg.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 300); do
-    psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -c 'select 1' >/dev/null 2>&1 && break
-    sleep 0.1
-done
-DB_URL="postgres://bench@127.0.0.1:$PGPORT/postgres"
-PG_VERSION=$("$PGBIN/postgres" --version)
+start_postgres "$WORK"
 
 results="$OUT/bench-log-$(date +%Y%m%d-%H%M%S).md"
 {
@@ -106,10 +90,10 @@ run_gateway() { # label, then extra env as NAME=value
     echo "| log | request | requests | req/s | p50 | p99 | non-2xx |"
     echo "|---|---|---|---|---|---|---|"
     run_gateway off
-    psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -qc 'TRUNCATE predictions' >/dev/null 2>&1 || true
+    psql "$DB_URL" -qc 'TRUNCATE predictions' >/dev/null 2>&1 || true
     run_gateway on INFERGATE_DATABASE__URL="$DB_URL" \
         INFERGATE_PREDICTION_LOG__SPOOL_DIR="$WORK/spool"
-    rows=$(psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -tAc 'select count(*) from predictions')
+    rows=$(psql "$DB_URL" -tAc 'select count(*) from predictions')
     answered=$(awk '{s+=$1} END {print s+0}' "$WORK/answered-on")
     dropped=$(grep -c 'ROWS LOST' "$WORK/gw-on.log" || true)
     spooled=$(find "$WORK/spool" -name '*.spool' -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}')

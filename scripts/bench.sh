@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# End-to-end benchmark: infergate over TLS (HTTP/1.1 with wrk, HTTP/2 with h2load) on
-# /health and /predict, and nginx `return 200` over TLS on the same machine as reference.
-# Also: binary size, idle and loaded RSS, time from start to /ready.
+# The end-to-end benchmark matrix, in one run on this machine, with nginx `return 200` over
+# TLS as the same-run ceiling:
+#   route (/health, tabular /predict, image /predict) × HTTP/1.1 (wrk) and HTTP/2 (h2load)
+#   × cached (hit-l1) / uncached (Cache-Control: no-cache: every request runs the model)
+#   × prediction log off / on (a PostgreSQL this script starts; /health is the same either way)
+# plus binary size, start to /ready, RSS idle / under load / holding 10,000 idle TLS
+# keep-alive connections (and nginx's with the same), coalescing, and each figure's ratio to
+# nginx against the goals (BENCHMARKS.md). Writes a dated markdown file with the machine's
+# description to bench-results/.
 #
-#   scripts/bench.sh            # 10 s per wrk run
-#   DURATION=30 scripts/bench.sh
+#   scripts/bench.sh                        # DURATION=8 s per run
+#   DURATION=20 IDLE_CONNS=10000 scripts/bench.sh
 #
-# Load generator and servers share this machine's cores: compare figures from one run.
+# Load generator and servers share this machine's cores: compare figures from one run only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/common.sh
 source scripts/common.sh
 
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-8}
 CONNS=${CONNS:-64}
-H2_REQUESTS=${H2_REQUESTS:-200000}
 IO_THREADS=${IO_THREADS:-2}
+IDLE_CONNS=${IDLE_CONNS:-10000}
 OUT=${OUT:-bench-results}
 mkdir -p "$OUT"
 
@@ -25,127 +31,191 @@ command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
+command -v psql >/dev/null || need+=(postgresql-client)
+[ -n "$(pg_bin_dir)" ] || need+=(postgresql)
 apt_install "${need[@]}"
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+# 10,000 connections need as many descriptors in the server and in the client.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release --locked --bin infergate
 BIN=target/release/infergate
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+# The RSS of a process and its children (nginx's master and workers).
+tree_rss_kib() {
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" || true); do total=$((total + $(rss_kib "$p"))); done
+    echo "$total"
+}
 
 WORK=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.5
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
-
-echo '{"features":[5.1,3.5,1.4,0.2]}' >"$WORK/body.json"
-cat >"$WORK/predict.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["content-type"] = "application/json"
-wrk.body = '{"features":[5.1,3.5,1.4,0.2]}'
-LUA
-# The same request with Cache-Control: no-cache: every one runs the model (and refills).
-cat >"$WORK/predict-nocache.lua" <<'LUA'
-wrk.method = "POST"
-wrk.headers["content-type"] = "application/json"
-wrk.headers["cache-control"] = "no-cache"
-wrk.body = '{"features":[5.1,3.5,1.4,0.2]}'
-LUA
-
-# --- infergate -------------------------------------------------------------------------
-PORT=$(free_port)
-start_ns=$(date +%s%N)
-"$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$PORT" --io-threads "$IO_THREADS" \
-    --log-format json >"$WORK/gateway.log" 2>&1 &
-GW=$!
-PIDS+=("$GW")
 wait_for() { # url: give up after 30 s rather than loop forever on a server that never came up
     for _ in $(seq 1 3000); do curl -ksf "$1" >/dev/null && return 0; sleep 0.01; done
     echo "no answer from $1" >&2
     exit 1
 }
-wait_for "https://127.0.0.1:$PORT/ready"
-ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
-sleep 1
-idle_rss=$(rss_kib "$GW")
 
+# --- requests ---------------------------------------------------------------------------
+IRIS='{"features":[5.1,3.5,1.4,0.2]}'
+IMAGE=tests/fixtures/images/bike.jpg
+printf '%s' "$IRIS" >"$WORK/iris.json"
+# wrk_lua NAME CONTENT-TYPE BODY-FILE [EXTRA-HEADER-LINE]: a POST script for wrk.
+wrk_lua() {
+    cat >"$WORK/$1.lua" <<LUA
+local f = io.open("$3", "rb")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["content-type"] = "$2"
+${4:-}
+LUA
+}
+wrk_lua iris application/json "$WORK/iris.json"
+wrk_lua iris-nocache application/json "$WORK/iris.json" 'wrk.headers["cache-control"] = "no-cache"'
+wrk_lua image image/jpeg "$IMAGE"
+
+# --- the machine ------------------------------------------------------------------------
 results="$OUT/bench-$(date +%Y%m%d-%H%M%S).md"
 {
-    echo "# scripts/bench.sh $(date -u +%FT%TZ) on $(nproc) cores ($(uname -r))"
+    echo "# scripts/bench.sh, $(date -u +%FT%TZ)"
     echo
-    echo "binary: $(stat -c %s "$BIN") bytes ($(du -h "$BIN" | cut -f1)), io_threads=$IO_THREADS"
-    echo "start to /ready: ${ready_ms} ms; idle RSS: ${idle_rss} KiB"
+    echo "- machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1)," \
+        "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM," \
+        "$(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), kernel $(uname -r)"
+    echo "- infergate $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(rustc --version)," \
+        "io_threads=$IO_THREADS; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') worker_processes $IO_THREADS"
+    echo "- load: wrk -t2 -c$CONNS -d${DURATION}s (HTTP/1.1); h2load -c$CONNS -m10 -t2 -D$DURATION (HTTP/2, no percentiles);" \
+        "load generator and servers share the cores"
+    echo "- uncached = \`Cache-Control: no-cache\` (the model runs for every request); image = $IMAGE ($(stat -c %s "$IMAGE") bytes, raw image/jpeg)"
     echo
 } | tee "$results"
 
-wrk_run() { # name url [lua]
-    local name=$1 url=$2 lua=${3:-}
+# --- runners: each prints "req/s p50 p99" (p50/p99 "-" where the tool gives none) --------
+wrk_run() { # url [lua]
     local args=(-t2 "-c$CONNS" "-d${DURATION}s" --latency)
-    [ -n "$lua" ] && args+=(-s "$lua")
+    [ -n "${2:-}" ] && args+=(-s "$2")
     local out
-    out=$(wrk "${args[@]}" "$url")
-    local rps p50 p99
-    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-    local errs
-    errs=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr '\n' ' ' || true)
-    echo "| $name | h1 (wrk -t2 -c$CONNS -d${DURATION}s) | $rps | $p50 | $p99 | ${errs:-} |" | tee -a "$results"
+    out=$(wrk "${args[@]}" "$1")
+    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+        echo "wrk saw errors on $1:" >&2
+        grep -E 'Non-2xx|Socket errors' <<<"$out" >&2
+    fi
+    awk '/Requests\/sec/ {r=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2} END {print r, p50, p99}' <<<"$out"
 }
-h2_run() { # name url [data] [extra header]
-    local name=$1 url=$2 data=${3:-} header=${4:-}
-    local args=(-n "$H2_REQUESTS" -c "$CONNS" -m 10 -t 2)
-    [ -n "$data" ] && args+=(-d "$data" -H 'content-type: application/json')
-    [ -n "$header" ] && args+=(-H "$header")
+h2_run() { # url [content-type body-file] [header]
+    local args=(-c "$CONNS" -m 10 -t 2 -D "$DURATION" --warm-up-time 1)
+    [ -n "${2:-}" ] && args+=(-H "content-type: $2" -d "$3")
+    [ -n "${4:-}" ] && args+=(-H "$4")
     local out
-    out=$(h2load "${args[@]}" "$url")
-    local rps mean p
-    rps=$(awk '/^finished in/ {print $4}' <<<"$out")
-    mean=$(awk '/^time for request:/ {print $6}' <<<"$out")
-    p=$(awk '/^requests:/ {print $0}' <<<"$out")
-    echo "| $name | h2 (h2load -n$H2_REQUESTS -c$CONNS -m10 -t2) | $rps | mean $mean | – | $p |" | tee -a "$results"
+    out=$(h2load "${args[@]}" "$1")
+    if ! grep -qE 'status codes: [0-9]+ 2xx, 0 3xx, 0 4xx, 0 5xx' <<<"$out"; then
+        echo "h2load saw errors on $1:" >&2
+        grep -E '^(requests|status codes):' <<<"$out" >&2
+    fi
+    awk '/^finished in/ {print $4, "-", "-"}' <<<"$out"
 }
 
-{
-    echo "| target | protocol | req/s | p50 | p99 | notes |"
-    echo "|---|---|---|---|---|---|"
-} | tee -a "$results"
-wrk_run "infergate GET /health" "https://127.0.0.1:$PORT/health"
-wrk_run "infergate POST /predict, cached (hit-l1)" "https://127.0.0.1:$PORT/predict" "$WORK/predict.lua"
-wrk_run "infergate POST /predict, uncached (no-cache)" "https://127.0.0.1:$PORT/predict" "$WORK/predict-nocache.lua"
-h2_run "infergate GET /health" "https://127.0.0.1:$PORT/health"
-h2_run "infergate POST /predict, cached (hit-l1)" "https://127.0.0.1:$PORT/predict" "$WORK/body.json"
-h2_run "infergate POST /predict, uncached (no-cache)" "https://127.0.0.1:$PORT/predict" "$WORK/body.json" 'cache-control: no-cache'
+ROWS=()      # "route|proto|cache|log|rps|p50|p99"
+record() { ROWS+=("$1|$2|$3|$4|$5"); echo "  $1 $2 $3 log=$4: $5" >&2; }
+run_matrix() { # base-url log
+    local base=$1 log=$2 r
+    if [ "$log" = off ]; then
+        r=$(wrk_run "$base/health"); record /health h1 - "$log" "$r"
+        r=$(h2_run "$base/health"); record /health h2 - "$log" "$r"
+    fi
+    r=$(wrk_run "$base/predict" "$WORK/iris.lua"); record "/predict tabular" h1 cached "$log" "$r"
+    r=$(h2_run "$base/predict" application/json "$WORK/iris.json"); record "/predict tabular" h2 cached "$log" "$r"
+    r=$(wrk_run "$base/predict" "$WORK/iris-nocache.lua"); record "/predict tabular" h1 uncached "$log" "$r"
+    r=$(h2_run "$base/predict" application/json "$WORK/iris.json" 'cache-control: no-cache')
+    record "/predict tabular" h2 uncached "$log" "$r"
+    r=$(wrk_run "$base/predict" "$WORK/image.lua"); record "/predict image" h1 cached "$log" "$r"
+    r=$(h2_run "$base/predict" image/jpeg "$IMAGE"); record "/predict image" h2 cached "$log" "$r"
+}
 
+start_gateway() { # name [extra env...]: sets GW, PORT; waits for /ready
+    local name=$1
+    shift
+    PORT=$(free_port)
+    env "$@" INFERGATE_SERVER__MAX_CONNECTIONS=$((IDLE_CONNS + 1000)) \
+        "$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$PORT" --io-threads "$IO_THREADS" \
+        --log-format json >"$WORK/$name.log" 2>&1 &
+    GW=$!
+    PIDS+=("$GW")
+    wait_for "https://127.0.0.1:$PORT/ready"
+}
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# --- infergate, prediction log off (the embedded default) -------------------------------
+echo "==> infergate, log off" >&2
+start_ns=$(date +%s%N)
+start_gateway off
+ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+sleep 1
+idle_rss=$(rss_kib "$GW")
+IO_BACKEND=$(curl -ks "https://127.0.0.1:$PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("io_backend","?"))')
+run_matrix "https://127.0.0.1:$PORT" off
 # Coalescing: N identical requests at once for an input never seen before.
 # Summed over every series (one per model): the exporter lists them in no fixed order.
 forwards() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_model_forwards_total/ {s += $2} END {print s + 0}'; }
-coalesced() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_coalesced_total/ {print $2}'; }
+coalesced() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_coalesced_total/ {s += $2} END {print s + 0}'; }
 echo '{"features":[6.3,2.5,4.9,1.5]}' >"$WORK/fresh.json"
 f0=$(forwards); c0=$(coalesced)
 h2load -n 500 -c 10 -m 50 -d "$WORK/fresh.json" -H 'content-type: application/json' \
     "https://127.0.0.1:$PORT/predict" >/dev/null
 f1=$(forwards); c1=$(coalesced)
-{
-    echo
-    echo "coalescing: 500 identical requests for a new input (h2load -n500 -c10 -m50):" \
-        "$(awk "BEGIN {print $f1 - $f0}") model forward(s)," \
-        "$(awk "BEGIN {print ${c1:-0} - ${c0:-0}}") answered as coalesced, the rest hit-l1"
-} | tee -a "$results"
+coalescing="500 identical requests for a new input (h2load -n500 -c10 -m50): $((f1 - f0)) model forward(s), $((c1 - c0)) answered as coalesced, the rest hit-l1"
 loaded_rss=$(hwm_kib "$GW")
+stop "$GW"
 
-# --- nginx reference: `return 200` over TLS -------------------------------------------
+# --- infergate with 10,000 idle TLS connections -----------------------------------------
+echo "==> infergate, $IDLE_CONNS idle TLS connections" >&2
+start_gateway idle
+sleep 1
+before=$(rss_kib "$GW")
+python3 scripts/hold-connections.py 127.0.0.1 "$PORT" "$IDLE_CONNS" >"$WORK/hold.out" 2>&1 &
+HOLD=$!
+PIDS+=("$HOLD")
+for _ in $(seq 1 1200); do grep -q '^held' "$WORK/hold.out" && break; sleep 0.1; done
+sleep 2
+held=$(sed -n 's/^held //p' "$WORK/hold.out")
+held=${held:-0}
+idle_conns_rss=$(rss_kib "$GW")
+stop "$HOLD"
+stop "$GW"
+
+# --- infergate, prediction log on (PostgreSQL on this machine) --------------------------
+echo "==> PostgreSQL + infergate, log on" >&2
+chmod 755 "$WORK" # PostgreSQL runs as `postgres`: it must reach its directory
+mkdir "$WORK/postgres"
+start_postgres "$WORK/postgres"
+start_gateway on INFERGATE_DATABASE__URL="$DB_URL"
+run_matrix "https://127.0.0.1:$PORT" on
+sleep 2
+logged=$(psql -At "$DB_URL" -c 'select count(*) from predictions' 2>/dev/null || echo '?')
+stop "$GW"
+
+# --- nginx reference: `return 200` over TLS ---------------------------------------------
+echo "==> nginx return 200" >&2
 NPORT=$(free_port)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
     -subj /CN=localhost -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx.conf" <<NGINX
 worker_processes $IO_THREADS;
+worker_rlimit_nofile 65536;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log;
 daemon off;
-events { worker_connections 4096; }
+events { worker_connections $((IDLE_CONNS + 1000)); }
 http {
     access_log off;
     client_body_temp_path $WORK/nginx;
@@ -164,14 +234,65 @@ http {
 }
 NGINX
 "$NGINX" -c "$WORK/nginx.conf" &
-PIDS+=("$!")
+NG=$!
+PIDS+=("$NG")
 wait_for "https://127.0.0.1:$NPORT/"
-wrk_run "nginx return 200" "https://127.0.0.1:$NPORT/"
-h2_run "nginx return 200" "https://127.0.0.1:$NPORT/"
+sleep 1
+nginx_idle_rss=$(tree_rss_kib "$NG")
+read -r NGINX_H1 NGINX_P50 NGINX_P99 <<<"$(wrk_run "https://127.0.0.1:$NPORT/")"
+read -r NGINX_H2 _ _ <<<"$(h2_run "https://127.0.0.1:$NPORT/")"
+python3 scripts/hold-connections.py 127.0.0.1 "$NPORT" "$IDLE_CONNS" / >"$WORK/hold-nginx.out" 2>&1 &
+HOLD=$!
+PIDS+=("$HOLD")
+for _ in $(seq 1 1200); do grep -q '^held' "$WORK/hold-nginx.out" && break; sleep 0.1; done
+sleep 2
+nginx_held=$(sed -n 's/^held //p' "$WORK/hold-nginx.out")
+nginx_idle_conns_rss=$(tree_rss_kib "$NG")
+stop "$HOLD"
 
+# --- the table ----------------------------------------------------------------------------
+goal() { # route proto cache: the ratio to reach (issue 12), or "-"
+    case "$1|$3" in
+        "/health|-") echo 1.0 ;;
+        "/predict tabular|cached") echo 0.8 ;;
+        "/predict tabular|uncached") echo 0.6 ;;
+        *) echo - ;;
+    esac
+}
 {
+    echo "| route | protocol | cache | prediction log | req/s | p50 | p99 | ÷ nginx req/s | goal | met |"
+    echo "|---|---|---|---|---:|---:|---:|---:|---:|---|"
+    echo "| nginx \`return 200\` | h1 | - | - | $NGINX_H1 | $NGINX_P50 | $NGINX_P99 | 1.00 | | |"
+    echo "| nginx \`return 200\` | h2 | - | - | $NGINX_H2 | - | - | 1.00 | | |"
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r route proto cache log rest <<<"$row"
+        read -r rps p50 p99 <<<"$rest"
+        ceiling=$NGINX_H1
+        [ "$proto" = h2 ] && ceiling=$NGINX_H2
+        ratio=$(awk "BEGIN {printf \"%.2f\", $rps / $ceiling}")
+        want=$(goal "$route" "$proto" "$cache")
+        met=""
+        if [ "$want" != - ] && [ "$log" = off ]; then
+            met=$(awk "BEGIN {print ($ratio >= $want) ? \"yes\" : \"no\"}")
+        else
+            want=""
+        fi
+        echo "| $route | $proto | $cache | $log | $rps | $p50 | $p99 | $ratio | $want | $met |"
+    done
     echo
-    echo "infergate loaded RSS (VmHWM after the runs): ${loaded_rss} KiB"
+    echo "p99 (HTTP/1.1, wrk): nginx $NGINX_P99; infergate /health and cached /predict in the rows above (goal: no worse)."
     echo
-    echo "results written to $results"
+    echo "| memory and start | infergate ($IO_BACKEND) | nginx |"
+    echo "|---|---:|---:|"
+    echo "| binary | $(( $(stat -c %s "$BIN") / 1024 / 1024 )) MiB | |"
+    echo "| start to /ready | ${ready_ms} ms | |"
+    echo "| RSS idle | $((idle_rss / 1024)) MiB | $((nginx_idle_rss / 1024)) MiB (master + workers) |"
+    echo "| RSS peak under the log-off matrix | $((loaded_rss / 1024)) MiB | |"
+    echo "| RSS holding $IDLE_CONNS idle TLS keep-alive connections | $((idle_conns_rss / 1024)) MiB ($held held; $(( (idle_conns_rss - before) * 1024 / (held > 0 ? held : 1) )) B each over idle) | $((nginx_idle_conns_rss / 1024)) MiB ($nginx_held held) |"
+    echo
+    echo "coalescing: $coalescing"
+    echo
+    echo "prediction log on: $logged rows in PostgreSQL after its runs"
 } | tee -a "$results"
+echo
+echo "results written to $results"

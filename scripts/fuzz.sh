@@ -5,6 +5,8 @@
 #
 #   scripts/fuzz.sh                   every target, 20 s each
 #   scripts/fuzz.sh cache_key 600     one target, 10 minutes
+#   scripts/fuzz.sh build             only build every target (scripts/test.sh does this in
+#                                     the background while the tests run)
 #
 # Installs cargo-fuzz when it is missing. Without a nightly toolchain, RUSTC_BOOTSTRAP=1
 # lets stable rustc take cargo-fuzz's flags.
@@ -23,6 +25,9 @@ fi
 rustup run nightly rustc --version >/dev/null 2>&1 || export RUSTC_BOOTSTRAP=1
 
 cd fuzz
+if [ "$TARGET" = build ]; then
+    exec cargo fuzz build --sanitizer none
+fi
 targets=()
 if [ "$TARGET" = all ]; then
     mapfile -t targets < <(cargo fuzz list)

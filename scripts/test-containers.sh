@@ -51,7 +51,7 @@ trap cleanup EXIT
 passed=0
 ok() { echo "  ok: $*"; passed=$((passed + 1)); }
 die() { echo "  FAIL: $*" >&2; exit 1; }
-section() { echo "==> containers: $*"; }
+section() { step "containers: $*"; }
 
 # project NAME FILES...: sets P (the project name) and DC (its compose command).
 project() {

@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/common.sh
 source scripts/common.sh
+step "scripts/test.sh on $(nproc) cores"
 
 need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
@@ -29,7 +30,7 @@ if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
 if ! command -v cargo >/dev/null; then
-    echo "==> installing the Rust toolchain (rustup, stable, minimal + rustfmt + clippy)"
+    step "installing the Rust toolchain (rustup, stable, minimal + rustfmt + clippy)"
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
         sh -s -- -y --profile minimal --component rustfmt,clippy
     export PATH="$HOME/.cargo/bin:$PATH"
@@ -40,23 +41,59 @@ for component in rustfmt clippy; do
     fi
 done
 
-echo "==> reference environment (numpy, Pillow, the EfficientNet-Lite0 checkpoint)"
+step "fuzz targets: building in the background, at idle priority, while the checks run"
+# libFuzzer's coverage-instrumented build of the fuzz/ workspace (its own dependencies, and
+# cargo-fuzz itself on a fresh machine) is the largest build here; started first, it takes
+# the CPU the steps below leave idle while they download, wait on servers and build
+# containers. nice/ionice keep it from slowing them.
+mkdir -p target
+nice -n 19 ionice -c 3 scripts/fuzz.sh build >target/fuzz-build.log 2>&1 &
+fuzz_build=$!
+trap 'kill "$fuzz_build" 2>/dev/null || true' EXIT
+
+step "reference environment (numpy, Pillow, the EfficientNet-Lite0 checkpoint)"
 scripts/pyref.sh
-echo "==> the bundled EfficientNet-Lite0 equals a fresh conversion of the checkpoint"
+step "the bundled EfficientNet-Lite0 equals a fresh conversion of the checkpoint"
 target/pyref/bin/python scripts/convert-efficientnet-lite0.py --check
 
-echo "==> cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "==> cargo clippy --all-targets -D warnings"
+step "cargo clippy --all-targets -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
-echo "==> cargo test"
+step "cargo test: building"
+cargo test --locked --all-targets --no-run
+# The gateway image takes the release binary built here (no toolchain inside a build on an
+# engine without a registry); scripts/test-containers.sh skips, loudly, without an engine.
+# It builds while the tests run (they mostly wait on the servers they start), ahead of the
+# fuzz build (nice 19) for the CPU they leave.
+release_build=
+if docker info >/dev/null 2>&1; then
+    step "cargo build --release: in the background while the tests run"
+    nice -n 10 cargo build --release --locked --bin infergate >target/release-build.log 2>&1 &
+    release_build=$!
+    trap 'kill "$fuzz_build" $release_build 2>/dev/null || true' EXIT
+fi
+step "cargo test: running"
 cargo test --locked --all-targets
 cargo test --locked --doc
 
-echo "==> containers: images, compose.yml, compose.prod.yml, monitoring, deploy.sh, Swarm"
-# The gateway image takes the release binary built here (no toolchain inside a build on an
-# engine without a registry); scripts/test-containers.sh skips, loudly, without an engine.
-if docker info >/dev/null 2>&1; then
-    cargo build --release --locked --bin infergate
+if [ -n "$release_build" ]; then
+    step "cargo build --release: waiting for it"
+    if ! wait "$release_build"; then
+        tail -40 target/release-build.log >&2
+        echo "FAIL: the release build failed (log: target/release-build.log)" >&2
+        exit 1
+    fi
 fi
+step "containers: images, compose.yml, compose.prod.yml, monitoring, deploy.sh, Swarm"
 scripts/test-containers.sh
+
+step "fuzz smoke: every libFuzzer target for 20 s from its corpus (scripts/fuzz.sh)"
+# A target that stops building, or crashes at once, fails here; the long runs are by hand.
+if ! wait "$fuzz_build"; then
+    tail -40 target/fuzz-build.log >&2
+    echo "FAIL: the fuzz targets do not build (log: target/fuzz-build.log)" >&2
+    exit 1
+fi
+scripts/fuzz.sh all 20
+step "all checks passed"

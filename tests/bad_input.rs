@@ -327,3 +327,62 @@ fn bad_header_values() {
         assert_eq!(r.status(), 200);
     });
 }
+
+/// Found by the `router` fuzz target (`fuzz/corpus/router/regress-hyper-h1-parse-error-after-
+/// queued-answers`): pipelined requests whose answers back up in the write queue, then bytes
+/// that do not parse. Every answer already owed is delivered in order, then hyper's 400 for
+/// the bad bytes, then the connection closes; the gateway, a debug build here (so hyper's
+/// debug assertions are on), serves the next connection.
+#[test]
+fn pipelined_answers_backed_up_then_a_malformed_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PIPELINED: usize = 40;
+    let gw = Gateway::start(Options::default().tabular_only());
+    let rt = runtime();
+    rt.block_on(async {
+        let mut tls = raw::connect(gw.addr).await;
+        let mut stream = "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n".repeat(PIPELINED);
+        stream.push_str("G\u{1}T / HTTP/1.1\r\nhost: x\r\n\r\n");
+        // Everything is written before a byte is read, so the answers queue up behind the
+        // unread socket.
+        tls.write_all(stream.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut received = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut received))
+            .await
+            .expect("the connection closes once the answers are out")
+            .ok();
+        let statuses = response_statuses(&received);
+        assert_eq!(statuses.len(), PIPELINED + 1, "{statuses:?}");
+        assert!(
+            statuses[..PIPELINED].iter().all(|&s| s == 200),
+            "{statuses:?}"
+        );
+        assert_eq!(statuses[PIPELINED], 400, "{statuses:?}");
+        let health = h1_client().get(gw.url("/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+    });
+}
+
+/// The statuses of the HTTP/1.1 responses back to back in `bytes` (each head, then its
+/// `Content-Length` body), as far as they are whole.
+fn response_statuses(mut bytes: &[u8]) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&bytes[..end]);
+        let Some(status) = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()) else {
+            break;
+        };
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        statuses.push(status);
+        bytes = bytes.get(end + 4 + length..).unwrap_or_default();
+    }
+    statuses
+}

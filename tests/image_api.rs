@@ -18,6 +18,9 @@ use support::{Gateway, Options, h1_client, h2_client, runtime};
 const CAT: &[u8] = include_bytes!("fixtures/images/cat.png");
 const BIKE: &[u8] = include_bytes!("fixtures/images/bike.jpg");
 const FLOWER: &[u8] = include_bytes!("fixtures/images/flower.jpg");
+/// A corrupt JPEG on which zune-jpeg 0.5.15's AVX2 IDCT unwraps a `None` (found by the
+/// `image_upload` fuzz target; `fuzz/corpus/image_upload/regress-zune-jpeg-idct-panic`).
+const IDCT_PANIC: &[u8] = include_bytes!("fixtures/fuzz/zune-jpeg-idct-panic.jpg");
 const MODEL: &str = "efficientnet-lite0";
 const FORWARDS: &str = "infergate_model_forwards_total{model=\"efficientnet-lite0\"}";
 
@@ -431,6 +434,42 @@ fn bad_uploads_get_documented_errors_and_the_server_carries_on() {
         }
     });
     assert!(!gw.logs().contains("panicked"), "no panic: {}", gw.logs());
+}
+
+/// Regression (fuzz crash `image_upload` / zune-jpeg's AVX2 IDCT): a JPEG that makes the
+/// decoder panic is the client's bad input — a 422 over h1 and h2 — and the decode thread
+/// carries on.
+#[test]
+fn a_jpeg_that_panics_the_decoder_gets_422_and_the_server_carries_on() {
+    let gw = Gateway::start(Options::default());
+    let small = thumbnail(image::ImageFormat::Png);
+    runtime().block_on(async {
+        for client in [h1_client(), h2_client()] {
+            for _ in 0..3 {
+                let (status, _, body) = raw(&gw, &client, IDCT_PANIC, "image/jpeg", "").await;
+                // Where the AVX2 path runs, the decoder panics; elsewhere it may decode or
+                // refuse it, but never fail the server.
+                if std::is_x86_feature_detected!("avx2") {
+                    assert_eq!(
+                        (status, body["error"]["code"].as_str()),
+                        (422, Some("invalid_image")),
+                        "{body}"
+                    );
+                } else {
+                    assert!(status == 200 || status == 422, "{status}: {body}");
+                }
+                let (status, _, ok) = upload(&gw, &client, &small, "").await;
+                assert_eq!(status, 200, "after the panicking JPEG: {ok}");
+            }
+        }
+    });
+    if std::is_x86_feature_detected!("avx2") {
+        assert!(
+            gw.logs().contains("image decoder panicked"),
+            "the panic was caught and logged: {}",
+            gw.logs()
+        );
+    }
 }
 
 /// `count` distinct small PNGs cut from the cat photo.

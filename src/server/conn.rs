@@ -182,7 +182,11 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked::new(stream, Rc::clone(&activity)));
+    let tracked = Tracked::new(stream, Rc::clone(&activity));
+    let io = TokioIo::new(match proto {
+        Proto::H1 => tracked,
+        Proto::H2 => tracked.without_vectored_writes(),
+    });
     let service = GatewayService::new(
         Arc::clone(&settings.gateway),
         Rc::clone(&activity),

@@ -77,12 +77,29 @@ impl Drop for InFlight {
 pub struct Tracked<IO> {
     inner: IO,
     activity: Rc<Activity>,
+    vectored: bool,
 }
 
 impl<IO> Tracked<IO> {
     /// Wraps `inner`, reporting to `activity`.
     pub fn new(inner: IO, activity: Rc<Activity>) -> Self {
-        Self { inner, activity }
+        Self {
+            inner,
+            activity,
+            vectored: true,
+        }
+    }
+
+    /// Says vectored writes are not supported, whatever `inner` does.
+    ///
+    /// For HTTP/2: given vectored writes, the `h2` crate chains every DATA payload over
+    /// 256 bytes instead of copying it, and writes (one TLS record, one `writev`) before it
+    /// can queue the next frame — one syscall per answer of a typical `/predict` size. Told
+    /// otherwise, it copies payloads up to 1 KiB into its buffer, and the answers of all the
+    /// streams ready at once leave in one write.
+    pub fn without_vectored_writes(mut self) -> Self {
+        self.vectored = false;
+        self
     }
 }
 
@@ -127,7 +144,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.vectored && self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -141,7 +158,135 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty, Full};
+    use hyper::server::conn::http2;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+
     use super::*;
+    use crate::server::conn::LocalExec;
+
+    /// A stream that says it does vectored writes (as TLS does) and counts the writes made.
+    struct CountingWrites<S> {
+        inner: S,
+        writes: Rc<Cell<usize>>,
+    }
+
+    impl<S: AsyncRead + Unpin> AsyncRead for CountingWrites<S> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl<S: AsyncWrite + Unpin> AsyncWrite for CountingWrites<S> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.writes.set(self.writes.get() + 1);
+            Pin::new(&mut self.inner).poll_write(cx, data)
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            self.writes.set(self.writes.get() + 1);
+            Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Serves `answers` concurrent HTTP/2 requests, each answered with a `/predict`-sized
+    /// body, and returns how many writes the server made.
+    async fn server_writes(answers: usize, vectored: bool) -> usize {
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let writes = Rc::new(Cell::new(0));
+        let counted = CountingWrites {
+            inner: server_io,
+            writes: Rc::clone(&writes),
+        };
+        let tracked = Tracked::new(counted, Activity::new());
+        let tracked = if vectored {
+            tracked
+        } else {
+            tracked.without_vectored_writes()
+        };
+        let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![b'x'; 400]))))
+        });
+        let server =
+            http2::Builder::new(LocalExec).serve_connection(TokioIo::new(tracked), service);
+        tokio::task::spawn_local(server);
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(LocalExec, TokioIo::new(client_io))
+                .await
+                .unwrap();
+        tokio::task::spawn_local(connection);
+        let before = writes.get();
+        let requests = (0..answers).map(|_| {
+            let mut sender = sender.clone();
+            async move {
+                let req = Request::get("http://x/")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let response = sender.send_request(req).await.unwrap();
+                response
+                    .into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes()
+                    .len()
+            }
+        });
+        let sizes = futures_util::future::join_all(requests).await;
+        assert!(sizes.iter().all(|&n| n == 400));
+        writes.get() - before
+    }
+
+    #[tokio::test]
+    async fn http2_answers_ready_together_leave_together_without_vectored_writes() {
+        let local = tokio::task::LocalSet::new();
+        let (vectored, copied) = local
+            .run_until(async {
+                (
+                    server_writes(20, true).await,
+                    server_writes(20, false).await,
+                )
+            })
+            .await;
+        // Told "vectored", h2 chains each 400-byte DATA payload and writes before queuing
+        // the next frame: a write per answer at least.
+        assert!(vectored >= 20, "vectored: {vectored} writes for 20 answers");
+        // Told otherwise, it copies them into one buffer: a few writes for all twenty.
+        assert!(
+            copied * 4 <= vectored,
+            "copied: {copied} writes, vectored: {vectored}"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn idle_waits_for_in_flight_requests() {

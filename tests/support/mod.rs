@@ -110,10 +110,21 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_infergate")
 }
 
-/// A loopback port free right now (bound and released; a tiny race is accepted).
+/// A loopback port free right now (bound and released), never one this test process has
+/// handed out before: the kernel may give a just-released port to the next `bind(0)`, and
+/// two tests running side by side on one port (every gateway sets `SO_REUSEPORT`) would
+/// each see the other's listener.
 pub fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("local addr")
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 impl Gateway {

@@ -1,0 +1,275 @@
+//! Everything below the listener, built from a validated `Config`: the models, compute
+//! threads, batcher, caches and prediction log, wired into one [`Gateway`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::{AppError, db_config};
+use crate::batch::{BatchConfig, Batcher};
+use crate::cache::l1::{L1, L1Config};
+use crate::cache::l2::{L2, L2Config};
+use crate::config::Config;
+use crate::imaging::decode::DecodeLimits;
+use crate::imaging::{Imaging, ImagingConfig};
+use crate::infer::image::{ImageModel, ImageModelOptions};
+use crate::infer::manifest::InputKind;
+use crate::infer::model::{Model, ModelError};
+use crate::infer::tabular::TabularModel;
+use crate::infer::worker::PoolConfig;
+use crate::infer::{Infer, InferError, demo};
+use crate::predict::{PredictConfig, Predictor, PredictorParts};
+use crate::prediction_log::writer::WriterConfig;
+use crate::prediction_log::{LogConfig, PredictionLog, RetentionConfig};
+use crate::shutdown::Shutdown;
+use crate::state::{Gateway, GatewayParts, Limits};
+use crate::stats::Stats;
+
+/// The gateway state and the metrics handle, built from a validated `Config`: models
+/// loaded, compute threads, batcher, caches and the prediction log started; nothing
+/// listening yet and not warm (see [`warm_up`]). Installs the process-wide metrics recorder,
+/// so it runs once per process.
+pub struct Assembled {
+    /// The state every request sees.
+    pub gateway: Arc<Gateway>,
+    /// Renders `/metrics`; the control loop runs its upkeep.
+    pub metrics: PrometheusHandle,
+}
+
+/// Builds everything below the listener (see [`Assembled`]).
+pub fn assemble(config: &Config) -> Result<Assembled, AppError> {
+    let backend = crate::server::backend_name(config.server.io);
+    let metrics = crate::metrics::install(backend)?;
+    let models = load_models(config)?;
+    let compute_threads = config.compute.resolved_threads();
+    let imaging = start_imaging(config, &models, compute_threads)?;
+    let infer = Arc::new(Infer::start(
+        models,
+        &PoolConfig {
+            threads: compute_threads,
+            queue_capacity: config.compute.queue_capacity,
+        },
+    )?);
+    let stats = Arc::new(Stats::new());
+    let shutdown = Shutdown::new();
+    let batcher = Batcher::start(
+        Arc::clone(&infer),
+        Arc::clone(&stats),
+        BatchConfig {
+            max_size: config.batch.max_size,
+            max_wait: Duration::from_millis(config.batch.max_wait_ms),
+            max_in_flight: compute_threads,
+            queue_capacity: config.batch.queue_capacity,
+        },
+    )
+    .map_err(InferError::Spawn)?;
+    let l1 = config.cache.enabled.then(|| {
+        L1::new(&L1Config {
+            max_entries: config.cache.l1.max_entries,
+            max_bytes: config.cache.l1.max_bytes,
+            ttl: config.cache.ttl(),
+            shards: config.cache.l1.shards,
+        })
+    });
+    let l2 = match (config.cache.enabled, config.redis.connection_url()) {
+        (true, Some(url)) => Some(L2::start(L2Config {
+            url,
+            pool_size: config.redis.pool_size,
+            connect_timeout: Duration::from_millis(config.redis.connect_timeout_ms),
+            op_timeout: Duration::from_millis(config.redis.timeout_ms),
+            ttl: config.cache.ttl(),
+            breaker_threshold: config.redis.breaker_threshold,
+            breaker_cooldown: Duration::from_millis(config.redis.breaker_cooldown_ms),
+            health_interval: Duration::from_millis(config.redis.health_interval_ms),
+        })?),
+        _ => None,
+    };
+    let log = match log_config(config) {
+        Some(cfg) => {
+            let log = PredictionLog::start(cfg)?;
+            tracing::info!(
+                spool_dir = %config.prediction_log.spool_dir.display(),
+                "prediction log on: rows go to PostgreSQL (spooled to disk while it is away)"
+            );
+            Some(log)
+        }
+        None => {
+            tracing::info!("prediction log off: no database.url configured");
+            None
+        }
+    };
+    let cache_mode = match (&l1, &l2) {
+        (Some(_), Some(_)) => "l1+l2",
+        (Some(_), None) => "l1",
+        _ => "disabled",
+    };
+    let predictor = Predictor::new(
+        PredictorParts {
+            infer: Arc::clone(&infer),
+            batcher,
+            l1,
+            l2,
+            stats: Arc::clone(&stats),
+            log: log.clone(),
+            imaging,
+        },
+        PredictConfig {
+            deadline: config.server.request_timeout(),
+            coalesce: config.coalesce.enabled,
+            log_client_addr: config.prediction_log.log_client_addr,
+        },
+    );
+    let gateway = Arc::new(Gateway::new(GatewayParts {
+        predictor,
+        infer: Arc::clone(&infer),
+        stats,
+        shutdown: Arc::clone(&shutdown),
+        metrics: metrics.clone(),
+        limits: Limits {
+            max_body_bytes: config.server.max_body_bytes,
+            body_timeout: config.server.request_timeout(),
+        },
+        io_backend: backend,
+        cache_mode,
+        ready_require: config.ready.require.clone(),
+    }));
+    Ok(Assembled { gateway, metrics })
+}
+
+fn log_config(config: &Config) -> Option<LogConfig> {
+    let p = &config.prediction_log;
+    Some(LogConfig {
+        db: db_config(config)?,
+        writer: WriterConfig {
+            batch_rows: p.batch_rows,
+            flush_interval: Duration::from_millis(p.flush_interval_ms),
+            write_timeout: Duration::from_millis(p.write_timeout_ms),
+            retry_initial: Duration::from_millis(p.retry_initial_ms),
+            retry_max: Duration::from_millis(p.retry_max_ms),
+            migrate: config.database.migrate_on_start,
+        },
+        queue_capacity: p.queue_capacity,
+        spool_dir: p.spool_dir.clone(),
+        spool_max_bytes: p.spool_max_bytes,
+        stats_cache: Duration::from_millis(p.stats_cache_ms),
+        retention: (p.retention_days > 0).then(|| RetentionConfig {
+            max_age: Duration::from_secs(u64::from(p.retention_days) * 86_400),
+            interval: Duration::from_secs(p.retention_interval_s),
+            batch_rows: i64::from(p.retention_batch_rows),
+        }),
+    })
+}
+
+/// The tabular model first (the `/health` default), then the image models: the configured
+/// ones, then the bundled one; `image.default_model` goes first among them.
+fn load_models(config: &Config) -> Result<Vec<Arc<dyn Model>>, ModelError> {
+    let mut models: Vec<Arc<dyn Model>> = vec![Arc::new(load_tabular(config)?)];
+    let opts = ImageModelOptions {
+        device: image_device(),
+        max_batch: config.image.max_batch_size,
+    };
+    let mut images: Vec<Arc<dyn Model>> = Vec::new();
+    for m in &config.image.models {
+        images.push(Arc::new(ImageModel::from_files(
+            &m.path,
+            &m.manifest(),
+            &opts,
+        )?));
+    }
+    if config.image.bundled {
+        images.push(Arc::new(demo::efficientnet_lite0::load(&opts)?));
+    }
+    if let Some(name) = &config.image.default_model {
+        let at = images
+            .iter()
+            .position(|m| &m.info().name == name)
+            .ok_or_else(|| {
+                ModelError::Load(format!(
+                    "image.default_model {name:?} is not a loaded model"
+                ))
+            })?;
+        let default = images.remove(at);
+        images.insert(0, default);
+    }
+    for model in images {
+        let info = model.info();
+        if models.iter().any(|m| m.info().name == info.name) {
+            return Err(ModelError::Load(format!(
+                "two models are called {:?}; model names must be unique",
+                info.name
+            )));
+        }
+        tracing::info!(
+            model = %info.name,
+            version = %info.version,
+            classes = info.labels.len(),
+            device = ?opts.device,
+            max_batch = info.max_batch,
+            "image model loaded"
+        );
+        models.push(model);
+    }
+    Ok(models)
+}
+
+fn load_tabular(config: &Config) -> Result<TabularModel, ModelError> {
+    let model = match &config.model.path {
+        Some(weights) => {
+            let manifest = config
+                .model
+                .manifest_path
+                .clone()
+                .unwrap_or_else(|| weights.with_file_name("manifest.json"));
+            TabularModel::from_files(weights, &manifest)?
+        }
+        None => demo::load()?,
+    };
+    let m = model.manifest();
+    tracing::info!(
+        model = %m.name,
+        version = %m.version,
+        features = m.n_features(),
+        classes = m.labels.len(),
+        bundled = config.model.path.is_none(),
+        "model loaded"
+    );
+    Ok(model)
+}
+
+/// Where image models run: the first GPU with the `cuda` feature (the CPU, with a warning,
+/// when none answers), else the CPU.
+fn image_device() -> candle_core::Device {
+    #[cfg(feature = "cuda")]
+    match candle_core::Device::new_cuda(0) {
+        Ok(device) => return device,
+        Err(e) => tracing::warn!(error = %e, "no CUDA device: image models run on the CPU"),
+    }
+    candle_core::Device::Cpu
+}
+
+/// The decode threads, when an image model is loaded.
+fn start_imaging(
+    config: &Config,
+    models: &[Arc<dyn Model>],
+    compute_threads: usize,
+) -> Result<Option<Imaging>, InferError> {
+    if !models.iter().any(|m| m.info().kind() == InputKind::Image) {
+        return Ok(None);
+    }
+    let c = &config.image;
+    let imaging = Imaging::start(&ImagingConfig {
+        limits: DecodeLimits {
+            max_dimension: c.max_dimension,
+            max_pixels: c.max_pixels,
+            max_alloc: c.max_decode_bytes,
+        },
+        threads: match c.decode_threads {
+            0 => compute_threads,
+            n => n,
+        },
+        queue_capacity: c.queue_capacity,
+    })
+    .map_err(InferError::Spawn)?;
+    Ok(Some(imaging))
+}
