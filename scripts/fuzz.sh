@@ -12,6 +12,8 @@
 # lets stable rustc take cargo-fuzz's flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 
 TARGET=${1:-all}
 SECONDS_EACH=${2:-20}
@@ -19,14 +21,23 @@ if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "==> installing cargo-fuzz"
+    step "installing cargo-fuzz"
     cargo install --locked cargo-fuzz
 fi
 rustup run nightly rustc --version >/dev/null 2>&1 || export RUSTC_BOOTSTRAP=1
+# cargo-fuzz builds with full DWARF (profile.release.debug=true) and one codegen unit per
+# crate. The codegen unit it needs (sancov's counters otherwise block inlining across
+# units); the DWARF it does not: libFuzzer's stack traces need only line tables, and full
+# debug info for every optimised dependency costs build time and gigabytes of disk. Flags
+# given in RUSTFLAGS come after cargo's own, so this one wins.
+export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Cdebuginfo=line-tables-only"
 
 cd fuzz
 if [ "$TARGET" = build ]; then
-    exec cargo fuzz build --sanitizer none
+    step "fuzz: building every target"
+    cargo fuzz build --sanitizer none
+    step "fuzz: built"
+    exit 0
 fi
 targets=()
 if [ "$TARGET" = all ]; then
@@ -38,7 +49,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
-    echo "==> fuzz: $t for ${SECONDS_EACH}s"
+    step "fuzz: $t for ${SECONDS_EACH}s"
     # Image decoding may legitimately take a few hundred MB on a large upload.
     if ! cargo fuzz run "$t" "corpus/$t" --sanitizer none -- \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
