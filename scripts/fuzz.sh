@@ -22,15 +22,9 @@ if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     step "installing cargo-fuzz"
-    cargo install --locked cargo-fuzz
+    cargo install --locked --version 0.13.2 cargo-fuzz
 fi
 rustup run nightly rustc --version >/dev/null 2>&1 || export RUSTC_BOOTSTRAP=1
-# cargo-fuzz builds with full DWARF (profile.release.debug=true) and one codegen unit per
-# crate. The codegen unit it needs (sancov's counters otherwise block inlining across
-# units); the DWARF it does not: libFuzzer's stack traces need only line tables, and full
-# debug info for every optimised dependency costs build time and gigabytes of disk. Flags
-# given in RUSTFLAGS come after cargo's own, so this one wins.
-export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Cdebuginfo=line-tables-only"
 
 cd fuzz
 if [ "$TARGET" = build ]; then

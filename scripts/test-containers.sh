@@ -9,7 +9,8 @@
 # removes its containers, networks and volumes on exit, pass or fail (the swarm part also
 # leaves the swarm it made and restores the sysctl it set). Without a Docker engine it
 # skips, loudly. Images come from scripts/images.sh (local base, Redis, PostgreSQL,
-# Prometheus; the gateway from target/release/infergate).
+# Prometheus; the gateway from $GATEWAY_BIN: target/release/infergate by default,
+# the tests' own dev build when scripts/test.sh runs this).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/common.sh
