@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh cache_key 600     one target, 10 minutes
 #   scripts/fuzz.sh build             only build every target (scripts/test.sh does this in
 #                                     the background while the tests run)
+#   FUZZ_BUILD=smoke scripts/fuzz.sh  the cheaper build CI's smoke uses (see below)
 #
 # Installs cargo-fuzz when it is missing. Without a nightly toolchain, RUSTC_BOOTSTRAP=1
 # lets stable rustc take cargo-fuzz's flags.
@@ -25,6 +26,15 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked --version 0.13.2 cargo-fuzz
 fi
 rustup run nightly rustc --version >/dev/null 2>&1 || export RUSTC_BOOTSTRAP=1
+# FUZZ_BUILD=smoke (scripts/test.sh, for CI's 20 s per target): cargo-fuzz's build gives
+# every crate one codegen unit at opt-level 3, which the long runs want (sancov's counters
+# block inlining across units) but which makes candle, image and our own crate each a
+# minutes-long single-threaded step at the end of a cold CI run. The smoke only has to show
+# that each target builds and survives its corpus. Flags in RUSTFLAGS come after
+# cargo-fuzz's, so these win; a long run without FUZZ_BUILD builds as cargo-fuzz does.
+if [ "${FUZZ_BUILD:-}" = smoke ]; then
+    export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Copt-level=1 -Ccodegen-units=16"
+fi
 
 cd fuzz
 if [ "$TARGET" = build ]; then

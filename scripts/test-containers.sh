@@ -9,8 +9,7 @@
 # removes its containers, networks and volumes on exit, pass or fail (the swarm part also
 # leaves the swarm it made and restores the sysctl it set). Without a Docker engine it
 # skips, loudly. Images come from scripts/images.sh (local base, Redis, PostgreSQL,
-# Prometheus; the gateway from $GATEWAY_BIN: target/release/infergate by default,
-# the tests' own dev build when scripts/test.sh runs this).
+# Prometheus; the gateway from $GATEWAY_BIN, target/release/infergate by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/common.sh
@@ -51,7 +50,10 @@ trap cleanup EXIT
 
 passed=0
 ok() { echo "  ok: $*"; passed=$((passed + 1)); }
-die() { echo "  FAIL: $*" >&2; exit 1; }
+# fd 3 is this script's own stderr: a failure inside a step whose output goes to a log
+# (under_load ... >"$work/swarm.log") still says what failed.
+exec 3>&2
+die() { echo "  FAIL: $*" >&3; exit 1; }
 section() { step "containers: $*"; }
 
 # project NAME FILES...: sets P (the project name) and DC (its compose command).
@@ -321,7 +323,7 @@ load_stop() { # NAME: stops the load (sets REQUESTS), fails on any error or non-
     summary=$(cat "$work/wrk-$name.txt")
     requests=$(awk '/requests in/ { print $1 }' <<<"$summary")
     if grep -qE 'Socket errors|Non-2xx' <<<"$summary" || [ -z "$requests" ] || ((requests == 0)); then
-        echo "$summary" >&2
+        echo "$summary" >&3
         die "load '$name': requests failed during the rollout"
     fi
     REQUESTS=$requests

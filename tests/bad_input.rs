@@ -352,7 +352,7 @@ fn pipelined_answers_backed_up_then_a_malformed_request() {
             .await
             .expect("the connection closes once the answers are out")
             .ok();
-        let statuses = response_statuses(&received);
+        let statuses = raw::response_statuses(&received);
         assert_eq!(statuses.len(), PIPELINED + 1, "{statuses:?}");
         assert!(
             statuses[..PIPELINED].iter().all(|&s| s == 200),
@@ -362,27 +362,4 @@ fn pipelined_answers_backed_up_then_a_malformed_request() {
         let health = h1_client().get(gw.url("/health")).send().await.unwrap();
         assert_eq!(health.status(), 200);
     });
-}
-
-/// The statuses of the HTTP/1.1 responses back to back in `bytes` (each head, then its
-/// `Content-Length` body), as far as they are whole.
-fn response_statuses(mut bytes: &[u8]) -> Vec<u16> {
-    let mut statuses = Vec::new();
-    while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
-        let head = String::from_utf8_lossy(&bytes[..end]);
-        let Some(status) = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()) else {
-            break;
-        };
-        let length = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
-        statuses.push(status);
-        bytes = bytes.get(end + 4 + length..).unwrap_or_default();
-    }
-    statuses
 }

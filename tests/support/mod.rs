@@ -471,15 +471,35 @@ pub mod raw {
         let Some((head, body)) = text.split_once("\r\n\r\n") else {
             return false;
         };
-        let len = head
-            .lines()
+        body.len() >= content_length(head)
+    }
+
+    /// A response head's `Content-Length` (0 when it has none).
+    fn content_length(head: &str) -> usize {
+        head.lines()
             .find_map(|l| {
                 let (k, v) = l.split_once(':')?;
                 k.eq_ignore_ascii_case("content-length")
                     .then(|| v.trim().parse::<usize>().ok())?
             })
-            .unwrap_or(0);
-        body.len() >= len
+            .unwrap_or(0)
+    }
+
+    /// The statuses of the HTTP/1.1 responses back to back in `bytes` (each head, then its
+    /// `Content-Length` body), as far as they are whole.
+    pub fn response_statuses(mut bytes: &[u8]) -> Vec<u16> {
+        let mut statuses = Vec::new();
+        while let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&bytes[..end]);
+            let Some(status) = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()) else {
+                break;
+            };
+            statuses.push(status);
+            bytes = bytes
+                .get(end + 4 + content_length(&head)..)
+                .unwrap_or_default();
+        }
+        statuses
     }
 
     fn parse_response(buf: &[u8]) -> Option<(u16, String)> {
