@@ -73,13 +73,7 @@ build_gateway() {
     # The Dockerfile's `host` builder copies prebuilt/infergate instead of compiling:
     # no Rust toolchain can be fetched inside a build here.
     mkdir -p prebuilt
-    # A dev build (scripts/test.sh hands over the tests' binary) carries its debug info; the
-    # image does not need it. A release binary has none to drop.
-    if command -v objcopy >/dev/null; then
-        objcopy --strip-debug "$GATEWAY_BIN" prebuilt/infergate
-    else
-        cp "$GATEWAY_BIN" prebuilt/infergate
-    fi
+    cp "$GATEWAY_BIN" prebuilt/infergate
     echo "==> $GATEWAY_IMAGE: docker build (BUILDER=host, from $BASE_IMAGE)"
     docker build -q --build-arg BUILDER=host --build-arg "BUILDER_IMAGE=$BASE_IMAGE" \
         -t "$GATEWAY_IMAGE" . >/dev/null
