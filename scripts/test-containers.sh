@@ -181,7 +181,30 @@ test_stack() {
     [ "$got" = "200 hit-l2" ] || { "${DC[@]}" logs --tail 30 gateway; die "after a restart: $got, not hit-l2"; }
     [ "$(predict_image "$HTTPS_PORT" tests/fixtures/images/bike.jpg)" = "200 hit-l2" ] || die "image after restart"
     ok "after a gateway restart: hit-l2 (tabular and image)"
+
+    # Docker's default seccomp profile refuses io_uring: `auto` serves on epoll, says why once.
+    local gw backend warns
+    gw=$(container gateway)
+    backend=$(io_backend "$HTTPS_PORT")
+    [ "$backend" = epoll ] || die "under Docker's default seccomp profile: io_backend '$backend', not epoll"
+    warns=$(docker logs "$gw" 2>&1 | grep -c 'serving on epoll, because io_uring_setup failed with EPERM' || true)
+    [ "$warns" = 1 ] || { docker logs "$gw" 2>&1 | tail -20; die "$warns fallback WARN lines, not 1"; }
+    ok "Docker's default seccomp profile: server.io = auto serves on epoll, one WARN naming EPERM"
+    # compose.uring.yml: the shipped profile (Docker's policy + the io_uring syscalls).
+    "${DC[@]}" -f compose.uring.yml config -q
+    "${DC[@]}" -f compose.uring.yml up -d gateway >/dev/null 2>&1 ||
+        { "${DC[@]}" -f compose.uring.yml up -d gateway; die "compose up with compose.uring.yml"; }
+    wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
+    backend=$(io_backend "$HTTPS_PORT")
+    [ "$backend" = uring ] || { docker logs "$(container gateway)" 2>&1 | tail -20; die "with config/seccomp/io_uring.json: io_backend '$backend', not uring"; }
+    [ "$(predict_json "$HTTPS_PORT" "$body")" = "200 hit-l2" ] || die "predict on io_uring"
+    [ "$(predict_image "$HTTPS_PORT" tests/fixtures/images/bike.jpg)" = "200 hit-l2" ] || die "image predict on io_uring"
+    ok "compose.uring.yml (config/seccomp/io_uring.json): serves on io_uring, tabular and image"
     "${DC[@]}" down -v -t 5 >/dev/null 2>&1
+}
+
+io_backend() { # PORT -> the io_backend /stats reports
+    curl -ks "https://127.0.0.1:$1/stats" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("io_backend", "?"))'
 }
 
 # ---- prod: secrets, hardening, the internal network -----------------------------------------------

@@ -22,6 +22,7 @@ use crate::infer::model::{Batch, ModelError};
 use crate::prediction_log::LogError;
 use crate::prediction_log::db::DbConfig;
 use crate::server::activation::Handover;
+use crate::server::backend::{self, UringRefused};
 use crate::server::check_socket::{self, CheckSocket, CheckSocketError};
 use crate::server::conn::ConnSettings;
 use crate::server::tls::{self, CertSource, TlsError};
@@ -57,6 +58,9 @@ pub enum AppError {
     /// The listeners or I/O threads could not start.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// `server.io = "uring"` where io_uring is refused (a configuration error: exit 2).
+    #[error(transparent)]
+    UringRefused(#[from] UringRefused),
     /// The check socket could not be set up.
     #[error(transparent)]
     CheckSocket(#[from] CheckSocketError),
@@ -79,7 +83,9 @@ pub fn serve(config: &Config, handover: Handover) -> Result<(), AppError> {
         let _context = runtime.enter();
         Signals::install().map_err(AppError::Runtime)?
     };
-    let Assembled { gateway, metrics } = assemble(config)?;
+    // Before anything else starts: `auto` may fall back, `uring` may refuse to start.
+    let backend = backend::choose(config.server.io)?;
+    let Assembled { gateway, metrics } = assemble(config, backend)?;
     let tls = if config.tls.enabled {
         let (server_config, source) = tls::server_config(&config.tls)?;
         if source == CertSource::SelfSignedDev {
@@ -140,7 +146,7 @@ pub fn serve(config: &Config, handover: Handover) -> Result<(), AppError> {
             threads: io_threads,
             backlog: config.server.backlog,
             max_connections: config.server.max_connections,
-            backend: config.server.io,
+            backend,
         },
         source,
         settings,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{FlagOverrides, LoadOptions, LogFormat};
+use crate::config::{FlagOverrides, IoBackend, LoadOptions, LogFormat};
 
 /// infergate: an HTTPS inference gateway in one process.
 ///
@@ -102,6 +102,10 @@ pub struct GlobalArgs {
     /// I/O threads, one listener each [config: server.io_threads; default 0 = one per core].
     #[arg(long, global = true, value_name = "N")]
     pub io_threads: Option<usize>,
+    /// I/O backend: auto (io_uring where allowed, else epoll), uring, epoll [config:
+    /// server.io; default auto].
+    #[arg(long, global = true, value_enum)]
+    pub io: Option<IoBackend>,
     /// Compute threads running models [config: compute.threads; default 0 = half the cores].
     #[arg(long, global = true, value_name = "N")]
     pub compute_threads: Option<usize>,
@@ -128,6 +132,7 @@ impl GlobalArgs {
             flags: FlagOverrides {
                 listen: self.listen,
                 io_threads: self.io_threads,
+                io: self.io,
                 compute_threads: self.compute_threads,
                 log_format: self.log_format,
                 standby: self.standby.then_some(true),

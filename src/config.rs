@@ -61,9 +61,15 @@ pub struct Config {
 }
 
 /// Which I/O backend serves connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum IoBackend {
+    /// io_uring where the kernel and the sandbox allow it (probed once at start), else
+    /// epoll with one WARN saying why.
+    Auto,
+    /// io_uring (tokio-uring): one ring and runtime per I/O thread; refusing to start
+    /// (exit 2) where io_uring is refused.
+    Uring,
     /// Plain tokio (epoll): one current-thread runtime per I/O thread.
     Epoll,
 }
@@ -76,7 +82,7 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// I/O threads, each with its own SO_REUSEPORT listener; 0 = one per available core.
     pub io_threads: usize,
-    /// I/O backend.
+    /// I/O backend: `auto` (io_uring, else epoll), `uring` or `epoll`.
     pub io: IoBackend,
     /// Open connections allowed across all I/O threads; more are closed at accept.
     pub max_connections: usize,
@@ -109,7 +115,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             io_threads: 0,
-            io: IoBackend::Epoll,
+            io: IoBackend::Auto,
             max_connections: 10_000,
             backlog: 1024,
             tls_handshake_timeout_ms: 10_000,

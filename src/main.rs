@@ -2,8 +2,8 @@
 //!
 //! Exit codes: 0 success (also after an idle exit); 1 runtime failure (bind, TLS, model,
 //! an unusable socket handed over by socket activation) or failed healthcheck;
-//! 2 invalid configuration (reported before anything binds); 130 a second signal while
-//! draining.
+//! 2 invalid configuration (reported before anything binds), or `server.io = "uring"` where
+//! io_uring is refused; 130 a second signal while draining.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -48,6 +48,10 @@ fn main() -> ExitCode {
         Command::Serve | Command::Healthcheck { .. } | Command::HoldNetns => {
             match serve(&loaded.config) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) if is_config_refusal(&e) => {
+                    eprintln!("infergate: {e:#}");
+                    ExitCode::from(2)
+                }
                 Err(e) => {
                     eprintln!("infergate: {e:#}");
                     ExitCode::FAILURE
@@ -55,6 +59,15 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A failure that a configuration change fixes, found only at start (exit 2, as for an
+/// invalid file): `server.io = "uring"` where io_uring is refused.
+fn is_config_refusal(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<infergate::app::AppError>(),
+        Some(infergate::app::AppError::UringRefused(_))
+    )
 }
 
 fn migrate(config: &Config) -> ExitCode {

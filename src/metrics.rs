@@ -51,6 +51,9 @@ pub const LOG_SPOOL_TORN_TOTAL: &str = "infergate_log_spool_torn_total";
 pub const IMAGE_PREPARE_DURATION: &str = "infergate_image_prepare_duration_seconds";
 /// Constant 1, labelled with the version and the I/O backend.
 pub const BUILD_INFO: &str = "infergate_build_info";
+/// 1 for the I/O backend serving connections (`backend` = `uring` or `epoll`), 0 for the
+/// other: an `auto` that fell back to epoll shows here.
+pub const IO_BACKEND: &str = "infergate_io_backend";
 /// TLS warnings triggered by clients (an IP address as SNI, …): counted, not logged each.
 pub const TLS_CLIENT_WARNINGS_TOTAL: &str = "infergate_tls_client_warnings_total";
 
@@ -91,6 +94,9 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
         .install_recorder()?;
     describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "io_backend" => io_backend).set(1.0);
+    for backend in ["uring", "epoll"] {
+        gauge!(IO_BACKEND, "backend" => backend).set(if backend == io_backend { 1.0 } else { 0.0 });
+    }
     gauge!(CONNECTIONS_ACTIVE).set(0.0);
     gauge!(INFERENCE_QUEUE_DEPTH).set(0.0);
     export_rare_at_zero();
@@ -198,5 +204,9 @@ fn describe() {
     describe_gauge!(
         BUILD_INFO,
         "Constant 1, labelled with version and I/O backend."
+    );
+    describe_gauge!(
+        IO_BACKEND,
+        "1 for the I/O backend serving connections (uring or epoll), 0 for the other."
     );
 }

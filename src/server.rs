@@ -1,16 +1,21 @@
 //! Serving connections: listening sockets, one I/O thread per core, TLS, hyper.
 //!
-//! The I/O backend is a seam: `epoll` (plain tokio) today; an io_uring backend slots in
-//! beside it and reuses `listener`, `tls` and `conn` unchanged. The check socket
-//! (`check_socket`) serves the same routes over a Unix-domain socket on its own thread.
+//! The I/O backend is a seam: `uring` (io_uring through tokio-uring) or `epoll` (plain
+//! tokio), chosen once at start (`backend`). Each supplies a runtime per I/O thread and a
+//! way to accept; `accept`, `listener`, `tls` and `conn` are the same code for both. The
+//! check socket (`check_socket`) serves the same routes over a Unix-domain socket on its
+//! own thread.
 
+pub mod accept;
 pub mod activation;
+pub mod backend;
 pub mod check_socket;
 pub mod conn;
 pub mod epoll;
 pub mod idle;
 pub mod listener;
 pub mod tls;
+pub mod uring;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::Semaphore;
 
-use crate::config::IoBackend;
+use crate::server::backend::Backend;
 use crate::server::conn::ConnSettings;
 use crate::server::listener::BindError;
 
@@ -61,8 +66,8 @@ pub struct ListenConfig {
     pub backlog: u32,
     /// Open connections allowed across all threads.
     pub max_connections: usize,
-    /// Which I/O backend serves connections.
-    pub backend: IoBackend,
+    /// Which I/O backend serves connections (see [`backend::choose`]).
+    pub backend: Backend,
 }
 
 /// The running I/O threads.
@@ -76,13 +81,6 @@ impl Running {
     /// Whether every I/O thread has finished.
     pub fn is_finished(&self) -> bool {
         self.threads.iter().all(JoinHandle::is_finished)
-    }
-}
-
-/// The name of a backend, as `/stats` and metrics show it.
-pub fn backend_name(backend: IoBackend) -> &'static str {
-    match backend {
-        IoBackend::Epoll => "epoll",
     }
 }
 
@@ -116,7 +114,8 @@ pub fn start(
             .name(format!("infergate-io-{i}"))
             .spawn(move || {
                 let result = match backend {
-                    IoBackend::Epoll => epoll::run_thread(listener, settings, permits),
+                    Backend::Epoll => epoll::run_thread(listener, settings, permits),
+                    Backend::Uring => uring::run_thread(listener, settings, permits),
                 };
                 if let Err(e) = result {
                     tracing::error!(error = %e, "I/O thread stopped");

@@ -28,6 +28,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use infergate::config::{self, LoadOptions};
 use infergate::http::GatewayService;
+use infergate::server::backend::Backend;
 use infergate::server::conn::LocalExec;
 use infergate::server::idle::Activity;
 use infergate::state::Gateway;
@@ -63,7 +64,9 @@ fn world() -> &'static World {
             ..LoadOptions::default()
         })
         .expect("the default configuration loads");
-        let assembled = infergate::app::assemble(&loaded.config).expect("the gateway assembles");
+        // The router is the same whatever the backend; the fuzzer drives it over a duplex.
+        let assembled = infergate::app::assemble(&loaded.config, Backend::Epoll)
+            .expect("the gateway assembles");
         let gateway = assembled.gateway;
         runtime
             .block_on(infergate::app::warm_up(&gateway))

@@ -22,6 +22,7 @@ use crate::infer::{Infer, InferError, demo};
 use crate::predict::{PredictConfig, Predictor, PredictorParts};
 use crate::prediction_log::writer::WriterConfig;
 use crate::prediction_log::{LogConfig, PredictionLog, RetentionConfig};
+use crate::server::backend::Backend;
 use crate::shutdown::Shutdown;
 use crate::state::{Gateway, GatewayParts, Limits};
 use crate::stats::Stats;
@@ -37,10 +38,10 @@ pub struct Assembled {
     pub metrics: PrometheusHandle,
 }
 
-/// Builds everything below the listener (see [`Assembled`]).
-pub fn assemble(config: &Config) -> Result<Assembled, AppError> {
-    let backend = crate::server::backend_name(config.server.io);
-    let metrics = crate::metrics::install(backend)?;
+/// Builds everything below the listener (see [`Assembled`]); `backend` is what
+/// `/stats`, `/ready` and the metrics will say serves connections.
+pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError> {
+    let metrics = crate::metrics::install(backend.name())?;
     let models = load_models(config)?;
     let compute_threads = config.compute.resolved_threads();
     let imaging = start_imaging(config, &models, compute_threads)?;
@@ -130,7 +131,7 @@ pub fn assemble(config: &Config) -> Result<Assembled, AppError> {
             max_body_bytes: config.server.max_body_bytes,
             body_timeout: config.server.request_timeout(),
         },
-        io_backend: backend,
+        io_backend: backend.name(),
         cache_mode,
         ready_require: config.ready.require.clone(),
     }));

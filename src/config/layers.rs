@@ -8,7 +8,7 @@ use figment::value::{Dict, Map};
 use figment::{Error, Figment, Metadata, Profile, Provider, Source};
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, LogFormat};
+use crate::config::{Config, ConfigError, IoBackend, LogFormat};
 
 /// Prefix of every environment variable we read.
 pub(crate) const ENV_PREFIX: &str = "INFERGATE_";
@@ -27,6 +27,8 @@ pub struct FlagOverrides {
     pub listen: Option<SocketAddr>,
     /// `--io-threads`
     pub io_threads: Option<usize>,
+    /// `--io`
+    pub io: Option<IoBackend>,
     /// `--compute-threads`
     pub compute_threads: Option<usize>,
     /// `--log-format`
@@ -38,9 +40,10 @@ pub struct FlagOverrides {
 }
 
 /// Which flag sets which key, for naming a flag in messages.
-const FLAGS: [(&str, &str); 6] = [
+const FLAGS: [(&str, &str); 7] = [
     ("server.listen", "--listen"),
     ("server.io_threads", "--io-threads"),
+    ("server.io", "--io"),
     ("server.standby", "--standby"),
     ("server.idle_exit_s", "--idle-exit"),
     ("compute.threads", "--compute-threads"),
@@ -105,6 +108,8 @@ pub(crate) fn flags(flags: &FlagOverrides) -> impl Provider {
         #[serde(skip_serializing_if = "Option::is_none")]
         io_threads: Option<usize>,
         #[serde(skip_serializing_if = "Option::is_none")]
+        io: Option<IoBackend>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         standby: Option<bool>,
         #[serde(skip_serializing_if = "Option::is_none")]
         idle_exit_s: Option<u64>,
@@ -129,6 +134,7 @@ pub(crate) fn flags(flags: &FlagOverrides) -> impl Provider {
         server: Server {
             listen: flags.listen,
             io_threads: flags.io_threads,
+            io: flags.io,
             standby: flags.standby,
             idle_exit_s: flags.idle_exit_s,
         },

@@ -68,6 +68,7 @@ pub fn ready(gw: &Gateway) -> HttpResponse {
             "status": if ready { "ready" } else { "not_ready" },
             "draining": draining,
             "listening": gw.is_listening(),
+            "io_backend": gw.io_backend,
             "checks": {
                 "model": if warm { "ok" } else { "warming_up" },
                 // Redis or Postgres down degrades (L1 only; rows spooled), it does not

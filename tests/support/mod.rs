@@ -110,6 +110,38 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_infergate")
 }
 
+/// The I/O backend this run of the suite serves on (`TEST_IO_BACKEND`: `uring` or
+/// `epoll`); `None` leaves the gateway's default (`auto`).
+pub fn io_backend_under_test() -> Option<String> {
+    std::env::var("TEST_IO_BACKEND")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// `examples/deny_io_uring.rs`, built by `cargo test --all-targets`: runs a program under
+/// a seccomp filter that answers the io_uring syscalls with EPERM (as Docker does).
+pub fn deny_io_uring() -> PathBuf {
+    let path = std::path::Path::new(bin())
+        .parent()
+        .expect("the binary's directory")
+        .join("examples/deny_io_uring");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build --example deny_io_uring` (`cargo test \
+         --all-targets` does)",
+        path.display()
+    );
+    path
+}
+
+/// Raises this process's open-file limit to its hard limit (gateways started after this
+/// inherit it), for tests that hold a thousand connections.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
+}
+
 /// A loopback port free right now (bound and released), never one this test process has
 /// handed out before: the kernel may give a just-released port to the next `bind(0)`, and
 /// two tests running side by side on one port (every gateway sets `SO_REUSEPORT`) would
@@ -152,6 +184,11 @@ impl Gateway {
             .stderr(Stdio::piped());
         if opts.standby {
             cmd.arg("--standby");
+        }
+        // The whole suite runs once per I/O backend (scripts/test.sh); a test's own
+        // `--io` flag or INFERGATE_SERVER__IO still wins.
+        if let Some(io) = io_backend_under_test() {
+            cmd.env("INFERGATE_SERVER__IO", io);
         }
         if let Some(path) = &check_socket {
             cmd.env("INFERGATE_SERVER__CHECK_SOCKET", path);
@@ -279,6 +316,30 @@ impl Gateway {
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How many file descriptors the gateway has open (`/proc/<pid>/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .expect("read /proc/<pid>/fd")
+            .count()
+    }
+
+    /// GET `path` over HTTP/1.1 and its JSON body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        h1_client()
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("a JSON body")
     }
 
     pub fn logs(&self) -> String {

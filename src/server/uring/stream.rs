@@ -1,0 +1,261 @@
+//! [`UringStream`]: a tokio-uring `TcpStream` as the tokio `AsyncRead + AsyncWrite` that
+//! tokio-rustls and hyper take.
+//!
+//! io_uring owns a buffer from submission to completion, so the adapter copies: received
+//! bytes from its read buffer into the caller's, written bytes from the caller into its
+//! staging buffer. At most one read and one write are in flight. Both buffers are reused
+//! for the life of the connection, and the read's future lives in a slot allocated once
+//! per connection, not boxed per read.
+//!
+//! Writes are staged and sent on `poll_flush` (or once [`WRITE_STAGE`] bytes are staged):
+//! what rustls and hyper write for one answer leaves in one `send`. A short write sends
+//! its remainder before anything staged after it.
+//!
+//! Dropping the stream with an op in flight shuts the socket down first: tokio-uring never
+//! cancels a dropped op, and a read on a silent peer would otherwise keep the socket (and
+//! its descriptor) open forever after hyper closed the connection.
+
+use std::future::Future;
+use std::io;
+use std::mem;
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_uring::net::TcpStream;
+use tokio_uring::{BufResult, InFlightOneshot, WriteData, WriteTransform};
+
+/// Read buffer per connection. An idle connection keeps a read in flight, and so this
+/// buffer: small, so ten thousand idle connections cost tens of MiB, not hundreds.
+pub(super) const READ_BUFFER: usize = 8 * 1024;
+
+/// Staged bytes that are sent without waiting for a flush; beyond this the caller is held
+/// back (`Pending`) while a write is in flight.
+pub(super) const WRITE_STAGE: usize = 64 * 1024;
+
+/// A write buffer that grew past this (for a large answer) is not kept for reuse.
+const KEEP_WRITE_BUFFER: usize = 16 * 1024;
+
+/// One read: the socket and the buffer go in, the count and the buffer come back.
+pub(super) type ReadResult = BufResult<usize, Vec<u8>>;
+
+/// Starts a read; [`read_op`] is the one used. A function pointer, so that the read's
+/// future type (an `async fn`'s, unnameable) is a type parameter, inferred.
+pub(super) type MakeRead<R> = fn(Rc<TcpStream>, Vec<u8>) -> R;
+
+type WriteOp = InFlightOneshot<WriteData<Vec<u8>>, WriteTransform<Vec<u8>>>;
+
+/// Reads into `buf`'s spare capacity.
+pub(super) async fn read_op(socket: Rc<TcpStream>, buf: Vec<u8>) -> ReadResult {
+    socket.read(buf).await
+}
+
+/// A connection served through the ring (see the module doc); `R` is [`read_op`]'s future.
+pub(super) struct UringStream<R> {
+    socket: Rc<TcpStream>,
+    make_read: MakeRead<R>,
+    /// The read in flight, in a slot reused for every read.
+    read: Pin<Box<Option<R>>>,
+    /// Received bytes, `received[consumed..]` not yet handed out; `None` while the buffer
+    /// is with the kernel.
+    received: Option<Vec<u8>>,
+    consumed: usize,
+    /// The write in flight; it owns the buffer being sent.
+    write: Option<WriteOp>,
+    /// Bytes accepted from the caller and not yet submitted.
+    staged: Vec<u8>,
+    /// A sent buffer back from the kernel, for the next submission.
+    spare: Vec<u8>,
+    /// A failed write, reported on the next write or flush.
+    write_error: Option<io::Error>,
+}
+
+impl<R: Future<Output = ReadResult>> UringStream<R> {
+    /// Serves `socket` through the ring, reading with `make_read` ([`read_op`]).
+    pub(super) fn new(socket: TcpStream, make_read: MakeRead<R>) -> Self {
+        Self {
+            socket: Rc::new(socket),
+            make_read,
+            read: Box::pin(None),
+            received: Some(Vec::with_capacity(READ_BUFFER)),
+            consumed: 0,
+            write: None,
+            staged: Vec::new(),
+            spare: Vec::new(),
+            write_error: None,
+        }
+    }
+
+    /// Polls the write in flight, if any, to completion: a short write resubmits its
+    /// remainder, a sent buffer becomes the spare, an error is kept for the caller.
+    fn poll_write_op(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while let Some(op) = self.write.as_mut() {
+            let (result, mut buf) = ready!(Pin::new(op).poll(cx));
+            self.write = None;
+            match result {
+                Ok(n) if n >= buf.len() => {
+                    buf.clear();
+                    if buf.capacity() <= KEEP_WRITE_BUFFER {
+                        self.spare = buf;
+                    }
+                }
+                Ok(0) => {
+                    self.write_error = Some(io::ErrorKind::WriteZero.into());
+                }
+                Ok(n) => {
+                    buf.drain(..n);
+                    self.write = Some(self.socket.write(buf).submit());
+                }
+                Err(e) => self.write_error = Some(e),
+            }
+        }
+        Poll::Ready(())
+    }
+
+    /// Hands the staged bytes to the kernel; nothing may be in flight.
+    fn submit_staged(&mut self) {
+        debug_assert!(self.write.is_none());
+        let buf = mem::replace(&mut self.staged, mem::take(&mut self.spare));
+        self.write = Some(self.socket.write(buf).submit());
+    }
+
+    /// Takes what fits of `bufs` into the stage, sending it if the stage filled up.
+    fn poll_stage<'a>(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Poll<io::Result<usize>> {
+        let _ = self.poll_write_op(cx);
+        if let Some(e) = self.write_error.take() {
+            return Poll::Ready(Err(e));
+        }
+        if self.staged.len() >= WRITE_STAGE {
+            if self.write.is_some() {
+                // Woken by the write in flight.
+                return Poll::Pending;
+            }
+            self.submit_staged();
+        }
+        let mut room = WRITE_STAGE - self.staged.len();
+        let mut taken = 0;
+        for buf in bufs {
+            let n = buf.len().min(room);
+            self.staged.extend_from_slice(&buf[..n]);
+            taken += n;
+            room -= n;
+            if room == 0 {
+                break;
+            }
+        }
+        if self.staged.len() >= WRITE_STAGE && self.write.is_none() {
+            self.submit_staged();
+            // Registers the waker with the op just submitted.
+            let _ = self.poll_write_op(cx);
+        }
+        Poll::Ready(Ok(taken))
+    }
+}
+
+impl<R: Future<Output = ReadResult>> AsyncRead for UringStream<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if out.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            if let Some(received) = &this.received {
+                let unread = &received[this.consumed..];
+                if !unread.is_empty() {
+                    let n = unread.len().min(out.remaining());
+                    out.put_slice(&unread[..n]);
+                    this.consumed += n;
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if this.read.is_none() {
+                let mut buf = this
+                    .received
+                    .take()
+                    .unwrap_or_else(|| Vec::with_capacity(READ_BUFFER));
+                buf.clear();
+                this.consumed = 0;
+                let read = (this.make_read)(Rc::clone(&this.socket), buf);
+                this.read.as_mut().set(Some(read));
+            }
+            let Some(read) = this.read.as_mut().as_pin_mut() else {
+                unreachable!("a read was just put in the slot");
+            };
+            let (result, buf) = ready!(read.poll(cx));
+            this.read.as_mut().set(None);
+            this.received = Some(buf);
+            match result {
+                // End of stream: nothing put in `out`.
+                Ok(0) => return Poll::Ready(Ok(())),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl<R: Future<Output = ReadResult>> AsyncWrite for UringStream<R> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_stage(cx, [data])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        // Gathered into the stage: the copy an owned buffer needs anyway, and then one
+        // `send` (a `writev` of the caller's slices would need them owned, a copy each).
+        self.get_mut().poll_stage(cx, bufs.iter().map(|b| &**b))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            ready!(this.poll_write_op(cx));
+            if let Some(e) = this.write_error.take() {
+                return Poll::Ready(Err(e));
+            }
+            if this.staged.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.submit_staged();
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        match self.socket.shutdown(Shutdown::Write) {
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<R> Drop for UringStream<R> {
+    fn drop(&mut self) {
+        if self.read.is_some() || self.write.is_some() {
+            // Completes the ops in flight (a read returns 0, a write EPIPE), so the kernel
+            // lets go of the socket and its descriptor closes.
+            let _ = self.socket.shutdown(Shutdown::Both);
+        }
+    }
+}
