@@ -4,13 +4,14 @@
 #   route (/health, tabular /predict, image /predict) × HTTP/1.1 (wrk) and HTTP/2 (h2load)
 #   × cached (hit-l1) / uncached (Cache-Control: no-cache: every request runs the model)
 #   × prediction log off / on (a PostgreSQL this script starts; /health is the same either way)
+#   × I/O backend (io_uring, epoll)
 # plus binary size, start to /ready, RSS idle / under load / holding 10,000 idle TLS
 # keep-alive connections (and nginx's with the same), coalescing, and each figure's ratio to
 # nginx against the goals (BENCHMARKS.md). Writes a dated markdown file with the machine's
 # description to bench-results/.
 #
-#   scripts/bench.sh                        # DURATION=8 s per run
-#   DURATION=20 IDLE_CONNS=10000 scripts/bench.sh
+#   scripts/bench.sh                        # DURATION=8 s per run, both backends
+#   DURATION=20 IDLE_CONNS=10000 IO_BACKENDS=uring scripts/bench.sh
 #
 # Load generator and servers share this machine's cores: compare figures from one run only.
 set -euo pipefail
@@ -22,6 +23,7 @@ DURATION=${DURATION:-8}
 CONNS=${CONNS:-64}
 IO_THREADS=${IO_THREADS:-2}
 IDLE_CONNS=${IDLE_CONNS:-10000}
+IO_BACKENDS=${IO_BACKENDS:-uring epoll}
 OUT=${OUT:-bench-results}
 mkdir -p "$OUT"
 
@@ -92,8 +94,8 @@ results="$OUT/bench-$(date +%Y%m%d-%H%M%S).md"
         "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM," \
         "$(sed -n 's/^PRETTY_NAME="\(.*\)"$/\1/p' /etc/os-release), kernel $(uname -r)"
     echo "- infergate $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(rustc --version)," \
-        "io_threads=$IO_THREADS; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') worker_processes $IO_THREADS"
-    echo "- load: wrk -t2 -c$CONNS -d${DURATION}s (HTTP/1.1); h2load -c$CONNS -m10 -t2 -D$DURATION (HTTP/2, no percentiles);" \
+        "io_threads=$IO_THREADS, I/O backends: $IO_BACKENDS; $("$NGINX" -v 2>&1 | sed 's/^nginx version: //') worker_processes $IO_THREADS"
+    echo "- load: wrk -t2 -c$CONNS -d${DURATION}s (HTTP/1.1); h2load -c$CONNS -m10 -t2 -D$DURATION (HTTP/2; p50/p99 from its per-request log);" \
         "load generator and servers share the cores"
     echo "- uncached = \`Cache-Control: no-cache\` (the model runs for every request); image = $IMAGE ($(stat -c %s "$IMAGE") bytes, raw image/jpeg)"
     echo
@@ -112,7 +114,7 @@ wrk_run() { # url [lua]
     awk '/Requests\/sec/ {r=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2} END {print r, p50, p99}' <<<"$out"
 }
 h2_run() { # url [content-type body-file] [header]
-    local args=(-c "$CONNS" -m 10 -t 2 -D "$DURATION" --warm-up-time 1)
+    local args=(-c "$CONNS" -m 10 -t 2 -D "$DURATION" --warm-up-time 1 --log-file "$WORK/h2.log")
     [ -n "${2:-}" ] && args+=(-H "content-type: $2" -d "$3")
     [ -n "${4:-}" ] && args+=(-H "$4")
     local out
@@ -121,11 +123,16 @@ h2_run() { # url [content-type body-file] [header]
         echo "h2load saw errors on $1:" >&2
         grep -E '^(requests|status codes):' <<<"$out" >&2
     fi
-    awk '/^finished in/ {print $4, "-", "-"}' <<<"$out"
+    # The log's third column: microseconds from request to the end of its answer.
+    local pct
+    pct=$(cut -f3 "$WORK/h2.log" | sort -n |
+        awk '{a[NR] = $1} END {if (NR) printf "%.2fms %.2fms", a[int(NR * 0.5) + 1] / 1000, a[int(NR * 0.99) + 1] / 1000; else print "- -"}')
+    rm -f "$WORK/h2.log"
+    awk -v pct="$pct" '/^finished in/ {print $4, pct}' <<<"$out"
 }
 
-ROWS=()      # "route|proto|cache|log|rps|p50|p99"
-record() { ROWS+=("$1|$2|$3|$4|$5"); echo "  $1 $2 $3 log=$4: $5" >&2; }
+ROWS=()      # "route|proto|cache|log|io|rps p50 p99"
+record() { ROWS+=("$1|$2|$3|$4|$IO|$5"); echo "  $IO $1 $2 $3 log=$4: $5" >&2; }
 run_matrix() { # base-url log
     local base=$1 log=$2 r
     if [ "$log" = off ]; then
@@ -141,67 +148,73 @@ run_matrix() { # base-url log
     r=$(h2_run "$base/predict" image/jpeg "$IMAGE"); record "/predict image" h2 cached "$log" "$r"
 }
 
-start_gateway() { # name [extra env...]: sets GW, PORT; waits for /ready
+start_gateway() { # name [extra env...]: sets GW, PORT; waits for /ready; serves on $IO
     local name=$1
     shift
     PORT=$(free_port)
     env "$@" INFERGATE_SERVER__MAX_CONNECTIONS=$((IDLE_CONNS + 1000)) \
         "$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$PORT" --io-threads "$IO_THREADS" \
-        --log-format json >"$WORK/$name.log" 2>&1 &
+        --io "$IO" --log-format json >"$WORK/$name-$IO.log" 2>&1 &
     GW=$!
     PIDS+=("$GW")
     wait_for "https://127.0.0.1:$PORT/ready"
 }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-# --- infergate, prediction log off (the embedded default) -------------------------------
-echo "==> infergate, log off" >&2
-start_ns=$(date +%s%N)
-start_gateway off
-ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
-sleep 1
-idle_rss=$(rss_kib "$GW")
-IO_BACKEND=$(curl -ks "https://127.0.0.1:$PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("io_backend","?"))')
-run_matrix "https://127.0.0.1:$PORT" off
-# Coalescing: N identical requests at once for an input never seen before.
-# Summed over every series (one per model): the exporter lists them in no fixed order.
-forwards() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_model_forwards_total/ {s += $2} END {print s + 0}'; }
-coalesced() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_coalesced_total/ {s += $2} END {print s + 0}'; }
-echo '{"features":[6.3,2.5,4.9,1.5]}' >"$WORK/fresh.json"
-f0=$(forwards); c0=$(coalesced)
-h2load -n 500 -c 10 -m 50 -d "$WORK/fresh.json" -H 'content-type: application/json' \
-    "https://127.0.0.1:$PORT/predict" >/dev/null
-f1=$(forwards); c1=$(coalesced)
-coalescing="500 identical requests for a new input (h2load -n500 -c10 -m50): $((f1 - f0)) model forward(s), $((c1 - c0)) answered as coalesced, the rest hit-l1"
-loaded_rss=$(hwm_kib "$GW")
-stop "$GW"
-
-# --- infergate with 10,000 idle TLS connections -----------------------------------------
-echo "==> infergate, $IDLE_CONNS idle TLS connections" >&2
-start_gateway idle
-sleep 1
-before=$(rss_kib "$GW")
-python3 scripts/hold-connections.py 127.0.0.1 "$PORT" "$IDLE_CONNS" >"$WORK/hold.out" 2>&1 &
-HOLD=$!
-PIDS+=("$HOLD")
-for _ in $(seq 1 1200); do grep -q '^held' "$WORK/hold.out" && break; sleep 0.1; done
-sleep 2
-held=$(sed -n 's/^held //p' "$WORK/hold.out")
-held=${held:-0}
-idle_conns_rss=$(rss_kib "$GW")
-stop "$HOLD"
-stop "$GW"
-
-# --- infergate, prediction log on (PostgreSQL on this machine) --------------------------
-echo "==> PostgreSQL + infergate, log on" >&2
+declare -A IDLE_RSS LOADED_RSS READY_MS HELD HELD_RSS HELD_BEFORE COALESCING LOGGED
+echo "==> PostgreSQL, for the log-on runs" >&2
 chmod 755 "$WORK" # PostgreSQL runs as `postgres`: it must reach its directory
 mkdir "$WORK/postgres"
 start_postgres "$WORK/postgres"
-start_gateway on INFERGATE_DATABASE__URL="$DB_URL"
-run_matrix "https://127.0.0.1:$PORT" on
-sleep 2
-logged=$(psql -At "$DB_URL" -c 'select count(*) from predictions' 2>/dev/null || echo '?')
-stop "$GW"
+for IO in $IO_BACKENDS; do
+    # --- infergate, prediction log off (the embedded default) ---------------------------
+    echo "==> infergate on $IO, log off" >&2
+    start_ns=$(date +%s%N)
+    start_gateway off
+    READY_MS[$IO]=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+    sleep 1
+    IDLE_RSS[$IO]=$(rss_kib "$GW")
+    served=$(curl -ks "https://127.0.0.1:$PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("io_backend","?"))')
+    [ "$served" = "$IO" ] || { echo "asked for $IO, served on $served" >&2; exit 1; }
+    run_matrix "https://127.0.0.1:$PORT" off
+    # Coalescing: N identical requests at once for an input never seen before.
+    # Summed over every series (one per model): the exporter lists them in no fixed order.
+    forwards() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_model_forwards_total/ {s += $2} END {print s + 0}'; }
+    coalesced() { curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_coalesced_total/ {s += $2} END {print s + 0}'; }
+    echo '{"features":[6.3,2.5,4.9,1.5]}' >"$WORK/fresh.json"
+    f0=$(forwards); c0=$(coalesced)
+    h2load -n 500 -c 10 -m 50 -d "$WORK/fresh.json" -H 'content-type: application/json' \
+        "https://127.0.0.1:$PORT/predict" >/dev/null
+    f1=$(forwards); c1=$(coalesced)
+    COALESCING[$IO]="$((f1 - f0)) model forward(s), $((c1 - c0)) answered as coalesced, the rest hit-l1"
+    LOADED_RSS[$IO]=$(hwm_kib "$GW")
+    stop "$GW"
+
+    # --- infergate with 10,000 idle TLS connections -------------------------------------
+    echo "==> infergate on $IO, $IDLE_CONNS idle TLS connections" >&2
+    start_gateway idle
+    sleep 1
+    HELD_BEFORE[$IO]=$(rss_kib "$GW")
+    python3 scripts/hold-connections.py 127.0.0.1 "$PORT" "$IDLE_CONNS" >"$WORK/hold.out" 2>&1 &
+    HOLD=$!
+    PIDS+=("$HOLD")
+    for _ in $(seq 1 1200); do grep -q '^held' "$WORK/hold.out" && break; sleep 0.1; done
+    sleep 2
+    held=$(sed -n 's/^held //p' "$WORK/hold.out")
+    HELD[$IO]=${held:-0}
+    HELD_RSS[$IO]=$(rss_kib "$GW")
+    stop "$HOLD"
+    stop "$GW"
+
+    # --- infergate, prediction log on (PostgreSQL on this machine) ----------------------
+    echo "==> infergate on $IO, log on" >&2
+    psql -q "$DB_URL" -c 'truncate predictions' 2>/dev/null || true
+    start_gateway on INFERGATE_DATABASE__URL="$DB_URL"
+    run_matrix "https://127.0.0.1:$PORT" on
+    sleep 2
+    LOGGED[$IO]=$(psql -At "$DB_URL" -c 'select count(*) from predictions' 2>/dev/null || echo '?')
+    stop "$GW"
+done
 
 # --- nginx reference: `return 200` over TLS ---------------------------------------------
 echo "==> nginx return 200" >&2
@@ -240,7 +253,7 @@ wait_for "https://127.0.0.1:$NPORT/"
 sleep 1
 nginx_idle_rss=$(tree_rss_kib "$NG")
 read -r NGINX_H1 NGINX_P50 NGINX_P99 <<<"$(wrk_run "https://127.0.0.1:$NPORT/")"
-read -r NGINX_H2 _ _ <<<"$(h2_run "https://127.0.0.1:$NPORT/")"
+read -r NGINX_H2 NGINX_H2_P50 NGINX_H2_P99 <<<"$(h2_run "https://127.0.0.1:$NPORT/")"
 python3 scripts/hold-connections.py 127.0.0.1 "$NPORT" "$IDLE_CONNS" / >"$WORK/hold-nginx.out" 2>&1 &
 HOLD=$!
 PIDS+=("$HOLD")
@@ -260,12 +273,12 @@ goal() { # route proto cache: the ratio to reach (issue 12), or "-"
     esac
 }
 {
-    echo "| route | protocol | cache | prediction log | req/s | p50 | p99 | ÷ nginx req/s | goal | met |"
-    echo "|---|---|---|---|---:|---:|---:|---:|---:|---|"
-    echo "| nginx \`return 200\` | h1 | - | - | $NGINX_H1 | $NGINX_P50 | $NGINX_P99 | 1.00 | | |"
-    echo "| nginx \`return 200\` | h2 | - | - | $NGINX_H2 | - | - | 1.00 | | |"
+    echo "| route | protocol | cache | prediction log | I/O | req/s | p50 | p99 | ÷ nginx req/s | goal | met |"
+    echo "|---|---|---|---|---|---:|---:|---:|---:|---:|---|"
+    echo "| nginx \`return 200\` | h1 | - | - | epoll | $NGINX_H1 | $NGINX_P50 | $NGINX_P99 | 1.00 | | |"
+    echo "| nginx \`return 200\` | h2 | - | - | epoll | $NGINX_H2 | $NGINX_H2_P50 | $NGINX_H2_P99 | 1.00 | | |"
     for row in "${ROWS[@]}"; do
-        IFS='|' read -r route proto cache log rest <<<"$row"
+        IFS='|' read -r route proto cache log io rest <<<"$row"
         read -r rps p50 p99 <<<"$rest"
         ceiling=$NGINX_H1
         [ "$proto" = h2 ] && ceiling=$NGINX_H2
@@ -277,22 +290,39 @@ goal() { # route proto cache: the ratio to reach (issue 12), or "-"
         else
             want=""
         fi
-        echo "| $route | $proto | $cache | $log | $rps | $p50 | $p99 | $ratio | $want | $met |"
+        echo "| $route | $proto | $cache | $log | $io | $rps | $p50 | $p99 | $ratio | $want | $met |"
     done
     echo
-    echo "p99 (HTTP/1.1, wrk): nginx $NGINX_P99; infergate /health and cached /predict in the rows above (goal: no worse)."
+    echo "p99: nginx $NGINX_P99 (h1), $NGINX_H2_P99 (h2); infergate's in the rows above (goal: no worse)."
     echo
-    echo "| memory and start | infergate ($IO_BACKEND) | nginx |"
-    echo "|---|---:|---:|"
-    echo "| binary | $(( $(stat -c %s "$BIN") / 1024 / 1024 )) MiB | |"
-    echo "| start to /ready | ${ready_ms} ms | |"
-    echo "| RSS idle | $((idle_rss / 1024)) MiB | $((nginx_idle_rss / 1024)) MiB (master + workers) |"
-    echo "| RSS peak under the log-off matrix | $((loaded_rss / 1024)) MiB | |"
-    echo "| RSS holding $IDLE_CONNS idle TLS keep-alive connections | $((idle_conns_rss / 1024)) MiB ($held held; $(( (idle_conns_rss - before) * 1024 / (held > 0 ? held : 1) )) B each over idle) | $((nginx_idle_conns_rss / 1024)) MiB ($nginx_held held) |"
+    cells() { # printf format, one value per backend
+        local fmt=$1 io
+        shift
+        for io in $IO_BACKENDS; do printf " $fmt |" "$("$@" "$io")"; done
+    }
+    mib() { echo $(( $1 / 1024 )); }
+    idle_rss_of() { mib "${IDLE_RSS[$1]}"; }
+    loaded_rss_of() { mib "${LOADED_RSS[$1]}"; }
+    ready_of() { echo "${READY_MS[$1]}"; }
+    held_of() {
+        local h=${HELD[$1]}
+        echo "$(mib "${HELD_RSS[$1]}") MiB ($h held; $(( (HELD_RSS[$1] - HELD_BEFORE[$1]) * 1024 / (h > 0 ? h : 1) )) B each over idle)"
+    }
+    echo "| memory and start |$(for io in $IO_BACKENDS; do printf ' infergate (%s) |' "$io"; done) nginx |"
+    echo "|---|$(for _ in $IO_BACKENDS; do printf -- '---:|'; done)---:|"
+    binary_of() { mib $(( $(stat -c %s "$BIN") / 1024 )); }
+    echo "| binary |$(cells '%s MiB' binary_of) |"
+    echo "| start to /ready |$(cells '%s ms' ready_of) |"
+    echo "| RSS idle |$(cells '%s MiB' idle_rss_of) $((nginx_idle_rss / 1024)) MiB (master + workers) |"
+    echo "| RSS peak under the log-off matrix |$(cells '%s MiB' loaded_rss_of) |"
+    echo "| RSS holding $IDLE_CONNS idle TLS keep-alive connections |$(cells '%s' held_of) $((nginx_idle_conns_rss / 1024)) MiB ($nginx_held held) |"
     echo
-    echo "coalescing: $coalescing"
-    echo
-    echo "prediction log on: $logged rows in PostgreSQL after its runs"
+    for io in $IO_BACKENDS; do
+        echo "coalescing ($io), 500 identical requests for a new input (h2load -n500 -c10 -m50): ${COALESCING[$io]}"
+        echo
+        echo "prediction log on ($io): ${LOGGED[$io]} rows in PostgreSQL after its runs"
+        echo
+    done
 } | tee -a "$results"
 echo
 echo "results written to $results"

@@ -86,9 +86,19 @@ if docker info >/dev/null 2>&1; then
     release_build=$!
     trap 'kill "$fuzz_build" $release_build 2>/dev/null || true' EXIT
 fi
-step "cargo test: running"
-cargo test --locked --all-targets
+# The integration suite once per I/O backend (tests/support: TEST_IO_BACKEND sets
+# server.io for every gateway a test starts): all of it on io_uring, then again on epoll
+# every test binary that speaks to the server, which leaves out only the prediction log's
+# and the model's (the same code above the listener, minutes of Postgres and pixels).
+step "cargo test: running, on io_uring"
+TEST_IO_BACKEND=uring cargo test --locked --all-targets
 cargo test --locked --doc
+step "cargo test: the server's tests again, on epoll"
+TEST_IO_BACKEND=epoll cargo test --locked \
+    --test bad_input --test cache --test check_socket --test cli --test http_api \
+    --test image_api --test io_backend --test redis_cache --test refusals \
+    --test request_logs --test shutdown --test socket_activation --test standby \
+    --test timeouts
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 
 if [ -n "$release_build" ]; then

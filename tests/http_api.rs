@@ -92,7 +92,14 @@ async fn check_every_route(gw: &Gateway, client: &Client, version: Version, repe
     assert!((0.0..=1.0).contains(&hit_rate));
     assert_eq!(hit_rate > 0.0, repeat, "{body}");
     assert_eq!(body["cache"], "l1");
-    assert_eq!(body["io_backend"], "epoll");
+    // The suite's backend, or `auto`'s choice: io_uring where allowed, else epoll.
+    match support::io_backend_under_test() {
+        Some(backend) => assert_eq!(body["io_backend"], backend.as_str(), "{body}"),
+        None => assert!(
+            body["io_backend"] == "uring" || body["io_backend"] == "epoll",
+            "{body}"
+        ),
+    }
 
     // /metrics
     let r = client.get(gw.url("/metrics")).send().await.unwrap();
