@@ -92,6 +92,20 @@ fn auto_serves_on_epoll_where_io_uring_is_refused_and_warns_once() {
 }
 
 #[test]
+fn auto_serves_on_epoll_where_a_ring_can_be_made_but_never_entered() {
+    let mut refused = Command::new(support::deny_io_uring());
+    refused.arg("--allow-setup").arg(support::bin());
+    let gw = Gateway::start_with(refused, Options::default().arg("--io").arg("auto"));
+    let rt = runtime();
+    rt.block_on(assert_reports(&gw, "epoll"));
+    let warnings = backend_warnings(&gw);
+    assert_eq!(warnings.len(), 1, "{}", gw.logs());
+    let message = warnings[0]["message"].as_str().unwrap();
+    assert!(message.contains("did not complete"), "{message}");
+    assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
+}
+
+#[test]
 fn auto_serves_on_io_uring_where_it_is_allowed() {
     let gw = Gateway::start(Options::default().arg("--io").arg("auto"));
     runtime().block_on(assert_reports(&gw, "uring"));
