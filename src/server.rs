@@ -115,7 +115,7 @@ pub fn start(
             .spawn(move || {
                 let result = match backend {
                     Backend::Epoll => epoll::run_thread(listener, settings, permits),
-                    Backend::Uring => uring::run_thread(listener, settings, permits),
+                    Backend::Uring(ring) => uring::run_thread(listener, settings, permits, ring),
                 };
                 if let Err(e) = result {
                     tracing::error!(error = %e, "I/O thread stopped");

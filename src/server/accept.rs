@@ -9,10 +9,12 @@ use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, Semaphore};
 
@@ -24,9 +26,24 @@ pub trait Listener {
     /// An accepted connection's byte stream.
     type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
 
-    /// The next connection, with `TCP_NODELAY` set. Dropping the future before it
-    /// resolves loses no connection: it stays queued on the socket.
+    /// The next connection, [`tune`]d. Dropping the future before it resolves loses no
+    /// connection: it stays queued on the socket.
     fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>>;
+}
+
+/// Longest a connection's sent data may stay unacknowledged (a peer that stops reading
+/// an answer) before the kernel closes it: nginx's `send_timeout` default.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sets an accepted socket's options: `TCP_NODELAY` (answers leave at once) and
+/// `TCP_USER_TIMEOUT` = [`SEND_TIMEOUT`], which bounds how long a send can wait on a peer
+/// that never reads — and so how long a closed connection's last send (on io_uring, an op
+/// that owns the socket until it completes) keeps its descriptor. Best effort: a socket
+/// that refuses an option is served as it is.
+pub fn tune(socket: &impl AsFd) {
+    let socket = SockRef::from(socket);
+    let _ = socket.set_tcp_nodelay(true);
+    let _ = socket.set_tcp_user_timeout(Some(SEND_TIMEOUT));
 }
 
 /// Accepts on `listener` until the drain begins, then closes it and returns once every

@@ -8,13 +8,13 @@
 use std::fmt;
 
 use crate::config::IoBackend;
-use crate::server::uring::{self, ProbeError};
+use crate::server::uring::{self, ProbeError, Ring};
 
 /// The backend serving connections, once chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// io_uring through tokio-uring.
-    Uring,
+    /// io_uring through tokio-uring, its rings set up as the probe found.
+    Uring(Ring),
     /// Plain tokio (epoll).
     Epoll,
 }
@@ -23,7 +23,7 @@ impl Backend {
     /// The name `/stats`, `/ready`, the log and the metrics show.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Uring => "uring",
+            Self::Uring(_) => "uring",
             Self::Epoll => "epoll",
         }
     }
@@ -45,11 +45,9 @@ pub struct UringRefused(pub ProbeError);
 pub fn choose(wanted: IoBackend) -> Result<Backend, UringRefused> {
     match wanted {
         IoBackend::Epoll => Ok(Backend::Epoll),
-        IoBackend::Uring => uring::probe()
-            .map(|()| Backend::Uring)
-            .map_err(UringRefused),
+        IoBackend::Uring => uring::probe().map(Backend::Uring).map_err(UringRefused),
         IoBackend::Auto => match uring::probe() {
-            Ok(()) => Ok(Backend::Uring),
+            Ok(ring) => Ok(Backend::Uring(ring)),
             Err(e) => {
                 tracing::warn!(
                     errno = e.errno().unwrap_or(0),

@@ -36,7 +36,7 @@ impl Listener for Tokio {
 
     async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (stream, peer) = self.0.accept().await?;
-        let _ = stream.set_nodelay(true);
+        accept::tune(&stream);
         Ok((stream, peer))
     }
 }

@@ -67,13 +67,50 @@ impl ProbeError {
     }
 }
 
-/// Whether io_uring works here: creates a ring (`Runtime::new`, which returns the error
-/// that `tokio_uring::start` would panic on) and completes one no-op under a timeout, on
-/// the calling thread. Call once, before any I/O thread starts.
-pub fn probe() -> Result<(), ProbeError> {
+/// How every I/O thread's ring is set up: what the probe found this kernel takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ring {
+    /// `IORING_SETUP_COOP_TASKRUN` (Linux >= 5.19): completions are run when the thread
+    /// next enters the kernel rather than by interrupting it (an IPI each). Measured: +6 to
+    /// +26 % HTTP/1.1 requests/s, -12 to -20 % CPU per request (BENCHMARKS.md).
+    pub coop_taskrun: bool,
+}
+
+impl Ring {
+    fn builder(self, entries: u32) -> tokio_uring::Builder {
+        let mut setup = tokio_uring::uring_builder();
+        if self.coop_taskrun {
+            setup.setup_coop_taskrun();
+        }
+        let mut builder = tokio_uring::builder();
+        builder.entries(entries).uring_builder(&setup);
+        builder
+    }
+}
+
+/// What a kernel answers `io_uring_setup` with a flag it does not know.
+const EINVAL: i32 = 22;
+
+/// Whether io_uring works here, and with which setup: creates a ring (`Runtime::new`,
+/// which returns the error that `tokio_uring::start` would panic on) and completes one
+/// no-op under a timeout, on the calling thread; with `COOP_TASKRUN` first, without it on
+/// a kernel that refuses the flag. Call once, before any I/O thread starts.
+pub fn probe() -> Result<Ring, ProbeError> {
+    let coop = Ring { coop_taskrun: true };
+    match probe_with(coop) {
+        Err(ProbeError::Setup(e)) if e.raw_os_error() == Some(EINVAL) => {
+            let plain = Ring {
+                coop_taskrun: false,
+            };
+            probe_with(plain).map(|()| plain)
+        }
+        result => result.map(|()| coop),
+    }
+}
+
+fn probe_with(ring: Ring) -> Result<(), ProbeError> {
     catch_unwind(AssertUnwindSafe(|| {
-        let runtime = tokio_uring::Runtime::new(tokio_uring::builder().entries(8))
-            .map_err(ProbeError::Setup)?;
+        let runtime = tokio_uring::Runtime::new(&ring.builder(8)).map_err(ProbeError::Setup)?;
         let no_op = async { tokio::time::timeout(PROBE_TIMEOUT, tokio_uring::no_op()).await };
         match runtime.block_on(no_op) {
             Ok(Ok(())) => Ok(()),
@@ -95,8 +132,9 @@ pub fn run_thread(
     listener: StdListener,
     settings: Arc<ConnSettings>,
     permits: Arc<Semaphore>,
+    ring: Ring,
 ) -> io::Result<()> {
-    let runtime = tokio_uring::Runtime::new(tokio_uring::builder().entries(RING_ENTRIES))?;
+    let runtime = tokio_uring::Runtime::new(&ring.builder(RING_ENTRIES))?;
     runtime.block_on(async move {
         let listener = Readiness {
             socket: TcpListener::from_std(listener)?,
@@ -118,7 +156,7 @@ impl<R: Future<Output = ReadResult> + 'static> Listener for Readiness<R> {
 
     async fn accept(&self) -> io::Result<(UringStream<R>, SocketAddr)> {
         let (stream, peer) = self.socket.accept().await?;
-        let _ = stream.set_nodelay(true);
+        accept::tune(&stream);
         // Out of epoll (tokio registered it at accept) and blocking again: the ring waits
         // on a blocking socket by polling it in the kernel, where some kernels answer a
         // non-blocking one with EAGAIN. Two syscalls per connection, none per request.
