@@ -36,10 +36,9 @@ pub trait Listener {
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Sets an accepted socket's options: `TCP_NODELAY` (answers leave at once) and
-/// `TCP_USER_TIMEOUT` = [`SEND_TIMEOUT`], which bounds how long a send can wait on a peer
-/// that never reads — and so how long a closed connection's last send (on io_uring, an op
-/// that owns the socket until it completes) keeps its descriptor. Best effort: a socket
-/// that refuses an option is served as it is.
+/// `TCP_USER_TIMEOUT` = [`SEND_TIMEOUT`], which bounds how long an answer can wait on a
+/// peer that stopped reading it (no timeout of hyper's runs while a request is in flight).
+/// Best effort: a socket that refuses an option is served as it is.
 pub fn tune(socket: &impl AsFd) {
     let socket = SockRef::from(socket);
     let _ = socket.set_tcp_nodelay(true);

@@ -7,21 +7,16 @@
 //! for the life of the connection, and the read's future lives in a slot allocated once
 //! per connection, not boxed per read.
 //!
-//! Writes are staged and submitted on `poll_flush` (or once [`WRITE_STAGE`] bytes are
-//! staged): what rustls and hyper write for one answer leaves in one `send`. A flush is
-//! done once its bytes are submitted — the op owns them and the kernel sends them — not
-//! once the send has completed: so hyper goes on to read the next request in the same
-//! tick, and the thread hands the kernel that read and the answer's send in one
-//! `io_uring_enter` (waiting for the send's completion first cost a tick per request). A
-//! failed send is reported by the next write, flush or shutdown; `poll_shutdown` waits
-//! for the send in flight. A short write sends its remainder before anything staged after
-//! it.
+//! Writes are staged and sent on `poll_flush` (or once [`WRITE_STAGE`] bytes are staged):
+//! what rustls and hyper write for one answer leaves in one `send`. A flush is done when
+//! the send has completed, as a flush on epoll is done when `send` has returned. (Done at
+//! submission instead, it let hyper read on in the same tick, and measured no faster:
+//! BENCHMARKS.md.) A short write sends its remainder before anything staged after it.
 //!
-//! Dropping the stream with a read in flight shuts the socket's read side down first:
-//! tokio-uring never cancels a dropped op, and a read on a silent peer would otherwise
-//! keep the socket (and its descriptor) open forever after hyper closed the connection. A
-//! send in flight is left to finish (an answer is not cut short); a peer that never reads
-//! it is bounded by the socket's `TCP_USER_TIMEOUT` (`accept::tune`).
+//! Dropping the stream with an op in flight shuts the socket down first: tokio-uring never
+//! cancels a dropped op, and a read on a silent peer would otherwise keep the socket (and
+//! its descriptor) open forever after hyper closed the connection. hyper drops a
+//! connection with a send in flight only when it gives up on it (a timeout, an error).
 
 use std::future::Future;
 use std::io;
@@ -237,30 +232,20 @@ impl<R: Future<Output = ReadResult>> AsyncWrite for UringStream<R> {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let in_flight = this.poll_write_op(cx);
-        if let Some(e) = this.write_error.take() {
-            return Poll::Ready(Err(e));
+        loop {
+            ready!(this.poll_write_op(cx));
+            if let Some(e) = this.write_error.take() {
+                return Poll::Ready(Err(e));
+            }
+            if this.staged.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.submit_staged();
         }
-        if this.staged.is_empty() {
-            // Submitted (or nothing to send): the op in flight, if any, finishes on its own.
-            return Poll::Ready(Ok(()));
-        }
-        // Staged bytes wait for the send in flight, which wakes this task when it is done.
-        ready!(in_flight);
-        this.submit_staged();
-        // Registers the waker with the op just submitted, so its completion (or failure)
-        // is noticed without another write.
-        let _ = this.poll_write_op(cx);
-        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.as_mut().poll_flush(cx))?;
-        // The last send must be done before the FIN goes after it.
-        ready!(self.poll_write_op(cx));
-        if let Some(e) = self.write_error.take() {
-            return Poll::Ready(Err(e));
-        }
         match self.socket.shutdown(Shutdown::Write) {
             Err(e) if e.kind() != io::ErrorKind::NotConnected => Poll::Ready(Err(e)),
             _ => Poll::Ready(Ok(())),
@@ -270,10 +255,10 @@ impl<R: Future<Output = ReadResult>> AsyncWrite for UringStream<R> {
 
 impl<R> Drop for UringStream<R> {
     fn drop(&mut self) {
-        if self.read.is_some() {
-            // Completes the read in flight (it returns 0), so the kernel lets go of the
-            // socket and its descriptor closes once a send in flight is done too.
-            let _ = self.socket.shutdown(Shutdown::Read);
+        if self.read.is_some() || self.write.is_some() {
+            // Completes the ops in flight (a read returns 0, a send fails), so the kernel
+            // lets go of the socket and its descriptor closes.
+            let _ = self.socket.shutdown(Shutdown::Both);
         }
     }
 }
