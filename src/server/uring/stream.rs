@@ -34,6 +34,11 @@ use tokio_uring::{BufResult, InFlightOneshot, WriteData, WriteTransform};
 /// buffer: small, so ten thousand idle connections cost tens of MiB, not hundreds.
 pub(super) const READ_BUFFER: usize = 8 * 1024;
 
+/// A read that fills its buffer doubles the next one, up to this: an upload arrives in a
+/// few large reads, not one 8 KiB op (and a tick) per 8 KiB. A read that does not fill
+/// its buffer brings the next one back to [`READ_BUFFER`].
+const MAX_READ_BUFFER: usize = 64 * 1024;
+
 /// Staged bytes that are sent without waiting for a flush; beyond this the caller is held
 /// back (`Pending`) while a write is in flight.
 pub(super) const WRITE_STAGE: usize = 64 * 1024;
@@ -65,6 +70,8 @@ pub(super) struct UringStream<R> {
     /// is with the kernel.
     received: Option<Vec<u8>>,
     consumed: usize,
+    /// The size of the next read's buffer.
+    next_read: usize,
     /// The write in flight; it owns the buffer being sent.
     write: Option<WriteOp>,
     /// Bytes accepted from the caller and not yet submitted.
@@ -84,6 +91,7 @@ impl<R: Future<Output = ReadResult>> UringStream<R> {
             read: Box::pin(None),
             received: Some(Vec::with_capacity(READ_BUFFER)),
             consumed: 0,
+            next_read: READ_BUFFER,
             write: None,
             staged: Vec::new(),
             spare: Vec::new(),
@@ -182,10 +190,13 @@ impl<R: Future<Output = ReadResult>> AsyncRead for UringStream<R> {
                 }
             }
             if this.read.is_none() {
-                let mut buf = this
-                    .received
-                    .take()
-                    .unwrap_or_else(|| Vec::with_capacity(READ_BUFFER));
+                let mut buf = match this.received.take() {
+                    // The same size again: the buffer is reused.
+                    Some(buf) if buf.capacity() == this.next_read => buf,
+                    // Another size: a buffer of that size (a large one is freed on the way
+                    // back down, not kept by an idle connection).
+                    _ => Vec::with_capacity(this.next_read),
+                };
                 buf.clear();
                 this.consumed = 0;
                 let read = (this.make_read)(Rc::clone(&this.socket), buf);
@@ -196,6 +207,10 @@ impl<R: Future<Output = ReadResult>> AsyncRead for UringStream<R> {
             };
             let (result, buf) = ready!(read.poll(cx));
             this.read.as_mut().set(None);
+            this.next_read = match result {
+                Ok(n) if n == buf.capacity() => (n * 2).min(MAX_READ_BUFFER),
+                _ => READ_BUFFER,
+            };
             this.received = Some(buf);
             match result {
                 // End of stream: nothing put in `out`.
