@@ -347,12 +347,14 @@ test_monitoring() {
 load_start() { # NAME PORT [extra wrk args]
     local name=$1 port=$2
     shift 2
-    cat >"$work/predict.lua" <<'LUA'
+    # A script per load: the next load_start must not rewrite a file the wrk started just
+    # before may still be reading (a truncated script sends GET /predict: 405 for all).
+    cat >"$work/predict-$name.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"features": [6.1, 2.8, 4.7, 1.2]}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-    wrk -t1 -c8 -d600s -s "$work/predict.lua" "$@" "https://127.0.0.1:$port/predict" \
+    wrk -t1 -c8 -d600s -s "$work/predict-$name.lua" "$@" "https://127.0.0.1:$port/predict" \
         >"$work/wrk-$name.txt" 2>&1 &
     echo $! >"$work/wrk-$name.pid"
 }
@@ -368,6 +370,15 @@ load_stop() { # NAME: stops the load (sets REQUESTS), fails on any error or non-
     requests=$(awk '/requests in/ { print $1 }' <<<"$summary")
     if grep -qE 'Socket errors|Non-2xx' <<<"$summary" || [ -z "$requests" ] || ((requests == 0)); then
         echo "$summary" >&3
+        # What the gateways answered and logged, for a failure seen only in CI.
+        curl -ks -D - -o - -H 'content-type: application/json' -d '{"features": [5.1, 3.5, 1.4, 0.2]}' \
+            "https://127.0.0.1:$HTTPS_PORT/predict" >&3 2>&1 || true
+        local c
+        for c in $(docker ps -aq --filter "label=com.docker.compose.project=$P" --filter name=gateway); do
+            echo "--- docker logs --tail 20 $c" >&3
+            docker logs --tail 20 "$c" >&3 2>&1 || true
+        done
+        [ -f "$work/deploy.log" ] && sed 's/^/    deploy.log: /' "$work/deploy.log" >&3
         die "load '$name': requests failed during the rollout"
     fi
     REQUESTS=$requests

@@ -2,7 +2,9 @@
 //! refused, shown under a seccomp filter that refuses it as Docker does), reported in
 //! `/stats`, `/ready`, the metrics and the log; and the descriptors of connections that
 //! timed out really closed, on the backend under test.
-#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+// Tests: a failed unwrap is a failed test. Waiting on a real child process is wall-clock
+// time, not the paused tokio clock.
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
 mod support;
 
