@@ -168,6 +168,22 @@ fn baseline_fds(gw: &Gateway, idle: Duration) -> usize {
     gw.open_fds()
 }
 
+/// Asserts the server ends every one of `streams` (`what` they are, for the message).
+async fn all_see_eof<S: tokio::io::AsyncRead + Unpin>(what: &str, streams: &mut [S]) {
+    for (i, stream) in streams.iter_mut().enumerate() {
+        assert!(sees_eof(stream).await, "{what} connection {i} never closed");
+    }
+}
+
+/// Asserts the gateway's descriptor count comes back to `baseline` within 10 s.
+fn assert_freed(gw: &Gateway, baseline: usize) {
+    let after = settle_fds(gw, baseline, Duration::from_secs(10));
+    assert!(
+        after <= baseline,
+        "{after} descriptors open, {baseline} before"
+    );
+}
+
 /// Reads until the server ends the connection; whether it did within [`CLOSE_WITHIN`].
 async fn sees_eof<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> bool {
     let mut buf = [0u8; 1024];
@@ -213,18 +229,10 @@ fn timed_out_connections_free_their_descriptors() {
         }
         let held = gw.open_fds();
         assert!(held >= baseline + 90, "held {held}, baseline {baseline}");
-        for (i, tcp) in silent.iter_mut().enumerate() {
-            assert!(sees_eof(tcp).await, "silent connection {i} never closed");
-        }
-        for (i, tls) in half.iter_mut().enumerate() {
-            assert!(sees_eof(tls).await, "half-sent connection {i} never closed");
-        }
+        all_see_eof("silent", &mut silent).await;
+        all_see_eof("half-sent", &mut half).await;
     });
-    let after = settle_fds(&gw, baseline, Duration::from_secs(10));
-    assert!(
-        after <= baseline,
-        "{after} descriptors open, {baseline} before"
-    );
+    assert_freed(&gw, baseline);
 }
 
 #[test]
@@ -257,15 +265,9 @@ fn a_thousand_idle_keep_alive_connections_are_closed_and_freed() {
         }
         let held = gw.open_fds();
         assert!(held >= baseline + 1000, "held {held}, baseline {baseline}");
-        for (i, tls) in conns.iter_mut().enumerate() {
-            assert!(sees_eof(tls).await, "idle connection {i} never closed");
-        }
+        all_see_eof("idle", &mut conns).await;
     });
-    let after = settle_fds(&gw, baseline, Duration::from_secs(10));
-    assert!(
-        after <= baseline,
-        "{after} descriptors open, {baseline} before"
-    );
+    assert_freed(&gw, baseline);
 }
 
 /// A TLS connection that got one answer and stays open (keep-alive).
