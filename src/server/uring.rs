@@ -2,7 +2,7 @@
 //! thread, each serving the connections of its own `SO_REUSEPORT` socket. The only module
 //! that names `tokio_uring`.
 //!
-//! Connections' reads and writes go through the ring ([`stream::UringStream`], the
+//! Connections' reads and writes go through the ring (`stream::UringStream`, the
 //! owned-buffer adapter to tokio's `AsyncRead`/`AsyncWrite`); everything above it — TLS,
 //! HTTP, timeouts, the drain — is `conn`, as for epoll. Accepting waits for readiness on
 //! the listening socket (tokio's listener) instead of an io_uring `accept`: tokio-uring

@@ -4,8 +4,9 @@
 //! io_uring owns a buffer from submission to completion, so the adapter copies: received
 //! bytes from its read buffer into the caller's, written bytes from the caller into its
 //! staging buffer. At most one read and one write are in flight. Both buffers are reused
-//! for the life of the connection, and the read's future lives in a slot allocated once
-//! per connection, not boxed per read.
+//! from op to op (the read buffer is replaced only when its size changes, see
+//! [`MAX_READ_BUFFER`]), and the read's future lives in a slot allocated once per
+//! connection, not boxed per read.
 //!
 //! Writes are staged and sent on `poll_flush` (or once [`WRITE_STAGE`] bytes are staged):
 //! what rustls and hyper write for one answer leaves in one `send`. A flush is done when
