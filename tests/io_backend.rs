@@ -74,16 +74,23 @@ fn each_backend_serves_and_says_so() {
     }
 }
 
-#[test]
-fn auto_serves_on_epoll_where_io_uring_is_refused_and_warns_once() {
+/// Starts the gateway with `--io auto` under `deny_io_uring` (with `helper_args`), asserts
+/// it serves and reports epoll with exactly one backend WARN, and returns the gateway and
+/// that WARN's message.
+fn fallen_back(helper_args: &[&str]) -> (Gateway, String) {
     let mut refused = Command::new(support::deny_io_uring());
-    refused.arg(support::bin());
+    refused.args(helper_args).arg(support::bin());
     let gw = Gateway::start_with(refused, Options::default().arg("--io").arg("auto"));
-    let rt = runtime();
-    rt.block_on(assert_reports(&gw, "epoll"));
+    runtime().block_on(assert_reports(&gw, "epoll"));
     let warnings = backend_warnings(&gw);
     assert_eq!(warnings.len(), 1, "{}", gw.logs());
-    let message = warnings[0]["message"].as_str().unwrap();
+    let message = warnings[0]["message"].as_str().unwrap().to_owned();
+    (gw, message)
+}
+
+#[test]
+fn auto_serves_on_epoll_where_io_uring_is_refused_and_warns_once() {
+    let (_gw, message) = fallen_back(&[]);
     assert!(message.contains("serving on epoll"), "{message}");
     assert!(message.contains("EPERM"), "{message}");
     assert!(message.contains("seccomp"), "{message}");
@@ -95,14 +102,7 @@ fn auto_serves_on_epoll_where_io_uring_is_refused_and_warns_once() {
 
 #[test]
 fn auto_serves_on_epoll_where_a_ring_can_be_made_but_never_entered() {
-    let mut refused = Command::new(support::deny_io_uring());
-    refused.arg("--allow-setup").arg(support::bin());
-    let gw = Gateway::start_with(refused, Options::default().arg("--io").arg("auto"));
-    let rt = runtime();
-    rt.block_on(assert_reports(&gw, "epoll"));
-    let warnings = backend_warnings(&gw);
-    assert_eq!(warnings.len(), 1, "{}", gw.logs());
-    let message = warnings[0]["message"].as_str().unwrap();
+    let (gw, message) = fallen_back(&["--allow-setup"]);
     assert!(message.contains("did not complete"), "{message}");
     assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
 }

@@ -95,17 +95,6 @@ fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> bool) {
     }
 }
 
-async fn get_json(gw: &Gateway, path: &str) -> Value {
-    h1_client()
-        .get(gw.url(path))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Every answered id appears exactly once in the table.
 fn assert_exactly_once(pg: &PostgresServer, answers: &[Answer]) {
     let rows = pg.query("SELECT prediction_id::text AS id FROM predictions");
@@ -276,9 +265,9 @@ fn every_answer_is_one_row_with_the_id_the_client_got() {
     assert_eq!(pg.count("predictions"), n);
 
     rt.block_on(async {
-        let ready = get_json(&gw, "/ready").await;
+        let ready = gw.get_json("/ready").await;
         assert_eq!(ready["checks"]["database"], "ok");
-        let stats = get_json(&gw, "/stats").await;
+        let stats = gw.get_json("/stats").await;
         assert_eq!(stats["predictions_source"], "database");
         assert_eq!(stats["total_predictions"], n);
         assert_eq!(stats["predictions_last_hour"], n);
@@ -359,7 +348,7 @@ fn postgres_down_for_twenty_seconds_under_load_loses_nothing() {
     pg.stop();
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while get_json(&gw, "/ready").await["checks"]["database"] != "down" {
+        while gw.get_json("/ready").await["checks"]["database"] != "down" {
             assert!(
                 Instant::now() < deadline,
                 "/ready reports the database down"
@@ -375,7 +364,7 @@ fn postgres_down_for_twenty_seconds_under_load_loses_nothing() {
     });
     std::thread::sleep(Duration::from_secs(20));
     let spooled_bytes = rt.block_on(async {
-        let stats = get_json(&gw, "/stats").await;
+        let stats = gw.get_json("/stats").await;
         assert!(stats["prediction_log"]["rows_spooled"].as_u64().unwrap() > 0);
         stats["prediction_log"]["spool_bytes"].as_u64().unwrap()
     });
@@ -414,11 +403,11 @@ fn postgres_down_for_twenty_seconds_under_load_loses_nothing() {
     });
     assert_exactly_once(&pg, &answers);
     rt.block_on(async {
-        let stats = get_json(&gw, "/stats").await;
+        let stats = gw.get_json("/stats").await;
         assert_eq!(stats["prediction_log"]["spool_bytes"], 0, "spool empty");
         assert_eq!(stats["prediction_log"]["rows_dropped"], 0);
         assert!(stats["prediction_log"]["rows_replayed"].as_u64().unwrap() > 0);
-        assert_eq!(get_json(&gw, "/ready").await["checks"]["database"], "ok");
+        assert_eq!(gw.get_json("/ready").await["checks"]["database"], "ok");
         assert_eq!(gw.metric("infergate_log_spool_bytes").await, 0.0);
     });
     assert!(
@@ -436,7 +425,7 @@ fn sigterm_with_postgres_down_spools_and_the_next_start_replays() {
     let rt = runtime();
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while get_json(&gw, "/ready").await["checks"]["database"] != "ok" {
+        while gw.get_json("/ready").await["checks"]["database"] != "ok" {
             assert!(Instant::now() < deadline, "database ok at start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -583,9 +572,9 @@ fn a_torn_spool_replays_its_intact_records_and_reports_the_tear() {
     assert!(logs.contains("torn or corrupt record"), "{logs}");
     runtime().block_on(async {
         assert_eq!(gw.metric("infergate_log_spool_torn_total").await, 2.0);
-        let stats = get_json(&gw, "/stats").await;
+        let stats = gw.get_json("/stats").await;
         assert_eq!(stats["prediction_log"]["spool_torn_segments"], 2);
-        assert_eq!(get_json(&gw, "/ready").await["status"], "ready");
+        assert_eq!(gw.get_json("/ready").await["status"], "ready");
     });
     eventually("replayed segments deleted", 5, || {
         spool_files(spool_dir.path()) == vec!["notes.txt".to_owned()]
@@ -715,9 +704,9 @@ fn without_a_database_the_log_is_off_and_stats_come_from_memory() {
         predict(&gw, &h1_client(), features(1), "m", false)
             .await
             .unwrap();
-        let ready = get_json(&gw, "/ready").await;
+        let ready = gw.get_json("/ready").await;
         assert_eq!(ready["checks"]["database"], "disabled");
-        let stats = get_json(&gw, "/stats").await;
+        let stats = gw.get_json("/stats").await;
         assert_eq!(stats["predictions_source"], "memory");
         assert_eq!(stats["prediction_log"]["status"], "disabled");
         assert_eq!(stats["total_predictions"], 1);
@@ -809,7 +798,7 @@ fn a_full_spool_drops_rows_loudly_and_counts_every_one() {
     let (spooled, dropped) = rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let s = get_json(&gw, "/stats").await;
+            let s = gw.get_json("/stats").await;
             let log = &s["prediction_log"];
             let (sp, dr) = (
                 log["rows_spooled"].as_u64().unwrap(),

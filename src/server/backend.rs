@@ -5,8 +5,6 @@
 //! its errno, with the fix. `auto` then serves on epoll after one WARN; `uring` does not
 //! start (the caller exits 2).
 
-use std::fmt;
-
 use crate::config::IoBackend;
 use crate::server::uring::{self, ProbeError, Ring};
 
@@ -26,12 +24,6 @@ impl Backend {
             Self::Uring(_) => "uring",
             Self::Epoll => "epoll",
         }
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
     }
 }
 

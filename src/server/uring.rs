@@ -71,8 +71,8 @@ impl ProbeError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ring {
     /// `IORING_SETUP_COOP_TASKRUN` (Linux >= 5.19): completions are run when the thread
-    /// next enters the kernel rather than by interrupting it (an IPI each). Measured: +6 to
-    /// +26 % HTTP/1.1 requests/s, -12 to -20 % CPU per request (BENCHMARKS.md).
+    /// next enters the kernel rather than by interrupting it (an IPI each). Measured: +23 %
+    /// HTTP/1.1 requests/s and -20 % CPU per request (BENCHMARKS.md, "What was tried").
     pub coop_taskrun: bool,
 }
 

@@ -318,11 +318,6 @@ impl Gateway {
             .unwrap_or(0.0)
     }
 
-    /// The gateway's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// How many file descriptors the gateway has open (`/proc/<pid>/fd`).
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))

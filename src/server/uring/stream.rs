@@ -33,7 +33,7 @@ use tokio_uring::{BufResult, InFlightOneshot, WriteData, WriteTransform};
 
 /// Read buffer per connection. An idle connection keeps a read in flight, and so this
 /// buffer: small, so ten thousand idle connections cost tens of MiB, not hundreds.
-pub(super) const READ_BUFFER: usize = 8 * 1024;
+const READ_BUFFER: usize = 8 * 1024;
 
 /// A read that fills its buffer doubles the next one, up to this: an upload arrives in a
 /// few large reads, not one 8 KiB op (and a tick) per 8 KiB. A read that does not fill
@@ -42,7 +42,7 @@ const MAX_READ_BUFFER: usize = 64 * 1024;
 
 /// Staged bytes that are sent without waiting for a flush; beyond this the caller is held
 /// back (`Pending`) while a write is in flight.
-pub(super) const WRITE_STAGE: usize = 64 * 1024;
+const WRITE_STAGE: usize = 64 * 1024;
 
 /// A write buffer that grew past this (for a large answer) is not kept for reuse.
 const KEEP_WRITE_BUFFER: usize = 16 * 1024;
