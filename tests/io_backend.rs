@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Gateway, Options, h1_client, h2_client, raw, runtime};
+use support::{Gateway, Options, Refuse, h1_client, h2_client, raw, runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -74,12 +74,12 @@ fn each_backend_serves_and_says_so() {
     }
 }
 
-/// Starts the gateway with `--io auto` under `deny_io_uring` (with `helper_args`), asserts
-/// it serves and reports epoll with exactly one backend WARN, and returns the gateway and
-/// that WARN's message.
-fn fallen_back(helper_args: &[&str]) -> (Gateway, String) {
-    let mut refused = Command::new(support::deny_io_uring());
-    refused.args(helper_args).arg(support::bin());
+/// Starts the gateway with `--io auto` under a seccomp filter that refuses the io_uring
+/// syscalls `refuse` names, asserts it serves and reports epoll with exactly one backend
+/// WARN, and returns the gateway and that WARN's message.
+fn fallen_back(refuse: Refuse) -> (Gateway, String) {
+    let mut refused = Command::new(support::bin());
+    support::deny_io_uring(&mut refused, refuse);
     let gw = Gateway::start_with(refused, Options::default().arg("--io").arg("auto"));
     runtime().block_on(assert_reports(&gw, "epoll"));
     let warnings = backend_warnings(&gw);
@@ -90,7 +90,7 @@ fn fallen_back(helper_args: &[&str]) -> (Gateway, String) {
 
 #[test]
 fn auto_serves_on_epoll_where_io_uring_is_refused_and_warns_once() {
-    let (_gw, message) = fallen_back(&[]);
+    let (_gw, message) = fallen_back(Refuse::All);
     assert!(message.contains("serving on epoll"), "{message}");
     assert!(message.contains("EPERM"), "{message}");
     assert!(message.contains("seccomp"), "{message}");
@@ -102,7 +102,7 @@ fn auto_serves_on_epoll_where_io_uring_is_refused_and_warns_once() {
 
 #[test]
 fn auto_serves_on_epoll_where_a_ring_can_be_made_but_never_entered() {
-    let (gw, message) = fallen_back(&["--allow-setup"]);
+    let (gw, message) = fallen_back(Refuse::EnterOnly);
     assert!(message.contains("did not complete"), "{message}");
     assert!(!gw.logs().contains("panicked"), "{}", gw.logs());
 }
@@ -116,8 +116,9 @@ fn auto_serves_on_io_uring_where_it_is_allowed() {
 #[test]
 fn uring_where_io_uring_is_refused_exits_2_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(support::deny_io_uring())
-        .arg(support::bin())
+    let mut refused = Command::new(support::bin());
+    support::deny_io_uring(&mut refused, Refuse::All);
+    let mut child = refused
         .arg("--config-dir")
         .arg(dir.path())
         .args(["--listen", "127.0.0.1:0", "--io", "uring"])

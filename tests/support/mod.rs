@@ -118,20 +118,57 @@ pub fn io_backend_under_test() -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// `examples/deny_io_uring.rs`, built by `cargo test --all-targets`: runs a program under
-/// a seccomp filter that answers the io_uring syscalls with EPERM (as Docker does).
-pub fn deny_io_uring() -> PathBuf {
-    let path = std::path::Path::new(bin())
-        .parent()
-        .expect("the binary's directory")
-        .join("examples/deny_io_uring");
-    assert!(
-        path.exists(),
-        "{} is missing: build it with `cargo build --example deny_io_uring` (`cargo test \
-         --all-targets` does)",
-        path.display()
-    );
-    path
+/// Which io_uring syscalls [`deny_io_uring`] refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refuse {
+    /// `io_uring_setup`, `io_uring_enter` and `io_uring_register`, as Docker >= 25's
+    /// default seccomp profile does.
+    All,
+    /// Only `io_uring_enter` and `io_uring_register`: a ring that can be made but never
+    /// entered.
+    EnterOnly,
+}
+
+/// Makes `command`'s child run under a seccomp filter that answers the io_uring syscalls
+/// (`refuse` says which) with EPERM and allows everything else; the filter survives the
+/// exec, so the gateway itself runs under it.
+#[allow(unsafe_code)]
+pub fn deny_io_uring(command: &mut Command, refuse: Refuse) {
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+    use std::os::unix::process::CommandExt as _;
+    // io_uring_setup, io_uring_enter, io_uring_register: one number on every architecture
+    // (the generic table, and x86_64's own).
+    const SETUP: i64 = 425;
+    const ENTER_REGISTER: [i64; 2] = [426, 427];
+    const EPERM: u32 = 1;
+    let setup = (refuse == Refuse::All).then_some(SETUP);
+    let rules = ENTER_REGISTER
+        .into_iter()
+        .chain(setup)
+        .map(|nr| (nr, Vec::new()))
+        .collect();
+    let arch = TargetArch::try_from(std::env::consts::ARCH).expect("a seccomp architecture");
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(EPERM),
+        arch,
+    )
+    .expect("the seccomp filter");
+    // Compiled here, in the parent: the child between fork and exec may not allocate.
+    let program = BpfProgram::try_from(filter).expect("the seccomp program");
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are sound. `apply_filter` makes two syscalls (prctl
+    // PR_SET_NO_NEW_PRIVS, then seccomp) on the program compiled above, and allocates
+    // nothing on either path (its errors carry the raw OS error, passed on as it is);
+    // it touches no lock.
+    unsafe {
+        command.pre_exec(move || match seccompiler::apply_filter(&program) {
+            Ok(()) => Ok(()),
+            Err(seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e)) => Err(e),
+            Err(_) => Err(std::io::ErrorKind::InvalidInput.into()),
+        });
+    }
 }
 
 /// Raises this process's open-file limit to its hard limit (gateways started after this
