@@ -34,6 +34,7 @@ fn row(i: u64) -> LogRow {
         confidence: 0.97,
         latency: Duration::from_micros(350),
         client_addr: Some(IpAddr::from([10, 0, 0, 1])),
+        api_key: Some("mobile-app".into()),
     }
 }
 

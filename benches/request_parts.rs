@@ -103,6 +103,7 @@ fn log_submit(c: &mut Criterion) {
                 confidence: 0.97,
                 latency: Duration::from_micros(80),
                 client_addr: Some(IpAddr::from([10, 0, 0, 1])),
+                api_key: None,
             })
         })
     });

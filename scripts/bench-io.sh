@@ -12,7 +12,8 @@
 #   BIN=/tmp/other/infergate VARIANTS="a:uring" scripts/bench-io.sh
 #
 # VARIANTS: space-separated NAME:IO[:ENV=VALUE+ENV=VALUE...] (extra environment for that
-# variant's gateway, `+`-separated).
+# variant's gateway, `+`-separated). HEADER: one more request header every case sends to
+# every variant (scripts/bench-edge.sh: an API key, which an open gateway ignores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/common.sh
@@ -63,6 +64,7 @@ for round in $(seq 1 "$ROUNDS"); do
             IFS='|' read -r cname n flags path body <<<"$case"
             extra=()
             [ -n "$body" ] && extra=(-d "${body%%:*}" -H "content-type: ${body#*:}")
+            [ -n "${HEADER:-}" ] && extra+=(-H "$HEADER")
             c0=$(cpu_us "$GW")
             # shellcheck disable=SC2086 # h2load's flags, word-split on purpose
             out=$(h2load -n "$n" -c "$CONNS" -t 2 $flags "${extra[@]}" "https://127.0.0.1:$port$path" 2>&1)

@@ -1,7 +1,7 @@
 //! Wiring: builds the gateway from a validated `Config`, starts the compute threads, the
 //! check socket and (unless in standby) the I/O threads, then runs the control loop on the
 //! calling thread — warm-up, metrics upkeep, signals (SIGUSR2 opens a standby instance's
-//! public listener), the idle exit and the drain.
+//! public listener, SIGHUP re-reads the API keys), the idle exit and the drain.
 
 mod assemble;
 mod public_listener;
@@ -14,6 +14,8 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::app::public_listener::PublicListener;
+use crate::auth::KeyFileLoadError;
+use crate::auth::reload::{self, ReloadHandle};
 use crate::cache::l2::L2Error;
 use crate::config::Config;
 use crate::idle_exit::IdleExit;
@@ -58,6 +60,9 @@ pub enum AppError {
     /// The listeners or I/O threads could not start.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// The API key file exists but cannot be used (a configuration error: exit 2).
+    #[error(transparent)]
+    Keys(#[from] KeyFileLoadError),
     /// `server.io = "uring"` where io_uring is refused (a configuration error: exit 2).
     #[error(transparent)]
     UringRefused(#[from] UringRefused),
@@ -195,6 +200,7 @@ pub fn serve(config: &Config, handover: Handover) -> Result<(), AppError> {
         check,
         drain_timeout: config.shutdown.drain_timeout(),
         idle_exit: config.server.idle_exit(),
+        key_reload_interval: config.auth.reload_interval(),
     }))
 }
 
@@ -257,10 +263,12 @@ pub enum MigrateError {
     Runtime(#[source] std::io::Error),
 }
 
-/// The signals the control loop answers: SIGTERM and SIGINT drain, SIGUSR2 activates.
+/// The signals the control loop answers: SIGTERM and SIGINT drain, SIGUSR2 activates,
+/// SIGHUP re-reads the API key file.
 struct Signals {
     stop: StopSignals,
     activate: Signal,
+    reload: Signal,
 }
 
 impl Signals {
@@ -269,6 +277,7 @@ impl Signals {
         Ok(Self {
             stop: StopSignals::install()?,
             activate: signal(SignalKind::user_defined2())?,
+            reload: signal(SignalKind::hangup())?,
         })
     }
 }
@@ -312,6 +321,8 @@ struct Control {
     check: Option<check_socket::Serving>,
     drain_timeout: Duration,
     idle_exit: Option<Duration>,
+    /// How often the API key file is looked at.
+    key_reload_interval: Duration,
 }
 
 /// Warm-up, metrics upkeep, activation, signal handling and the idle exit, until the drain
@@ -325,14 +336,17 @@ async fn control(c: Control) -> Result<(), AppError> {
         mut check,
         drain_timeout,
         idle_exit,
+        key_reload_interval,
     } = c;
+    let reload = reload::spawn(Arc::clone(&gateway.auth), key_reload_interval);
     // A stop signal during the warm-up ends it: the drain follows, nothing is served.
     let stop = tokio::select! {
         warmed = warm_up(&gateway) => {
             warmed?;
             gateway.mark_models_warm();
             tracing::info!(listening = public.is_open(), "ready");
-            serve_until_stop(&gateway, &metrics, &mut signals, &mut public, idle_exit).await
+            let serving = Serving { reload: reload.as_ref(), idle_exit };
+            serve_until_stop(&gateway, &metrics, &mut signals, &mut public, serving).await
         }
         name = signals.stop.next() => {
             tracing::info!(signal = name, "signal during warm-up: not serving");
@@ -391,14 +405,23 @@ async fn control(c: Control) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Serves until a signal or the idle exit says stop; opens the public listener on SIGUSR2.
+/// What the serving phase answers besides the listener and the signals.
+struct Serving<'a> {
+    /// The API key file's watch, for SIGHUP.
+    reload: Option<&'a ReloadHandle>,
+    idle_exit: Option<Duration>,
+}
+
+/// Serves until a signal or the idle exit says stop; opens the public listener on SIGUSR2,
+/// re-reads the API keys on SIGHUP.
 async fn serve_until_stop(
     gateway: &Gateway,
     metrics: &metrics_exporter_prometheus::PrometheusHandle,
     signals: &mut Signals,
     public: &mut PublicListener,
-    idle_exit: Option<Duration>,
+    serving: Serving<'_>,
 ) -> Stop {
+    let Serving { reload, idle_exit } = serving;
     let idle = idle_exit.map(|after| IdleExit::new(&gateway.last_request, after));
     // Idle time counts from when the gateway can be reached at all.
     gateway.last_request.stamp(tokio::time::Instant::now());
@@ -411,6 +434,10 @@ async fn serve_until_stop(
                 noise.write_if_due(now);
             }
             name = signals.stop.next() => return Stop::Signal(name),
+            _ = signals.reload.recv() => match reload {
+                Some(reload) => reload.reload_now(),
+                None => tracing::info!("SIGHUP: no API key file to re-read"),
+            },
             _ = signals.activate.recv() => {
                 if public.is_open() {
                     tracing::info!(addr = %public.addr(), "SIGUSR2: already listening");

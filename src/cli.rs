@@ -54,6 +54,24 @@ pub enum Command {
     /// nothing else: gateways join it (Compose `network_mode: service:edge`), so its
     /// published port and sysctls outlive every gateway replaced behind it (deploy.sh).
     HoldNetns,
+    /// Make an API key and print the line to add to the key file (auth.keys_path, or the
+    /// `api_keys` secret): the line (name, scopes, SHA-256 of the key) on stdout, the key
+    /// itself once on stderr. The file never holds the key.
+    HashKey(HashKeyArgs),
+}
+
+/// What `infergate hash-key` makes.
+#[derive(Debug, Clone, Args)]
+pub struct HashKeyArgs {
+    /// The key's name, shown in logs, spans and log rows (letters, digits, - _ . @).
+    #[arg(long)]
+    pub name: String,
+    /// Comma-separated scopes: predict (POST /predict), admin (everything; implies predict).
+    #[arg(long, default_value = "predict")]
+    pub scopes: String,
+    /// Hash the key read from stdin instead of making one.
+    #[arg(long)]
+    pub key_stdin: bool,
 }
 
 /// What `infergate healthcheck` sends, and where.

@@ -6,8 +6,10 @@
 //! (file and key, the literal environment variable, the secret file, or the flag), and all
 //! of them are reported at once.
 
+pub mod auth;
 pub mod image;
 mod layers;
+pub mod rate_limit;
 mod render;
 pub mod secrets;
 
@@ -19,8 +21,10 @@ use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::auth::AuthConfig;
 pub use crate::config::image::{ImageConfig, ImageModelConfig};
 pub use crate::config::layers::FlagOverrides;
+pub use crate::config::rate_limit::RateLimitConfig;
 pub use crate::config::render::render_toml;
 pub use crate::config::secrets::Secret;
 
@@ -32,6 +36,10 @@ pub struct Config {
     pub server: ServerConfig,
     /// TLS termination.
     pub tls: TlsConfig,
+    /// API keys.
+    pub auth: AuthConfig,
+    /// Rate limits per key and per client address.
+    pub rate_limit: RateLimitConfig,
     /// The compute threads that run models.
     pub compute: ComputeConfig,
     /// Which model to serve.
@@ -950,6 +958,8 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
         "is set but model.path is not",
     );
     config.image.validate(&mut check);
+    config.auth.validate(&mut check);
+    config.rate_limit.validate(&mut check);
     check(
         tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
         "log.level",

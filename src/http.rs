@@ -29,9 +29,11 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span, field};
 use uuid::Uuid;
 
+use crate::auth::{Caller, Scope};
 use crate::http::body::RequestBody;
 use crate::http::error::ApiError;
 use crate::predict::RequestOptions;
+use crate::rate_limit::{Client, Verdict};
 use crate::server::idle::Activity;
 use crate::state::Gateway;
 
@@ -79,6 +81,16 @@ impl Route {
         match self {
             Self::Predict => "POST",
             _ => "GET, HEAD",
+        }
+    }
+
+    /// The API key scope the route needs (when keys are on); `None`: open to anyone.
+    /// Unknown paths need a key too, so that probing them tells a stranger nothing.
+    pub fn scope(self) -> Option<Scope> {
+        match self {
+            Self::Health | Self::Ready => None,
+            Self::Predict | Self::Unknown => Some(Scope::Predict),
+            Self::Stats | Self::Metrics => Some(Scope::Admin),
         }
     }
 
@@ -200,21 +212,58 @@ pub async fn handle(
         Span::none()
     };
     let mut timing = Timing::default();
-    let meta = RequestOptions {
-        bypass_cache: false,
-        request_id: request_id.clone(),
-        client_addr: peer,
-        received: started,
+    // Who is asking, before anything else is looked at. The check socket (no peer address)
+    // is trusted: only who can open its file reaches it.
+    let caller = match peer {
+        None => Ok(Caller::Local),
+        Some(_) => gateway.auth.authorize(req.headers(), route.scope()),
     };
-    let outcome = AssertUnwindSafe(dispatch(gateway, route, req, meta, &mut timing))
-        .catch_unwind()
-        .instrument(span.clone())
-        .await;
+    let key = caller.as_ref().ok().and_then(Caller::key_name).cloned();
+    if let Some(key) = &key {
+        span.record("key", &**key);
+    }
+    let client_addr = peer.map(|p| gateway.rate_limits.client_addr(p, req.headers()));
+    let verdict = match &caller {
+        Ok(caller) if route.scope().is_some() => rate_limit(gateway, caller, client_addr),
+        _ => None,
+    };
+    let caller = match (caller, &verdict) {
+        (
+            Ok(_),
+            Some(Verdict {
+                retry_after_s: Some(retry_after_s),
+                ..
+            }),
+        ) => Err(ApiError::RateLimited {
+            retry_after_s: *retry_after_s,
+        }),
+        (caller, _) => caller.map_err(ApiError::from),
+    };
+    let outcome = match caller {
+        Ok(_) => {
+            let meta = RequestOptions {
+                bypass_cache: false,
+                request_id: request_id.clone(),
+                client_addr,
+                received: started,
+                api_key: key.clone(),
+            };
+            AssertUnwindSafe(dispatch(gateway, route, req, meta, &mut timing))
+                .catch_unwind()
+                .instrument(span.clone())
+                .await
+        }
+        Err(refused) => Ok(Err(refused)),
+    };
     let late_span = || {
         if eager {
             span.clone()
         } else {
-            request_span(&request_id, &method, route)
+            let span = request_span(&request_id, &method, route);
+            if let Some(key) = &key {
+                span.record("key", &**key);
+            }
+            span
         }
     };
     let (mut response, span) = match outcome {
@@ -244,6 +293,9 @@ pub async fn handle(
     if let Ok(v) = HeaderValue::from_str(&timing.header(total)) {
         headers.insert("server-timing", v);
     }
+    if let Some(verdict) = &verdict {
+        rate_limit_headers(headers, verdict);
+    }
     let status = response.status().as_u16();
     request_metrics::record(route, status, total.as_secs_f64());
     let span = if status >= 500 && span.is_disabled() {
@@ -263,13 +315,41 @@ pub async fn handle(
     response
 }
 
-/// The span of one request; `status`, `latency_ms`, `model` and `cache` are recorded later.
+/// The caller's rate limit verdict: its key's bucket, or without a key its address's; the
+/// check socket's requests (no address) are not limited.
+fn rate_limit(gateway: &Gateway, caller: &Caller, client: Option<IpAddr>) -> Option<Verdict> {
+    let limits = &gateway.rate_limits;
+    if !limits.is_on() {
+        return None;
+    }
+    match caller {
+        Caller::Key(name) => limits.check(Client::Key(Arc::clone(name))),
+        Caller::Anonymous => limits.check(Client::Addr(client?)),
+        Caller::Local => None,
+    }
+}
+
+/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): the policy's
+/// quota and window, what is left and when the bucket is whole again.
+fn rate_limit_headers(headers: &mut HeaderMap, v: &Verdict) {
+    let policy = format!("\"{}\";q={};w={}", v.policy, v.quota, v.window_s);
+    let state = format!("\"{}\";r={};t={}", v.policy, v.remaining, v.reset_s);
+    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// The span of one request; `key` (the API key's name), `status`, `latency_ms`, `model`
+/// and `cache` are recorded later.
 fn request_span(request_id: &str, method: &Method, route: Route) -> Span {
     tracing::info_span!(
         "request",
         request_id = %request_id,
         method = %method,
         route = route.as_str(),
+        key = field::Empty,
         status = field::Empty,
         latency_ms = field::Empty,
         model = field::Empty,

@@ -1,7 +1,7 @@
 //! infergate: an edge inference gateway in one process.
 //!
 //! Modules are declared in the order one request meets them: the listener and TLS
-//! (`server`), hyper and the routes (`http`), the read-through (`predict`), image decoding
+//! (`server`), hyper and the routes (`http`), the API keys and rate limits (`auth`, `rate_limit`), the read-through (`predict`), image decoding
 //! and preprocessing (`imaging`), the cache,
 //! coalescer and batcher (`cache`, `coalesce`, `batch`), the models (`infer`), the answer
 //! encoding (`encode`); then the side paths (`prediction_log`, `metrics`, `stats`) and the wiring (`config`, `cli`,
@@ -10,6 +10,8 @@
 
 pub mod server;
 pub mod http;
+pub mod auth;
+pub mod rate_limit;
 pub mod predict;
 pub mod imaging;
 pub mod cache;

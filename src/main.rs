@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Parser as _;
 
-use infergate::cli::{Cli, Command, HealthcheckArgs};
+use infergate::cli::{Cli, Command, HashKeyArgs, HealthcheckArgs};
 use infergate::config::{self, Config};
 
 fn main() -> ExitCode {
@@ -23,6 +23,9 @@ fn main() -> ExitCode {
     }
     if let Command::HoldNetns = &command {
         return hold_netns();
+    }
+    if let Command::HashKey(args) = &command {
+        return hash_key(args);
     }
     let loaded = match config::load(&cli.global.load_options()) {
         Ok(loaded) => loaded,
@@ -45,28 +48,30 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Migrate => migrate(&loaded.config),
-        Command::Serve | Command::Healthcheck { .. } | Command::HoldNetns => {
-            match serve(&loaded.config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) if is_config_refusal(&e) => {
-                    eprintln!("infergate: {e:#}");
-                    ExitCode::from(2)
-                }
-                Err(e) => {
-                    eprintln!("infergate: {e:#}");
-                    ExitCode::FAILURE
-                }
+        Command::Serve
+        | Command::Healthcheck { .. }
+        | Command::HoldNetns
+        | Command::HashKey { .. } => match serve(&loaded.config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if is_config_refusal(&e) => {
+                eprintln!("infergate: {e:#}");
+                ExitCode::from(2)
             }
-        }
+            Err(e) => {
+                eprintln!("infergate: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
 /// A failure that a configuration change fixes, found only at start (exit 2, as for an
-/// invalid file): `server.io = "uring"` where io_uring is refused.
+/// invalid file): `server.io = "uring"` where io_uring is refused, or an API key file that
+/// cannot be used.
 fn is_config_refusal(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<infergate::app::AppError>(),
-        Some(infergate::app::AppError::UringRefused(_))
+        Some(infergate::app::AppError::UringRefused(_) | infergate::app::AppError::Keys(_))
     )
 }
 
@@ -158,4 +163,55 @@ fn hold_netns() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `infergate hash-key`: the key file line for a new key (or one read from stdin) on
+/// stdout, the new key itself on stderr, once.
+fn hash_key(args: &HashKeyArgs) -> ExitCode {
+    use infergate::auth::keys;
+    use std::io::Read as _;
+    let scopes = match keys::parse_scopes(&args.scopes) {
+        Ok(scopes) => scopes,
+        Err(e) => {
+            eprintln!("infergate hash-key: {e} (scopes: predict, admin)");
+            return ExitCode::from(2);
+        }
+    };
+    let key = if args.key_stdin {
+        let mut key = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut key) {
+            eprintln!("infergate hash-key: cannot read the key from stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+        key.trim().to_owned()
+    } else {
+        match keys::generate() {
+            Ok(key) => key,
+            Err(e) => {
+                eprintln!("infergate hash-key: no randomness from the OS: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    if key.is_empty() {
+        eprintln!("infergate hash-key: the key is empty");
+        return ExitCode::from(2);
+    }
+    let line = keys::line(&args.name, scopes, &key);
+    if let Err(e) = keys::KeySet::parse(&line) {
+        eprintln!("infergate hash-key: {}", e.message);
+        return ExitCode::from(2);
+    }
+    if !args.key_stdin {
+        eprintln!(
+            "API key for {:?} (give it to the client; only its hash is kept): {key}",
+            args.name
+        );
+    }
+    // The line is this command's output, for `>> api_keys`.
+    #[allow(clippy::print_stdout)]
+    {
+        println!("{line}");
+    }
+    ExitCode::SUCCESS
 }

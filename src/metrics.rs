@@ -57,6 +57,16 @@ pub const IO_BACKEND: &str = "infergate_io_backend";
 /// TLS warnings triggered by clients (an IP address as SNI, …): counted, not logged each.
 pub const TLS_CLIENT_WARNINGS_TOTAL: &str = "infergate_tls_client_warnings_total";
 
+/// Requests refused for their API key, by reason (`missing`, `invalid`, `forbidden`).
+pub const AUTH_REFUSED_TOTAL: &str = "infergate_auth_refused_total";
+/// API keys in force (0 while the gateway is open).
+pub const API_KEYS: &str = "infergate_api_keys";
+/// Looks at the API key file that changed the keys (`ok`) or found it unusable (`error`).
+pub const API_KEY_RELOADS_TOTAL: &str = "infergate_api_key_reloads_total";
+
+/// Requests refused 429 by a rate limit, by policy (`key`, `ip`).
+pub const RATE_LIMITED_TOTAL: &str = "infergate_rate_limited_total";
+
 /// Request latency buckets, seconds: from half a millisecond to a few seconds.
 const REQUEST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -117,9 +127,28 @@ fn export_rare_at_zero() {
     counter!(REQUESTS_TOTAL, "route" => "/predict", "status" => "503").absolute(0);
     counter!(COALESCED_TOTAL).absolute(0);
     counter!(TLS_CLIENT_WARNINGS_TOTAL).absolute(0);
+    for policy in ["key", "ip"] {
+        counter!(RATE_LIMITED_TOTAL, "policy" => policy).absolute(0);
+    }
+    for reason in ["missing", "invalid", "forbidden"] {
+        counter!(AUTH_REFUSED_TOTAL, "reason" => reason).absolute(0);
+    }
 }
 
 fn describe() {
+    describe_counter!(
+        AUTH_REFUSED_TOTAL,
+        "Requests refused for their API key, by reason (missing, invalid, forbidden)."
+    );
+    describe_counter!(
+        RATE_LIMITED_TOTAL,
+        "Requests refused 429 by a rate limit, by policy (key: per API key; ip: per client address)."
+    );
+    describe_gauge!(API_KEYS, "API keys in force; 0 while the gateway is open.");
+    describe_counter!(
+        API_KEY_RELOADS_TOTAL,
+        "Looks at the API key file that changed the keys (ok) or found it unusable (error)."
+    );
     describe_counter!(
         TLS_CLIENT_WARNINGS_TOTAL,
         "TLS warnings triggered by clients (such as an IP address sent as SNI); logged as one \

@@ -74,6 +74,8 @@ pub struct RequestOptions {
     pub client_addr: Option<IpAddr>,
     /// When the request head arrived (the log's latency is measured from here).
     pub received: tokio::time::Instant,
+    /// The name of the API key the request came with, for the log.
+    pub api_key: Option<Arc<str>>,
 }
 
 /// Where an answer came from: the `X-Cache` header.
@@ -362,6 +364,7 @@ impl Predictor {
                 confidence: computed.answer.confidence,
                 latency: opts.received.elapsed(),
                 client_addr: opts.client_addr.filter(|_| self.cfg.log_client_addr),
+                api_key: opts.api_key,
             });
         }
         // Decode and preprocess times belong to the request that did the work.

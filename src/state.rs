@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::Auth;
 use crate::config::Dependency;
 use crate::idle_exit::LastRequest;
 use crate::infer::Infer;
 use crate::predict::Predictor;
+use crate::rate_limit::RateLimits;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 
@@ -36,6 +38,10 @@ pub struct Gateway {
     pub metrics: PrometheusHandle,
     /// Body limits.
     pub limits: Limits,
+    /// The API keys.
+    pub auth: Arc<Auth>,
+    /// The rate limits.
+    pub rate_limits: RateLimits,
     /// Name of the I/O backend serving connections (`epoll`).
     pub io_backend: &'static str,
     /// Which cache tiers are on: `"l1+l2"`, `"l1"` or `"disabled"`.
@@ -58,6 +64,8 @@ impl Gateway {
             shutdown: parts.shutdown,
             metrics: parts.metrics,
             limits: parts.limits,
+            auth: parts.auth,
+            rate_limits: parts.rate_limits,
             io_backend: parts.io_backend,
             cache_mode: parts.cache_mode,
             ready_require: parts.ready_require,
@@ -97,6 +105,8 @@ pub struct GatewayParts {
     pub shutdown: Arc<Shutdown>,
     pub metrics: PrometheusHandle,
     pub limits: Limits,
+    pub auth: Arc<Auth>,
+    pub rate_limits: RateLimits,
     pub io_backend: &'static str,
     /// Which cache tiers are on: `"l1+l2"`, `"l1"` or `"disabled"`.
     pub cache_mode: &'static str,

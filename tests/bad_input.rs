@@ -345,7 +345,9 @@ fn pipelined_answers_backed_up_then_a_malformed_request() {
         stream.push_str("G\u{1}T / HTTP/1.1\r\nhost: x\r\n\r\n");
         // Everything is written before a byte is read, so the answers queue up behind the
         // unread socket.
-        tls.write_all(stream.as_bytes()).await.unwrap();
+        tls.write_all(&raw::with_suite_key(stream.as_bytes()))
+            .await
+            .unwrap();
         tls.flush().await.unwrap();
         let mut received = Vec::new();
         tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut received))

@@ -146,7 +146,8 @@ fn every_answer_is_one_row_with_the_id_the_client_got() {
         with_db(&pg, &spool.path().join("spool"))
             .env("INFERGATE_DATABASE__URL", pg.url_without_password())
             .env("INFERGATE_DATABASE__PASSWORD_FILE", secret.display())
-            .env("INFERGATE_PREDICTION_LOG__LOG_CLIENT_ADDR", true),
+            .env("INFERGATE_PREDICTION_LOG__LOG_CLIENT_ADDR", true)
+            .with_suite_key(),
     );
     let rt = runtime();
     let answers = rt.block_on(async {
@@ -232,7 +233,8 @@ fn every_answer_is_one_row_with_the_id_the_client_got() {
     let rows = pg.query(
         "SELECT prediction_id::text AS id, request_id, cache_status, prediction, model_name, \
          model_version, input_features, confidence, top_class, all_predictions, latency_us, \
-         host(client_addr) AS client_addr, length(input_hash) AS hash_len FROM predictions",
+         host(client_addr) AS client_addr, length(input_hash) AS hash_len, api_key \
+         FROM predictions",
     );
     let by_id: HashMap<&str, &Value> = rows
         .iter()
@@ -260,6 +262,8 @@ fn every_answer_is_one_row_with_the_id_the_client_got() {
         assert!(row["latency_us"].as_i64().unwrap() > 0);
         assert_eq!(row["client_addr"], "127.0.0.1");
         assert_eq!(row["hash_len"], 32);
+        // The key's name, never the key.
+        assert_eq!(row["api_key"], "suite");
     }
     // The table is intact after the hostile inputs.
     assert_eq!(pg.count("predictions"), n);
@@ -288,6 +292,7 @@ fn every_answer_is_one_row_with_the_id_the_client_got() {
         !gw.logs().contains(PASSWORD),
         "the password is never logged"
     );
+    assert!(!gw.logs().contains(support::SUITE_KEY), "nor the key");
 }
 
 #[test]
@@ -520,6 +525,7 @@ fn a_torn_spool_replays_its_intact_records_and_reports_the_tear() {
         all_predictions: json!([{"class_id": 0, "label": "setosa", "confidence": 0.9}]),
         latency_us: 100,
         client_addr: None,
+        api_key: None,
     };
     // Two segments, as two crashed runs would leave them: the first cut off inside its
     // last record, the second with a corrupted byte in its last record.

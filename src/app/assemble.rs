@@ -7,6 +7,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::{AppError, db_config};
+use crate::auth::Auth;
 use crate::batch::{BatchConfig, Batcher};
 use crate::cache::l1::{L1, L1Config};
 use crate::cache::l2::{L2, L2Config};
@@ -22,6 +23,7 @@ use crate::infer::{Infer, InferError, demo};
 use crate::predict::{PredictConfig, Predictor, PredictorParts};
 use crate::prediction_log::writer::WriterConfig;
 use crate::prediction_log::{LogConfig, PredictionLog, RetentionConfig};
+use crate::rate_limit::RateLimits;
 use crate::server::backend::Backend;
 use crate::shutdown::Shutdown;
 use crate::state::{Gateway, GatewayParts, Limits};
@@ -131,11 +133,33 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
             max_body_bytes: config.server.max_body_bytes,
             body_timeout: config.server.request_timeout(),
         },
+        auth: Arc::new(load_auth(config)?),
+        rate_limits: RateLimits::new(&config.rate_limit),
         io_backend: backend.name(),
         cache_mode,
         ready_require: config.ready.require.clone(),
     }));
     Ok(Assembled { gateway, metrics })
+}
+
+/// The API keys, from `auth.keys_path` (or the `api_keys` secret); open, with one WARN,
+/// where there is no such file.
+fn load_auth(config: &Config) -> Result<Auth, AppError> {
+    let path = config.auth.keys_path(&config.secrets.dir);
+    let auth = Auth::from_file(&path)?;
+    match auth.keys() {
+        Some(keys) => tracing::info!(
+            path = %path.display(),
+            keys = keys.len(),
+            "API keys on: /predict needs a predict key, /metrics and /stats an admin key"
+        ),
+        None => tracing::warn!(
+            path = %path.display(),
+            "no API key file: every route is open to anyone who can connect; add keys with \
+             `infergate hash-key` (auth.keys_path, or the api_keys secret)"
+        ),
+    }
+    Ok(auth)
 }
 
 fn log_config(config: &Config) -> Option<LogConfig> {

@@ -26,7 +26,7 @@ pub const KNOWN_SECRETS: [(&str, &str); 6] = [
 
 /// Keys whose value is text as written: a secret for them is never parsed as a number,
 /// a boolean or an array (a password `123456` stays a string).
-const TEXT_KEYS: [&str; 14] = [
+const TEXT_KEYS: [&str; 15] = [
     "tls.cert",
     "tls.key",
     "redis.url",
@@ -41,6 +41,7 @@ const TEXT_KEYS: [&str; 14] = [
     "model.manifest_path",
     "log.level",
     "secrets.dir",
+    "auth.keys_path",
 ];
 
 /// A string that `Debug`, `Display` and serialization show as `[redacted]`.

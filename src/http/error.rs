@@ -5,11 +5,12 @@
 //! allowed, and never carries internal details.
 
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+use crate::auth::AuthError;
 use crate::imaging::ImageError;
 use crate::infer::InferError;
 use crate::infer::manifest::InputKind;
@@ -52,6 +53,23 @@ pub enum ApiError {
     /// Valid JSON whose values cannot be used (wrong count, NaN, empty, not numbers).
     #[error("{message}")]
     InvalidInput { code: &'static str, message: String },
+    /// No API key, or one that is not valid, where the route needs one.
+    #[error("{message}")]
+    Unauthorized {
+        message: String,
+        /// A key was presented (and is wrong), rather than none.
+        presented: bool,
+    },
+    /// A valid key without the scope the route needs.
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        /// The scope needed.
+        scope: &'static str,
+    },
+    /// The caller's rate limit is used up.
+    #[error("rate limit reached; retry after {retry_after_s} s")]
+    RateLimited { retry_after_s: u64 },
     /// The request names a model that is not loaded.
     #[error("{0}")]
     UnknownModel(String),
@@ -85,6 +103,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_) | Self::MalformedMultipart(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -104,6 +125,9 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::MalformedJson(_) => "malformed_json",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
+            Self::RateLimited { .. } => "rate_limited",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::RequestTimeout { .. } => "request_timeout",
@@ -141,7 +165,30 @@ impl ApiError {
             Self::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
             }
+            // RFC 6750 §3: the scheme, and why a presented token failed.
+            Self::Unauthorized { presented, .. } => {
+                headers.insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(if presented {
+                        r#"Bearer realm="infergate", error="invalid_token""#
+                    } else {
+                        r#"Bearer realm="infergate""#
+                    }),
+                );
+            }
+            Self::Forbidden { scope, .. } => {
+                let value = match scope {
+                    "admin" => {
+                        r#"Bearer realm="infergate", error="insufficient_scope", scope="admin""#
+                    }
+                    _ => r#"Bearer realm="infergate", error="insufficient_scope", scope="predict""#,
+                };
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(value));
+            }
             Self::Overloaded { retry_after_s } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
+            }
+            Self::RateLimited { retry_after_s } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
             }
             Self::InferenceTimeout { .. } | Self::ShuttingDown => {
@@ -175,6 +222,26 @@ impl From<ImageError> for ApiError {
             }
             ImageError::Overloaded { .. } => Self::Overloaded { retry_after_s: 1 },
             ImageError::Stopped => Self::ShuttingDown,
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        let message = err.to_string();
+        match err {
+            AuthError::Missing => Self::Unauthorized {
+                message,
+                presented: false,
+            },
+            AuthError::Invalid => Self::Unauthorized {
+                message,
+                presented: true,
+            },
+            AuthError::Forbidden { needed, .. } => Self::Forbidden {
+                message,
+                scope: needed,
+            },
         }
     }
 }

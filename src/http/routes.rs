@@ -264,6 +264,11 @@ pub async fn stats(gw: &Gateway) -> HttpResponse {
             "connections_active": gw.shutdown.open_connections(),
             "listening": gw.is_listening(),
             "io_backend": gw.io_backend,
+            "api_keys": gw.auth.keys().map(|k| k.len()),
+            "rate_limit": {
+                "on": gw.rate_limits.is_on(),
+                "tracked_clients": gw.rate_limits.tracked(),
+            },
             "models": models,
             "uptime_s": s.uptime_s,
         }),

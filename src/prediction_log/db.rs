@@ -155,8 +155,8 @@ fn tls_config(path: &Path) -> Result<rustls::ClientConfig, DbError> {
 /// Columns written, in COPY order, with their types.
 pub const COLUMNS: &str = "prediction_id, created_at, request_id, model_name, model_version, \
      cache_status, input_hash, input_features, image_hash, prediction, top_class, confidence, \
-     all_predictions, latency_us, client_addr, image_bytes";
-const TYPES: [Type; 16] = [
+     all_predictions, latency_us, client_addr, image_bytes, api_key";
+const TYPES: [Type; 17] = [
     Type::UUID,
     Type::TIMESTAMPTZ,
     Type::TEXT,
@@ -173,11 +173,12 @@ const TYPES: [Type; 16] = [
     Type::INT8,
     Type::INET,
     Type::INT4,
+    Type::TEXT,
 ];
 
 /// A record's fields in [`COLUMNS`] order, as COPY fields or statement parameters;
 /// `created_at` is `r.created_at()`, kept alive by the caller.
-pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 16] {
+pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 17] {
     [
         &r.prediction_id,
         created_at,
@@ -195,6 +196,7 @@ pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql 
         &r.latency_us,
         &r.client_addr,
         &r.image_bytes,
+        &r.api_key,
     ]
 }
 

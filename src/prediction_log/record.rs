@@ -2,6 +2,7 @@
 //! writer stores ([`Record`], one column per field), derived off the request path.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -44,6 +45,8 @@ pub struct LogRow {
     pub latency: Duration,
     /// The client's address, when `prediction_log.log_client_addr` is on.
     pub client_addr: Option<IpAddr>,
+    /// The name of the API key the request came with.
+    pub api_key: Option<Arc<str>>,
 }
 
 /// One `predictions` row: what the writer COPYs, and what the spool stores (as JSON).
@@ -70,6 +73,9 @@ pub struct Record {
     pub all_predictions: serde_json::Value,
     pub latency_us: i64,
     pub client_addr: Option<IpAddr>,
+    /// The API key's name (absent from rows spooled by older versions).
+    #[serde(default)]
+    pub api_key: Option<String>,
 }
 
 impl Record {
@@ -122,6 +128,7 @@ impl Record {
             all_predictions: strip_nul(all_predictions),
             latency_us: i64::try_from(row.latency.as_micros()).unwrap_or(i64::MAX),
             client_addr: row.client_addr,
+            api_key: row.api_key.map(|k| clean(k.to_string())),
         }
     }
 
@@ -185,6 +192,7 @@ mod tests {
             confidence: 0.9,
             latency: Duration::from_micros(1234),
             client_addr: None,
+            api_key: Some(Arc::from("mobile-app")),
         }
     }
 
@@ -197,6 +205,7 @@ mod tests {
         assert_eq!(r.top_class, Some(1));
         assert_eq!(r.all_predictions.as_array().unwrap().len(), 3);
         assert_eq!(r.request_id, "req-1", "NUL removed");
+        assert_eq!(r.api_key.as_deref(), Some("mobile-app"));
         assert_eq!(r.input_hash, format!("{:032x}", 0xab));
         assert_eq!(r.created_at_us, 1_700_000_000_123_456);
         assert_eq!(

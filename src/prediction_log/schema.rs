@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "image_bytes",
         sql: include_str!("../../migrations/0002_image_bytes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "api_key",
+        sql: include_str!("../../migrations/0003_api_key.sql"),
+    },
 ];
 
 /// What [`migrate`] did.

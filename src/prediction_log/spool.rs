@@ -469,6 +469,7 @@ mod tests {
             all_predictions: serde_json::json!([]),
             latency_us: 10,
             client_addr: None,
+            api_key: None,
         }
     }
 

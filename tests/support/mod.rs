@@ -33,6 +33,9 @@ pub struct Options {
     /// Wait for `/ready` (200) before returning from `start`; otherwise only for the
     /// listener.
     pub wait_ready: bool,
+    /// Give the gateway a key file holding [`SUITE_KEY`] (as `admin`, named `suite`);
+    /// default: [`keys_on`].
+    pub suite_key: bool,
 }
 
 impl Default for Options {
@@ -46,6 +49,7 @@ impl Default for Options {
             env: Vec::new(),
             args: Vec::new(),
             wait_ready: true,
+            suite_key: keys_on(),
         }
     }
 }
@@ -88,6 +92,13 @@ impl Options {
         self
     }
 
+    /// With API keys on: a key file holding [`SUITE_KEY`], which every client made here
+    /// presents.
+    pub fn with_suite_key(mut self) -> Self {
+        self.suite_key = true;
+        self
+    }
+
     /// Without the bundled image model: a faster start, for tests that need no images.
     pub fn tabular_only(self) -> Self {
         self.env("INFERGATE_IMAGE__BUNDLED", false)
@@ -116,6 +127,18 @@ pub fn io_backend_under_test() -> Option<String> {
     std::env::var("TEST_IO_BACKEND")
         .ok()
         .filter(|v| !v.is_empty())
+}
+
+/// The key every client made here presents (an open gateway ignores it): an `admin` key,
+/// named `suite`, in the key file of a gateway started [`Options::with_suite_key`] or while
+/// [`keys_on`].
+pub const SUITE_KEY: &str = "ig_suite0000000000000000000000000000000000000000000000000000000000";
+
+/// Whether this run of the suite has API keys on (`TEST_API_KEYS=1`, set by
+/// `scripts/test.sh` for a second run of the HTTP API and bad-input suites): every gateway
+/// gets a key file holding [`SUITE_KEY`], and raw requests carry it too.
+pub fn keys_on() -> bool {
+    std::env::var("TEST_API_KEYS").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 /// Which io_uring syscalls [`deny_io_uring`] refuses.
@@ -229,6 +252,16 @@ impl Gateway {
         }
         if let Some(path) = &check_socket {
             cmd.env("INFERGATE_SERVER__CHECK_SOCKET", path);
+        }
+        if opts.suite_key {
+            let path = dir.path().join("api_keys");
+            let line = infergate::auth::keys::line(
+                "suite",
+                infergate::auth::Scopes::of(&[infergate::auth::Scope::Admin]),
+                SUITE_KEY,
+            );
+            std::fs::write(&path, line + "\n").expect("write the suite's key file");
+            cmd.env("INFERGATE_AUTH__KEYS_PATH", path);
         }
         for (k, v) in &opts.env {
             cmd.env(k, v);
@@ -437,7 +470,19 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// A client builder that accepts the gateway's certificate and presents [`SUITE_KEY`].
 fn builder() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = format!("Bearer {SUITE_KEY}");
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&value).expect("a header value"),
+    );
+    bare_builder().default_headers(headers)
+}
+
+/// A client builder that accepts the gateway's certificate and presents no key.
+pub fn bare_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .timeout(Duration::from_secs(20))
@@ -509,6 +554,28 @@ pub mod raw {
         }
     }
 
+    /// `request` with the suite's key added after each `host: x` header while
+    /// [`keys_on`](super::keys_on) (every raw request here carries one); as it is otherwise.
+    pub fn with_suite_key(request: &[u8]) -> Vec<u8> {
+        const HOST: &[u8] = b"\r\nhost: x\r\n";
+        if !super::keys_on() {
+            return request.to_vec();
+        }
+        let with = format!(
+            "\r\nhost: x\r\nauthorization: Bearer {}\r\n",
+            super::SUITE_KEY
+        );
+        let mut out = Vec::with_capacity(request.len() + 128);
+        let mut rest = request;
+        while let Some(at) = rest.windows(HOST.len()).position(|w| w == HOST) {
+            out.extend_from_slice(&rest[..at]);
+            out.extend_from_slice(with.as_bytes());
+            rest = &rest[at + HOST.len()..];
+        }
+        out.extend_from_slice(rest);
+        out
+    }
+
     pub async fn connect(addr: SocketAddr) -> TlsStream<TcpStream> {
         try_connect(addr).await.unwrap()
     }
@@ -538,7 +605,7 @@ pub mod raw {
         wait: Duration,
     ) -> Option<(u16, String)> {
         let mut tls = connect(addr).await;
-        tls.write_all(request).await.unwrap();
+        tls.write_all(&with_suite_key(request)).await.unwrap();
         let mut buf = Vec::new();
         let _ = tokio::time::timeout(wait, async {
             let mut chunk = [0u8; 4096];
