@@ -1,10 +1,12 @@
 //! Wiring: builds the gateway from a validated `Config`, starts the compute threads, the
 //! check socket and (unless in standby) the I/O threads, then runs the control loop on the
 //! calling thread — warm-up, metrics upkeep, signals (SIGUSR2 opens a standby instance's
-//! public listener, SIGHUP re-reads the API keys), the idle exit and the drain.
+//! public listener, SIGHUP re-reads the API keys and the TLS certificate), the idle exit
+//! and the drain.
 
 mod assemble;
 mod public_listener;
+pub mod tls_reload;
 
 pub use assemble::{Assembled, assemble};
 
@@ -14,10 +16,12 @@ use std::time::Duration;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::app::public_listener::PublicListener;
+use crate::app::tls_reload::TlsReload;
 use crate::auth::KeyFileLoadError;
-use crate::auth::reload::{self, ReloadHandle};
+use crate::auth::reload;
 use crate::cache::l2::L2Error;
-use crate::config::Config;
+use crate::config::{Config, LoadOptions, Loaded};
+use crate::file_watch::LookNow;
 use crate::idle_exit::IdleExit;
 use crate::infer::InferError;
 use crate::infer::model::{Batch, ModelError};
@@ -77,7 +81,10 @@ pub enum AppError {
 /// Serves until a signal (or `server.idle_exit_s` without a request) ends the drain, on the
 /// socket `handover` names or else on `server.listen`. Returns once the gateway has shut
 /// down cleanly.
-pub fn serve(config: &Config, handover: Handover) -> Result<(), AppError> {
+/// `options` are where `loaded` came from: a reload (SIGHUP, a renewed certificate) loads
+/// the configuration from them again.
+pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Result<(), AppError> {
+    let config = &loaded.config;
     // rustls clients that pick the process-wide provider (Redis over rediss://) get ring,
     // like our server. An error only means one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -92,7 +99,7 @@ pub fn serve(config: &Config, handover: Handover) -> Result<(), AppError> {
     let backend = backend::choose(config.server.io)?;
     let Assembled { gateway, metrics } = assemble(config, backend)?;
     let tls = if config.tls.enabled {
-        let (server_config, source) = tls::server_config(&config.tls)?;
+        let (server_config, source, certificates) = tls::server_config(&config.tls)?;
         if source == CertSource::SelfSignedDev {
             tracing::warn!(
                 "no TLS certificate configured: serving a self-signed development certificate \
@@ -100,10 +107,12 @@ pub fn serve(config: &Config, handover: Handover) -> Result<(), AppError> {
                  and tls_key secrets) in production"
             );
         }
-        Some(tokio_rustls::TlsAcceptor::from(server_config))
+        let reload = TlsReload::new(loaded, options, certificates, &source);
+        Some((tokio_rustls::TlsAcceptor::from(server_config), reload))
     } else {
         None
     };
+    let (tls, tls_reload) = tls.unzip();
     let tls_enabled = tls.is_some();
     let conn_settings = |tls| ConnSettings {
         gateway: Arc::clone(&gateway),
@@ -200,7 +209,11 @@ pub fn serve(config: &Config, handover: Handover) -> Result<(), AppError> {
         check,
         drain_timeout: config.shutdown.drain_timeout(),
         idle_exit: config.server.idle_exit(),
-        key_reload_interval: config.auth.reload_interval(),
+        reloads: Reloads {
+            key_interval: config.auth.reload_interval(),
+            tls: tls_reload,
+            tls_interval: config.tls.reload_interval(),
+        },
     }))
 }
 
@@ -264,7 +277,7 @@ pub enum MigrateError {
 }
 
 /// The signals the control loop answers: SIGTERM and SIGINT drain, SIGUSR2 activates,
-/// SIGHUP re-reads the API key file.
+/// SIGHUP re-reads the API key file and the TLS certificate.
 struct Signals {
     stop: StopSignals,
     activate: Signal,
@@ -321,8 +334,33 @@ struct Control {
     check: Option<check_socket::Serving>,
     drain_timeout: Duration,
     idle_exit: Option<Duration>,
-    /// How often the API key file is looked at.
-    key_reload_interval: Duration,
+    /// What SIGHUP and the file looks reload.
+    reloads: Reloads,
+}
+
+/// The API key file's and the TLS certificate's reload loops, before they start.
+struct Reloads {
+    key_interval: Duration,
+    /// `None` without TLS.
+    tls: Option<TlsReload>,
+    tls_interval: Duration,
+}
+
+impl Reloads {
+    /// Starts the loops on the calling runtime; the triggers SIGHUP fires.
+    fn start(self, auth: &Arc<crate::auth::Auth>) -> Vec<LookNow> {
+        let mut triggers = Vec::new();
+        let keys = LookNow::new();
+        if reload::spawn(Arc::clone(auth), self.key_interval, keys.clone()) {
+            triggers.push(keys);
+        }
+        if let Some(tls) = self.tls {
+            let now = LookNow::new();
+            tls_reload::spawn(tls, self.tls_interval, now.clone());
+            triggers.push(now);
+        }
+        triggers
+    }
 }
 
 /// Warm-up, metrics upkeep, activation, signal handling and the idle exit, until the drain
@@ -336,16 +374,16 @@ async fn control(c: Control) -> Result<(), AppError> {
         mut check,
         drain_timeout,
         idle_exit,
-        key_reload_interval,
+        reloads,
     } = c;
-    let reload = reload::spawn(Arc::clone(&gateway.auth), key_reload_interval);
+    let reload = reloads.start(&gateway.auth);
     // A stop signal during the warm-up ends it: the drain follows, nothing is served.
     let stop = tokio::select! {
         warmed = warm_up(&gateway) => {
             warmed?;
             gateway.mark_models_warm();
             tracing::info!(listening = public.is_open(), "ready");
-            let serving = Serving { reload: reload.as_ref(), idle_exit };
+            let serving = Serving { reload: &reload, idle_exit };
             serve_until_stop(&gateway, &metrics, &mut signals, &mut public, serving).await
         }
         name = signals.stop.next() => {
@@ -407,8 +445,8 @@ async fn control(c: Control) -> Result<(), AppError> {
 
 /// What the serving phase answers besides the listener and the signals.
 struct Serving<'a> {
-    /// The API key file's watch, for SIGHUP.
-    reload: Option<&'a ReloadHandle>,
+    /// The reload loops SIGHUP asks for a look.
+    reload: &'a [LookNow],
     idle_exit: Option<Duration>,
 }
 
@@ -434,10 +472,12 @@ async fn serve_until_stop(
                 noise.write_if_due(now);
             }
             name = signals.stop.next() => return Stop::Signal(name),
-            _ = signals.reload.recv() => match reload {
-                Some(reload) => reload.reload_now(),
-                None => tracing::info!("SIGHUP: no API key file to re-read"),
-            },
+            _ = signals.reload.recv() => {
+                if reload.is_empty() {
+                    tracing::info!("SIGHUP: nothing to reload (no API key file, no TLS)");
+                }
+                reload.iter().for_each(LookNow::fire);
+            }
             _ = signals.activate.recv() => {
                 if public.is_open() {
                     tracing::info!(addr = %public.addr(), "SIGUSR2: already listening");

@@ -199,6 +199,9 @@ pub struct TlsConfig {
     /// PEM private key text (usually from the `tls_key` secret); wins over `key_path`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<Secret>,
+    /// How often the certificate and key files are looked at for changes, ms (SIGHUP
+    /// reloads at once).
+    pub reload_interval_ms: u64,
 }
 
 impl Default for TlsConfig {
@@ -209,7 +212,15 @@ impl Default for TlsConfig {
             key_path: None,
             cert: None,
             key: None,
+            reload_interval_ms: 1000,
         }
+    }
+}
+
+impl TlsConfig {
+    /// The look interval.
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_millis(self.reload_interval_ms)
     }
 }
 
@@ -622,6 +633,22 @@ pub struct Loaded {
     pub figment: Figment,
 }
 
+impl Loaded {
+    /// The file `key`'s value was read from, when it came from a secret file (the
+    /// secrets directory, or `INFERGATE_<KEY>_FILE`).
+    pub fn file_of(&self, key: &str) -> Option<PathBuf> {
+        let metadata = self.figment.find_metadata(key)?;
+        if metadata.name != layers::SECRET_NAME {
+            return None;
+        }
+        metadata
+            .source
+            .as_ref()
+            .and_then(figment::Source::file_path)
+            .map(Path::to_owned)
+    }
+}
+
 /// One configuration problem and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -958,6 +985,11 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
         "is set but model.path is not",
     );
     config.image.validate(&mut check);
+    check(
+        (100..=3_600_000).contains(&config.tls.reload_interval_ms),
+        "tls.reload_interval_ms",
+        "must be between 100 and 3600000",
+    );
     config.auth.validate(&mut check);
     config.rate_limit.validate(&mut check);
     check(

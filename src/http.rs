@@ -334,8 +334,15 @@ fn rate_limit(gateway: &Gateway, caller: &Caller, client: Option<IpAddr>) -> Opt
 fn rate_limit_headers(headers: &mut HeaderMap, v: &Verdict) {
     let policy = format!("\"{}\";q={};w={}", v.policy, v.quota, v.window_s);
     let state = format!("\"{}\";r={};t={}", v.policy, v.remaining, v.reset_s);
-    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
-        if let Ok(value) = HeaderValue::from_str(&value) {
+    for (name, value, changes) in [
+        ("ratelimit-policy", policy, false),
+        ("ratelimit", state, true),
+    ] {
+        if let Ok(mut value) = HeaderValue::from_str(&value) {
+            // A value new on every answer, entered in HTTP/2's HPACK table, would evict
+            // the entries that repeat (and cost a table insert each time): sent as a
+            // never-indexed literal instead (BENCHMARKS.md, the public edge).
+            value.set_sensitive(changes);
             headers.insert(name, value);
         }
     }

@@ -5,7 +5,7 @@
 //! and preprocessing (`imaging`), the cache,
 //! coalescer and batcher (`cache`, `coalesce`, `batch`), the models (`infer`), the answer
 //! encoding (`encode`); then the side paths (`prediction_log`, `metrics`, `stats`) and the wiring (`config`, `cli`,
-//! `app`, `shutdown`, `idle_exit`, `telemetry`).
+//! `app`, `shutdown`, `file_watch`, `idle_exit`, `telemetry`).
 #![forbid(unsafe_code)]
 
 pub mod server;
@@ -24,6 +24,7 @@ pub mod prediction_log;
 pub mod metrics;
 pub mod stats;
 pub mod shutdown;
+pub mod file_watch;
 pub mod idle_exit;
 pub mod telemetry;
 pub mod config;

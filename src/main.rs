@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         Command::Serve
         | Command::Healthcheck { .. }
         | Command::HoldNetns
-        | Command::HashKey { .. } => match serve(&loaded.config) {
+        | Command::HashKey { .. } => match serve(&loaded, cli.global.load_options()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) if is_config_refusal(&e) => {
                 eprintln!("infergate: {e:#}");
@@ -99,13 +99,14 @@ fn migrate(config: &Config) -> ExitCode {
     }
 }
 
-fn serve(config: &Config) -> anyhow::Result<()> {
+fn serve(loaded: &config::Loaded, options: config::LoadOptions) -> anyhow::Result<()> {
+    let config = &loaded.config;
     set_compute_threads(config.compute.intra_op_threads);
     // Before any thread exists: taking a socket handed over by socket activation removes
     // LISTEN_PID and LISTEN_FDS from the environment.
     let handover = infergate::server::activation::take_from_env()?;
     infergate::telemetry::init(&config.log).context("cannot start logging")?;
-    infergate::app::serve(config, handover)?;
+    infergate::app::serve(loaded, options, handover)?;
     Ok(())
 }
 

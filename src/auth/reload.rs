@@ -1,6 +1,6 @@
 //! Taking up a changed key file without a restart: on SIGHUP, and whenever a look at the
 //! file (every `auth.reload_interval_ms`) finds its content changed. [`KeyFileWatch`]
-//! decides from what a read returned; [`spawn`] runs the looks.
+//! decides from what a read returned (on `file_watch`); [`spawn`] runs the looks.
 //!
 //! A file that turns unreadable, invalid or missing keeps the keys in force: failing
 //! closed (and saying so once, as an ERROR) beats opening the gateway, or refusing every
@@ -10,20 +10,9 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
 use crate::auth::{Auth, KeySet};
+use crate::file_watch::{FileWatch, Look, LookNow};
 use crate::metrics::API_KEY_RELOADS_TOTAL;
-
-/// What the last look found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seen {
-    /// Nothing yet.
-    Nothing,
-    Content(Vec<u8>),
-    Missing,
-    Unreadable(String),
-}
 
 /// What a look at the key file calls for.
 #[derive(Debug)]
@@ -37,48 +26,26 @@ pub enum Change {
     Refused(String),
 }
 
-/// The key file's content as last seen, to tell a change from a look at the same file.
-#[derive(Debug)]
+/// The key file as last seen, to tell a change from a look at the same file.
+#[derive(Debug, Default)]
 pub struct KeyFileWatch {
-    seen: Seen,
-}
-
-impl Default for KeyFileWatch {
-    fn default() -> Self {
-        Self::new()
-    }
+    file: FileWatch,
 }
 
 impl KeyFileWatch {
     /// A watch that has seen nothing yet.
     pub fn new() -> Self {
-        Self {
-            seen: Seen::Nothing,
-        }
+        Self::default()
     }
 
     /// What `read` (the file's bytes, or why not) calls for. A problem is reported once,
     /// not at every look, until the file changes again.
     pub fn observe(&mut self, read: io::Result<Vec<u8>>) -> Change {
-        let first = self.seen == Seen::Nothing;
-        let seen = match read {
-            Ok(bytes) => Seen::Content(bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Seen::Missing,
-            Err(e) => Seen::Unreadable(e.to_string()),
-        };
-        if seen == self.seen {
-            return Change::Same;
-        }
-        self.seen = seen;
-        match &self.seen {
-            Seen::Nothing => Change::Same,
-            // At start, a missing file means an open gateway: nothing to refuse.
-            Seen::Missing if first => Change::Same,
-            Seen::Missing => {
-                Change::Refused("the file is gone; keeping the keys in force".to_owned())
-            }
-            Seen::Unreadable(e) => Change::Refused(format!("cannot read it: {e}")),
-            Seen::Content(bytes) => match std::str::from_utf8(bytes) {
+        match self.file.observe(read) {
+            Look::Same => Change::Same,
+            Look::Gone => Change::Refused("the file is gone; keeping the keys in force".to_owned()),
+            Look::Unreadable(e) => Change::Refused(format!("cannot read it: {e}")),
+            Look::Changed { bytes, first } => match std::str::from_utf8(&bytes) {
                 Err(_) => Change::Refused("it is not UTF-8 text".to_owned()),
                 Ok(text) => match KeySet::parse(text) {
                     Ok(keys) => Change::Keys { keys, first },
@@ -89,27 +56,12 @@ impl KeyFileWatch {
     }
 }
 
-/// Asks the watch loop for a look now (SIGHUP).
-#[derive(Debug, Clone)]
-pub struct ReloadHandle {
-    now: Arc<Notify>,
-}
-
-impl ReloadHandle {
-    /// Re-reads the key file at once.
-    pub fn reload_now(&self) {
-        self.now.notify_one();
-    }
-}
-
-/// Looks at `auth`'s key file every `interval` and on [`ReloadHandle::reload_now`], and
-/// puts a changed, valid file's keys in force. Runs on the calling runtime until it is
-/// dropped; `None` when `auth` has no file.
-pub fn spawn(auth: Arc<Auth>, interval: Duration) -> Option<ReloadHandle> {
-    let path = auth.path()?.to_owned();
-    let now = Arc::new(Notify::new());
-    let handle = ReloadHandle {
-        now: Arc::clone(&now),
+/// Looks at `auth`'s key file every `interval` and when `now` fires, and puts a changed,
+/// valid file's keys in force. Runs on the calling runtime until it ends; `false` (and
+/// nothing runs) when `auth` has no file.
+pub fn spawn(auth: Arc<Auth>, interval: Duration, now: LookNow) -> bool {
+    let Some(path) = auth.path().map(ToOwned::to_owned) else {
+        return false;
     };
     tokio::spawn(async move {
         let mut watch = KeyFileWatch::new();
@@ -118,14 +70,14 @@ pub fn spawn(auth: Arc<Auth>, interval: Duration) -> Option<ReloadHandle> {
         loop {
             let forced = tokio::select! {
                 _ = ticks.tick() => false,
-                () = now.notified() => true,
+                () = now.fired() => true,
             };
             // A key file is a few lines: read in place, not worth a blocking thread.
             let change = watch.observe(std::fs::read(&path));
             apply(&auth, change, forced, &path);
         }
     });
-    Some(handle)
+    true
 }
 
 fn apply(auth: &Auth, change: Change, forced: bool, path: &std::path::Path) {
@@ -215,7 +167,8 @@ mod tests {
         std::fs::write(&path, line("old", "k-old")).unwrap();
         let auth = Arc::new(Auth::from_file(&path).unwrap());
         let interval = Duration::from_secs(1);
-        let handle = spawn(Arc::clone(&auth), interval).unwrap();
+        let now = LookNow::new();
+        assert!(spawn(Arc::clone(&auth), interval, now.clone()));
         let settle = || tokio::time::sleep(Duration::from_millis(1));
         settle().await;
         assert!(can(&auth, "k-old"));
@@ -232,7 +185,7 @@ mod tests {
         assert!(can(&auth, "k-new"), "a bad file keeps the keys in force");
 
         std::fs::write(&path, line("sighup", "k-sighup")).unwrap();
-        handle.reload_now();
+        now.fire();
         settle().await;
         assert!(
             can(&auth, "k-sighup"),

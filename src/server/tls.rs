@@ -1,12 +1,18 @@
 //! TLS termination settings: certificate and key from PEM files or Docker secrets, or a
 //! self-signed development certificate made at start; ALPN offers `h2` then `http/1.1`.
+//! The certificate in force sits behind [`Certificates`], so a reload swaps it for new
+//! handshakes while established connections keep the one they began with.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use crate::config::TlsConfig;
 
@@ -56,8 +62,62 @@ pub enum CertSource {
     SelfSignedDev,
 }
 
-/// Builds the rustls server configuration from `cfg`.
-pub fn server_config(cfg: &TlsConfig) -> Result<(Arc<ServerConfig>, CertSource), TlsError> {
+/// The certificate every new handshake is answered with.
+pub struct Certificates {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certificates").finish_non_exhaustive()
+    }
+}
+
+impl Certificates {
+    /// Puts `key` in force for handshakes from now on.
+    pub fn replace(&self, key: CertifiedKey) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(key);
+    }
+
+    /// The leaf certificate in force (DER).
+    pub fn leaf(&self) -> Option<CertificateDer<'static>> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.cert.first().cloned()
+    }
+}
+
+impl ResolvesServerCert for Certificates {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(
+            &self.current.read().unwrap_or_else(|e| e.into_inner()),
+        ))
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Builds the rustls server configuration from `cfg`, and the handle that swaps its
+/// certificate.
+pub fn server_config(
+    cfg: &TlsConfig,
+) -> Result<(Arc<ServerConfig>, CertSource, Arc<Certificates>), TlsError> {
+    let (key, source) = certified_key(cfg)?;
+    let certificates = Arc::new(Certificates {
+        current: RwLock::new(Arc::new(key)),
+    });
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::clone(&certificates) as Arc<dyn ResolvesServerCert>);
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    Ok((Arc::new(config), source, certificates))
+}
+
+/// The certificate chain and key `cfg` names, checked to belong together; or, with
+/// neither configured, a fresh development certificate.
+pub fn certified_key(cfg: &TlsConfig) -> Result<(CertifiedKey, CertSource), TlsError> {
     let cert_pem = match (&cfg.cert, &cfg.cert_path) {
         (Some(pem), _) => Some(pem.as_bytes().to_vec()),
         (None, Some(path)) => Some(read(path, "certificate")?),
@@ -92,13 +152,9 @@ pub fn server_config(cfg: &TlsConfig) -> Result<(Arc<ServerConfig>, CertSource),
             (vec![cert], key, CertSource::SelfSignedDev)
         }
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
-    Ok((Arc::new(config), source))
+    // from_der checks that the key is the certificate's (rustls >= 0.23.17).
+    let key = CertifiedKey::from_der(certs, key, &provider())?;
+    Ok((key, source))
 }
 
 fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
@@ -123,7 +179,7 @@ mod tests {
 
     #[test]
     fn generates_a_dev_certificate_when_none_is_configured() {
-        let (config, source) = server_config(&TlsConfig::default()).expect("dev cert");
+        let (config, source, _) = server_config(&TlsConfig::default()).expect("dev cert");
         assert_eq!(source, CertSource::SelfSignedDev);
         assert_eq!(
             config.alpn_protocols,
