@@ -114,13 +114,20 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
     };
     let (tls, tls_reload) = tls.unzip();
     let tls_enabled = tls.is_some();
-    let conn_settings = |tls| ConnSettings {
+    // Only on the TLS listener: the check socket is plaintext.
+    let hsts = config
+        .tls
+        .hsts()
+        .and_then(|v| http::HeaderValue::from_str(&v).ok());
+    let conn_settings = |tls: Option<tokio_rustls::TlsAcceptor>| ConnSettings {
+        hsts: tls.as_ref().and(hsts.clone()),
         gateway: Arc::clone(&gateway),
         tls,
         handshake_timeout: config.server.tls_handshake_timeout(),
         header_read_timeout: config.server.header_read_timeout(),
         idle_timeout: config.server.keepalive_idle_timeout(),
         linger: config.shutdown.linger(),
+        http: config.http.clone(),
     };
     let settings = Arc::new(conn_settings(tls));
     let check = match &config.server.check_socket {

@@ -7,6 +7,7 @@
 //! of them are reported at once.
 
 pub mod auth;
+pub mod http_limits;
 pub mod image;
 mod layers;
 pub mod rate_limit;
@@ -22,6 +23,7 @@ use figment::providers::{Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::auth::AuthConfig;
+pub use crate::config::http_limits::HttpConfig;
 pub use crate::config::image::{ImageConfig, ImageModelConfig};
 pub use crate::config::layers::FlagOverrides;
 pub use crate::config::rate_limit::RateLimitConfig;
@@ -36,6 +38,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// TLS termination.
     pub tls: TlsConfig,
+    /// Request head and HTTP/2 connection limits.
+    pub http: HttpConfig,
     /// API keys.
     pub auth: AuthConfig,
     /// Rate limits per key and per client address.
@@ -202,6 +206,8 @@ pub struct TlsConfig {
     /// How often the certificate and key files are looked at for changes, ms (SIGHUP
     /// reloads at once).
     pub reload_interval_ms: u64,
+    /// `Strict-Transport-Security: max-age=` on every HTTPS answer, seconds; 0 = none.
+    pub hsts_max_age_s: u64,
 }
 
 impl Default for TlsConfig {
@@ -213,6 +219,7 @@ impl Default for TlsConfig {
             cert: None,
             key: None,
             reload_interval_ms: 1000,
+            hsts_max_age_s: 31_536_000,
         }
     }
 }
@@ -221,6 +228,12 @@ impl TlsConfig {
     /// The look interval.
     pub fn reload_interval(&self) -> Duration {
         Duration::from_millis(self.reload_interval_ms)
+    }
+
+    /// The `Strict-Transport-Security` value, when TLS is on and HSTS not turned off.
+    pub fn hsts(&self) -> Option<String> {
+        (self.enabled && self.hsts_max_age_s > 0)
+            .then(|| format!("max-age={}", self.hsts_max_age_s))
     }
 }
 
@@ -990,6 +1003,7 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
         "tls.reload_interval_ms",
         "must be between 100 and 3600000",
     );
+    config.http.validate(&mut check);
     config.auth.validate(&mut check);
     config.rate_limit.validate(&mut check);
     check(

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
-use http::header::{CONNECTION, HeaderValue};
+use http::header::{CONNECTION, HeaderValue, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderMap, Method, Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -142,6 +142,7 @@ pub struct GatewayService {
     activity: Rc<Activity>,
     peer: Option<IpAddr>,
     close_when_draining: bool,
+    hsts: Option<HeaderValue>,
 }
 
 impl GatewayService {
@@ -160,7 +161,14 @@ impl GatewayService {
             activity,
             peer,
             close_when_draining,
+            hsts: None,
         }
+    }
+
+    /// Adds `Strict-Transport-Security: hsts` to every answer (HTTPS connections).
+    pub fn with_hsts(mut self, hsts: Option<HeaderValue>) -> Self {
+        self.hsts = hsts;
+        self
     }
 }
 
@@ -174,8 +182,14 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
         let in_flight = self.activity.begin_request();
         let peer = self.peer;
         let close_when_draining = self.close_when_draining;
+        let hsts = self.hsts.clone();
         Box::pin(async move {
             let mut response = handle(&gateway, req, peer).await;
+            if let Some(hsts) = hsts {
+                response
+                    .headers_mut()
+                    .insert(STRICT_TRANSPORT_SECURITY, hsts);
+            }
             if close_when_draining && gateway.shutdown.is_draining() {
                 // hyper closes an HTTP/1.1 connection after an answer saying so.
                 response
@@ -212,6 +226,15 @@ pub async fn handle(
         Span::none()
     };
     let mut timing = Timing::default();
+    if let Some(refused) = refuse_head(gateway, req.headers()) {
+        let response = refused.into_response();
+        request_metrics::record(
+            route,
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        return response;
+    }
     // Who is asking, before anything else is looked at. The check socket (no peer address)
     // is trusted: only who can open its file reaches it.
     let caller = match peer {
@@ -313,6 +336,14 @@ pub async fn handle(
         }
     }
     response
+}
+
+/// A request head refused before routing: more header fields than `http.max_headers`
+/// (hyper enforces the count itself on HTTP/1.1; on HTTP/2 only their bytes are bounded).
+fn refuse_head(gateway: &Gateway, headers: &HeaderMap) -> Option<ApiError> {
+    (headers.len() > gateway.limits.max_headers).then_some(ApiError::TooManyHeaders {
+        limit: gateway.limits.max_headers,
+    })
 }
 
 /// The caller's rate limit verdict: its key's bucket, or without a key its address's; the

@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest a client may take to send a body.
     pub body_timeout: Duration,
+    /// Most header fields a request may carry (431 above).
+    pub max_headers: usize,
 }
 
 /// Shared, thread-safe gateway state.

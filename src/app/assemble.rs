@@ -132,6 +132,7 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
         limits: Limits {
             max_body_bytes: config.server.max_body_bytes,
             body_timeout: config.server.request_timeout(),
+            max_headers: config.http.max_headers,
         },
         auth: Arc::new(load_auth(config)?),
         rate_limits: RateLimits::new(&config.rate_limit),

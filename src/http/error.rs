@@ -67,6 +67,9 @@ pub enum ApiError {
         /// The scope needed.
         scope: &'static str,
     },
+    /// More header fields than `http.max_headers`.
+    #[error("the request has more than the {limit} header fields allowed")]
+    TooManyHeaders { limit: usize },
     /// The caller's rate limit is used up.
     #[error("rate limit reached; retry after {retry_after_s} s")]
     RateLimited { retry_after_s: u64 },
@@ -106,6 +109,7 @@ impl ApiError {
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound(_) | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
@@ -128,6 +132,7 @@ impl ApiError {
             Self::Unauthorized { .. } => "unauthorized",
             Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
+            Self::TooManyHeaders { .. } => "too_many_headers",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::RequestTimeout { .. } => "request_timeout",

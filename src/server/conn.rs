@@ -22,12 +22,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::config::HttpConfig;
 use crate::http::GatewayService;
 use crate::metrics::CONNECTION_TIMEOUTS_TOTAL;
 use crate::server::idle::{Activity, Tracked};
@@ -36,8 +38,8 @@ use crate::state::Gateway;
 /// The HTTP/2 client connection preface.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Concurrent streams one HTTP/2 connection may open.
-const H2_MAX_STREAMS: u32 = 256;
+/// hyper's HTTP/1 header count limit when none is set.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 /// Timeouts and TLS settings for every connection; shared by all I/O threads.
 pub struct ConnSettings {
@@ -53,6 +55,10 @@ pub struct ConnSettings {
     pub idle_timeout: Duration,
     /// Once the drain has begun, an HTTP/1.1 connection silent this long is closed.
     pub linger: Duration,
+    /// Request head and HTTP/2 limits.
+    pub http: HttpConfig,
+    /// `Strict-Transport-Security` for every answer (TLS only).
+    pub hsts: Option<HeaderValue>,
 }
 
 /// Who is at the other end of a connection.
@@ -192,22 +198,36 @@ async fn serve_http<S>(
         Rc::clone(&activity),
         peer.ip(),
         proto == Proto::H1,
-    );
+    )
+    .with_hsts(settings.hsts.clone());
     let idle = activity.idle_for(settings.idle_timeout);
     let result = match proto {
         Proto::H1 => {
-            let conn = http1::Builder::new()
+            let mut builder = http1::Builder::new();
+            builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(settings.header_read_timeout)
                 .keep_alive(true)
-                .serve_connection(io, service);
+                // A larger head is a 431 from hyper, and the connection closed.
+                .max_header_size(settings.http.max_header_bytes);
+            // hyper's default is 100, on the stack; any other count costs a heap
+            // allocation per request, so it is set only when asked for.
+            if settings.http.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+                builder.max_headers(settings.http.max_headers);
+            }
+            let conn = builder.serve_connection(io, service);
             let closing = closing_time(drain, &activity, Some(settings.linger));
             drive(conn, closing, idle).await
         }
         Proto::H2 => {
             let conn = http2::Builder::new(LocalExec)
                 .timer(TokioTimer::new())
-                .max_concurrent_streams(H2_MAX_STREAMS)
+                .max_concurrent_streams(settings.http.h2_max_concurrent_streams)
+                // h2 answers a larger header list with 431, and counts it across
+                // CONTINUATION frames (no CONTINUATION flood grows memory past it).
+                .max_header_list_size(
+                    u32::try_from(settings.http.max_header_bytes).unwrap_or(u32::MAX),
+                )
                 .serve_connection(io, service);
             let closing = closing_time(drain, &activity, None);
             drive(conn, closing, idle).await

@@ -1,0 +1,102 @@
+//! Clients that send what no real one does: a 70 kB header, 300 headers, two different
+//! `Content-Length`s. Each is refused (431, or 400 and the connection closed), over
+//! HTTP/1.1 and HTTP/2; and HTTPS answers carry HSTS.
+// Tests: a failed unwrap is a failed test. Waiting on a real child process is wall-clock
+// time, not the paused tokio clock.
+#![allow(clippy::unwrap_used, clippy::disallowed_types)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{Gateway, Options, h1_client, h2_client, raw, runtime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[test]
+fn oversized_and_overfull_heads_get_431_over_h1_and_h2() {
+    let gw = Gateway::start(Options::default().tabular_only());
+    runtime().block_on(async {
+        let big = "x".repeat(70_000);
+        for (proto, c) in [("h1", h1_client()), ("h2", h2_client())] {
+            let r = c.get(gw.url("/health")).header("x-big", &big).send().await;
+            assert_eq!(r.unwrap().status(), 431, "{proto}: 70 kB header");
+            let mut req = c.get(gw.url("/health"));
+            for i in 0..300 {
+                req = req.header(format!("x-h{i}"), "v");
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 431, "{proto}: 300 headers");
+            // And the gateway serves the next request.
+            let r = c.get(gw.url("/health")).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{proto}");
+        }
+        // On h2 the count is ours to enforce, so the answer is our JSON.
+        let mut req = h2_client().get(gw.url("/health"));
+        for i in 0..300 {
+            req = req.header(format!("x-h{i}"), "v");
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        assert_eq!(v["error"]["code"], "too_many_headers");
+    });
+}
+
+/// Sends `request` on a fresh connection and reads until the server closes it (or 10 s
+/// pass): the statuses answered, and whether it closed.
+async fn answers_then_close(gw: &Gateway, request: &[u8]) -> (Vec<u16>, bool) {
+    let mut tls = raw::connect(gw.addr).await;
+    tls.write_all(&raw::with_suite_key(request)).await.unwrap();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut got))
+        .await
+        .is_ok();
+    (raw::response_statuses(&got), closed)
+}
+
+/// Two different `Content-Length`s: hyper refuses the head itself with 400 and closes.
+/// (`Content-Length` with `Transfer-Encoding` is framed by the chunking, as RFC 9112 §6.1
+/// allows; hyper drops the length before the router sees the head, so the 400-and-close
+/// the edge issue asks for needs a look at the raw head: not done yet.)
+#[test]
+fn two_different_lengths_are_refused_and_the_connection_closed() {
+    let gw = Gateway::start(Options::default().tabular_only());
+    runtime().block_on(async {
+        let twice = b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+            content-length: 3\r\ncontent-length: 30\r\n\r\n{}\n";
+        let (statuses, closed) = answers_then_close(&gw, twice).await;
+        assert_eq!(statuses, [400]);
+        assert!(closed);
+        // And the gateway serves the next connection.
+        let r = h1_client().get(gw.url("/health")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    });
+}
+
+#[test]
+fn https_answers_carry_hsts_and_the_check_socket_does_not() {
+    let gw = Gateway::start(Options::default().tabular_only().check_socket());
+    runtime().block_on(async {
+        for c in [h1_client(), h2_client()] {
+            let r = c.get(gw.url("/health")).send().await.unwrap();
+            assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
+            let r = c.get(gw.url("/nothing")).send().await.unwrap();
+            assert!(r.headers().contains_key("strict-transport-security"));
+        }
+        // The plaintext check socket is no HTTPS origin.
+        let socket = gw.check_socket.clone().unwrap();
+        let a = support::unix::request(&socket, "GET", "/health", None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200);
+        assert!(!a.headers.contains_key("strict-transport-security"));
+    });
+    let off = Gateway::start(
+        Options::default()
+            .tabular_only()
+            .env("INFERGATE_TLS__HSTS_MAX_AGE_S", 0),
+    );
+    runtime().block_on(async {
+        let r = h1_client().get(off.url("/health")).send().await.unwrap();
+        assert!(!r.headers().contains_key("strict-transport-security"));
+    });
+}
