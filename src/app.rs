@@ -114,12 +114,12 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
     };
     let (tls, tls_reload) = tls.unzip();
     let tls_enabled = tls.is_some();
-    // Only on the TLS listener: the check socket is plaintext.
     let hsts = config
         .tls
         .hsts()
         .and_then(|v| http::HeaderValue::from_str(&v).ok());
     let conn_settings = |tls: Option<tokio_rustls::TlsAcceptor>| ConnSettings {
+        // Only on the TLS listener: the check socket is plaintext.
         hsts: tls.as_ref().and(hsts.clone()),
         gateway: Arc::clone(&gateway),
         tls,
@@ -458,7 +458,7 @@ struct Serving<'a> {
 }
 
 /// Serves until a signal or the idle exit says stop; opens the public listener on SIGUSR2,
-/// re-reads the API keys on SIGHUP.
+/// re-reads the API keys and the TLS certificate on SIGHUP.
 async fn serve_until_stop(
     gateway: &Gateway,
     metrics: &metrics_exporter_prometheus::PrometheusHandle,

@@ -6,8 +6,34 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::{Interval, MissedTickBehavior};
+
+/// When a watch loop looks: every `interval`, and whenever its [`LookNow`] fires.
+#[derive(Debug)]
+pub struct Looks {
+    ticks: Interval,
+    now: LookNow,
+}
+
+impl Looks {
+    /// The first look is at once. Needs a tokio runtime.
+    pub fn new(interval: Duration, now: LookNow) -> Self {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Self { ticks, now }
+    }
+
+    /// Waits for the next look; `true` when it was asked for (SIGHUP).
+    pub async fn next(&mut self) -> bool {
+        tokio::select! {
+            _ = self.ticks.tick() => false,
+            () = self.now.fired() => true,
+        }
+    }
+}
 
 /// Asks one watch loop for a look now (SIGHUP), whatever its interval.
 #[derive(Debug, Clone, Default)]

@@ -226,15 +226,6 @@ pub async fn handle(
         Span::none()
     };
     let mut timing = Timing::default();
-    if let Some(refused) = refuse_head(gateway, req.headers()) {
-        let response = refused.into_response();
-        request_metrics::record(
-            route,
-            response.status().as_u16(),
-            started.elapsed().as_secs_f64(),
-        );
-        return response;
-    }
     // Who is asking, before anything else is looked at. The check socket (no peer address)
     // is trusted: only who can open its file reaches it.
     let caller = match peer {
@@ -261,6 +252,10 @@ pub async fn handle(
             retry_after_s: *retry_after_s,
         }),
         (caller, _) => caller.map_err(ApiError::from),
+    };
+    let caller = match refuse_head(gateway, req.headers()) {
+        Some(refused) => Err(refused),
+        None => caller,
     };
     let outcome = match caller {
         Ok(_) => {

@@ -48,6 +48,15 @@ async fn served(gw: &Gateway) -> Vec<u8> {
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
+/// Waits (up to 10 s) until new handshakes get the certificate `der`.
+async fn until_served(gw: &Gateway, der: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served(gw).await != der {
+        assert!(Instant::now() < deadline, "{}", gw.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One keep-alive request on an open connection: its status.
 async fn health_on<S: AsyncReadExt + AsyncWriteExt + Unpin>(tls: &mut S) -> u16 {
     tls.write_all(&raw::with_suite_key(
@@ -134,11 +143,7 @@ fn a_renewed_certificate_file_is_taken_up_without_a_signal() {
         assert_eq!(served(&gw).await, a_der);
         let (b_cert, b_key, b_der) = pair();
         install(dir.path(), &b_cert, &b_key);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while served(&gw).await != b_der {
-            assert!(Instant::now() < deadline, "{}", gw.logs());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_served(&gw, &b_der).await;
     });
 }
 
@@ -166,10 +171,6 @@ fn a_renewed_secret_file_is_taken_up_too() {
         assert_eq!(served(&gw).await, a_der);
         let (b_cert, b_key, b_der) = pair();
         install(dir.path(), &b_cert, &b_key);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while served(&gw).await != b_der {
-            assert!(Instant::now() < deadline, "{}", gw.logs());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        until_served(&gw, &b_der).await;
     });
 }

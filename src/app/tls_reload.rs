@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{self, LoadOptions, Loaded};
-use crate::file_watch::{FileWatch, Look, LookNow};
+use crate::file_watch::{FileWatch, Look, LookNow, Looks};
 use crate::server::tls::{self, CertSource, Certificates};
 
 /// What the reload loop knows: where the configuration comes from, the certificate in
@@ -131,13 +131,9 @@ impl TlsReload {
 /// Runs [`TlsReload::look`] every `interval` and when `now` fires, on the calling runtime.
 pub fn spawn(mut reload: TlsReload, interval: Duration, now: LookNow) {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut looks = Looks::new(interval, now);
         loop {
-            let forced = tokio::select! {
-                _ = ticks.tick() => false,
-                () = now.fired() => true,
-            };
+            let forced = looks.next().await;
             match reload.look(forced) {
                 Outcome::Unchanged => {
                     if forced {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::{Auth, KeySet};
-use crate::file_watch::{FileWatch, Look, LookNow};
+use crate::file_watch::{FileWatch, Look, LookNow, Looks};
 use crate::metrics::API_KEY_RELOADS_TOTAL;
 
 /// What a look at the key file calls for.
@@ -65,13 +65,9 @@ pub fn spawn(auth: Arc<Auth>, interval: Duration, now: LookNow) -> bool {
     };
     tokio::spawn(async move {
         let mut watch = KeyFileWatch::new();
-        let mut ticks = tokio::time::interval(interval);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut looks = Looks::new(interval, now);
         loop {
-            let forced = tokio::select! {
-                _ = ticks.tick() => false,
-                () = now.fired() => true,
-            };
+            let forced = looks.next().await;
             // A key file is a few lines: read in place, not worth a blocking thread.
             let change = watch.observe(std::fs::read(&path));
             apply(&auth, change, forced, &path);
