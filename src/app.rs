@@ -31,6 +31,7 @@ use crate::server::activation::Handover;
 use crate::server::backend::{self, UringRefused};
 use crate::server::check_socket::{self, CheckSocket, CheckSocketError};
 use crate::server::conn::ConnSettings;
+use crate::server::peer_cap::PeerCap;
 use crate::server::tls::{self, CertSource, TlsError};
 use crate::server::{ListenConfig, ServerError, Source};
 use crate::state::Gateway;
@@ -114,6 +115,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
     };
     let (tls, tls_reload) = tls.unzip();
     let tls_enabled = tls.is_some();
+    let peer_cap = PeerCap::new(config.http.max_connections_per_ip);
     let hsts = config
         .tls
         .hsts()
@@ -128,6 +130,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
         idle_timeout: config.server.keepalive_idle_timeout(),
         linger: config.shutdown.linger(),
         http: config.http.clone(),
+        peer_cap: Arc::clone(&peer_cap),
     };
     let settings = Arc::new(conn_settings(tls));
     let check = match &config.server.check_socket {

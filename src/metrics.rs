@@ -22,6 +22,8 @@ pub const MODEL_FORWARDS_TOTAL: &str = "infergate_model_forwards_total";
 pub const CONNECTIONS_ACTIVE: &str = "infergate_connections_active";
 /// Connections refused at accept because `server.max_connections` were open.
 pub const CONNECTIONS_REJECTED_TOTAL: &str = "infergate_connections_rejected_total";
+/// Connections refused at accept because their address held `http.max_connections_per_ip`.
+pub const CONNECTIONS_REJECTED_PER_IP_TOTAL: &str = "infergate_connections_rejected_per_ip_total";
 /// Connections closed by a timeout, by kind (`tls_handshake`, `protocol_sniff`, `header_read`,
 /// `idle`).
 pub const CONNECTION_TIMEOUTS_TOTAL: &str = "infergate_connection_timeouts_total";
@@ -120,6 +122,7 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
 /// part starts.
 fn export_rare_at_zero() {
     counter!(CONNECTIONS_REJECTED_TOTAL).absolute(0);
+    counter!(CONNECTIONS_REJECTED_PER_IP_TOTAL).absolute(0);
     for kind in ["tls_handshake", "protocol_sniff", "header_read", "idle"] {
         counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => kind).absolute(0);
     }
@@ -225,6 +228,10 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_REJECTED_TOTAL,
         "Connections closed at accept because server.max_connections were open."
+    );
+    describe_counter!(
+        CONNECTIONS_REJECTED_PER_IP_TOTAL,
+        "Connections closed at accept because their address held http.max_connections_per_ip."
     );
     describe_counter!(
         CONNECTION_TIMEOUTS_TOTAL,

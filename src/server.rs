@@ -14,6 +14,7 @@ pub mod conn;
 pub mod epoll;
 pub mod idle;
 pub mod listener;
+pub mod peer_cap;
 pub mod tls;
 pub mod uring;
 

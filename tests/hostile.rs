@@ -100,3 +100,49 @@ fn https_answers_carry_hsts_and_the_check_socket_does_not() {
         assert!(!r.headers().contains_key("strict-transport-security"));
     });
 }
+
+/// With `http.max_connections_per_ip`, one address holding its connections open gets no
+/// more (closed at accept, before any TLS), while another address is served as usual.
+#[test]
+fn an_address_past_its_connection_cap_is_refused_at_accept() {
+    const CAP: usize = 10;
+    let gw = Gateway::start(
+        Options::default()
+            .tabular_only()
+            .env("INFERGATE_HTTP__MAX_CONNECTIONS_PER_IP", CAP),
+    );
+    runtime().block_on(async {
+        // The rig's own readiness checks have closed; hold the address's whole share.
+        let mut held = Vec::new();
+        for _ in 0..CAP {
+            held.push(raw::connect(gw.addr).await);
+        }
+        let refused = raw::try_connect(gw.addr).await;
+        assert!(
+            refused.is_err(),
+            "the cap's next connection gets no handshake"
+        );
+        // Another address (loopback answers on all of 127/8) is served meanwhile.
+        let other = support::bare_builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let r = other.get(gw.url("/health")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let metrics = other.get(gw.url("/metrics")).send().await.unwrap();
+        let text = metrics.text().await.unwrap();
+        let refused = text
+            .lines()
+            .find_map(|l| l.strip_prefix("infergate_connections_rejected_per_ip_total "))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(refused >= Some(1.0), "{text}");
+        // A place freed is a place again.
+        held.pop();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while raw::try_connect(gw.addr).await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "{}", gw.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+}

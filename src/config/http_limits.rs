@@ -1,5 +1,5 @@
-//! The `[http]` section: what one request head and one HTTP/2 connection may hold, against
-//! clients that send more than any real one does.
+//! The `[http]` section: what one request head and one HTTP/2 connection may hold, and how
+//! many connections one address may, against clients that send more than any real one does.
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +15,9 @@ pub struct HttpConfig {
     pub max_headers: usize,
     /// Streams one HTTP/2 connection may have open at once.
     pub h2_max_concurrent_streams: u32,
+    /// Connections one client address may hold open; 0 = no cap (the default: behind a
+    /// load balancer every connection comes from its few addresses).
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for HttpConfig {
@@ -23,6 +26,7 @@ impl Default for HttpConfig {
             max_header_bytes: 64 * 1024,
             max_headers: 100,
             h2_max_concurrent_streams: 256,
+            max_connections_per_ip: 0,
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The accept loop every backend runs on each I/O thread: accept, the connection cap, one
+//! The accept loop every backend runs on each I/O thread: accept, the connection caps (all,
+//! and per address), one
 //! local task per connection, and at the drain: stop accepting (closing this thread's
 //! listener), then wait for this thread's connections to finish.
 //!
@@ -18,7 +19,7 @@ use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::metrics::CONNECTIONS_REJECTED_TOTAL;
+use crate::metrics::{CONNECTIONS_REJECTED_PER_IP_TOTAL, CONNECTIONS_REJECTED_TOTAL};
 use crate::server::conn::{self, ConnSettings, Peer};
 
 /// A listening socket of one backend, on one I/O thread.
@@ -68,10 +69,17 @@ pub async fn serve<L: Listener>(
                     drop(stream);
                     continue;
                 };
+                let Some(peer_permit) = settings.peer_cap.admit(peer.ip()) else {
+                    // This address holds all the connections it may.
+                    metrics::counter!(CONNECTIONS_REJECTED_PER_IP_TOTAL).increment(1);
+                    drop(stream);
+                    continue;
+                };
                 let settings = Arc::clone(&settings);
                 let guard = OpenConnections::open(&open);
                 tokio::task::spawn_local(async move {
                     conn::serve(stream, Peer::Tcp(peer), settings).await;
+                    drop(peer_permit);
                     drop(permit);
                     drop(guard);
                 });

@@ -33,6 +33,7 @@ use crate::config::HttpConfig;
 use crate::http::GatewayService;
 use crate::metrics::CONNECTION_TIMEOUTS_TOTAL;
 use crate::server::idle::{Activity, Tracked};
+use crate::server::peer_cap::PeerCap;
 use crate::state::Gateway;
 
 /// The HTTP/2 client connection preface.
@@ -59,6 +60,8 @@ pub struct ConnSettings {
     pub http: HttpConfig,
     /// `Strict-Transport-Security` for every answer (TLS only).
     pub hsts: Option<HeaderValue>,
+    /// Open connections per client address, against `http.max_connections_per_ip`.
+    pub peer_cap: Arc<PeerCap>,
 }
 
 /// Who is at the other end of a connection.
