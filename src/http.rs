@@ -148,7 +148,8 @@ pub struct GatewayService {
 impl GatewayService {
     /// A service answering from `gateway` to the client at `peer` (`None`: no IP address,
     /// as on the check socket), reporting requests in flight to `activity`. With
-    /// `close_when_draining` (HTTP/1.1), every answer sent once the drain has begun carries
+    /// `close_when_draining` (HTTP/1.1), every answer sent once the drain has begun, and
+    /// the answer to the connection's last request under its cap, carries
     /// `Connection: close`, so the client knows not to reuse the connection.
     pub fn new(
         gateway: Arc<Gateway>,
@@ -180,6 +181,7 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let gateway = Arc::clone(&self.gateway);
         let in_flight = self.activity.begin_request();
+        let last_on_connection = self.activity.at_request_cap();
         let peer = self.peer;
         let close_when_draining = self.close_when_draining;
         let hsts = self.hsts.clone();
@@ -190,7 +192,7 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
                     .headers_mut()
                     .insert(STRICT_TRANSPORT_SECURITY, hsts);
             }
-            if close_when_draining && gateway.shutdown.is_draining() {
+            if close_when_draining && (last_on_connection || gateway.shutdown.is_draining()) {
                 // hyper closes an HTTP/1.1 connection after an answer saying so.
                 response
                     .headers_mut()

@@ -146,3 +146,53 @@ fn an_address_past_its_connection_cap_is_refused_at_accept() {
         }
     });
 }
+
+/// `http.max_requests_per_connection`: the cap's last answer on HTTP/1.1 says
+/// `Connection: close` and the connection ends; HTTP/2 clients move to a new connection
+/// (GOAWAY) without a failed request.
+#[test]
+fn a_connection_carries_at_most_its_request_cap() {
+    const CAP: usize = 5;
+    let gw = Gateway::start(
+        Options::default()
+            .tabular_only()
+            .env("INFERGATE_HTTP__MAX_REQUESTS_PER_CONNECTION", CAP),
+    );
+    runtime().block_on(async {
+        let mut tls = raw::connect(gw.addr).await;
+        let mut answered = 0;
+        let mut got = Vec::new();
+        for _ in 0..CAP + 3 {
+            let sent = tls
+                .write_all(&raw::with_suite_key(
+                    b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n",
+                ))
+                .await;
+            if sent.is_err() {
+                break;
+            }
+            let mut chunk = [0u8; 4096];
+            let mut buf = Vec::new();
+            while !raw::response_complete(&buf) {
+                match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut chunk)).await {
+                    Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+            if buf.is_empty() {
+                break;
+            }
+            answered += 1;
+            got = buf;
+        }
+        assert_eq!(answered, CAP, "answers on one connection");
+        let last = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(last.contains("connection: close"), "{last}");
+
+        let h2 = h2_client();
+        for _ in 0..CAP * 3 {
+            let r = h2.get(gw.url("/health")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    });
+}

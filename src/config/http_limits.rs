@@ -15,6 +15,9 @@ pub struct HttpConfig {
     pub max_headers: usize,
     /// Streams one HTTP/2 connection may have open at once.
     pub h2_max_concurrent_streams: u32,
+    /// Requests one connection may carry before it is closed (HTTP/1.1: the last answer
+    /// says `Connection: close`; HTTP/2: GOAWAY); 0 = no cap.
+    pub max_requests_per_connection: u64,
     /// Connections one client address may hold open; 0 = no cap (the default: behind a
     /// load balancer every connection comes from its few addresses).
     pub max_connections_per_ip: usize,
@@ -27,6 +30,7 @@ impl Default for HttpConfig {
             max_headers: 100,
             h2_max_concurrent_streams: 256,
             max_connections_per_ip: 0,
+            max_requests_per_connection: 10_000,
         }
     }
 }

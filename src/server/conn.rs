@@ -203,6 +203,7 @@ async fn serve_http<S>(
         proto == Proto::H1,
     )
     .with_hsts(settings.hsts.clone());
+    activity.set_request_cap(settings.http.max_requests_per_connection);
     let idle = activity.idle_for(settings.idle_timeout);
     let result = match proto {
         Proto::H1 => {
@@ -287,7 +288,13 @@ async fn closing_time(
     activity: &Activity,
     linger: Option<Duration>,
 ) {
-    let _ = drain.wait_for(|d| *d).await;
+    tokio::select! {
+        _ = drain.wait_for(|d| *d) => {}
+        // Enough requests on this connection: the one in flight is its last (HTTP/1.1
+        // answers it with `Connection: close`; HTTP/2 sends GOAWAY), and the client
+        // opens a new one, as under nginx's `keepalive_requests`.
+        () = activity.request_cap_reached() => return,
+    }
     if let Some(linger) = linger {
         activity.touch();
         activity.idle_for(linger).await;

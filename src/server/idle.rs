@@ -13,13 +13,19 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// The last time a connection moved a byte, and how many of its requests are in flight.
+/// The last time a connection moved a byte, how many of its requests are in flight, and
+/// how many it has begun against its cap.
 #[derive(Debug)]
 pub struct Activity {
     last: Cell<Instant>,
     in_flight: Cell<usize>,
+    begun: Cell<u64>,
+    /// Requests after which the connection should close; 0 = never.
+    cap: Cell<u64>,
+    cap_reached: Notify,
 }
 
 impl Activity {
@@ -28,13 +34,38 @@ impl Activity {
         Rc::new(Self {
             last: Cell::new(Instant::now()),
             in_flight: Cell::new(0),
+            begun: Cell::new(0),
+            cap: Cell::new(0),
+            cap_reached: Notify::new(),
         })
+    }
+
+    /// Closes the connection (see [`Activity::request_cap_reached`]) once it has begun
+    /// `cap` requests; 0 = never.
+    pub fn set_request_cap(&self, cap: u64) {
+        self.cap.set(cap);
     }
 
     /// Marks a request in flight until the guard drops.
     pub fn begin_request(self: &Rc<Self>) -> InFlight {
         self.in_flight.set(self.in_flight.get() + 1);
+        let begun = self.begun.get() + 1;
+        self.begun.set(begun);
+        if begun == self.cap.get() {
+            self.cap_reached.notify_one();
+        }
         InFlight(Rc::clone(self))
+    }
+
+    /// Whether the connection has begun as many requests as its cap.
+    pub fn at_request_cap(&self) -> bool {
+        let cap = self.cap.get();
+        cap > 0 && self.begun.get() >= cap
+    }
+
+    /// Resolves once the connection has begun as many requests as its cap.
+    pub async fn request_cap_reached(&self) {
+        self.cap_reached.notified().await;
     }
 
     /// Counts now as activity: an idle period is measured from here at the earliest.
