@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Auth;
 use crate::config::Dependency;
+use crate::http::body::BodyLimits;
 use crate::idle_exit::LastRequest;
 use crate::infer::Infer;
 use crate::predict::Predictor;
@@ -18,10 +18,8 @@ use crate::stats::Stats;
 /// Request limits enforced before a body reaches a handler.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Largest accepted request body, bytes.
-    pub max_body_bytes: usize,
-    /// Longest a client may take to send a body.
-    pub body_timeout: Duration,
+    /// A request body's size, time and pace.
+    pub body: BodyLimits,
     /// Most header fields a request may carry (431 above).
     pub max_headers: usize,
 }

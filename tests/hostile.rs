@@ -196,3 +196,74 @@ fn a_connection_carries_at_most_its_request_cap() {
         }
     });
 }
+
+/// A body trickled below `http.min_body_bytes_per_s` gets 408 `body_too_slow` once the
+/// grace has passed, long before `server.request_timeout_ms`; a body at a fair pace is read.
+#[test]
+fn a_trickled_body_gets_408_and_a_steady_one_is_read() {
+    let gw = Gateway::start(
+        Options::default()
+            .tabular_only()
+            .env("INFERGATE_HTTP__MIN_BODY_BYTES_PER_S", 100)
+            .env("INFERGATE_HTTP__BODY_PACE_GRACE_MS", 1000)
+            .env("INFERGATE_SERVER__REQUEST_TIMEOUT_MS", 60_000),
+    );
+    runtime().block_on(async {
+        let body = br#"{"features":[5.1,3.5,1.4,0.2]}"#;
+        let send = |pause: Duration| async move {
+            let mut tls = raw::connect(gw.addr).await;
+            let head = format!(
+                "POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n",
+                body.len() + 1000
+            );
+            tls.write_all(&raw::with_suite_key(head.as_bytes()))
+                .await
+                .unwrap();
+            let started = std::time::Instant::now();
+            let padded: Vec<u8> = body
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(b' ', 1000))
+                .collect();
+            let mut got = Vec::new();
+            for chunk in padded.chunks(100) {
+                if tls.write_all(chunk).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                let mut buf = [0u8; 4096];
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_millis(1), tls.read(&mut buf)).await
+                {
+                    got.extend_from_slice(&buf[..n]);
+                    if n == 0 || raw::response_complete(&got) {
+                        break;
+                    }
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                let mut buf = [0u8; 4096];
+                while !raw::response_complete(&got) {
+                    match tls.read(&mut buf).await {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+            })
+            .await;
+            (
+                String::from_utf8_lossy(&got).into_owned(),
+                started.elapsed(),
+            )
+        };
+        // 100 bytes every 2 s: 50 bytes a second.
+        let (slow, took) = send(Duration::from_secs(2)).await;
+        assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+        assert!(slow.contains("body_too_slow"), "{slow}");
+        assert!(took < Duration::from_secs(15), "{took:?}");
+        // 100 bytes every 50 ms: 2,000 bytes a second.
+        let (steady, _) = send(Duration::from_millis(50)).await;
+        assert!(steady.starts_with("HTTP/1.1 200"), "{steady}");
+    });
+}

@@ -12,6 +12,7 @@ use crate::batch::{BatchConfig, Batcher};
 use crate::cache::l1::{L1, L1Config};
 use crate::cache::l2::{L2, L2Config};
 use crate::config::Config;
+use crate::http::body::BodyLimits;
 use crate::imaging::decode::DecodeLimits;
 use crate::imaging::{Imaging, ImagingConfig};
 use crate::infer::image::{ImageModel, ImageModelOptions};
@@ -130,8 +131,12 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
         shutdown: Arc::clone(&shutdown),
         metrics: metrics.clone(),
         limits: Limits {
-            max_body_bytes: config.server.max_body_bytes,
-            body_timeout: config.server.request_timeout(),
+            body: BodyLimits {
+                max_bytes: config.server.max_body_bytes,
+                timeout: config.server.request_timeout(),
+                min_bytes_per_s: config.http.min_body_bytes_per_s,
+                grace: Duration::from_millis(config.http.body_pace_grace_ms),
+            },
             max_headers: config.http.max_headers,
         },
         auth: Arc::new(load_auth(config)?),

@@ -15,8 +15,15 @@ pub struct HttpConfig {
     pub max_headers: usize,
     /// Streams one HTTP/2 connection may have open at once.
     pub h2_max_concurrent_streams: u32,
+    /// Slowest average pace a request body may arrive at once
+    /// `body_pace_grace_ms` has passed, bytes a second (408 below); 0 = any pace (the
+    /// body still has `server.request_timeout_ms` in all).
+    pub min_body_bytes_per_s: u64,
+    /// How long a body may take before its pace counts, ms.
+    pub body_pace_grace_ms: u64,
     /// Requests one connection may carry before it is closed (HTTP/1.1: the last answer
-    /// says `Connection: close`; HTTP/2: GOAWAY); 0 = no cap.
+    /// says `Connection: close`; HTTP/2: GOAWAY); 0 = no cap. Far above nginx's 1,000: a
+    /// busy HTTP/2 client does that in a second, and a reconnect costs a handshake.
     pub max_requests_per_connection: u64,
     /// Connections one client address may hold open; 0 = no cap (the default: behind a
     /// load balancer every connection comes from its few addresses).
@@ -30,7 +37,9 @@ impl Default for HttpConfig {
             max_headers: 100,
             h2_max_concurrent_streams: 256,
             max_connections_per_ip: 0,
-            max_requests_per_connection: 10_000,
+            max_requests_per_connection: 100_000,
+            min_body_bytes_per_s: 1024,
+            body_pace_grace_ms: 5000,
         }
     }
 }

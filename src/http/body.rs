@@ -9,6 +9,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use crate::http::error::ApiError;
 use crate::http::types::{BadFeature, TabularRequest};
@@ -114,12 +115,41 @@ impl Drop for RequestBody {
 ///
 /// A `Content-Length` above the limit is refused before a byte of the body is read. What a
 /// refused body still sends is drained by [`RequestBody`]'s drop, so the client gets the 413.
+/// What a request body may be: its size, its time, its pace.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest accepted body, bytes (413 above).
+    pub max_bytes: usize,
+    /// Longest the whole body may take (408 past it).
+    pub timeout: Duration,
+    /// Slowest average pace a body may arrive at once `grace` has passed, bytes per
+    /// second (408 below it); 0 = any pace.
+    pub min_bytes_per_s: u64,
+    /// How long a body may take before its pace counts.
+    pub grace: Duration,
+}
+
+impl BodyLimits {
+    /// When `received` bytes, started at `start`, fall below the minimum pace (the moment
+    /// to have had one more byte by); `None` without a minimum.
+    fn pace_deadline(&self, start: Instant, received: usize) -> Option<Instant> {
+        let rate = self.min_bytes_per_s;
+        (rate > 0).then(|| {
+            let due = Duration::from_secs_f64((received as f64 + 1.0) / rate as f64);
+            start + due.max(self.grace)
+        })
+    }
+}
+
+/// Reads the whole body under `limits`: 413 past the size (by `Content-Length` at once, or
+/// while reading), 408 past the time or below the pace.
 pub async fn read_limited(
     mut body: RequestBody,
     headers: &HeaderMap,
-    limit: usize,
-    timeout: Duration,
+    limits: &BodyLimits,
 ) -> Result<Bytes, ApiError> {
+    let limit = limits.max_bytes;
+    let timeout = limits.timeout;
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -130,27 +160,45 @@ pub async fn read_limited(
     let Some(incoming) = body.incoming() else {
         return Ok(Bytes::new());
     };
-    let read = tokio::time::timeout(timeout, collect_up_to(incoming, limit)).await;
+    let read = tokio::time::timeout(timeout, collect_up_to(incoming, limits)).await;
     match read {
         Err(_) => Err(ApiError::RequestTimeout {
             timeout_ms: timeout.as_millis() as u64,
         }),
         Ok(Ok(Some(bytes))) => Ok(bytes),
         Ok(Ok(None)) => Err(ApiError::PayloadTooLarge { limit }),
-        Ok(Err(e)) => Err(ApiError::MalformedJson(format!(
+        Ok(Err(Unread::Slow)) => Err(ApiError::BodyTooSlow {
+            min_bytes_per_s: limits.min_bytes_per_s,
+        }),
+        Ok(Err(Unread::Http(e))) => Err(ApiError::MalformedJson(format!(
             "the request body could not be read: {e}"
         ))),
     }
 }
 
-/// The body's bytes, or `None` as soon as it exceeds `limit`.
-async fn collect_up_to(body: &mut Incoming, limit: usize) -> Result<Option<Bytes>, hyper::Error> {
+/// Why a body was not read to its end.
+enum Unread {
+    Http(hyper::Error),
+    /// It arrived below the minimum pace.
+    Slow,
+}
+
+/// The body's bytes, or `None` as soon as it exceeds the size limit.
+async fn collect_up_to(body: &mut Incoming, limits: &BodyLimits) -> Result<Option<Bytes>, Unread> {
+    let start = Instant::now();
     let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
+    loop {
+        let next = match limits.pace_deadline(start, buf.len()) {
+            Some(due) => tokio::time::timeout_at(due, body.frame())
+                .await
+                .map_err(|_| Unread::Slow)?,
+            None => body.frame().await,
+        };
+        let Some(frame) = next else { break };
+        let Ok(data) = frame.map_err(Unread::Http)?.into_data() else {
             continue; // trailers
         };
-        if buf.len() + data.len() > limit {
+        if buf.len() + data.len() > limits.max_bytes {
             return Ok(None);
         }
         buf.extend_from_slice(&data);

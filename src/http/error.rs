@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The client sent its request too slowly.
     #[error("the request body did not arrive within {timeout_ms} ms")]
     RequestTimeout { timeout_ms: u64 },
+    /// The body arrived slower than `http.min_body_bytes_per_s`.
+    #[error("the request body arrived slower than {min_bytes_per_s} bytes a second")]
+    BodyTooSlow { min_bytes_per_s: u64 },
     /// The body is larger than `server.max_body_bytes`.
     #[error("request body is larger than the {limit} bytes allowed")]
     PayloadTooLarge { limit: usize },
@@ -112,7 +115,7 @@ impl ApiError {
             Self::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound(_) | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::RequestTimeout { .. } | Self::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_)
             | Self::WrongInputKind(_)
@@ -136,6 +139,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::RequestTimeout { .. } => "request_timeout",
+            Self::BodyTooSlow { .. } => "body_too_slow",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::WrongInputKind(_) => "wrong_input_kind",

@@ -92,13 +92,7 @@ pub async fn predict(
     let (parts, body) = req.into_parts();
     let content = predict_content(&parts.headers)?;
     let started = Instant::now();
-    let bytes = read_limited(
-        body,
-        &parts.headers,
-        gw.limits.max_body_bytes,
-        gw.limits.body_timeout,
-    )
-    .await?;
+    let bytes = read_limited(body, &parts.headers, &gw.limits.body).await?;
     timing.add("read", started.elapsed());
     let opts = RequestOptions {
         bypass_cache: asks_no_cache(&parts.headers),
