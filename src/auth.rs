@@ -165,10 +165,13 @@ impl Auth {
         let Some(needed) = needed else {
             return Ok(Caller::Anonymous);
         };
-        let Some(keys) = self.keys() else {
+        // Checked under the read lock (no await in it) rather than on a clone of the Arc:
+        // a clone is an atomic add and subtract, shared by every I/O thread, per request.
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let Some(keys) = keys.as_deref() else {
             return Ok(Caller::Anonymous);
         };
-        let outcome = check(&keys, headers, needed);
+        let outcome = check(keys, headers, needed);
         if let Err(e) = &outcome {
             metrics::counter!(AUTH_REFUSED_TOTAL, "reason" => e.reason()).increment(1);
         }

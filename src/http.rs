@@ -228,11 +228,16 @@ pub async fn handle(
         Span::none()
     };
     let mut timing = Timing::default();
-    // Who is asking, before anything else is looked at. The check socket (no peer address)
-    // is trusted: only who can open its file reaches it.
-    let caller = match peer {
-        None => Ok(Caller::Local),
-        Some(_) => gateway.auth.authorize(req.headers(), route.scope()),
+    // A head past the limits is refused before anything is looked at (no key checked,
+    // no token taken). Then who is asking: the check socket (no peer address) is trusted,
+    // since only who can open its file reaches it.
+    let caller = match (refuse_head(gateway, req.headers()), peer) {
+        (Some(refused), _) => Err(refused),
+        (None, None) => Ok(Caller::Local),
+        (None, Some(_)) => gateway
+            .auth
+            .authorize(req.headers(), route.scope())
+            .map_err(ApiError::from),
     };
     let key = caller.as_ref().ok().and_then(Caller::key_name).cloned();
     if let Some(key) = &key {
@@ -253,11 +258,7 @@ pub async fn handle(
         ) => Err(ApiError::RateLimited {
             retry_after_s: *retry_after_s,
         }),
-        (caller, _) => caller.map_err(ApiError::from),
-    };
-    let caller = match refuse_head(gateway, req.headers()) {
-        Some(refused) => Err(refused),
-        None => caller,
+        (caller, _) => caller,
     };
     let outcome = match caller {
         Ok(_) => {

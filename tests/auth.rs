@@ -142,10 +142,7 @@ fn no_key_a_wrong_key_and_the_wrong_scope_are_refused_over_h1_and_h2() {
             .unwrap();
         let count = |reason: &str| {
             let series = format!("infergate_auth_refused_total{{reason=\"{reason}\"}} ");
-            text.lines()
-                .find_map(|l| l.strip_prefix(&series))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(-1.0)
+            support::metric_in(&text, &series).unwrap_or(-1.0)
         };
         assert_eq!(count("missing"), 2.0 * 4.0);
         assert_eq!(count("invalid"), 2.0 * 3.0);

@@ -132,10 +132,7 @@ fn an_address_past_its_connection_cap_is_refused_at_accept() {
         assert_eq!(r.status(), 200);
         let metrics = other.get(gw.url("/metrics")).send().await.unwrap();
         let text = metrics.text().await.unwrap();
-        let refused = text
-            .lines()
-            .find_map(|l| l.strip_prefix("infergate_connections_rejected_per_ip_total "))
-            .and_then(|v| v.parse::<f64>().ok());
+        let refused = support::metric_in(&text, "infergate_connections_rejected_per_ip_total ");
         assert!(refused >= Some(1.0), "{text}");
         // A place freed is a place again.
         held.pop();

@@ -55,7 +55,9 @@ impl TlsReload {
         reload
     }
 
-    /// Watches the files `loaded`'s certificate and key come from, as they are now.
+    /// Watches the files `loaded`'s certificate and key come from. A file watched already
+    /// keeps its watch, which saw it at the look that led here: read again now, a change
+    /// made since that look would become the baseline and never be taken up.
     fn watch(&mut self, loaded: &Loaded) {
         let t = &loaded.config.tls;
         let cert = match t.cert {
@@ -66,20 +68,19 @@ impl TlsReload {
             Some(_) => loaded.file_of("tls.key"),
             None => t.key_path.clone(),
         };
+        let mut before = std::mem::take(&mut self.files);
         self.files = [cert, key]
             .into_iter()
             .flatten()
-            .map(|path| {
-                let mut watch = FileWatch::new();
-                watch.observe(std::fs::read(&path));
-                (path, watch)
+            .map(|path| match before.iter().position(|(p, _)| *p == path) {
+                Some(i) => before.swap_remove(i),
+                None => {
+                    let mut watch = FileWatch::new();
+                    watch.observe(std::fs::read(&path));
+                    (path, watch)
+                }
             })
             .collect();
-    }
-
-    /// The files watched.
-    pub fn files(&self) -> impl Iterator<Item = &PathBuf> {
-        self.files.iter().map(|(path, _)| path)
     }
 
     /// One look: reloads when `forced` (SIGHUP) or when a watched file changed.

@@ -14,11 +14,11 @@ pub struct PeerCap {
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// One admitted connection; dropping it (the connection ends) frees its place.
+/// One admitted connection; dropping it (the connection ends) frees its place. Holds
+/// nothing when there is no cap.
 #[derive(Debug)]
 pub struct PeerPermit {
-    cap: Arc<PeerCap>,
-    ip: IpAddr,
+    place: Option<(Arc<PeerCap>, IpAddr)>,
 }
 
 impl PeerCap {
@@ -32,9 +32,9 @@ impl PeerCap {
 
     /// A place for one more connection from `ip`, or `None` at its cap. Always a place
     /// when there is no cap.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Option<PeerPermit>> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PeerPermit> {
         if self.max == 0 {
-            return Some(None);
+            return Some(PeerPermit { place: None });
         }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(ip).or_insert(0);
@@ -42,25 +42,22 @@ impl PeerCap {
             return None;
         }
         *count += 1;
-        Some(Some(PeerPermit {
-            cap: Arc::clone(self),
-            ip,
-        }))
-    }
-
-    /// Addresses with a connection open.
-    pub fn addresses(&self) -> usize {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
+        Some(PeerPermit {
+            place: Some((Arc::clone(self), ip)),
+        })
     }
 }
 
 impl Drop for PeerPermit {
     fn drop(&mut self) {
-        let mut open = self.cap.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.ip) {
+        let Some((cap, ip)) = &self.place else {
+            return;
+        };
+        let mut open = cap.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(ip) {
             *count -= 1;
             if *count == 0 {
-                open.remove(&self.ip);
+                open.remove(ip);
             }
         }
     }
@@ -69,6 +66,10 @@ impl Drop for PeerPermit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn addresses(cap: &PeerCap) -> usize {
+        cap.open.lock().unwrap().len()
+    }
 
     #[test]
     fn an_address_gets_its_places_and_no_more() {
@@ -82,7 +83,7 @@ mod tests {
         drop(first);
         let third = cap.admit(a).unwrap();
         drop((second, third));
-        assert_eq!(cap.addresses(), 0, "no entry outlives its connections");
+        assert_eq!(addresses(&cap), 0, "no entry outlives its connections");
     }
 
     #[test]
@@ -90,7 +91,7 @@ mod tests {
         let cap = PeerCap::new(0);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let permits: Vec<_> = (0..1000).map(|_| cap.admit(a).unwrap()).collect();
-        assert!(permits.iter().all(Option::is_none));
-        assert_eq!(cap.addresses(), 0);
+        assert!(permits.iter().all(|p| p.place.is_none()));
+        assert_eq!(addresses(&cap), 0);
     }
 }

@@ -381,11 +381,7 @@ impl Gateway {
             .text()
             .await
             .expect("metrics text");
-        text.lines()
-            .find(|l| l.starts_with(needle))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+        metric_in(&text, needle).unwrap_or(0.0)
     }
 
     /// How many file descriptors the gateway has open (`/proc/<pid>/fd`).
@@ -497,6 +493,14 @@ pub fn h1_client() -> reqwest::Client {
 /// A client speaking HTTP/2 only (ALPN h2 over TLS, prior knowledge on plaintext).
 pub fn h2_client() -> reqwest::Client {
     builder().http2_prior_knowledge().build().expect("client")
+}
+
+/// The value of the first series in Prometheus `text` whose line starts with `needle`.
+pub fn metric_in(text: &str, needle: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// A valid Iris feature vector (the first setosa row).
