@@ -35,6 +35,7 @@ fn row(i: u64) -> LogRow {
         latency: Duration::from_micros(350),
         client_addr: Some(IpAddr::from([10, 0, 0, 1])),
         api_key: Some("mobile-app".into()),
+        trace_id: Some(format!("{:032x}", u128::from(i) + 1)),
     }
 }
 

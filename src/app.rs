@@ -538,7 +538,7 @@ pub async fn warm_up(gateway: &Gateway) -> Result<(), InferError> {
             features,
             data: vec![0.0; features],
         };
-        gateway.infer.forward(model, batch).await?;
+        gateway.infer.forward(model, batch, None).await?;
     }
     Ok(())
 }

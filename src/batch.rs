@@ -5,8 +5,9 @@
 //! paused time): a batch goes out as soon as it is full, or as soon as a compute slot is
 //! free (so a lone request never waits), or when its oldest request has waited `max_wait`.
 //! Under load, requests pile up while every slot is busy and leave together. The loop that
-//! applies it ([`Batcher`]) runs on its own thread; cancelled waiters are skipped, never
-//! computed.
+//! applies it ([`Batcher`]) runs on its own thread. Waiters nobody waits for any more, and
+//! those whose deadline has passed, are dropped when a batch is assembled, never computed;
+//! a batch whose every waiter has gone is withdrawn from the compute queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -15,9 +16,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::deadline::Stage;
 use crate::infer::model::{Batch, Model};
 use crate::infer::{Infer, InferError};
-use crate::metrics::BATCH_SIZE;
+use crate::metrics::{BATCH_SIZE, WORK_CANCELLED_TOTAL};
 use crate::stats::Stats;
 
 /// Batching knobs.
@@ -37,6 +39,26 @@ pub struct BatchConfig {
 pub trait Waiter {
     /// Whether nobody wants the answer any more.
     fn is_cancelled(&self) -> bool;
+    /// When its answer is due.
+    fn deadline(&self) -> Instant;
+}
+
+/// Waiters dropped from a queue instead of being batched.
+#[derive(Debug)]
+pub struct Dropped<W> {
+    /// Their deadline had passed: each is to be told so.
+    pub expired: Vec<W>,
+    /// Nobody waited for them any more.
+    pub cancelled: usize,
+}
+
+impl<W> Default for Dropped<W> {
+    fn default() -> Self {
+        Self {
+            expired: Vec::new(),
+            cancelled: 0,
+        }
+    }
 }
 
 /// The batching policy for one model's queue.
@@ -45,6 +67,7 @@ pub struct BatchState<W> {
     pending: VecDeque<(W, Instant)>,
     max_size: usize,
     max_wait: Duration,
+    dropped: Dropped<W>,
 }
 
 impl<W: Waiter> BatchState<W> {
@@ -54,6 +77,7 @@ impl<W: Waiter> BatchState<W> {
             pending: VecDeque::new(),
             max_size: max_size.max(1),
             max_wait,
+            dropped: Dropped::default(),
         }
     }
 
@@ -78,9 +102,26 @@ impl<W: Waiter> BatchState<W> {
     }
 
     /// The next batch to run, if the policy says one should go now. `slot_free` says
-    /// whether a compute slot is idle. Cancelled waiters are dropped, never returned.
+    /// whether a compute slot is idle. Cancelled and expired waiters are dropped, never
+    /// returned (see [`BatchState::take_dropped`]).
     pub fn take(&mut self, now: Instant, slot_free: bool) -> Option<Vec<W>> {
-        self.pending.retain(|(w, _)| !w.is_cancelled());
+        let dropped = &mut self.dropped;
+        self.pending.retain_mut(|(w, _)| {
+            if w.is_cancelled() {
+                dropped.cancelled += 1;
+                false
+            } else {
+                true
+            }
+        });
+        // An expired waiter is moved out to be told; `extract_if` is not stable on VecDeque.
+        if self.pending.iter().any(|(w, _)| now >= w.deadline()) {
+            let (expired, live) = std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition::<VecDeque<_>, _>(|(w, _)| now >= w.deadline());
+            self.pending = live;
+            dropped.expired.extend(expired.into_iter().map(|(w, _)| w));
+        }
         let first = self.pending.front()?;
         let due =
             self.pending.len() >= self.max_size || slot_free || now >= first.1 + self.max_wait;
@@ -89,6 +130,11 @@ impl<W: Waiter> BatchState<W> {
         }
         let n = self.pending.len().min(self.max_size);
         Some(self.pending.drain(..n).map(|(w, _)| w).collect())
+    }
+
+    /// The waiters [`BatchState::take`] dropped since the last call.
+    pub fn take_dropped(&mut self) -> Dropped<W> {
+        std::mem::take(&mut self.dropped)
     }
 }
 
@@ -111,12 +157,17 @@ pub type RowResult = Result<RowAnswer, Arc<InferError>>;
 struct Job {
     model: Arc<dyn Model>,
     features: Vec<f32>,
+    deadline: Instant,
     reply: oneshot::Sender<RowResult>,
 }
 
 impl Waiter for Job {
     fn is_cancelled(&self) -> bool {
         self.reply.is_closed()
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
     }
 }
 
@@ -140,13 +191,20 @@ impl Batcher {
         Ok(Self { tx, capacity })
     }
 
-    /// Computes one row of `features` with `model`, batched with whatever else is waiting.
-    /// Dropping the future withdraws the row if its batch has not left yet.
-    pub async fn predict(&self, model: &Arc<dyn Model>, features: Vec<f32>) -> RowResult {
+    /// Computes one row of `features` with `model`, batched with whatever else is waiting,
+    /// unless `deadline` passes first ([`InferError::DeadlineExceeded`]). Dropping the
+    /// future withdraws the row if its batch has not left yet.
+    pub async fn predict(
+        &self,
+        model: &Arc<dyn Model>,
+        features: Vec<f32>,
+        deadline: Instant,
+    ) -> RowResult {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             model: Arc::clone(model),
             features,
+            deadline,
             reply,
         };
         self.tx.try_send(job).map_err(|e| {
@@ -192,6 +250,7 @@ async fn run(mut rx: mpsc::Receiver<Job>, infer: Arc<Infer>, stats: Arc<Stats>, 
                     let _ = done.send(());
                 });
             }
+            tell_dropped(state.take_dropped());
         }
         queues.retain(|_, s| !s.is_empty());
     }
@@ -206,6 +265,22 @@ fn enqueue(queues: &mut HashMap<String, BatchState<Job>>, job: Job, cfg: &BatchC
         .push(job, Instant::now());
 }
 
+/// Answers the expired waiters and counts both kinds.
+fn tell_dropped(dropped: Dropped<Job>) {
+    if dropped.cancelled > 0 {
+        metrics::counter!(WORK_CANCELLED_TOTAL, "stage" => "batch_queue")
+            .increment(dropped.cancelled as u64);
+    }
+    if dropped.expired.is_empty() {
+        return;
+    }
+    let e = Arc::new(InferError::DeadlineExceeded);
+    for job in dropped.expired {
+        Stage::BatchQueue.count();
+        let _ = job.reply.send(Err(Arc::clone(&e)));
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -213,7 +288,7 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-async fn run_batch(infer: &Infer, jobs: Vec<Job>) {
+async fn run_batch(infer: &Infer, mut jobs: Vec<Job>) {
     let Some(first) = jobs.first() else { return };
     let model = Arc::clone(&first.model);
     let features = model.info().row_len();
@@ -222,17 +297,24 @@ async fn run_batch(infer: &Infer, jobs: Vec<Job>) {
     for job in &jobs {
         data.extend_from_slice(&job.features);
     }
+    // The batch is worth computing until its last row's deadline.
+    let deadline = jobs.iter().map(|j| j.deadline).max();
     metrics::histogram!(BATCH_SIZE, "model" => model.info().name.clone()).record(rows as f64);
-    let result = infer
-        .forward(
-            &model,
-            Batch {
-                rows,
-                features,
-                data,
-            },
-        )
-        .await;
+    let batch = Batch {
+        rows,
+        features,
+        data,
+    };
+    let result = {
+        let everyone_gone =
+            futures_util::future::join_all(jobs.iter_mut().map(|j| j.reply.closed()));
+        tokio::select! {
+            result = infer.forward(&model, batch, deadline) => result,
+            // Dropping the forward withdraws the batch from the compute queue, if no
+            // thread has taken it yet (the thread counts it).
+            _ = everyone_gone => return,
+        }
+    };
     match result {
         Ok(fwd) => {
             for (i, job) in jobs.into_iter().enumerate() {
@@ -260,16 +342,24 @@ mod tests {
 
     use super::*;
 
-    struct W(u32, Rc<Cell<bool>>);
+    struct W(u32, Rc<Cell<bool>>, Instant);
 
     impl Waiter for W {
         fn is_cancelled(&self) -> bool {
             self.1.get()
         }
+
+        fn deadline(&self) -> Instant {
+            self.2
+        }
     }
 
     fn w(id: u32) -> W {
-        W(id, Rc::new(Cell::new(false)))
+        W(
+            id,
+            Rc::new(Cell::new(false)),
+            Instant::now() + Duration::from_secs(60),
+        )
     }
 
     fn ids(batch: Option<Vec<W>>) -> Vec<u32> {
@@ -313,11 +403,31 @@ mod tests {
         s.push(w(3), Instant::now());
         flag.set(true);
         assert_eq!(ids(s.take(Instant::now(), true)), [1, 3]);
+        assert_eq!(s.take_dropped().cancelled, 1);
         let mut only_gone = BatchState::new(4, Duration::ZERO);
         let g = w(9);
         g.1.set(true);
         only_gone.push(g, Instant::now());
         assert!(only_gone.take(Instant::now(), true).is_none());
         assert!(only_gone.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_waiters_are_dropped_at_assembly_and_handed_back() {
+        let mut s = BatchState::new(4, Duration::from_millis(2));
+        let soon = W(
+            2,
+            Rc::new(Cell::new(false)),
+            Instant::now() + Duration::from_millis(5),
+        );
+        s.push(w(1), Instant::now());
+        s.push(soon, Instant::now());
+        s.push(w(3), Instant::now());
+        tokio::time::advance(Duration::from_millis(5)).await;
+        assert_eq!(ids(s.take(Instant::now(), true)), [1, 3]);
+        let dropped = s.take_dropped();
+        assert_eq!(ids(Some(dropped.expired)), [2]);
+        assert_eq!(dropped.cancelled, 0);
+        assert_eq!(s.take_dropped().expired.len(), 0, "handed back once");
     }
 }

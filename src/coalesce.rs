@@ -1,11 +1,12 @@
 //! Request coalescing: single flight per cache key. The first request for a key computes;
 //! identical requests arriving meanwhile wait for its outcome instead of computing again.
 //!
-//! A leader that finishes hands followers its value or its error. A leader that is dropped
-//! before finishing (client gone, deadline, panic unwinding through it) marks the flight
-//! abandoned in its guard's `Drop`, and each follower tries again — one of them becomes the
-//! new leader — so no follower waits on a leader that will never answer. Callers bound the
-//! whole wait with their request deadline.
+//! A leader that finishes hands followers its value or its error, unless the error is its
+//! own (its deadline passed: [`Shareable`]). A leader that is dropped before finishing
+//! (client gone, deadline, panic unwinding through it) or fails on its own marks the flight
+//! abandoned, and each follower tries again — one of them becomes the new leader, with its
+//! own deadline — so no follower waits on a leader that will never answer, nor gets a 504
+//! for a deadline that was not its. Callers bound their whole wait with their own deadline.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +25,12 @@ enum Slot<T, E> {
 
 type Flights<T, E> = Mutex<HashMap<u128, watch::Sender<Slot<T, E>>>>;
 
+/// Whether a leader's error is the followers' too.
+pub trait Shareable {
+    /// `false` for an error that belongs to the leader's request alone.
+    fn shareable(&self) -> bool;
+}
+
 /// Who computed the value a caller got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -38,7 +45,7 @@ pub struct Coalescer<T, E> {
     flights: Arc<Flights<T, E>>,
 }
 
-impl<T: Clone, E: Clone> Default for Coalescer<T, E> {
+impl<T: Clone, E: Clone + Shareable> Default for Coalescer<T, E> {
     fn default() -> Self {
         Self {
             flights: Arc::new(Mutex::new(HashMap::new())),
@@ -46,7 +53,7 @@ impl<T: Clone, E: Clone> Default for Coalescer<T, E> {
     }
 }
 
-impl<T: Clone, E: Clone> Coalescer<T, E> {
+impl<T: Clone, E: Clone + Shareable> Coalescer<T, E> {
     /// An empty table.
     pub fn new() -> Self {
         Self::default()
@@ -123,11 +130,12 @@ struct LeaderGuard<T, E> {
     finished: bool,
 }
 
-impl<T: Clone, E: Clone> LeaderGuard<T, E> {
+impl<T: Clone, E: Clone + Shareable> LeaderGuard<T, E> {
     fn finish(mut self, outcome: &Result<T, E>) {
         let slot = match outcome {
             Ok(v) => Slot::Done(v.clone()),
-            Err(e) => Slot::Failed(e.clone()),
+            Err(e) if e.shareable() => Slot::Failed(e.clone()),
+            Err(_) => Slot::Abandoned,
         };
         self.publish(slot);
         self.finished = true;
@@ -162,6 +170,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// In these tests an error starting with "own" is the leader's alone.
+    impl Shareable for String {
+        fn shareable(&self) -> bool {
+            !self.starts_with("own")
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn identical_concurrent_calls_compute_once() {
@@ -209,6 +224,32 @@ mod tests {
         let follower = c.run(1, || async { Ok(1) }).await;
         assert_eq!(follower, (Err("model failed".to_owned()), Role::Follower));
         assert_eq!(leader.await.unwrap().1, Role::Leader);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leaders_own_error_hands_the_flight_over() {
+        let c = Arc::new(Coalescer::<u32, String>::new());
+        let leader = tokio::spawn({
+            let c = Arc::clone(&c);
+            async move {
+                c.run(1, || async {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Err("own deadline passed".to_owned())
+                })
+                .await
+            }
+        });
+        tokio::task::yield_now().await;
+        let follower = c.run(1, || async { Ok(3) }).await;
+        assert_eq!(
+            follower,
+            (Ok(3), Role::Leader),
+            "computed with its own time"
+        );
+        assert_eq!(
+            leader.await.unwrap(),
+            (Err("own deadline passed".to_owned()), Role::Leader)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@
 //! (file and key, the literal environment variable, the secret file, or the flag), and all
 //! of them are reported at once.
 
+pub mod admission;
 pub mod auth;
 pub mod http_limits;
 pub mod image;
@@ -22,6 +23,7 @@ use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::admission::AdmissionConfig;
 pub use crate::config::auth::AuthConfig;
 pub use crate::config::http_limits::HttpConfig;
 pub use crate::config::image::{ImageConfig, ImageModelConfig};
@@ -44,6 +46,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Rate limits per key and per client address.
     pub rate_limit: RateLimitConfig,
+    /// Request deadlines and the adaptive concurrency limit per model.
+    pub admission: AdmissionConfig,
     /// The compute threads that run models.
     pub compute: ComputeConfig,
     /// Which model to serve.
@@ -108,7 +112,8 @@ pub struct ServerConfig {
     pub keepalive_idle_timeout_ms: u64,
     /// Largest request body accepted, in bytes (413 above).
     pub max_body_bytes: usize,
-    /// Milliseconds a request may take from its first body byte to its answer (408/504).
+    /// Milliseconds a body may take to arrive (408), and the deadline of a request that
+    /// names none (504; capped by `admission.max_deadline_ms`).
     pub request_timeout_ms: u64,
     /// A Unix-domain socket serving plaintext HTTP/1.1 (and h2c) with the same routes, to
     /// reach this very instance even when several share `listen` through SO_REUSEPORT;
@@ -540,6 +545,9 @@ pub struct ModelConfig {
     /// Its manifest; default `manifest.json` beside `path`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_path: Option<PathBuf>,
+    /// A test aid: every forward pass of the tabular model first sleeps this long, ms (a
+    /// deliberately slow model, for deadline and overload tests and benchmarks); 0 = none.
+    pub forward_delay_ms: u64,
 }
 
 /// Log line format.
@@ -997,6 +1005,11 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
         "model.manifest_path",
         "is set but model.path is not",
     );
+    check(
+        config.model.forward_delay_ms <= 60_000,
+        "model.forward_delay_ms",
+        "must be at most 60000",
+    );
     config.image.validate(&mut check);
     check(
         (100..=3_600_000).contains(&config.tls.reload_interval_ms),
@@ -1006,6 +1019,7 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
     config.http.validate(&mut check);
     config.auth.validate(&mut check);
     config.rate_limit.validate(&mut check);
+    config.admission.validate(&mut check);
     check(
         tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
         "log.level",

@@ -36,6 +36,7 @@ use crate::predict::RequestOptions;
 use crate::rate_limit::{Client, Verdict};
 use crate::server::idle::Activity;
 use crate::state::Gateway;
+use crate::trace_context::{TRACEPARENT, TraceContext};
 
 /// Response type of every route.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -180,11 +181,16 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let gateway = Arc::clone(&self.gateway);
+        let ambiguous = self.activity.is_ambiguous(self.activity.begun());
         let in_flight = self.activity.begin_request();
         let last_on_connection = self.activity.at_request_cap();
         let peer = self.peer;
         let close_when_draining = self.close_when_draining;
         let hsts = self.hsts.clone();
+        let mut req = req;
+        if ambiguous {
+            req.extensions_mut().insert(AmbiguousFraming);
+        }
         Box::pin(async move {
             let mut response = handle(&gateway, req, peer).await;
             if let Some(hsts) = hsts {
@@ -192,7 +198,9 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
                     .headers_mut()
                     .insert(STRICT_TRANSPORT_SECURITY, hsts);
             }
-            if close_when_draining && (last_on_connection || gateway.shutdown.is_draining()) {
+            if ambiguous
+                || close_when_draining && (last_on_connection || gateway.shutdown.is_draining())
+            {
                 // hyper closes an HTTP/1.1 connection after an answer saying so.
                 response
                     .headers_mut()
@@ -216,6 +224,7 @@ pub async fn handle(
     let req = req.map(RequestBody::new);
     let route = Route::of(req.uri().path());
     let request_id = request_id(req.headers());
+    let trace = TraceContext::from_headers(req.headers());
     let method = req.method().clone();
     // A span formats its fields when it is made, whether or not an event is ever written in
     // it. Unless this module's debug events are on, the span is made only for an answer
@@ -223,7 +232,7 @@ pub async fn handle(
     // request then carry no request fields (the 5xx line that follows them does).
     let eager = tracing::enabled!(tracing::Level::DEBUG);
     let span = if eager {
-        request_span(&request_id, &method, route)
+        request_span(&request_id, &trace, &method, route)
     } else {
         Span::none()
     };
@@ -231,7 +240,7 @@ pub async fn handle(
     // A head past the limits is refused before anything is looked at (no key checked,
     // no token taken). Then who is asking: the check socket (no peer address) is trusted,
     // since only who can open its file reaches it.
-    let caller = match (refuse_head(gateway, req.headers()), peer) {
+    let caller = match (refuse_head(gateway, &req), peer) {
         (Some(refused), _) => Err(refused),
         (None, None) => Ok(Caller::Local),
         (None, Some(_)) => gateway
@@ -268,6 +277,8 @@ pub async fn handle(
                 client_addr,
                 received: started,
                 api_key: key.clone(),
+                deadline: gateway.limits.deadline.default_for(started),
+                trace,
             };
             AssertUnwindSafe(dispatch(gateway, route, req, meta, &mut timing))
                 .catch_unwind()
@@ -280,7 +291,7 @@ pub async fn handle(
         if eager {
             span.clone()
         } else {
-            let span = request_span(&request_id, &method, route);
+            let span = request_span(&request_id, &trace, &method, route);
             if let Some(key) = &key {
                 span.record("key", &**key);
             }
@@ -314,6 +325,9 @@ pub async fn handle(
     if let Ok(v) = HeaderValue::from_str(&timing.header(total)) {
         headers.insert("server-timing", v);
     }
+    if let Ok(v) = HeaderValue::from_str(&trace.traceparent()) {
+        headers.insert(TRACEPARENT, v);
+    }
     if let Some(verdict) = &verdict {
         rate_limit_headers(headers, verdict);
     }
@@ -336,10 +350,19 @@ pub async fn handle(
     response
 }
 
-/// A request head refused before routing: more header fields than `http.max_headers`
-/// (hyper enforces the count itself on HTTP/1.1; on HTTP/2 only their bytes are bounded).
-fn refuse_head(gateway: &Gateway, headers: &HeaderMap) -> Option<ApiError> {
-    (headers.len() > gateway.limits.max_headers).then_some(ApiError::TooManyHeaders {
+/// Marks an HTTP/1.1 request whose raw head carried both `Content-Length` and
+/// `Transfer-Encoding` (see `server::h1_framing`).
+#[derive(Debug, Clone, Copy)]
+pub struct AmbiguousFraming;
+
+/// A request head refused before routing: one framed two ways (a smuggling attempt), or
+/// more header fields than `http.max_headers` (hyper enforces the count itself on
+/// HTTP/1.1; on HTTP/2 only their bytes are bounded).
+fn refuse_head<B>(gateway: &Gateway, req: &Request<B>) -> Option<ApiError> {
+    if req.extensions().get::<AmbiguousFraming>().is_some() {
+        return Some(ApiError::AmbiguousFraming);
+    }
+    (req.headers().len() > gateway.limits.max_headers).then_some(ApiError::TooManyHeaders {
         limit: gateway.limits.max_headers,
     })
 }
@@ -379,10 +402,11 @@ fn rate_limit_headers(headers: &mut HeaderMap, v: &Verdict) {
 
 /// The span of one request; `key` (the API key's name), `status`, `latency_ms`, `model`
 /// and `cache` are recorded later.
-fn request_span(request_id: &str, method: &Method, route: Route) -> Span {
+fn request_span(request_id: &str, trace: &TraceContext, method: &Method, route: Route) -> Span {
     tracing::info_span!(
         "request",
         request_id = %request_id,
+        trace_id = %trace.trace_id_hex(),
         method = %method,
         route = route.as_str(),
         key = field::Empty,

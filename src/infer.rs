@@ -4,6 +4,7 @@
 //! thread only enqueues a job and awaits its answer. This module knows nothing of HTTP.
 
 pub mod cnn;
+pub mod delayed;
 pub mod demo;
 pub mod image;
 pub mod manifest;
@@ -44,6 +45,9 @@ pub enum InferError {
     /// The model panicked on this batch; the compute thread survived.
     #[error("the model panicked: {0}")]
     Panicked(String),
+    /// The deadline passed while the work was queued: it was dropped, never computed.
+    #[error("the request's deadline passed before a compute thread was free")]
+    DeadlineExceeded,
     /// The compute threads are gone (the process is shutting down).
     #[error("the compute threads have stopped")]
     Stopped,
@@ -123,7 +127,8 @@ impl Infer {
         self.pool.queue_depth()
     }
 
-    /// Runs `batch` through `model` on a compute thread.
+    /// Runs `batch` through `model` on a compute thread, unless `deadline` passes while it
+    /// waits for one ([`InferError::DeadlineExceeded`]).
     ///
     /// Never waits for queue space: a full queue is [`InferError::Overloaded`] at once.
     /// Dropping the returned future withdraws the job if no thread has taken it yet.
@@ -131,8 +136,9 @@ impl Infer {
         &self,
         model: &Arc<dyn Model>,
         batch: Batch,
+        deadline: Option<tokio::time::Instant>,
     ) -> Result<Forwarded, InferError> {
-        self.pool.submit(Arc::clone(model), batch).await
+        self.pool.submit(Arc::clone(model), batch, deadline).await
     }
 
     fn model_names(&self) -> String {

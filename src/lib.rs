@@ -1,7 +1,9 @@
 //! infergate: an edge inference gateway in one process.
 //!
 //! Modules are declared in the order one request meets them: the listener and TLS
-//! (`server`), hyper and the routes (`http`), the API keys and rate limits (`auth`, `rate_limit`), the read-through (`predict`), image decoding
+//! (`server`), hyper and the routes (`http`), the API keys and rate limits (`auth`,
+//! `rate_limit`), the request's trace and deadline (`trace_context`, `deadline`), the
+//! adaptive limit in front of each model (`admission`), the read-through (`predict`), image decoding
 //! and preprocessing (`imaging`), the cache,
 //! coalescer and batcher (`cache`, `coalesce`, `batch`), the models (`infer`), the answer
 //! encoding (`encode`); then the side paths (`prediction_log`, `metrics`, `stats`) and the wiring (`config`, `cli`,
@@ -12,6 +14,9 @@ pub mod server;
 pub mod http;
 pub mod auth;
 pub mod rate_limit;
+pub mod trace_context;
+pub mod deadline;
+pub mod admission;
 pub mod predict;
 pub mod imaging;
 pub mod cache;

@@ -66,6 +66,20 @@ pub const API_KEYS: &str = "infergate_api_keys";
 /// Looks at the API key file that changed the keys (`ok`) or found it unusable (`error`).
 pub const API_KEY_RELOADS_TOTAL: &str = "infergate_api_key_reloads_total";
 
+/// Requests whose deadline passed, by the stage that found it (`admission`, `waiting`,
+/// `batch_queue`; `compute_queue` counts batches dropped before their forward pass).
+pub const DEADLINE_EXCEEDED_TOTAL: &str = "infergate_deadline_exceeded_total";
+/// Queued work dropped because nobody waited for it any more (the client went away), by
+/// stage (`batch_queue`: rows; `compute_queue`: batches).
+pub const WORK_CANCELLED_TOTAL: &str = "infergate_work_cancelled_total";
+/// Requests shed before any model work, by model and reason (`concurrency`: the adaptive
+/// limit; `deadline`: less time left than the model needs; `queue_full`: a fixed queue).
+pub const SHED_TOTAL: &str = "infergate_shed_total";
+/// The adaptive concurrency limit of each model.
+pub const ADMISSION_LIMIT: &str = "infergate_admission_limit";
+/// Model work admitted and not finished, by model.
+pub const ADMISSION_IN_FLIGHT: &str = "infergate_admission_in_flight";
+
 /// Requests refused 429 by a rate limit, by policy (`key`, `ip`).
 pub const RATE_LIMITED_TOTAL: &str = "infergate_rate_limited_total";
 
@@ -126,8 +140,15 @@ fn export_rare_at_zero() {
     for kind in ["tls_handshake", "protocol_sniff", "header_read", "idle"] {
         counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => kind).absolute(0);
     }
-    // What a shed /predict answers: 503 overloaded, inference_timeout or shutting_down.
+    // What a shed /predict answers: 503 overloaded or shutting_down, 504 deadline_exceeded.
     counter!(REQUESTS_TOTAL, "route" => "/predict", "status" => "503").absolute(0);
+    counter!(REQUESTS_TOTAL, "route" => "/predict", "status" => "504").absolute(0);
+    for stage in ["admission", "waiting", "batch_queue", "compute_queue"] {
+        counter!(DEADLINE_EXCEEDED_TOTAL, "stage" => stage).absolute(0);
+    }
+    for stage in ["batch_queue", "compute_queue"] {
+        counter!(WORK_CANCELLED_TOTAL, "stage" => stage).absolute(0);
+    }
     counter!(COALESCED_TOTAL).absolute(0);
     counter!(TLS_CLIENT_WARNINGS_TOTAL).absolute(0);
     for policy in ["key", "ip"] {
@@ -139,6 +160,29 @@ fn export_rare_at_zero() {
 }
 
 fn describe() {
+    describe_counter!(
+        DEADLINE_EXCEEDED_TOTAL,
+        "Requests whose deadline passed, by the stage that found it (admission, waiting, \
+         batch_queue; compute_queue counts batches dropped before their forward pass)."
+    );
+    describe_counter!(
+        WORK_CANCELLED_TOTAL,
+        "Queued work dropped because its client went away, by stage (batch_queue: rows; \
+         compute_queue: batches)."
+    );
+    describe_counter!(
+        SHED_TOTAL,
+        "Requests shed before any model work, by model and reason (concurrency: the adaptive \
+         limit; deadline: less time left than the model needs; queue_full: a fixed queue)."
+    );
+    describe_gauge!(
+        ADMISSION_LIMIT,
+        "The adaptive concurrency limit of each model."
+    );
+    describe_gauge!(
+        ADMISSION_IN_FLIGHT,
+        "Model work admitted and not finished, by model."
+    );
     describe_counter!(
         AUTH_REFUSED_TOTAL,
         "Requests refused for their API key, by reason (missing, invalid, forbidden)."

@@ -16,12 +16,14 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use uuid::Uuid;
 
+use crate::admission::{Admission, Shed, ShedReason, count_shed};
 use crate::batch::Batcher;
 use crate::cache::CachedAnswer;
 use crate::cache::key::{CacheKey, Input};
 use crate::cache::l1::L1;
 use crate::cache::l2::{L2, Lookup};
-use crate::coalesce::{Coalescer, Role};
+use crate::coalesce::{Coalescer, Role, Shareable};
+use crate::deadline::{Deadline, Stage};
 use crate::imaging::decode::Format;
 use crate::imaging::{ImageError, Imaging};
 use crate::infer::manifest::{InputKind, InputSpec, Preprocess};
@@ -31,6 +33,7 @@ use crate::metrics::{CACHE_REQUESTS_TOTAL, COALESCED_TOTAL};
 use crate::prediction_log::PredictionLog;
 use crate::prediction_log::record::{LogRow, LoggedInput};
 use crate::stats::{Source, Stats};
+use crate::trace_context::TraceContext;
 
 /// A decoded, type-checked tabular request (finite numbers, at least one).
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +79,10 @@ pub struct RequestOptions {
     pub received: tokio::time::Instant,
     /// The name of the API key the request came with, for the log.
     pub api_key: Option<Arc<str>>,
+    /// When the answer is due; work still queued then is dropped, never computed.
+    pub deadline: Deadline,
+    /// The request's W3C trace, for the log.
+    pub trace: TraceContext,
 }
 
 /// Where an answer came from: the `X-Cache` header.
@@ -165,6 +172,36 @@ pub enum FlightError {
     /// The upload could not be decoded.
     #[error(transparent)]
     Image(ImageError),
+    /// Admission shed the work (the model's limit, or too little time left).
+    #[error(transparent)]
+    Shed(Shed),
+}
+
+impl Shareable for FlightError {
+    /// A deadline is the leader's own: identical requests with more time left take the
+    /// flight over instead of sharing the leader's 504.
+    fn shareable(&self) -> bool {
+        !self.is_deadline()
+    }
+}
+
+impl FlightError {
+    fn is_deadline(&self) -> bool {
+        match self {
+            Self::Shed(Shed::Deadline { .. }) => true,
+            Self::Infer(e) => matches!(**e, InferError::DeadlineExceeded),
+            _ => false,
+        }
+    }
+
+    /// A fixed queue (batcher, compute, decode) was full.
+    fn is_queue_full(&self) -> bool {
+        match self {
+            Self::Infer(e) => matches!(**e, InferError::Overloaded { .. }),
+            Self::Image(e) => matches!(e, ImageError::Overloaded { .. }),
+            Self::Shed(_) => false,
+        }
+    }
 }
 
 /// Why a prediction was not made.
@@ -177,9 +214,9 @@ pub enum PredictError {
         got: usize,
         names: Vec<String>,
     },
-    /// The request deadline passed before the model answered.
-    #[error("no answer within {timeout_ms} ms")]
-    Timeout { timeout_ms: u64 },
+    /// The request's deadline passed (or too little of it was left) before an answer.
+    #[error("no answer within the request's {budget_ms} ms")]
+    DeadlineExceeded { budget_ms: u64 },
     /// The model could not be picked.
     #[error(transparent)]
     Model(#[from] InferError),
@@ -194,8 +231,6 @@ pub enum PredictError {
 /// How the predictor behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct PredictConfig {
-    /// Longest a prediction may take, cache and queue included.
-    pub deadline: Duration,
     /// Whether identical concurrent misses share one inference.
     pub coalesce: bool,
     /// Whether the log stores the client's address.
@@ -218,6 +253,8 @@ pub struct PredictorParts {
     pub log: Option<Arc<PredictionLog>>,
     /// The decode threads; `None` when no image model is loaded.
     pub imaging: Option<Imaging>,
+    /// The adaptive concurrency limit in front of each model.
+    pub admission: Admission,
 }
 
 /// Runs predictions; one per process, shared by every I/O thread.
@@ -225,6 +262,7 @@ pub struct Predictor {
     infer: Arc<Infer>,
     imaging: Option<Imaging>,
     batcher: Batcher,
+    admission: Admission,
     l1: Option<L1>,
     l2: Option<Arc<L2>>,
     coalescer: Coalescer<Computed, FlightError>,
@@ -242,6 +280,7 @@ impl Predictor {
             infer: parts.infer,
             imaging: parts.imaging,
             batcher: parts.batcher,
+            admission: parts.admission,
             l1: parts.l1,
             l2: parts.l2,
             coalescer: Coalescer::new(),
@@ -261,6 +300,11 @@ impl Predictor {
             None => "disabled",
             Some(l2) => l2.health().as_str(),
         }
+    }
+
+    /// The adaptive limits, for `/stats`.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// The prediction log, when one is configured.
@@ -339,13 +383,23 @@ impl Predictor {
         logged: Option<LoggedInput>,
         opts: RequestOptions,
     ) -> Result<Prediction, PredictError> {
-        let work = self.read_through(&model, &key, pending, opts.bypass_cache);
-        let (computed, cache) = tokio::time::timeout(self.cfg.deadline, work)
-            .await
-            .map_err(|_| PredictError::Timeout {
-                timeout_ms: self.cfg.deadline.as_millis() as u64,
-            })?
-            .map_err(PredictError::Flight)?;
+        let deadline = opts.deadline;
+        let expired = || PredictError::DeadlineExceeded {
+            budget_ms: deadline.budget().as_millis() as u64,
+        };
+        if deadline.expired(tokio::time::Instant::now()) {
+            Stage::Admission.count();
+            return Err(expired());
+        }
+        let work = self.read_through(&model, &key, pending, opts.bypass_cache, &deadline);
+        let (computed, cache) = match tokio::time::timeout_at(deadline.at(), work).await {
+            Err(_) => {
+                Stage::Waiting.count();
+                return Err(expired());
+            }
+            Ok(Err(e)) if e.is_deadline() => return Err(expired()),
+            Ok(outcome) => outcome.map_err(PredictError::Flight)?,
+        };
         self.stats
             .record_prediction(computed.answer.confidence, cache.source());
         let prediction_id = Uuid::now_v7();
@@ -365,6 +419,7 @@ impl Predictor {
                 latency: opts.received.elapsed(),
                 client_addr: opts.client_addr.filter(|_| self.cfg.log_client_addr),
                 api_key: opts.api_key,
+                trace_id: Some(opts.trace.trace_id_hex()),
             });
         }
         // Decode and preprocess times belong to the request that did the work.
@@ -392,6 +447,7 @@ impl Predictor {
         key: &CacheKey,
         pending: Pending,
         bypass_cache: bool,
+        deadline: &Deadline,
     ) -> Result<(Computed, CacheStatus), FlightError> {
         if bypass_cache {
             let tiers = [("l1", self.l1.is_some()), ("l2", self.l2.is_some())];
@@ -400,7 +456,7 @@ impl Predictor {
                     .increment(1);
             }
             return Ok((
-                self.compute(model, key, pending).await?,
+                self.compute(model, key, pending, deadline).await?,
                 CacheStatus::Bypass,
             ));
         }
@@ -408,7 +464,7 @@ impl Predictor {
             return Ok((hit, CacheStatus::HitL1));
         }
         if !self.cfg.coalesce {
-            let computed = self.miss(model, key, pending).await?;
+            let computed = self.miss(model, key, pending, deadline).await?;
             let status = computed.status;
             return Ok((computed, status));
         }
@@ -419,7 +475,7 @@ impl Predictor {
                 // our lookup and our taking the lead.
                 match self.l1.as_ref().and_then(|l1| l1.get(key)) {
                     Some(answer) => Ok(cached(answer, CacheStatus::HitL1)),
-                    None => self.miss(model, key, pending.clone()).await,
+                    None => self.miss(model, key, pending.clone(), deadline).await,
                 }
             })
             .await;
@@ -442,6 +498,7 @@ impl Predictor {
         model: &Arc<dyn Model>,
         key: &CacheKey,
         pending: Pending,
+        deadline: &Deadline,
     ) -> Result<Computed, FlightError> {
         if let Some(l2) = &self.l2 {
             let lookup = l2.get(key).await;
@@ -460,7 +517,7 @@ impl Predictor {
                 return Ok(cached(answer, CacheStatus::HitL2));
             }
         }
-        self.compute(model, key, pending).await
+        self.compute(model, key, pending, deadline).await
     }
 
     fn lookup(&self, key: &CacheKey) -> Option<Computed> {
@@ -470,11 +527,45 @@ impl Predictor {
         hit.map(|answer| cached(answer, CacheStatus::HitL1))
     }
 
+    /// Model work: admitted under the model's limit, then (images) decoded and
+    /// preprocessed, batched and run, and its answer cached.
     async fn compute(
         &self,
         model: &Arc<dyn Model>,
         key: &CacheKey,
         pending: Pending,
+        deadline: &Deadline,
+    ) -> Result<Computed, FlightError> {
+        let name = &model.info().name;
+        let permit = self.admission.admit(name, deadline).map_err(|shed| {
+            match shed {
+                Shed::Concurrency { .. } => count_shed(name, ShedReason::Concurrency),
+                Shed::Deadline { .. } => {
+                    count_shed(name, ShedReason::Deadline);
+                    Stage::Admission.count();
+                }
+            }
+            FlightError::Shed(shed)
+        })?;
+        let outcome = self.run_model(model, key, pending, deadline).await;
+        match &outcome {
+            Err(e) if e.is_queue_full() => {
+                count_shed(name, ShedReason::QueueFull);
+                permit.expired();
+            }
+            Err(e) if e.is_deadline() => permit.expired(),
+            // Answered or failed: either way, how long the model took.
+            _ => permit.finished(),
+        }
+        outcome
+    }
+
+    async fn run_model(
+        &self,
+        model: &Arc<dyn Model>,
+        key: &CacheKey,
+        pending: Pending,
+        deadline: &Deadline,
     ) -> Result<Computed, FlightError> {
         let (row, image_hash, decode, preprocess) = match pending {
             Pending::Features(features) => (features, None, Duration::ZERO, Duration::ZERO),
@@ -501,7 +592,7 @@ impl Predictor {
         };
         let row = self
             .batcher
-            .predict(model, row)
+            .predict(model, row, deadline.at())
             .await
             .map_err(FlightError::Infer)?;
         let answer = match image_hash {

@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Auth;
 use crate::config::Dependency;
+use crate::deadline::DeadlinePolicy;
 use crate::http::body::BodyLimits;
 use crate::idle_exit::LastRequest;
 use crate::infer::Infer;
@@ -22,6 +23,8 @@ pub struct Limits {
     pub body: BodyLimits,
     /// Most header fields a request may carry (431 above).
     pub max_headers: usize,
+    /// How long a request is given.
+    pub deadline: DeadlinePolicy,
 }
 
 /// Shared, thread-safe gateway state.

@@ -526,6 +526,7 @@ fn a_torn_spool_replays_its_intact_records_and_reports_the_tear() {
         latency_us: 100,
         client_addr: None,
         api_key: None,
+        trace_id: None,
     };
     // Two segments, as two crashed runs would leave them: the first cut off inside its
     // last record, the second with a corrupted byte in its last record.

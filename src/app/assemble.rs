@@ -7,14 +7,17 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::{AppError, db_config};
+use crate::admission::Admission;
 use crate::auth::Auth;
 use crate::batch::{BatchConfig, Batcher};
 use crate::cache::l1::{L1, L1Config};
 use crate::cache::l2::{L2, L2Config};
 use crate::config::Config;
+use crate::deadline::DeadlinePolicy;
 use crate::http::body::BodyLimits;
 use crate::imaging::decode::DecodeLimits;
 use crate::imaging::{Imaging, ImagingConfig};
+use crate::infer::delayed::Delayed;
 use crate::infer::image::{ImageModel, ImageModelOptions};
 use crate::infer::manifest::InputKind;
 use crate::infer::model::{Model, ModelError};
@@ -117,9 +120,12 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
             stats: Arc::clone(&stats),
             log: log.clone(),
             imaging,
+            admission: Admission::new(
+                &config.admission,
+                infer.models().iter().map(|m| m.info().name.as_str()),
+            ),
         },
         PredictConfig {
-            deadline: config.server.request_timeout(),
             coalesce: config.coalesce.enabled,
             log_client_addr: config.prediction_log.log_client_addr,
         },
@@ -138,6 +144,10 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
                 grace: Duration::from_millis(config.http.body_pace_grace_ms),
             },
             max_headers: config.http.max_headers,
+            deadline: DeadlinePolicy {
+                default: config.server.request_timeout(),
+                max: config.admission.max_deadline(),
+            },
         },
         auth: Arc::new(load_auth(config)?),
         rate_limits: RateLimits::new(&config.rate_limit),
@@ -195,7 +205,17 @@ fn log_config(config: &Config) -> Option<LogConfig> {
 /// The tabular model first (the `/health` default), then the image models: the configured
 /// ones, then the bundled one; `image.default_model` goes first among them.
 fn load_models(config: &Config) -> Result<Vec<Arc<dyn Model>>, ModelError> {
-    let mut models: Vec<Arc<dyn Model>> = vec![Arc::new(load_tabular(config)?)];
+    let tabular = load_tabular(config)?;
+    let mut models: Vec<Arc<dyn Model>> = vec![match config.model.forward_delay_ms {
+        0 => Arc::new(tabular),
+        ms => {
+            tracing::warn!(
+                delay_ms = ms,
+                "model.forward_delay_ms: the tabular model sleeps before every forward pass (a test aid)"
+            );
+            Arc::new(Delayed::new(tabular, Duration::from_millis(ms)))
+        }
+    }];
     let opts = ImageModelOptions {
         device: image_device(),
         max_batch: config.image.max_batch_size,

@@ -10,6 +10,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+use crate::admission::{Shed, retry_after_s};
 use crate::auth::AuthError;
 use crate::imaging::ImageError;
 use crate::infer::InferError;
@@ -70,6 +71,9 @@ pub enum ApiError {
         /// The scope needed.
         scope: &'static str,
     },
+    /// `Content-Length` and `Transfer-Encoding` in one head: a smuggling attempt.
+    #[error("the request has both Content-Length and Transfer-Encoding; send one of them")]
+    AmbiguousFraming,
     /// More header fields than `http.max_headers`.
     #[error("the request has more than the {limit} header fields allowed")]
     TooManyHeaders { limit: usize },
@@ -79,12 +83,16 @@ pub enum ApiError {
     /// The request names a model that is not loaded.
     #[error("{0}")]
     UnknownModel(String),
-    /// The inference queue is full.
+    /// A queue is full, or the model is at its adaptive concurrency limit.
     #[error("the server is overloaded; retry after {retry_after_s} s")]
-    Overloaded { retry_after_s: u32 },
-    /// The prediction did not finish before the request deadline.
-    #[error("the prediction did not finish within {timeout_ms} ms; retry later")]
-    InferenceTimeout { timeout_ms: u64 },
+    Overloaded { retry_after_s: u64 },
+    /// The request's deadline passed (or too little of it was left) before an answer;
+    /// work still queued then was dropped.
+    #[error("no answer within the request's deadline of {budget_ms} ms")]
+    DeadlineExceeded { budget_ms: u64 },
+    /// An `X-Request-Timeout` or `grpc-timeout` that cannot be read.
+    #[error("{0}")]
+    InvalidTimeout(String),
     /// The compute threads are stopping.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -108,7 +116,10 @@ impl ApiError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::MalformedJson(_) | Self::MalformedMultipart(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedJson(_)
+            | Self::MalformedMultipart(_)
+            | Self::InvalidTimeout(_)
+            | Self::AmbiguousFraming => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -121,9 +132,8 @@ impl ApiError {
             | Self::WrongInputKind(_)
             | Self::UnsupportedImageFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded { .. } | Self::InferenceTimeout { .. } | Self::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded { .. } | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,6 +146,7 @@ impl ApiError {
             Self::Forbidden { .. } => "forbidden",
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyHeaders { .. } => "too_many_headers",
+            Self::AmbiguousFraming => "ambiguous_framing",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::RequestTimeout { .. } => "request_timeout",
@@ -149,7 +160,8 @@ impl ApiError {
             Self::InvalidInput { code, .. } => code,
             Self::UnknownModel(_) => "model_not_found",
             Self::Overloaded { .. } => "overloaded",
-            Self::InferenceTimeout { .. } => "inference_timeout",
+            Self::DeadlineExceeded { .. } => "deadline_exceeded",
+            Self::InvalidTimeout(_) => "invalid_timeout",
             Self::ShuttingDown => "shutting_down",
             Self::Internal => "internal",
         }
@@ -200,7 +212,7 @@ impl ApiError {
             Self::RateLimited { retry_after_s } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
             }
-            Self::InferenceTimeout { .. } | Self::ShuttingDown => {
+            Self::ShuttingDown => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(1u32));
             }
             _ => {}
@@ -278,10 +290,17 @@ impl From<PredictError> for ApiError {
                     names.join(", ")
                 ),
             },
-            PredictError::Timeout { timeout_ms } => Self::InferenceTimeout { timeout_ms },
+            PredictError::DeadlineExceeded { budget_ms } => Self::DeadlineExceeded { budget_ms },
             PredictError::Model(e) => e.into(),
             PredictError::Image(e) | PredictError::Flight(FlightError::Image(e)) => e.into(),
             PredictError::Flight(FlightError::Infer(shared)) => Self::from_infer(&shared),
+            PredictError::Flight(FlightError::Shed(shed)) => match shed {
+                Shed::Concurrency { retry_after, .. } => Self::Overloaded {
+                    retry_after_s: retry_after_s(retry_after),
+                },
+                // Answered as the deadline it is (Predictor::predict maps it first).
+                Shed::Deadline { .. } => Self::DeadlineExceeded { budget_ms: 0 },
+            },
         }
     }
 }
@@ -311,6 +330,7 @@ impl ApiError {
             )),
             InferError::Overloaded { .. } => Self::Overloaded { retry_after_s: 1 },
             InferError::Stopped => Self::ShuttingDown,
+            InferError::DeadlineExceeded => Self::DeadlineExceeded { budget_ms: 0 },
             InferError::Model(_) | InferError::Panicked(_) | InferError::Spawn(_) => {
                 tracing::error!(error = %err, source = ?std::error::Error::source(err), "inference failed");
                 Self::Internal

@@ -91,11 +91,17 @@ pub async fn predict(
 ) -> Result<HttpResponse, ApiError> {
     let (parts, body) = req.into_parts();
     let content = predict_content(&parts.headers)?;
+    let deadline = gw
+        .limits
+        .deadline
+        .for_request(&parts.headers, meta.received)
+        .map_err(|e| ApiError::InvalidTimeout(e.to_string()))?;
     let started = Instant::now();
     let bytes = read_limited(body, &parts.headers, &gw.limits.body).await?;
     timing.add("read", started.elapsed());
     let opts = RequestOptions {
         bypass_cache: asks_no_cache(&parts.headers),
+        deadline,
         ..meta
     };
     let query_model = || model_from_query(parts.uri.query());
@@ -263,6 +269,7 @@ pub async fn stats(gw: &Gateway) -> HttpResponse {
                 "on": gw.rate_limits.is_on(),
                 "tracked_clients": gw.rate_limits.tracked(),
             },
+            "admission": gw.predictor.admission().snapshot(),
             "models": models,
             "uptime_s": s.uptime_s,
         }),

@@ -13,10 +13,12 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::Span;
 
+use crate::deadline::Stage;
 use crate::infer::model::{Batch, Model, Outputs};
 use crate::infer::{Forwarded, InferError};
 use crate::metrics::{
     INFERENCE_DURATION, INFERENCE_QUEUE_DEPTH, INFERENCE_QUEUE_WAIT, MODEL_FORWARDS_TOTAL,
+    WORK_CANCELLED_TOTAL,
 };
 
 /// How many compute threads to run and how many jobs may wait for them.
@@ -32,6 +34,7 @@ struct Job {
     model: Arc<dyn Model>,
     batch: Batch,
     enqueued: Instant,
+    deadline: Option<Instant>,
     span: Span,
     reply: oneshot::Sender<Result<Forwarded, InferError>>,
 }
@@ -61,17 +64,20 @@ impl ComputePool {
         self.tx.len()
     }
 
-    /// Queues one job and waits for its outputs.
+    /// Queues one job and waits for its outputs. A job still queued at `deadline` is
+    /// dropped, never computed ([`InferError::DeadlineExceeded`]).
     pub async fn submit(
         &self,
         model: Arc<dyn Model>,
         batch: Batch,
+        deadline: Option<Instant>,
     ) -> Result<Forwarded, InferError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             model,
             batch,
             enqueued: Instant::now(),
+            deadline,
             span: Span::current(),
             reply,
         };
@@ -94,6 +100,12 @@ fn run_worker(rx: &Receiver<Job>) {
         metrics::gauge!(INFERENCE_QUEUE_DEPTH).set(rx.len() as f64);
         // The requester gave up (client gone, deadline passed): skip the work.
         if job.reply.is_closed() {
+            metrics::counter!(WORK_CANCELLED_TOTAL, "stage" => "compute_queue").increment(1);
+            continue;
+        }
+        if job.deadline.is_some_and(|at| Instant::now() >= at) {
+            Stage::ComputeQueue.count();
+            let _ = job.reply.send(Err(InferError::DeadlineExceeded));
             continue;
         }
         let _entered = job.span.enter();
@@ -197,17 +209,17 @@ mod tests {
         );
         let first = tokio::spawn({
             let (pool, model) = (Arc::clone(&pool), Arc::clone(&model));
-            async move { pool.submit(model, batch(f32::NAN)).await }
+            async move { pool.submit(model, batch(f32::NAN), None).await }
         });
         started.recv().await.unwrap(); // the only thread is busy with `first`
         let second = tokio::spawn({
             let (pool, model) = (Arc::clone(&pool), Arc::clone(&model));
-            async move { pool.submit(model, batch(1.0)).await }
+            async move { pool.submit(model, batch(1.0), None).await }
         });
         while pool.queue_depth() < 1 {
             tokio::task::yield_now().await;
         }
-        let third = pool.submit(Arc::clone(&model), batch(2.0)).await;
+        let third = pool.submit(Arc::clone(&model), batch(2.0), None).await;
         assert!(
             matches!(third, Err(InferError::Overloaded { capacity: 1 })),
             "{third:?}"

@@ -155,8 +155,8 @@ fn tls_config(path: &Path) -> Result<rustls::ClientConfig, DbError> {
 /// Columns written, in COPY order, with their types.
 pub const COLUMNS: &str = "prediction_id, created_at, request_id, model_name, model_version, \
      cache_status, input_hash, input_features, image_hash, prediction, top_class, confidence, \
-     all_predictions, latency_us, client_addr, image_bytes, api_key";
-const TYPES: [Type; 17] = [
+     all_predictions, latency_us, client_addr, image_bytes, api_key, trace_id";
+const TYPES: [Type; 18] = [
     Type::UUID,
     Type::TIMESTAMPTZ,
     Type::TEXT,
@@ -174,11 +174,12 @@ const TYPES: [Type; 17] = [
     Type::INET,
     Type::INT4,
     Type::TEXT,
+    Type::TEXT,
 ];
 
 /// A record's fields in [`COLUMNS`] order, as COPY fields or statement parameters;
 /// `created_at` is `r.created_at()`, kept alive by the caller.
-pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 17] {
+pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 18] {
     [
         &r.prediction_id,
         created_at,
@@ -197,6 +198,7 @@ pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql 
         &r.client_addr,
         &r.image_bytes,
         &r.api_key,
+        &r.trace_id,
     ]
 }
 

@@ -47,6 +47,8 @@ pub struct LogRow {
     pub client_addr: Option<IpAddr>,
     /// The name of the API key the request came with.
     pub api_key: Option<Arc<str>>,
+    /// The request's W3C trace id, 32 hex digits.
+    pub trace_id: Option<String>,
 }
 
 /// One `predictions` row: what the writer COPYs, and what the spool stores (as JSON).
@@ -76,6 +78,9 @@ pub struct Record {
     /// The API key's name (absent from rows spooled by older versions).
     #[serde(default)]
     pub api_key: Option<String>,
+    /// The W3C trace id (absent from rows spooled by older versions).
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 impl Record {
@@ -129,6 +134,7 @@ impl Record {
             latency_us: i64::try_from(row.latency.as_micros()).unwrap_or(i64::MAX),
             client_addr: row.client_addr,
             api_key: row.api_key.map(|k| clean(k.to_string())),
+            trace_id: row.trace_id.map(clean),
         }
     }
 
@@ -193,6 +199,7 @@ mod tests {
             latency: Duration::from_micros(1234),
             client_addr: None,
             api_key: Some(Arc::from("mobile-app")),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
         }
     }
 
@@ -206,6 +213,10 @@ mod tests {
         assert_eq!(r.all_predictions.as_array().unwrap().len(), 3);
         assert_eq!(r.request_id, "req-1", "NUL removed");
         assert_eq!(r.api_key.as_deref(), Some("mobile-app"));
+        assert_eq!(
+            r.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
         assert_eq!(r.input_hash, format!("{:032x}", 0xab));
         assert_eq!(r.created_at_us, 1_700_000_000_123_456);
         assert_eq!(

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_key",
         sql: include_str!("../../migrations/0003_api_key.sql"),
     },
+    Migration {
+        version: 4,
+        name: "trace_id",
+        sql: include_str!("../../migrations/0004_trace_id.sql"),
+    },
 ];
 
 /// What [`migrate`] did.

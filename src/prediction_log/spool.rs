@@ -470,6 +470,7 @@ mod tests {
             latency_us: 10,
             client_addr: None,
             api_key: None,
+            trace_id: None,
         }
     }
 

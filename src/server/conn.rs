@@ -193,7 +193,7 @@ async fn serve_http<S>(
     let activity = Activity::new();
     let tracked = Tracked::new(stream, Rc::clone(&activity));
     let io = TokioIo::new(match proto {
-        Proto::H1 => tracked,
+        Proto::H1 => tracked.watching_framing(settings.http.max_header_bytes),
         Proto::H2 => tracked.without_vectored_writes(),
     });
     let service = GatewayService::new(

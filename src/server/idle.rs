@@ -3,7 +3,8 @@
 //! hyper's HTTP/2 server has no idle timeout, so every connection's I/O goes through
 //! [`Tracked`], which stamps the last byte moved, and every request holds an [`InFlight`]
 //! guard. A connection with no request in flight and no byte moved for the idle timeout is
-//! asked to close gracefully.
+//! asked to close gracefully. On HTTP/1.1 it also follows the inbound framing, for the
+//! smuggling guard (`h1_framing`).
 
 use std::cell::Cell;
 use std::io;
@@ -16,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::server::h1_framing::Framing;
+
 /// The last time a connection moved a byte, how many of its requests are in flight, and
 /// how many it has begun against its cap.
 #[derive(Debug)]
@@ -26,6 +29,8 @@ pub struct Activity {
     /// Requests after which the connection should close; 0 = never.
     cap: Cell<u64>,
     cap_reached: Notify,
+    /// The first request (0-based) whose head framed its body two ways.
+    ambiguous: Cell<Option<u64>>,
 }
 
 impl Activity {
@@ -37,7 +42,27 @@ impl Activity {
             begun: Cell::new(0),
             cap: Cell::new(0),
             cap_reached: Notify::new(),
+            ambiguous: Cell::new(None),
         })
+    }
+
+    /// Requests begun so far: the index the next one will have.
+    pub fn begun(&self) -> u64 {
+        self.begun.get()
+    }
+
+    /// Marks request `index` (0-based) as framed two ways (`Content-Length` and
+    /// `Transfer-Encoding`); only the first counts, since hyper closes the connection
+    /// after it.
+    pub fn flag_ambiguous_request(&self, index: u64) {
+        if self.ambiguous.get().is_none() {
+            self.ambiguous.set(Some(index));
+        }
+    }
+
+    /// Whether request `index` was framed two ways.
+    pub fn is_ambiguous(&self, index: u64) -> bool {
+        self.ambiguous.get() == Some(index)
     }
 
     /// Closes the connection (see [`Activity::request_cap_reached`]) once it has begun
@@ -109,6 +134,7 @@ pub struct Tracked<IO> {
     inner: IO,
     activity: Rc<Activity>,
     vectored: bool,
+    framing: Option<Framing>,
 }
 
 impl<IO> Tracked<IO> {
@@ -118,7 +144,15 @@ impl<IO> Tracked<IO> {
             inner,
             activity,
             vectored: true,
+            framing: None,
         }
+    }
+
+    /// Follows the HTTP/1.1 framing of what is read, flagging a request framed two ways
+    /// in the activity (see `h1_framing`); heads are at most `max_head` bytes.
+    pub fn watching_framing(mut self, max_head: usize) -> Self {
+        self.framing = Some(Framing::new(max_head));
+        self
     }
 
     /// Says vectored writes are not supported, whatever `inner` does.
@@ -143,7 +177,15 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            let this = &mut *self;
+            this.activity.touch();
+            if let Some(index) = this
+                .framing
+                .as_mut()
+                .and_then(|f| f.feed(&buf.filled()[before..]))
+            {
+                this.activity.flag_ambiguous_request(index);
+            }
         }
         poll
     }
