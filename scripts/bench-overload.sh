@@ -1,29 +1,34 @@
 #!/usr/bin/env bash
 # Overload: an open-loop load of uncached predictions (benches/overload.rs) against a model
-# of known speed (model.forward_delay_ms on the Iris model, one compute thread, batches of
-# up to 32 rows): first well under its capacity (the unloaded figures), then above it, with
-# adaptive admission on (the default) and off. Records the accepted answers' latency
+# of known speed (model.forward_delay_ms on the Iris model, one compute thread, up to BATCH
+# rows a forward pass gathered for up to MAX_WAIT_MS while the thread is busy: a capacity
+# of BATCH x 1000/DELAY_MS a second): first well under its capacity (the unloaded
+# figures), then above it, with adaptive admission on (the default) and off. Records the accepted answers' latency
 # percentiles, what was shed (503 + Retry-After), the gateway's RSS, and /ready during the
 # overload.
 #
 #   scripts/bench-overload.sh
-#   DELAY_MS=20 LOW=100 HIGH="3200 6400" SECONDS_EACH=12 scripts/bench-overload.sh
+#   DELAY_MS=50 BATCH=1 LOW=5 HIGH="40 80" scripts/bench-overload.sh   # no batching
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
-DELAY_MS=${DELAY_MS:-20}
-LOW=${LOW:-100}
-HIGH=${HIGH:-3200 6400}
-SECONDS_EACH=${SECONDS_EACH:-12}
-SKIP=${SKIP:-4}
+DELAY_MS=${DELAY_MS:-50}
+BATCH=${BATCH:-32}
+MAX_WAIT_MS=${MAX_WAIT_MS:-$DELAY_MS}
+LOW=${LOW:-50}
+HIGH=${HIGH:-1300 2600}
+SECONDS_EACH=${SECONDS_EACH:-30}
+SKIP=${SKIP:-5}
 command -v curl >/dev/null || apt_install curl
 if [ -z "${BIN:-}" ]; then
     cargo build --release --locked --bin infergate
     BIN=target/release/infergate
 fi
-cargo build --release --locked --bench overload 2>/dev/null
-LOAD=$(find target/release/deps -maxdepth 1 -type f -executable -name 'overload-*' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+if [ -z "${LOAD:-}" ]; then
+    cargo build --release --locked --bench overload 2>/dev/null
+    LOAD=$(find target/release/deps -maxdepth 1 -type f -executable -name 'overload-*' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+fi
 
 WORK=$(mktemp -d)
 GW=
@@ -37,7 +42,8 @@ rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 run() { # name rate adaptive
     local name=$1 rate=$2 adaptive=$3 port
     port=$(free_port)
-    INFERGATE_MODEL__FORWARD_DELAY_MS=$DELAY_MS INFERGATE_COMPUTE__THREADS=1 \
+    INFERGATE_MODEL__FORWARD_DELAY_MS=$DELAY_MS INFERGATE_COMPUTE__THREADS=1 INFERGATE_BATCH__MAX_SIZE=$BATCH \
+        INFERGATE_BATCH__MAX_WAIT_MS=$MAX_WAIT_MS \
         INFERGATE_IMAGE__BUNDLED=false INFERGATE_ADMISSION__ADAPTIVE=$adaptive INFERGATE_LOG__LEVEL=warn \
         "$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$port" --io-threads 1 \
         --log-format json >"$WORK/$name.log" 2>&1 &
@@ -46,10 +52,10 @@ run() { # name rate adaptive
     local rss0 ready
     rss0=$(rss_mib "$GW")
     ( sleep $((SECONDS_EACH / 2)); curl -ks -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/ready" >"$WORK/ready" ) &
-    local out
+    local probe=$! out
     out=$(OVERLOAD_URL="https://127.0.0.1:$port/predict" OVERLOAD_RATE=$rate \
         OVERLOAD_SECONDS=$SECONDS_EACH OVERLOAD_SKIP_SECONDS=$SKIP "$LOAD")
-    wait
+    wait "$probe"
     ready=$(cat "$WORK/ready")
     local limit
     limit=$(curl -ks "https://127.0.0.1:$port/metrics" | awk '/^infergate_admission_limit/ {print $2}' | head -1)
@@ -69,7 +75,7 @@ done
 echo "# scripts/bench-overload.sh, $(date -u +%FT%TZ)"
 echo
 echo "- machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1); infergate $(git rev-parse --short HEAD 2>/dev/null || echo '?'), io_threads=1"
-echo "- model: Iris + forward_delay_ms=$DELAY_MS, 1 compute thread, batch.max_size 32 (capacity about $((32 * 1000 / DELAY_MS)) rows/s)"
+echo "- model: Iris + forward_delay_ms=$DELAY_MS, 1 compute thread, batch.max_size $BATCH, batch.max_wait_ms $MAX_WAIT_MS: a capacity of $((BATCH * 1000 / DELAY_MS)) predictions/s"
 echo "- load: open loop over h2+TLS (4 connections), ${SECONDS_EACH}s a run, the first ${SKIP}s not counted"
 echo
 python3 - "$WORK/results" <<'PY'

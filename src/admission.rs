@@ -233,7 +233,7 @@ impl Permit {
 
     /// The work ran out of time, or found a queue full: queueing.
     pub fn expired(mut self) {
-        self.release(|limit, latency, in_flight, now| limit.expired(latency, in_flight, now));
+        self.release(|limit, _, in_flight, now| limit.expired(in_flight, now));
     }
 
     fn release(&mut self, learn: impl FnOnce(&mut LimitState, Duration, usize, Instant)) {
@@ -253,7 +253,7 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let now = Instant::now();
         if self.held.as_ref().is_some_and(|h| now >= h.deadline) {
-            self.release(|limit, latency, in_flight, now| limit.expired(latency, in_flight, now));
+            self.release(|limit, _, in_flight, now| limit.expired(in_flight, now));
         } else {
             self.release(|_, _, _, _| {});
         }

@@ -32,6 +32,7 @@ use crate::server::backend::{self, UringRefused};
 use crate::server::check_socket::{self, CheckSocket, CheckSocketError};
 use crate::server::conn::ConnSettings;
 use crate::server::peer_cap::PeerCap;
+use crate::server::redirect::{self, RedirectError, RedirectSettings};
 use crate::server::tls::{self, CertSource, TlsError};
 use crate::server::{ListenConfig, ServerError, Source};
 use crate::state::Gateway;
@@ -74,6 +75,9 @@ pub enum AppError {
     /// The check socket could not be set up.
     #[error(transparent)]
     CheckSocket(#[from] CheckSocketError),
+    /// The redirect listener could not be set up.
+    #[error(transparent)]
+    Redirect(#[from] RedirectError),
     /// The control runtime or signal handlers could not start.
     #[error("cannot start the control runtime")]
     Runtime(#[source] std::io::Error),
@@ -210,6 +214,20 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
             compute_threads = config.compute.resolved_threads(),
             "listening"
         );
+    }
+    // After the public listener opened: with port 0 (tests), the redirects name the
+    // port it got.
+    if let Some(listen) = config.redirect.listen {
+        let addr = redirect::start(RedirectSettings {
+            listen,
+            https_port: config
+                .redirect
+                .https_port
+                .unwrap_or(public.addr().port()),
+            header_read_timeout: config.server.header_read_timeout(),
+            gateway: Arc::clone(&gateway),
+        })?;
+        tracing::info!(%addr, "redirect listener: plain HTTP sent to HTTPS, and /health");
     }
     runtime.block_on(control(Control {
         gateway,

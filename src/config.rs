@@ -12,6 +12,7 @@ pub mod http_limits;
 pub mod image;
 mod layers;
 pub mod rate_limit;
+pub mod redirect;
 mod render;
 pub mod secrets;
 
@@ -29,6 +30,7 @@ pub use crate::config::http_limits::HttpConfig;
 pub use crate::config::image::{ImageConfig, ImageModelConfig};
 pub use crate::config::layers::FlagOverrides;
 pub use crate::config::rate_limit::RateLimitConfig;
+pub use crate::config::redirect::RedirectConfig;
 pub use crate::config::render::render_toml;
 pub use crate::config::secrets::Secret;
 
@@ -40,6 +42,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// TLS termination.
     pub tls: TlsConfig,
+    /// The plain-HTTP listener that redirects to HTTPS.
+    pub redirect: RedirectConfig,
     /// Request head and HTTP/2 connection limits.
     pub http: HttpConfig,
     /// API keys.
@@ -1020,6 +1024,7 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
     config.auth.validate(&mut check);
     config.rate_limit.validate(&mut check);
     config.admission.validate(&mut check);
+    config.redirect.validate(config.server.listen, &mut check);
     check(
         tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
         "log.level",

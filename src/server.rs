@@ -16,6 +16,7 @@ pub mod h1_framing;
 pub mod idle;
 pub mod listener;
 pub mod peer_cap;
+pub mod redirect;
 pub mod tls;
 pub mod uring;
 

@@ -128,6 +128,95 @@ fn smuggling_heads_are_refused_and_the_connection_closed() {
     });
 }
 
+/// An HTTP/2 frame: length, type, flags, stream, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The GOAWAY error codes in a run of HTTP/2 frames from the server.
+fn goaway_codes(mut bytes: &[u8]) -> Vec<u32> {
+    let mut codes = Vec::new();
+    while bytes.len() >= 9 {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        if bytes.len() < 9 + len {
+            break;
+        }
+        if bytes[3] == 0x7 && len >= 8 {
+            codes.push(u32::from_be_bytes(bytes[13..17].try_into().unwrap()));
+        }
+        bytes = &bytes[9 + len..];
+    }
+    codes
+}
+
+/// HTTP/2 floods, each on a connection of its own while another client keeps asking: a
+/// rapid reset (streams opened and cancelled at once, CVE-2023-44487), and a CONTINUATION
+/// flood (a header block that never ends). The gateway cuts each flooding connection off
+/// with GOAWAY; the other client is answered throughout.
+#[test]
+fn h2_rapid_reset_and_continuation_floods_are_cut_off() {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // :method GET, :scheme https, :path /health (literal), :authority x (literal).
+    const HEADERS: &[u8] = b"\x82\x87\x04\x07/health\x01\x01x";
+    let gw = Gateway::start(Options::default().tabular_only());
+    runtime().block_on(async {
+        let normal = h2_client();
+        for attack in ["rapid reset", "continuation"] {
+            let tls = raw::connect_h2(gw.addr).await;
+            let (mut rd, mut wr) = tokio::io::split(tls);
+            let reader = tokio::spawn(async move {
+                let mut got = Vec::new();
+                let _ = rd.read_to_end(&mut got).await;
+                got
+            });
+            wr.write_all(&[PREFACE, &frame(0x4, 0, 0, &[])].concat())
+                .await
+                .unwrap();
+            let mut sent = 0u32;
+            if attack == "continuation" {
+                let _ = wr.write_all(&frame(0x1, 0x1, 1, HEADERS)).await;
+            }
+            // A field of 255 junk bytes under a new name, 61 to a frame (under 16 KiB).
+            let mut field = b"\x00\x05x-jnk\x7f\x80\x01".to_vec();
+            field.extend_from_slice(&[b'v'; 255]);
+            let junk = field.repeat(61);
+            while !reader.is_finished() && sent < 50_000 {
+                let mut batch = Vec::new();
+                for _ in 0..100 {
+                    if attack == "rapid reset" {
+                        let stream = 2 * sent + 1;
+                        batch.extend(frame(0x1, 0x5, stream, HEADERS));
+                        batch.extend(frame(0x3, 0, stream, &8u32.to_be_bytes()));
+                    } else {
+                        batch.extend(frame(0x9, 0, 1, &junk));
+                    }
+                    sent += 1;
+                }
+                if wr.write_all(&batch).await.is_err() {
+                    break;
+                }
+                if sent % 1000 == 0 {
+                    let r = normal.get(gw.url("/health")).send().await.unwrap();
+                    assert_eq!(r.status(), 200, "{attack}: the other client is answered");
+                }
+            }
+            let got = tokio::time::timeout(Duration::from_secs(10), reader)
+                .await
+                .expect("the flooding connection is closed")
+                .unwrap();
+            let codes = goaway_codes(&got);
+            assert!(!codes.is_empty(), "{attack}: GOAWAY after {sent} frames");
+            eprintln!("{attack}: cut off after {sent} streams/frames, GOAWAY {codes:x?}");
+            let r = normal.get(gw.url("/health")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    });
+}
+
 #[test]
 fn https_answers_carry_hsts_and_the_check_socket_does_not() {
     let gw = Gateway::start(Options::default().tabular_only().check_socket());

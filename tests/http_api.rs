@@ -168,6 +168,47 @@ fn head_requests_and_generated_request_ids() {
     });
 }
 
+/// W3C Trace Context: a client's `traceparent` trace is kept and the answer names the
+/// gateway's span in it; without one (or with a broken one) the answer starts a trace.
+#[test]
+fn traceparent_is_honoured_and_answered() {
+    let gw = Gateway::start(Options::default().tabular_only());
+    let rt = runtime();
+    rt.block_on(async {
+        const THEIRS: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        for client in [h1_client(), h2_client()] {
+            let r = client
+                .post(gw.url("/predict"))
+                .header("traceparent", THEIRS)
+                .json(&serde_json::json!({"features": support::SETOSA}))
+                .send()
+                .await
+                .unwrap();
+            let answer = r.headers()["traceparent"].to_str().unwrap().to_owned();
+            assert_eq!(answer.len(), 55, "{answer}");
+            assert!(
+                answer.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                "{answer}"
+            );
+            assert!(
+                !answer.contains("00f067aa0ba902b7"),
+                "the gateway's own span: {answer}"
+            );
+            assert!(answer.ends_with("-01"));
+            for sent in [None, Some("00-zz-broken-01")] {
+                let mut req = client.get(gw.url("/health"));
+                if let Some(t) = sent {
+                    req = req.header("traceparent", t);
+                }
+                let r = req.send().await.unwrap();
+                let fresh = r.headers()["traceparent"].to_str().unwrap();
+                assert_eq!(fresh.len(), 55, "{fresh}");
+                assert!(!fresh.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+            }
+        }
+    });
+}
+
 #[test]
 fn configured_certificate_is_served() {
     // A certificate from files replaces the dev one (and no warning is logged).

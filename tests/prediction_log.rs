@@ -45,6 +45,8 @@ struct Answer {
     cache: String,
     prediction: String,
     features: [f64; 4],
+    /// The trace id of the answer's `traceparent`.
+    trace_id: String,
 }
 
 async fn predict(
@@ -67,6 +69,7 @@ async fn predict(
     }
     let cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
     let echoed = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let trace_id = r.headers()["traceparent"].to_str().unwrap()[3..35].to_owned();
     let v: Value = r.json().await.map_err(|e| e.to_string())?;
     Ok(Answer {
         prediction_id: v["prediction_id"].as_str().unwrap().to_owned(),
@@ -74,6 +77,7 @@ async fn predict(
         cache,
         prediction: v["prediction"].as_str().unwrap().to_owned(),
         features,
+        trace_id,
     })
 }
 
@@ -233,7 +237,7 @@ fn every_answer_is_one_row_with_the_id_the_client_got() {
     let rows = pg.query(
         "SELECT prediction_id::text AS id, request_id, cache_status, prediction, model_name, \
          model_version, input_features, confidence, top_class, all_predictions, latency_us, \
-         host(client_addr) AS client_addr, length(input_hash) AS hash_len, api_key \
+         host(client_addr) AS client_addr, length(input_hash) AS hash_len, api_key, trace_id \
          FROM predictions",
     );
     let by_id: HashMap<&str, &Value> = rows
@@ -264,6 +268,8 @@ fn every_answer_is_one_row_with_the_id_the_client_got() {
         assert_eq!(row["hash_len"], 32);
         // The key's name, never the key.
         assert_eq!(row["api_key"], "suite");
+        // The trace the answer named, so a trace finds its row.
+        assert_eq!(row["trace_id"], a.trace_id.as_str());
     }
     // The table is intact after the hostile inputs.
     assert_eq!(pg.count("predictions"), n);

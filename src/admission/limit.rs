@@ -2,9 +2,11 @@
 //! additive increase while work finishes near the model's baseline latency (its recent
 //! best), and when work finishes much slower (it queued), a decrease to what Little's law
 //! says fits: the work in flight finishes at `in_flight / latency` a second, so
-//! `in_flight × tolerance × baseline / latency` pieces would finish within tolerance ×
-//! baseline. One decrease never goes below `backoff` × the work in flight, so a single odd
-//! sample cannot collapse it; a limit far above what is in flight comes down at once. As TCP's AIMD and Netflix's gradient concurrency limit do.
+//! `in_flight × tolerance × baseline / latency` pieces would finish within the target
+//! (tolerance × baseline). One decrease never goes below `backoff` × the work in flight,
+//! so a hiccup cannot collapse the limit; decreases come at most once per target latency,
+//! so a limit far above what the model can take comes down in a few of them. As TCP's
+//! AIMD and Netflix's gradient concurrency limit do.
 
 use std::time::Duration;
 
@@ -27,11 +29,12 @@ pub struct LimitConfig {
     pub backoff: f64,
 }
 
-/// Fraction of the gap to a slower sample the baseline moves up by: the baseline is the
-/// recent best latency, and forgets an old best slowly (a model that became slower for
-/// good is not read as congested for ever). Small against the samples a limit near its
-/// right value keeps producing at the true best, which pull it back down.
-const BASELINE_DRIFT: u32 = 256;
+/// How long the baseline takes to forget an old best, seconds: it moves toward slower
+/// samples by the share of this time since the last one, so a model that became slower
+/// for good is not read as congested for ever, while under load (many samples a second)
+/// it hardly moves. A limit near its right value keeps producing samples at the true best,
+/// which pull it straight back down.
+const BASELINE_MEMORY_S: f64 = 60.0;
 /// Weight of a new sample in the smoothed latency.
 const SMOOTHING: f64 = 0.2;
 
@@ -42,6 +45,7 @@ pub struct LimitState {
     limit: f64,
     baseline: Option<Duration>,
     smoothed: Option<Duration>,
+    last_sample: Option<Instant>,
     last_shrink: Option<Instant>,
 }
 
@@ -55,6 +59,7 @@ impl LimitState {
             limit: cfg.initial.clamp(min, max) as f64,
             baseline: None,
             smoothed: None,
+            last_sample: None,
             last_shrink: None,
         }
     }
@@ -74,11 +79,24 @@ impl LimitState {
         self.smoothed
     }
 
+    /// The latency above which work counts as queued: tolerance × baseline, and at least
+    /// baseline + slack.
+    fn target(&self, baseline: Duration) -> Duration {
+        baseline
+            .mul_f64(self.cfg.tolerance)
+            .max(baseline + self.cfg.slack)
+    }
+
     /// Learns from one finished piece of work that took `latency`, with `in_flight`
     /// pieces (itself included) admitted at the time.
     pub fn finished(&mut self, latency: Duration, in_flight: usize, now: Instant) {
+        let since = self.last_sample.map_or(Duration::ZERO, |at| now - at);
+        self.last_sample = Some(now);
         let baseline = match self.baseline {
-            Some(b) if latency >= b => b + (latency - b) / BASELINE_DRIFT,
+            Some(b) if latency >= b => {
+                let forget = (since.as_secs_f64() / BASELINE_MEMORY_S).min(1.0);
+                b + (latency - b).mul_f64(forget)
+            }
             _ => latency,
         };
         self.baseline = Some(baseline);
@@ -89,30 +107,28 @@ impl LimitState {
         self.smoothed = Some(smoothed);
         // Judged on the smoothed latency: one slow piece of work (a busy machine's
         // hiccup, a burst's tail) is not congestion; a run of them is.
-        let queued =
-            smoothed > baseline.mul_f64(self.cfg.tolerance) && smoothed > baseline + self.cfg.slack;
-        if queued {
-            let fits = in_flight as f64 * self.cfg.tolerance * baseline.as_secs_f64()
-                / smoothed.as_secs_f64();
-            self.shrink(fits, in_flight, smoothed, now);
+        let target = self.target(baseline);
+        if smoothed > target {
+            let fits = in_flight as f64 * target.as_secs_f64() / smoothed.as_secs_f64();
+            self.shrink(fits, in_flight, target, now);
         } else if in_flight as f64 * 2.0 >= self.limit {
             // Grow only a limit in use: an idle model's limit says nothing of its capacity.
             self.limit = (self.limit + 1.0 / self.limit).min(self.cfg.max as f64);
         }
     }
 
-    /// Learns that a piece of work ran past its deadline (or found a queue full) after
-    /// `waited`, with `in_flight` admitted: a sure sign of queueing, whatever the baseline
-    /// says.
-    pub fn expired(&mut self, waited: Duration, in_flight: usize, now: Instant) {
-        self.shrink(0.0, in_flight, waited, now);
+    /// Learns that a piece of work ran past its deadline (or found a queue full), with
+    /// `in_flight` admitted: a sure sign of queueing, whatever the baseline says.
+    pub fn expired(&mut self, in_flight: usize, now: Instant) {
+        let target = self.baseline.map_or(Duration::ZERO, |b| self.target(b));
+        self.shrink(0.0, in_flight, target, now);
     }
 
     /// Decrease toward `fits`, to no less than `backoff` × `in_flight`, and at most once
-    /// per `latency`: the work finishing in the meantime was admitted under the old limit
-    /// and says nothing of the new one.
-    fn shrink(&mut self, fits: f64, in_flight: usize, latency: Duration, now: Instant) {
-        if self.last_shrink.is_some_and(|at| now < at + latency) {
+    /// per `target`: work admitted before a decrease takes about that long to show its
+    /// effect.
+    fn shrink(&mut self, fits: f64, in_flight: usize, target: Duration, now: Instant) {
+        if self.last_shrink.is_some_and(|at| now < at + target) {
             return;
         }
         self.last_shrink = Some(now);
@@ -163,7 +179,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_run_of_slow_work_shrinks_the_limit_once_per_latency() {
+    async fn a_run_of_slow_work_shrinks_the_limit_once_per_target_latency() {
         let mut s = LimitState::new(cfg());
         s.finished(10 * MS, 10, Instant::now());
         let mut first = None;
@@ -178,9 +194,12 @@ mod tests {
             (5..10).contains(&first),
             "to what fits, no less than half of 10: {first}"
         );
-        assert_eq!(s.limit(), first, "once per latency");
+        assert_eq!(s.limit(), first, "once per target latency (20 ms)");
+        tokio::time::advance(25 * MS).await;
+        s.finished(30 * MS, 8, Instant::now());
+        assert!(s.limit() < first, "again after it: {}", s.limit());
         for _ in 0..20 {
-            tokio::time::advance(30 * MS).await;
+            tokio::time::advance(25 * MS).await;
             s.finished(30 * MS, 1, Instant::now());
         }
         assert_eq!(s.limit(), 1, "never below min");
@@ -223,7 +242,7 @@ mod tests {
             s.drain_time(10, Duration::from_secs(1)),
             Duration::from_secs(1)
         );
-        s.expired(50 * MS, 10, Instant::now());
+        s.expired(10, Instant::now());
         assert_eq!(s.limit(), 5, "half the work in flight");
         for _ in 0..20 {
             s.finished(Duration::from_secs(2), 1, Instant::now());
@@ -236,13 +255,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_baseline_forgets_an_old_best_slowly() {
+    async fn the_baseline_forgets_an_old_best_in_time_not_in_samples() {
         let mut s = LimitState::new(cfg());
         s.finished(MS, 1, Instant::now());
-        for _ in 0..100 {
+        // A thousand slower samples in a moment: the best stays.
+        for _ in 0..1000 {
+            s.finished(2 * MS, 1, Instant::now());
+        }
+        assert_eq!(s.baseline(), Some(MS));
+        // The same, a second apart: after a minute it is mostly forgotten.
+        for _ in 0..60 {
+            tokio::time::advance(Duration::from_secs(1)).await;
             s.finished(2 * MS, 1, Instant::now());
         }
         let b = s.baseline().unwrap();
-        assert!(b > MS && b < Duration::from_micros(1500), "{b:?}");
+        assert!(b > Duration::from_micros(1500) && b < 2 * MS, "{b:?}");
     }
 }

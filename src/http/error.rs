@@ -74,6 +74,9 @@ pub enum ApiError {
     /// `Content-Length` and `Transfer-Encoding` in one head: a smuggling attempt.
     #[error("the request has both Content-Length and Transfer-Encoding; send one of them")]
     AmbiguousFraming,
+    /// A plain-HTTP request (to the redirect listener) without a usable `Host`.
+    #[error("the request needs a Host header naming a DNS name or an address")]
+    InvalidHost,
     /// More header fields than `http.max_headers`.
     #[error("the request has more than the {limit} header fields allowed")]
     TooManyHeaders { limit: usize },
@@ -119,7 +122,8 @@ impl ApiError {
             Self::MalformedJson(_)
             | Self::MalformedMultipart(_)
             | Self::InvalidTimeout(_)
-            | Self::AmbiguousFraming => StatusCode::BAD_REQUEST,
+            | Self::AmbiguousFraming
+            | Self::InvalidHost => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -147,6 +151,7 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyHeaders { .. } => "too_many_headers",
             Self::AmbiguousFraming => "ambiguous_framing",
+            Self::InvalidHost => "invalid_host",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::RequestTimeout { .. } => "request_timeout",

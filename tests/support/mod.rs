@@ -587,6 +587,18 @@ pub mod raw {
     /// A TLS connection (HTTP/1.1 by ALPN), or why there is none (e.g. refused at the
     /// connection cap: closed before the handshake).
     pub async fn try_connect(addr: SocketAddr) -> std::io::Result<TlsStream<TcpStream>> {
+        try_connect_alpn(addr, b"http/1.1").await
+    }
+
+    /// A TLS connection that speaks HTTP/2 (by ALPN), for frames reqwest cannot send.
+    pub async fn connect_h2(addr: SocketAddr) -> TlsStream<TcpStream> {
+        try_connect_alpn(addr, b"h2").await.unwrap()
+    }
+
+    async fn try_connect_alpn(
+        addr: SocketAddr,
+        alpn: &[u8],
+    ) -> std::io::Result<TlsStream<TcpStream>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -594,7 +606,7 @@ pub mod raw {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCert))
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = vec![alpn.to_vec()];
         let tcp = TcpStream::connect(addr).await?;
         TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
