@@ -18,8 +18,8 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
-use infergate::auth::{Auth, KeySet, Scope, Scopes, keys};
 use infergate::admission::Admission;
+use infergate::auth::{Auth, KeySet, Scope, Scopes, keys};
 use infergate::config::{AdmissionConfig, RateLimitConfig};
 use infergate::deadline::DeadlinePolicy;
 use infergate::rate_limit::{Client, RateLimits};
@@ -97,11 +97,11 @@ fn request(c: &mut Criterion) {
         b.iter(|| policy.for_request(black_box(&headers), tokio::time::Instant::now()))
     });
     group.bench_function("traceparent_read_and_answered", |b| {
-        b.iter(|| TraceContext::from_headers(black_box(&headers)).traceparent())
+        b.iter(|| TraceContext::from_headers(black_box(&headers)).header_value())
     });
     group.bench_function("traceparent_started_and_answered", |b| {
         let none = HeaderMap::new();
-        b.iter(|| TraceContext::from_headers(black_box(&none)).traceparent())
+        b.iter(|| TraceContext::from_headers(black_box(&none)).header_value())
     });
     let body = r#"{"features":[5.1,3.5,1.4,0.2]}"#;
     let request = format!(

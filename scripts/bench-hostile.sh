@@ -14,6 +14,7 @@ source scripts/common.sh
 RATE=${RATE:-200}
 SECONDS_EACH=${SECONDS_EACH:-12}
 ATTACKS=${ATTACKS:-"slowloris:1000 trickle:500 rapid-reset:4 continuation:4"}
+RAMP_S=${RAMP_S:-8}
 command -v curl >/dev/null || apt_install curl
 if [ -z "${BIN:-}" ]; then
     cargo build --release --locked --bin infergate
@@ -53,7 +54,8 @@ for attack in $ATTACKS; do
     IFS=: read -r mode n <<<"$attack"
     python3 scripts/hostile-clients.py "$mode" 127.0.0.1 "$port" "$n" >"$WORK/$mode.out" 2>"$WORK/$mode.err" &
     ATTACKER=$!
-    sleep 3
+    # Long enough for every attacking connection to be open (Python's handshakes are slow).
+    sleep "$RAMP_S"
     out=$(normal)
     rss=$(rss_mib "$GW")
     kill -INT "$ATTACKER"
@@ -68,7 +70,7 @@ metrics=$(curl -ks "https://127.0.0.1:$port/metrics")
 echo "# scripts/bench-hostile.sh, $(date -u +%FT%TZ)"
 echo
 echo "- machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1); infergate $(git rev-parse --short HEAD 2>/dev/null || echo '?'), io_threads=2, defaults otherwise"
-echo "- normal client: open loop, $RATE uncached /predict a second over h2+TLS for ${SECONDS_EACH}s, after the attack has run 3 s"
+echo "- normal client: open loop, $RATE uncached /predict a second over h2+TLS for ${SECONDS_EACH}s, once the attack has run ${RAMP_S}s"
 echo
 python3 - "$WORK/results" <<'PY'
 import json, sys

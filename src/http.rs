@@ -325,9 +325,7 @@ pub async fn handle(
     if let Ok(v) = HeaderValue::from_str(&timing.header(total)) {
         headers.insert("server-timing", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&trace.traceparent()) {
-        headers.insert(TRACEPARENT, v);
-    }
+    headers.insert(TRACEPARENT, trace.header_value());
     if let Some(verdict) = &verdict {
         rate_limit_headers(headers, verdict);
     }

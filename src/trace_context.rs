@@ -4,9 +4,7 @@
 //! id goes into the request span and the prediction's log row, so a trace in the client's
 //! tooling finds the row, and the row the trace.
 
-use std::fmt::Write as _;
-
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use uuid::Uuid;
 
 /// The header, as W3C names it.
@@ -51,17 +49,29 @@ impl TraceContext {
 
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
-        hex(&self.trace_id)
+        let mut out = [0u8; 32];
+        hex_into(&self.trace_id, &mut out);
+        out.iter().map(|&b| char::from(b)).collect()
     }
 
     /// The answer's `traceparent`: this trace, the gateway's span as parent.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            self.flags
-        )
+        String::from_utf8_lossy(&self.traceparent_bytes()).into_owned()
+    }
+
+    /// The answer's `traceparent` as a header value, built without formatting (it goes
+    /// on every answer).
+    pub fn header_value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.traceparent_bytes())
+            .unwrap_or_else(|_| HeaderValue::from_static("00-0-0-00"))
+    }
+
+    fn traceparent_bytes(&self) -> [u8; 55] {
+        let mut out = *b"00-________________________________-________________-__";
+        hex_into(&self.trace_id, &mut out[3..35]);
+        hex_into(&self.span_id, &mut out[36..52]);
+        hex_into(&[self.flags], &mut out[53..55]);
+        out
     }
 }
 
@@ -95,26 +105,30 @@ fn parse(value: &str) -> Option<([u8; 16], [u8; 8], u8)> {
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     // Lowercase only, as the spec has it.
-    if s.len() != 2 * N
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    if s.len() != 2 * N {
         return None;
     }
     let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    for (byte, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
     }
     Some(out)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
+/// Writes `bytes` as lowercase hex into `out` (twice their length).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
-    out
 }
 
 #[cfg(test)]
@@ -140,6 +154,7 @@ mod tests {
             Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
         );
         let answer = t.traceparent();
+        assert_eq!(t.header_value(), answer.as_str());
         assert!(
             answer.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
             "{answer}"

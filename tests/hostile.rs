@@ -199,7 +199,7 @@ fn h2_rapid_reset_and_continuation_floods_are_cut_off() {
                 if wr.write_all(&batch).await.is_err() {
                     break;
                 }
-                if sent % 1000 == 0 {
+                if sent.is_multiple_of(1000) {
                     let r = normal.get(gw.url("/health")).send().await.unwrap();
                     assert_eq!(r.status(), 200, "{attack}: the other client is answered");
                 }
