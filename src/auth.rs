@@ -59,13 +59,16 @@ pub enum Caller {
     Local,
     /// A configured key, by name.
     Key(Arc<str>),
+    /// A client certificate issued by `tls.client_ca_path` (mTLS): `admin`, by its name
+    /// (`cert:` and its fingerprint).
+    Cert(Arc<str>),
 }
 
 impl Caller {
     /// The key's name, for logs, spans and log rows.
     pub fn key_name(&self) -> Option<&Arc<str>> {
         match self {
-            Self::Key(name) => Some(name),
+            Self::Key(name) | Self::Cert(name) => Some(name),
             Self::Anonymous | Self::Local => None,
         }
     }

@@ -217,6 +217,11 @@ pub struct TlsConfig {
     pub reload_interval_ms: u64,
     /// `Strict-Transport-Security: max-age=` on every HTTPS answer, seconds; 0 = none.
     pub hsts_max_age_s: u64,
+    /// PEM CA bundle for client certificates (mTLS): a client presenting a certificate it
+    /// issued gets the `admin` scope without an API key. A certificate is asked for,
+    /// never required; one that does not verify fails the handshake. Read at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca_path: Option<PathBuf>,
 }
 
 impl Default for TlsConfig {
@@ -229,6 +234,7 @@ impl Default for TlsConfig {
             key: None,
             reload_interval_ms: 1000,
             hsts_max_age_s: 31_536_000,
+            client_ca_path: None,
         }
     }
 }
@@ -999,6 +1005,11 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
     let t = &config.tls;
     let has_cert = t.cert.is_some() || t.cert_path.is_some();
     let has_key = t.key.is_some() || t.key_path.is_some();
+    check(
+        t.enabled || t.client_ca_path.is_none(),
+        "tls.client_ca_path",
+        "needs tls.enabled: client certificates are a part of the TLS handshake",
+    );
     check(
         !t.enabled || has_cert == has_key,
         if has_cert { "tls.cert" } else { "tls.key" },

@@ -144,7 +144,12 @@ pub struct GatewayService {
     peer: Option<IpAddr>,
     close_when_draining: bool,
     hsts: Option<HeaderValue>,
+    client_cert: Option<ClientCert>,
 }
+
+/// The name of the verified client certificate (mTLS) a connection's requests came with.
+#[derive(Debug, Clone)]
+pub struct ClientCert(pub Arc<str>);
 
 impl GatewayService {
     /// A service answering from `gateway` to the client at `peer` (`None`: no IP address,
@@ -164,7 +169,15 @@ impl GatewayService {
             peer,
             close_when_draining,
             hsts: None,
+            client_cert: None,
         }
+    }
+
+    /// Every request on this connection comes with this verified client certificate
+    /// (`admin`, see `tls.client_ca_path`).
+    pub fn with_client_cert(mut self, name: Option<Arc<str>>) -> Self {
+        self.client_cert = name.map(ClientCert);
+        self
     }
 
     /// Adds `Strict-Transport-Security: hsts` to every answer (HTTPS connections).
@@ -190,6 +203,9 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
         let mut req = req;
         if ambiguous {
             req.extensions_mut().insert(AmbiguousFraming);
+        }
+        if let Some(cert) = &self.client_cert {
+            req.extensions_mut().insert(cert.clone());
         }
         Box::pin(async move {
             let mut response = handle(&gateway, req, peer).await;
@@ -243,10 +259,14 @@ pub async fn handle(
     let caller = match (refuse_head(gateway, &req), peer) {
         (Some(refused), _) => Err(refused),
         (None, None) => Ok(Caller::Local),
-        (None, Some(_)) => gateway
-            .auth
-            .authorize(req.headers(), route.scope())
-            .map_err(ApiError::from),
+        // A verified client certificate is an admin; no key is looked at.
+        (None, Some(_)) => match req.extensions().get::<ClientCert>() {
+            Some(ClientCert(name)) => Ok(Caller::Cert(Arc::clone(name))),
+            None => gateway
+                .auth
+                .authorize(req.headers(), route.scope())
+                .map_err(ApiError::from),
+        },
     };
     let key = caller.as_ref().ok().and_then(Caller::key_name).cloned();
     if let Some(key) = &key {
@@ -373,7 +393,7 @@ fn rate_limit(gateway: &Gateway, caller: &Caller, client: Option<IpAddr>) -> Opt
         return None;
     }
     match caller {
-        Caller::Key(name) => limits.check(Client::Key(Arc::clone(name))),
+        Caller::Key(name) | Caller::Cert(name) => limits.check(Client::Key(Arc::clone(name))),
         Caller::Anonymous => limits.check(Client::Addr(client?)),
         Caller::Local => None,
     }

@@ -135,7 +135,14 @@ where
                 Some(p) if p == super::tls::ALPN_H2 => Proto::H2,
                 _ => Proto::H1,
             };
-            serve_http(tls, proto, peer, &settings, drain).await;
+            // Present only when `tls.client_ca_path` verified it during the handshake.
+            let client_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|cert| Arc::from(super::tls::client_name(cert)));
+            serve_http(tls, proto, peer, client_cert, &settings, drain).await;
         }
         None => {
             let sniffed = tokio::select! {
@@ -143,7 +150,9 @@ where
                 () = &mut grace => return,
             };
             match sniffed {
-                Ok(Ok((proto, stream))) => serve_http(stream, proto, peer, &settings, drain).await,
+                Ok(Ok((proto, stream))) => {
+                    serve_http(stream, proto, peer, None, &settings, drain).await;
+                }
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection closed early"),
                 Err(_) => {
                     metrics::counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => "protocol_sniff")
@@ -185,6 +194,7 @@ async fn serve_http<S>(
     stream: S,
     proto: Proto,
     peer: Peer,
+    client_cert: Option<Arc<str>>,
     settings: &ConnSettings,
     drain: watch::Receiver<bool>,
 ) where
@@ -202,7 +212,8 @@ async fn serve_http<S>(
         peer.ip(),
         proto == Proto::H1,
     )
-    .with_hsts(settings.hsts.clone());
+    .with_hsts(settings.hsts.clone())
+    .with_client_cert(client_cert);
     activity.set_request_cap(settings.http.max_requests_per_connection);
     let idle = activity.idle_for(settings.idle_timeout);
     let result = match proto {

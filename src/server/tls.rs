@@ -7,11 +7,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
 use crate::config::TlsConfig;
@@ -51,6 +53,9 @@ pub enum TlsError {
     /// rustls refused the certificate/key pair.
     #[error("rustls refused the certificate or key")]
     Rustls(#[from] rustls::Error),
+    /// The client CA bundle (`tls.client_ca_path`) cannot be used.
+    #[error("the client CA bundle cannot verify client certificates")]
+    ClientCa(#[from] rustls::server::VerifierBuilderError),
 }
 
 /// Where the certificate came from, for the start-up log.
@@ -107,10 +112,14 @@ pub fn server_config(
     let certificates = Arc::new(Certificates {
         current: RwLock::new(Arc::new(key)),
     });
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::clone(&certificates) as Arc<dyn ResolvesServerCert>);
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match &cfg.client_ca_path {
+        None => builder.with_no_client_auth(),
+        Some(path) => builder.with_client_cert_verifier(client_verifier(path)?),
+    };
+    let mut config =
+        builder.with_cert_resolver(Arc::clone(&certificates) as Arc<dyn ResolvesServerCert>);
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
     Ok((Arc::new(config), source, certificates))
 }
@@ -155,6 +164,41 @@ pub fn certified_key(cfg: &TlsConfig) -> Result<(CertifiedKey, CertSource), TlsE
     // from_der checks that the key is the certificate's (rustls >= 0.23.17).
     let key = CertifiedKey::from_der(certs, key, &provider())?;
     Ok((key, source))
+}
+
+/// Verifies client certificates against the CA bundle at `path`; a client without one is
+/// let in (it may present an API key instead).
+fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let pem = read(path, "client CA")?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|source| TlsError::Pem {
+            what: "client CA",
+            source,
+        })?;
+        roots.add(cert)?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::NoCertificate("client CA bundle"));
+    }
+    Ok(
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .allow_unauthenticated()
+            .build()?,
+    )
+}
+
+/// The name a verified client certificate goes by in spans and log rows: `cert:` and the
+/// first 16 hex digits of its SHA-256.
+pub fn client_name(cert: &CertificateDer<'_>) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(cert.as_ref());
+    let mut name = String::from("cert:");
+    for b in &digest[..8] {
+        name.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        name.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
+    }
+    name
 }
 
 fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
