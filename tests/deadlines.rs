@@ -51,6 +51,22 @@ async fn predict(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends an uncached prediction that keeps the only compute thread busy for `SLOW_MS`;
+/// its status, once answered.
+fn occupy_the_thread(client: &reqwest::Client, gw: &Gateway) -> tokio::task::JoinHandle<u16> {
+    let (client, url) = (client.clone(), gw.url("/predict"));
+    tokio::spawn(async move {
+        let r = client
+            .post(url)
+            .header("cache-control", "no-cache")
+            .json(&features(1.0))
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    })
+}
+
 /// Waits until the metric `needle` reads `n` (or 20 s pass); what it reads.
 async fn metric_reaches(gw: &Gateway, needle: &str, n: f64) -> f64 {
     let until = Instant::now() + Duration::from_secs(20);
@@ -74,20 +90,7 @@ fn a_deadline_that_passes_in_the_queue_gets_504_and_is_never_computed() {
         for client in [h1_client(), h2_client()] {
             let base = gw.metric(FORWARDS).await;
             // The only compute thread is busy with this one for SLOW_MS.
-            let busy = tokio::spawn({
-                let (client, body, url) = (client.clone(), features(1.0), gw.url("/predict"));
-                async move {
-                    client
-                        .post(url)
-                        .header("cache-control", "no-cache")
-                        .json(&body)
-                        .send()
-                        .await
-                        .unwrap()
-                        .status()
-                        .as_u16()
-                }
-            });
+            let busy = occupy_the_thread(&client, &gw);
             tokio::time::sleep(Duration::from_millis(100)).await;
             let started = Instant::now();
             let (status, body) = predict(&client, &gw, &features(2.0), Some("150ms")).await;
@@ -154,20 +157,7 @@ fn a_client_that_goes_away_has_its_queued_work_skipped() {
     rt.block_on(async {
         let base = gw.metric(FORWARDS).await;
         let client = h2_client();
-        let busy = tokio::spawn({
-            let (client, body, url) = (client.clone(), features(1.0), gw.url("/predict"));
-            async move {
-                client
-                    .post(url)
-                    .header("cache-control", "no-cache")
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            }
-        });
+        let busy = occupy_the_thread(&client, &gw);
         tokio::time::sleep(Duration::from_millis(100)).await;
         // Queued behind the busy pass, then abandoned: HTTP/2 resets the stream, and an
         // HTTP/1.1 client closes its connection.
