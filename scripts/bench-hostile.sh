@@ -20,10 +20,7 @@ if [ -z "${BIN:-}" ]; then
     cargo build --release --locked --bin infergate
     BIN=target/release/infergate
 fi
-if [ -z "${LOAD:-}" ]; then
-    cargo build --release --locked --bench overload 2>/dev/null
-    LOAD=$(find target/release/deps -maxdepth 1 -type f -executable -name 'overload-*' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
-fi
+LOAD=$(overload_binary)
 
 WORK=$(mktemp -d)
 GW= ATTACKER=
@@ -35,14 +32,13 @@ cleanup() {
 trap cleanup EXIT
 raise_fd_limit() { ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; }
 raise_fd_limit
-rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
 port=$(free_port)
 INFERGATE_IMAGE__BUNDLED=false INFERGATE_LOG__LEVEL=warn \
     "$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$port" --io-threads 2 \
     --log-format json >"$WORK/gateway.log" 2>&1 &
 GW=$!
-for _ in $(seq 1 600); do curl -ksf "https://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.05; done
+wait_ready "$port"
 
 normal() {
     OVERLOAD_URL="https://127.0.0.1:$port/predict" OVERLOAD_RATE=$RATE \

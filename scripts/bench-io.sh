@@ -59,7 +59,7 @@ for round in $(seq 1 "$ROUNDS"); do
         env ${envs//+/ } "$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$port" \
             --io-threads 2 --io "$io" --log-format json >"$WORK/$name.log" 2>&1 &
         GW=$!
-        for _ in $(seq 1 600); do curl -ksf "https://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.05; done
+        wait_ready "$port"
         for case in "${CASES[@]}"; do
             IFS='|' read -r cname n flags path body <<<"$case"
             extra=()

@@ -25,10 +25,7 @@ if [ -z "${BIN:-}" ]; then
     cargo build --release --locked --bin infergate
     BIN=target/release/infergate
 fi
-if [ -z "${LOAD:-}" ]; then
-    cargo build --release --locked --bench overload 2>/dev/null
-    LOAD=$(find target/release/deps -maxdepth 1 -type f -executable -name 'overload-*' -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
-fi
+LOAD=$(overload_binary)
 
 WORK=$(mktemp -d)
 GW=
@@ -37,7 +34,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
 run() { # name rate adaptive
     local name=$1 rate=$2 adaptive=$3 port
@@ -48,7 +44,7 @@ run() { # name rate adaptive
         "$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$port" --io-threads 1 \
         --log-format json >"$WORK/$name.log" 2>&1 &
     GW=$!
-    for _ in $(seq 1 600); do curl -ksf "https://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.05; done
+    wait_ready "$port"
     local rss0 ready
     rss0=$(rss_mib "$GW")
     ( sleep $((SECONDS_EACH / 2)); curl -ks -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/ready" >"$WORK/ready" ) &

@@ -21,6 +21,29 @@ apt_install() {
     $sudo apt-get install -y -qq --no-install-recommends "$@"
 }
 
+# wait_ready PORT: waits up to 30 s for the gateway on 127.0.0.1:PORT to answer /ready 200.
+wait_ready() {
+    for _ in $(seq 1 600); do
+        curl -ksf "https://127.0.0.1:$1/ready" >/dev/null && return 0
+        sleep 0.05
+    done
+}
+
+# rss_mib PID: the process's resident memory, MiB.
+rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
+# overload_binary: the open-loop load generator of benches/overload.rs (release), built
+# when LOAD does not name one already; prints its path.
+overload_binary() {
+    if [ -n "${LOAD:-}" ]; then
+        echo "$LOAD"
+        return
+    fi
+    cargo build --release --locked --bench overload >&2
+    find target/release/deps -maxdepth 1 -type f -executable -name 'overload-*' -printf '%T@ %p\n' |
+        sort -n | tail -1 | cut -d' ' -f2
+}
+
 # free_port: a TCP port on 127.0.0.1 free right now.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
