@@ -105,23 +105,7 @@ impl<W: Waiter> BatchState<W> {
     /// whether a compute slot is idle. Cancelled and expired waiters are dropped, never
     /// returned (see [`BatchState::take_dropped`]).
     pub fn take(&mut self, now: Instant, slot_free: bool) -> Option<Vec<W>> {
-        let dropped = &mut self.dropped;
-        self.pending.retain_mut(|(w, _)| {
-            if w.is_cancelled() {
-                dropped.cancelled += 1;
-                false
-            } else {
-                true
-            }
-        });
-        // An expired waiter is moved out to be told; `extract_if` is not stable on VecDeque.
-        if self.pending.iter().any(|(w, _)| now >= w.deadline()) {
-            let (expired, live) = std::mem::take(&mut self.pending)
-                .into_iter()
-                .partition::<VecDeque<_>, _>(|(w, _)| now >= w.deadline());
-            self.pending = live;
-            dropped.expired.extend(expired.into_iter().map(|(w, _)| w));
-        }
+        self.purge(now);
         let first = self.pending.front()?;
         let due =
             self.pending.len() >= self.max_size || slot_free || now >= first.1 + self.max_wait;
@@ -130,6 +114,26 @@ impl<W: Waiter> BatchState<W> {
         }
         let n = self.pending.len().min(self.max_size);
         Some(self.pending.drain(..n).map(|(w, _)| w).collect())
+    }
+
+    /// Moves the cancelled and expired waiters out of the queue into `dropped`, in one
+    /// pass; the queue is rebuilt only when there is something to drop.
+    fn purge(&mut self, now: Instant) {
+        let gone = |w: &W| w.is_cancelled() || now >= w.deadline();
+        if !self.pending.iter().any(|(w, _)| gone(w)) {
+            return;
+        }
+        let mut live = VecDeque::with_capacity(self.pending.len());
+        for (w, at) in self.pending.drain(..) {
+            if w.is_cancelled() {
+                self.dropped.cancelled += 1;
+            } else if now >= w.deadline() {
+                self.dropped.expired.push(w);
+            } else {
+                live.push_back((w, at));
+            }
+        }
+        self.pending = live;
     }
 
     /// The waiters [`BatchState::take`] dropped since the last call.

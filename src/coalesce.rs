@@ -178,6 +178,21 @@ mod tests {
         }
     }
 
+    /// A leader for key 1 that fails with `error` after 10 ms.
+    fn lead_then_fail(
+        c: &Arc<Coalescer<u32, String>>,
+        error: &'static str,
+    ) -> tokio::task::JoinHandle<(Result<u32, String>, Role)> {
+        let c = Arc::clone(c);
+        tokio::spawn(async move {
+            c.run(1, || async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Err(error.to_owned())
+            })
+            .await
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn identical_concurrent_calls_compute_once() {
         let c = Arc::new(Coalescer::<u32, String>::new());
@@ -210,16 +225,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn followers_share_the_leaders_error() {
         let c = Arc::new(Coalescer::<u32, String>::new());
-        let leader = tokio::spawn({
-            let c = Arc::clone(&c);
-            async move {
-                c.run(1, || async {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    Err("model failed".to_owned())
-                })
-                .await
-            }
-        });
+        let leader = lead_then_fail(&c, "model failed");
         tokio::task::yield_now().await;
         let follower = c.run(1, || async { Ok(1) }).await;
         assert_eq!(follower, (Err("model failed".to_owned()), Role::Follower));
@@ -229,16 +235,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_leaders_own_error_hands_the_flight_over() {
         let c = Arc::new(Coalescer::<u32, String>::new());
-        let leader = tokio::spawn({
-            let c = Arc::clone(&c);
-            async move {
-                c.run(1, || async {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    Err("own deadline passed".to_owned())
-                })
-                .await
-            }
-        });
+        let leader = lead_then_fail(&c, "own deadline passed");
         tokio::task::yield_now().await;
         let follower = c.run(1, || async { Ok(3) }).await;
         assert_eq!(

@@ -141,7 +141,7 @@ pub fn prepare_now(
     limits: &DecodeLimits,
 ) -> Result<Prepared, ImageError> {
     let started = Instant::now();
-    let md5 = hex(&Md5::digest(bytes));
+    let md5 = crate::hex::encode(&Md5::digest(bytes));
     let rgb = decode::decode(bytes, format, limits)?;
     let decoded = Instant::now();
     let tensor = preprocess::prepare(&rgb, preprocess);
@@ -157,16 +157,6 @@ pub fn prepare_now(
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,7 +165,7 @@ mod tests {
     fn md5_is_the_seeds_hex_digest() {
         // hashlib.md5(b"abc").hexdigest()
         assert_eq!(
-            hex(&Md5::digest(b"abc")),
+            crate::hex::encode(&Md5::digest(b"abc")),
             "900150983cd24fb0d6963f7d28e17f72"
         );
     }

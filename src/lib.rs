@@ -7,7 +7,8 @@
 //! and preprocessing (`imaging`), the cache,
 //! coalescer and batcher (`cache`, `coalesce`, `batch`), the models (`infer`), the answer
 //! encoding (`encode`); then the side paths (`prediction_log`, `metrics`, `stats`) and the wiring (`config`, `cli`,
-//! `app`, `shutdown`, `file_watch`, `idle_exit`, `telemetry`).
+//! `app`, `shutdown`, `file_watch`, `idle_exit`, `telemetry`, and `hex`, the one lowercase hex
+//! encoder).
 #![forbid(unsafe_code)]
 
 pub mod server;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod stats;
 pub mod shutdown;
 pub mod file_watch;
+pub mod hex;
 pub mod idle_exit;
 pub mod telemetry;
 pub mod config;

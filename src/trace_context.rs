@@ -7,6 +7,8 @@
 use http::{HeaderMap, HeaderValue};
 use uuid::Uuid;
 
+use crate::hex;
+
 /// The header, as W3C names it.
 pub const TRACEPARENT: &str = "traceparent";
 
@@ -49,18 +51,11 @@ impl TraceContext {
 
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
-        let mut out = [0u8; 32];
-        hex_into(&self.trace_id, &mut out);
-        out.iter().map(|&b| char::from(b)).collect()
+        hex::encode(&self.trace_id)
     }
 
-    /// The answer's `traceparent`: this trace, the gateway's span as parent.
-    pub fn traceparent(&self) -> String {
-        String::from_utf8_lossy(&self.traceparent_bytes()).into_owned()
-    }
-
-    /// The answer's `traceparent` as a header value, built without formatting (it goes
-    /// on every answer).
+    /// The answer's `traceparent` (this trace, the gateway's span as parent) as a header
+    /// value, built without formatting: it goes on every answer.
     pub fn header_value(&self) -> HeaderValue {
         HeaderValue::from_bytes(&self.traceparent_bytes())
             .unwrap_or_else(|_| HeaderValue::from_static("00-0-0-00"))
@@ -68,9 +63,9 @@ impl TraceContext {
 
     fn traceparent_bytes(&self) -> [u8; 55] {
         let mut out = *b"00-________________________________-________________-__";
-        hex_into(&self.trace_id, &mut out[3..35]);
-        hex_into(&self.span_id, &mut out[36..52]);
-        hex_into(&[self.flags], &mut out[53..55]);
+        hex::encode_into(&self.trace_id, &mut out[3..35]);
+        hex::encode_into(&self.span_id, &mut out[36..52]);
+        hex::encode_into(&[self.flags], &mut out[53..55]);
         out
     }
 }
@@ -122,15 +117,6 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-/// Writes `bytes` as lowercase hex into `out` (twice their length).
-fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use http::HeaderValue;
@@ -153,8 +139,7 @@ mod tests {
             t.parent_id,
             Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
         );
-        let answer = t.traceparent();
-        assert_eq!(t.header_value(), answer.as_str());
+        let answer = t.header_value().to_str().unwrap().to_owned();
         assert!(
             answer.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
             "{answer}"

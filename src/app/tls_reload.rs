@@ -145,7 +145,7 @@ pub fn spawn(mut reload: TlsReload, interval: Duration, now: LookNow) {
                     fingerprint = reload
                         .certificates
                         .leaf()
-                        .map(|c| fingerprint(&c))
+                        .map(|c| tls::fingerprint(&c))
                         .unwrap_or_default(),
                     "TLS certificate reloaded: new handshakes get it"
                 ),
@@ -155,13 +155,4 @@ pub fn spawn(mut reload: TlsReload, interval: Duration, now: LookNow) {
             }
         }
     });
-}
-
-/// The first 8 bytes of a certificate's SHA-256, as hex: which certificate is in force.
-fn fingerprint(der: &[u8]) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(der)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }

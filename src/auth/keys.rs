@@ -16,11 +16,12 @@
 //! with the digest in constant time.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
+
+use crate::hex;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,7 +215,7 @@ pub fn digest(key: &[u8]) -> KeyDigest {
 pub fn generate() -> Result<String, getrandom::Error> {
     let mut bits = [0u8; 32];
     getrandom::fill(&mut bits)?;
-    Ok(format!("ig_{}", hex(&bits)))
+    Ok(format!("ig_{}", hex::encode(&bits)))
 }
 
 /// The key file line for `key`, named `name`, with `scopes`.
@@ -222,16 +223,8 @@ pub fn line(name: &str, scopes: Scopes, key: &str) -> String {
     format!(
         "{name} {} sha256:{}",
         scopes.render(),
-        hex(&digest(key.as_bytes()))
+        hex::encode(&digest(key.as_bytes()))
     )
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 fn parse_hex(s: &str) -> Option<KeyDigest> {

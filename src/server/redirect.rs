@@ -166,7 +166,7 @@ fn host_name(value: &[u8]) -> Option<&str> {
         if !v6
             .bytes()
             .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-            || !(after.is_empty() || port_ok(after))
+            || !(after.is_empty() || after.strip_prefix(':').is_some_and(port_ok))
         {
             return None;
         }
@@ -176,7 +176,7 @@ fn host_name(value: &[u8]) -> Option<&str> {
             Some((h, p)) => (h, Some(p)),
             None => (value, None),
         };
-        if port.is_some_and(|p| !port_ok(&format!(":{p}"))) {
+        if port.is_some_and(|p| !port_ok(p)) {
             return None;
         }
         host
@@ -188,9 +188,9 @@ fn host_name(value: &[u8]) -> Option<&str> {
     (!host.is_empty() && host.len() <= 253 && plain).then_some(host)
 }
 
-fn port_ok(s: &str) -> bool {
-    s.strip_prefix(':')
-        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+/// A port's digits (1 to 5 of them).
+fn port_ok(p: &str) -> bool {
+    !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]

@@ -188,17 +188,17 @@ fn client_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, TlsError>
     )
 }
 
-/// The name a verified client certificate goes by in spans and log rows: `cert:` and the
-/// first 16 hex digits of its SHA-256.
-pub fn client_name(cert: &CertificateDer<'_>) -> String {
+/// The first 8 bytes of a certificate's SHA-256, as hex: which certificate this is, in
+/// logs (the one in force after a reload, a client's).
+pub fn fingerprint(der: &[u8]) -> String {
     use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(cert.as_ref());
-    let mut name = String::from("cert:");
-    for b in &digest[..8] {
-        name.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        name.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
-    }
-    name
+    crate::hex::encode(&sha2::Sha256::digest(der)[..8])
+}
+
+/// The name a verified client certificate goes by in spans and log rows: `cert:` and its
+/// [`fingerprint`].
+pub fn client_name(cert: &CertificateDer<'_>) -> String {
+    format!("cert:{}", fingerprint(cert))
 }
 
 fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
