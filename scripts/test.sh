@@ -103,6 +103,10 @@ TEST_IO_BACKEND=epoll cargo test --locked \
 step "cargo test: the HTTP API and bad-input suites again, with API keys on"
 # tests/support: TEST_API_KEYS gives every gateway a key file and every request its key.
 TEST_API_KEYS=1 cargo test --locked --test http_api --test bad_input
+step "cargo test: the otlp feature, spans posted to a collector (linted too)"
+# The library and binary once more with the feature (its dependencies are small), and the
+# one suite that needs it; the rest of the code is the same with or without.
+cargo test --locked --features otlp --test otlp
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 
 if [ -n "$release_build" ]; then

@@ -78,6 +78,9 @@ pub enum AppError {
     /// The redirect listener could not be set up.
     #[error(transparent)]
     Redirect(#[from] RedirectError),
+    /// The OTLP trace export could not start.
+    #[error(transparent)]
+    Traces(#[from] crate::telemetry::traces::TracesError),
     /// The control runtime or signal handlers could not start.
     #[error("cannot start the control runtime")]
     Runtime(#[source] std::io::Error),
@@ -226,7 +229,8 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
         })?;
         tracing::info!(%addr, "redirect listener: plain HTTP sent to HTTPS, and /health");
     }
-    runtime.block_on(control(Control {
+    let traces = Arc::clone(&gateway.traces);
+    let served = runtime.block_on(control(Control {
         gateway,
         metrics,
         signals,
@@ -239,7 +243,10 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
             tls: tls_reload,
             tls_interval: config.tls.reload_interval(),
         },
-    }))
+    }));
+    // After the drain: the last requests' spans go out before the process does.
+    traces.shutdown();
+    served
 }
 
 /// `infergate hold-netns`: waits for SIGTERM or SIGINT and returns its name, doing nothing

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod http_limits;
 pub mod image;
 mod layers;
+pub mod otlp;
 pub mod rate_limit;
 pub mod redirect;
 mod render;
@@ -29,6 +30,7 @@ pub use crate::config::auth::AuthConfig;
 pub use crate::config::http_limits::HttpConfig;
 pub use crate::config::image::{ImageConfig, ImageModelConfig};
 pub use crate::config::layers::FlagOverrides;
+pub use crate::config::otlp::OtlpConfig;
 pub use crate::config::rate_limit::RateLimitConfig;
 pub use crate::config::redirect::RedirectConfig;
 pub use crate::config::render::render_toml;
@@ -74,6 +76,8 @@ pub struct Config {
     pub ready: ReadyConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Request spans exported to an OpenTelemetry collector.
+    pub otlp: OtlpConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
     /// Where Docker secrets are read from.
@@ -1036,6 +1040,7 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
     config.rate_limit.validate(&mut check);
     config.admission.validate(&mut check);
     config.redirect.validate(config.server.listen, &mut check);
+    config.otlp.validate(&mut check);
     check(
         tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
         "log.level",

@@ -36,6 +36,7 @@ use crate::predict::RequestOptions;
 use crate::rate_limit::{Client, Verdict};
 use crate::server::idle::Activity;
 use crate::state::Gateway;
+use crate::telemetry::traces::FinishedRequest;
 use crate::trace_context::{TRACEPARENT, TraceContext};
 
 /// Response type of every route.
@@ -103,16 +104,23 @@ impl Route {
     }
 }
 
-/// Phases of one request, rendered as `Server-Timing`.
+/// Phases of one request, rendered as `Server-Timing`, and (for an exported trace span)
+/// which model answered from where.
 #[derive(Debug, Default)]
 pub struct Timing {
     entries: Vec<(&'static str, Duration)>,
+    answered_by: Option<(String, &'static str)>,
 }
 
 impl Timing {
     /// Adds a measured phase.
     pub fn add(&mut self, phase: &'static str, took: Duration) {
         self.entries.push((phase, took));
+    }
+
+    /// Notes the model and cache outcome of a prediction, for its trace span.
+    pub fn answered_by(&mut self, model: &str, cache: &'static str) {
+        self.answered_by = Some((model.to_owned(), cache));
     }
 
     fn header(&self, total: Duration) -> String {
@@ -240,7 +248,9 @@ pub async fn handle(
     let req = req.map(RequestBody::new);
     let route = Route::of(req.uri().path());
     let request_id = request_id(req.headers());
-    let trace = TraceContext::from_headers(req.headers());
+    let trace = gateway
+        .traces
+        .sample(TraceContext::from_headers(req.headers()));
     let method = req.method().clone();
     // A span formats its fields when it is made, whether or not an event is ever written in
     // it. Unless this module's debug events are on, the span is made only for an answer
@@ -351,6 +361,21 @@ pub async fn handle(
     }
     let status = response.status().as_u16();
     request_metrics::record(route, status, total.as_secs_f64());
+    if gateway.traces.is_on() {
+        let answered_by = timing.answered_by.as_ref();
+        gateway.traces.finish(&FinishedRequest {
+            trace: &trace,
+            method: &method,
+            route: route.as_str(),
+            status,
+            duration: total,
+            request_id: &request_id,
+            key: key.as_deref(),
+            model: answered_by.map(|(model, _)| model.as_str()),
+            cache: answered_by.map(|&(_, cache)| cache),
+            phases: &timing.entries,
+        });
+    }
     let span = if status >= 500 && span.is_disabled() {
         late_span()
     } else {

@@ -15,6 +15,7 @@ use crate::predict::Predictor;
 use crate::rate_limit::RateLimits;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::telemetry::traces::Traces;
 
 /// Request limits enforced before a body reaches a handler.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +46,8 @@ pub struct Gateway {
     pub auth: Arc<Auth>,
     /// The rate limits.
     pub rate_limits: RateLimits,
+    /// Where finished request spans go (an OTLP collector, or nowhere).
+    pub traces: Arc<Traces>,
     /// Name of the I/O backend serving connections (`epoll`).
     pub io_backend: &'static str,
     /// Which cache tiers are on: `"l1+l2"`, `"l1"` or `"disabled"`.
@@ -69,6 +72,7 @@ impl Gateway {
             limits: parts.limits,
             auth: parts.auth,
             rate_limits: parts.rate_limits,
+            traces: parts.traces,
             io_backend: parts.io_backend,
             cache_mode: parts.cache_mode,
             ready_require: parts.ready_require,
@@ -110,6 +114,7 @@ pub struct GatewayParts {
     pub limits: Limits,
     pub auth: Arc<Auth>,
     pub rate_limits: RateLimits,
+    pub traces: Arc<Traces>,
     pub io_backend: &'static str,
     /// Which cache tiers are on: `"l1+l2"`, `"l1"` or `"disabled"`.
     pub cache_mode: &'static str,

@@ -3,8 +3,12 @@
 //! Span fields used across the crate: `request_id`, `method`, `route`, `status`,
 //! `latency_ms`, `model`, `cache`. One span per request is opened in `http`. Warnings a
 //! client can trigger at will are counted and summarised instead ([`client_noise`]).
+//! Request spans can also go to an OpenTelemetry collector ([`traces`]).
 
 pub mod client_noise;
+#[cfg(feature = "otlp")]
+pub mod otlp;
+pub mod traces;
 
 use std::io::IsTerminal as _;
 

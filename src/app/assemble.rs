@@ -32,6 +32,7 @@ use crate::server::backend::Backend;
 use crate::shutdown::Shutdown;
 use crate::state::{Gateway, GatewayParts, Limits};
 use crate::stats::Stats;
+use crate::telemetry::traces::Traces;
 
 /// The gateway state and the metrics handle, built from a validated `Config`: models
 /// loaded, compute threads, batcher, caches and the prediction log started; nothing
@@ -151,6 +152,7 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
         },
         auth: Arc::new(load_auth(config)?),
         rate_limits: RateLimits::new(&config.rate_limit),
+        traces: Arc::new(Traces::start(&config.otlp)?),
         io_backend: backend.name(),
         cache_mode,
         ready_require: config.ready.require.clone(),

@@ -144,6 +144,9 @@ pub async fn predict(
     let span = tracing::Span::current();
     span.record("model", info.name.as_str());
     span.record("cache", prediction.cache.as_str());
+    if gw.traces.is_on() {
+        timing.answered_by(&info.name, prediction.cache.as_str());
+    }
     let body = crate::encode::answer(
         prediction.prediction_id,
         &prediction.answer.body,
