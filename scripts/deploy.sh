@@ -40,7 +40,7 @@ DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-30}
 SMOKE_PATH=${SMOKE_PATH:-/predict}
 SMOKE_BODY=${SMOKE_BODY:-'{"features": [5.1, 3.5, 1.4, 0.2]}'}
 DEPLOY_STATE=${DEPLOY_STATE:-.deploy}
-SECRETS=(tls_cert tls_key database_password redis_password)
+SECRETS=(tls_cert tls_key database_password redis_password api_keys)
 CHECK_SOCKET=/run/infergate/check.sock
 GATEWAY_GID=10001
 

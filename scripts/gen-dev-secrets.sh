@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Makes development secrets for compose.prod.yml in secrets/ (or DIR): a self-signed TLS
-# certificate for localhost, random database and Redis passwords. Existing files are kept
-# unless --force. Files are mode 0640, group 10001 (the gateway's group, which the Redis and
+# certificate for localhost, random database and Redis passwords, and API keys: `api_keys`
+# (the gateway's key file: digests only) with a `client` key (scope predict, the key itself
+# in api_key_client, for your clients) and a `prometheus` key (scope admin, in
+# api_key_prometheus, which Prometheus sends when it scrapes /metrics). Existing files are
+# kept unless --force. Files are mode 0640, group 10001 (the gateway's group, which the Redis and
 # PostgreSQL services join in compose.prod.yml): readable by the stack, not by the world.
 # Changing the group needs root; without it the files keep your group and a note says how
 # to fix it.
@@ -35,9 +38,23 @@ fi
 openssl rand -hex 24 | write database_password
 openssl rand -hex 24 | write redis_password
 
-if [ "$(id -u)" = 0 ]; then
-    chgrp 10001 "$dir"/tls_cert "$dir"/tls_key "$dir"/database_password "$dir"/redis_password
+# The key file and the two keys it admits, made together: a digest must match its key.
+if [ ! -e "$dir/api_keys" ] || [ -n "$force" ]; then
+    client="ig_$(openssl rand -hex 32)"
+    prometheus="ig_$(openssl rand -hex 32)"
+    digest() { printf '%s' "$1" | openssl dgst -sha256 -r | cut -d' ' -f1; }
+    printf 'client predict sha256:%s\nprometheus admin sha256:%s\n' \
+        "$(digest "$client")" "$(digest "$prometheus")" | force=1 write api_keys
+    printf '%s\n' "$client" | force=1 write api_key_client
+    printf '%s\n' "$prometheus" | force=1 write api_key_prometheus
 else
-    echo "note: run 'sudo chgrp 10001 $dir/{tls_cert,tls_key,database_password,redis_password}'" \
+    echo "kept    $dir/api_keys"
+fi
+
+if [ "$(id -u)" = 0 ]; then
+    chgrp 10001 "$dir"/tls_cert "$dir"/tls_key "$dir"/database_password "$dir"/redis_password \
+        "$dir"/api_keys "$dir"/api_key_client "$dir"/api_key_prometheus
+else
+    echo "note: run 'sudo chgrp 10001 $dir/{tls_cert,tls_key,database_password,redis_password,api_keys,api_key_client,api_key_prometheus}'" \
         "so the containers can read them" >&2
 fi

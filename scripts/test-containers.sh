@@ -74,17 +74,27 @@ wait_https() { # URL [SECONDS]: until the URL answers 200
     done
 }
 
+# AUTH: the curl arguments that present the client's key, where the stack has keys on
+# (compose.prod.yml); set by use_keys, empty otherwise.
+AUTH=()
+CLIENT_KEY=
+use_keys() { # SECRETS_DIR: requests present the client key gen-dev-secrets.sh made there
+    CLIENT_KEY=$(cat "$1/api_key_client")
+    AUTH=(-H "authorization: Bearer $CLIENT_KEY")
+}
+no_keys() { AUTH=(); CLIENT_KEY=; }
+
 status_and_cache() { # response headers on stdin -> "STATUS x-cache"
     awk 'tolower($1) == "x-cache:" { c = $2 } NR == 1 { s = $2 } END { gsub("\r", "", c); print s, c }'
 }
 
 predict_json() { # PORT BODY -> prints "HTTP x-cache" of the answer
-    curl -ks -o /dev/null -D - -H 'content-type: application/json' -d "$2" \
+    curl -ks -o /dev/null -D - "${AUTH[@]}" -H 'content-type: application/json' -d "$2" \
         "https://127.0.0.1:$1/predict" | status_and_cache
 }
 
 predict_image() { # PORT FILE -> "HTTP x-cache"
-    curl -ks -o /dev/null -D - -F "file=@$2" "https://127.0.0.1:$1/predict" | status_and_cache
+    curl -ks -o /dev/null -D - "${AUTH[@]}" -F "file=@$2" "https://127.0.0.1:$1/predict" | status_and_cache
 }
 
 rows() { # [CONTAINER]: the number of rows in predictions (default: the project's postgres)
@@ -232,9 +242,11 @@ io_backend() { # PORT -> the io_backend /stats reports
 test_prod() {
     section "compose.prod.yml: secrets, hardening, internal backend"
     project prod compose.yml compose.prod.yml
-    export SECRETS_DIR="$work/secrets" HTTPS_PORT
+    export SECRETS_DIR="$work/secrets" HTTPS_PORT PROMETHEUS_PORT
     HTTPS_PORT=$(free_port)
+    PROMETHEUS_PORT=$(free_port)
     scripts/gen-dev-secrets.sh "$SECRETS_DIR" >/dev/null
+    use_keys "$SECRETS_DIR"
     "${DC[@]}" config -q
     "${DC[@]}" up -d >/dev/null 2>&1 || { "${DC[@]}" up -d; die "compose up (prod)"; }
     wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
@@ -253,6 +265,23 @@ test_prod() {
     wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
     [ "$(predict_json "$HTTPS_PORT" '{"features": [5.9, 3.0, 5.1, 1.8]}')" = "200 hit-l2" ] || die "hit-l2 (prod)"
     ok "redis password from /run/secrets (hit-l2 after a restart)"
+    code() { curl -ks -o /dev/null -w '%{http_code}' "$@"; }
+    [ "$(code -H 'content-type: application/json' -d '{"features": [5.9, 3.0, 5.1, 1.8]}' \
+        "https://127.0.0.1:$HTTPS_PORT/predict")" = 401 ] || die "/predict without a key is not 401 (prod)"
+    [ "$(code "${AUTH[@]}" "https://127.0.0.1:$HTTPS_PORT/metrics")" = 403 ] ||
+        die "/metrics with the client's predict key is not 403 (prod)"
+    [ "$(code -H "authorization: Bearer $(cat "$SECRETS_DIR/api_key_prometheus")" \
+        "https://127.0.0.1:$HTTPS_PORT/metrics")" = 200 ] || die "/metrics with the admin key is not 200 (prod)"
+    [ "$(code "https://127.0.0.1:$HTTPS_PORT/ready")" = 200 ] || die "/ready is not open (prod)"
+    ok "API keys from /run/secrets: /predict needs a key, /metrics the admin one, /ready is open"
+    "${DC[@]}" --profile monitoring up -d prometheus >/dev/null 2>&1 ||
+        { "${DC[@]}" --profile monitoring up -d prometheus; die "compose up prometheus (prod)"; }
+    local deadline=$((SECONDS + 60))
+    until curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | grep -q '"health":"up"'; do
+        ((SECONDS < deadline)) || { curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" >&3; die "Prometheus never scraped the keyed gateway"; }
+        sleep 1
+    done
+    ok "Prometheus scrapes /metrics with the admin key from the api_key_prometheus secret"
     gw=$(container gateway)
     local printed
     printed=$(docker exec "$gw" infergate print-config --profile compose)
@@ -292,7 +321,8 @@ test_prod() {
     service_answers_inside redis || die "the probe cannot reach redis even from the gateway's namespace"
     service_answers_inside postgres || die "the probe cannot reach postgres even from the gateway's namespace"
     ok "redis and postgres unreachable from the host (no published port, internal network)"
-    "${DC[@]}" down -v -t 5 >/dev/null 2>&1
+    "${DC[@]}" --profile monitoring down -v -t 5 >/dev/null 2>&1
+    no_keys
 }
 
 # ---- monitoring: Prometheus (Debian's, in a local image) and the dashboard's queries --------------
@@ -354,6 +384,7 @@ wrk.method = "POST"
 wrk.body = '{"features": [6.1, 2.8, 4.7, 1.2]}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
+    [ -z "$CLIENT_KEY" ] || printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$CLIENT_KEY" >>"$work/predict-$name.lua"
     wrk -t1 -c8 -d600s -s "$work/predict-$name.lua" "$@" "https://127.0.0.1:$port/predict" \
         >"$work/wrk-$name.txt" 2>&1 &
     echo $! >"$work/wrk-$name.pid"
@@ -371,7 +402,7 @@ load_stop() { # NAME: stops the load (sets REQUESTS), fails on any error or non-
     if grep -qE 'Socket errors|Non-2xx' <<<"$summary" || [ -z "$requests" ] || ((requests == 0)); then
         echo "$summary" >&3
         # What the gateways answered and logged, for a failure seen only in CI.
-        curl -ks -D - -o - -H 'content-type: application/json' -d '{"features": [5.1, 3.5, 1.4, 0.2]}' \
+        curl -ks -D - -o - "${AUTH[@]}" -H 'content-type: application/json' -d '{"features": [5.1, 3.5, 1.4, 0.2]}' \
             "https://127.0.0.1:$HTTPS_PORT/predict" >&3 2>&1 || true
         local c
         for c in $(docker ps -aq --filter "label=com.docker.compose.project=$P" --filter name=gateway); do
@@ -416,6 +447,7 @@ test_deploy() {
     export DEPLOY_STATE="$work/deploy-state" READY_TIMEOUT=40 DRAIN_TIMEOUT=20
     HTTPS_PORT=$(free_port)
     scripts/gen-dev-secrets.sh "$SECRETS_DIR" >/dev/null
+    use_keys "$SECRETS_DIR"
 
     mv "$SECRETS_DIR/redis_password" "$work/redis_password"
     if deploy --image "$GATEWAY_IMAGE"; then die "deploy.sh went on without a secret"; fi
@@ -462,6 +494,7 @@ test_deploy() {
     ok "--rollback returns to the previous version"
     "${DC[@]}" down -v -t 5 >/dev/null 2>&1
     docker rmi "$GATEWAY_IMAGE-v2" "$GATEWAY_IMAGE-unready" "$GATEWAY_IMAGE-badsmoke" >/dev/null 2>&1 || true
+    no_keys
 }
 
 # ---- swarm: the same files on `docker stack deploy` -------------------------------------------
@@ -496,6 +529,7 @@ test_swarm() {
     export HTTPS_PORT REDIS_PORT POSTGRES_PORT
     HTTPS_PORT=$(free_port) REDIS_PORT=$(free_port) POSTGRES_PORT=$(free_port)
     scripts/gen-dev-secrets.sh "$SECRETS_DIR" >/dev/null
+    use_keys "$SECRETS_DIR"
     local stackfile="$work/stack.json"
     scripts/swarm.sh render >"$stackfile"
     docker stack config -c "$stackfile" >/dev/null || die "docker stack config refuses the rendered stack"
@@ -510,7 +544,8 @@ test_swarm() {
     # both replicas; the one that did not compute the answer finds it in Redis (hit-l2).
     local body='{"features": [6.3, 2.5, 5.0, 1.9]}' i answers
     answers=$(for i in $(seq 40); do
-        curl -ks -o /dev/null -D - -H 'content-type: application/json' -H 'connection: close'             -d "$body" "https://127.0.0.1:$HTTPS_PORT/predict" | status_and_cache
+        curl -ks -o /dev/null -D - "${AUTH[@]}" -H 'content-type: application/json' -H 'connection: close' \
+            -d "$body" "https://127.0.0.1:$HTTPS_PORT/predict" | status_and_cache
     done | sort | uniq -c)
     grep -qE '^ +[0-9]+ 200 hit-l2$' <<<"$answers" || { echo "$answers"; die "no replica found the other's answer in Redis"; }
     grep -qvE ' 200 (miss|hit-l1|hit-l2)$' <<<"$answers" && { echo "$answers"; die "a request failed"; }
@@ -539,6 +574,7 @@ test_swarm() {
     ok "an update that never turns ready is rolled back by Swarm: 0 failed of $KA keep-alive and $FRESH new-connection requests"
     swarm_cleanup
     docker rmi "$GATEWAY_IMAGE-v2" >/dev/null 2>&1 || true
+    no_keys
 }
 
 parts=("$@")
