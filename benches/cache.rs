@@ -31,6 +31,7 @@ fn l1_ops(c: &mut Criterion) {
         confidence: 0.99,
         // About the size of an Iris answer's cacheable members.
         body: Bytes::from(vec![b'x'; 280]),
+        probs: std::sync::Arc::from([0.99, 0.007, 0.003]),
     };
     let l1 = L1::new(&L1Config {
         max_entries: 100_000,

@@ -10,31 +10,52 @@ pub mod key;
 pub mod l1;
 pub mod l2;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
-/// Magic and format version at the start of every stored value.
-const MAGIC: &[u8; 4] = b"IGA1";
-/// Magic, checksum, confidence.
-const HEADER_LEN: usize = 4 + 8 + 4;
+/// Magic and format version at the start of every stored value. Version 2 added the
+/// probabilities; a version 1 value reads as a miss and is replaced.
+const MAGIC: &[u8; 4] = b"IGA2";
+/// Magic, checksum, confidence, the number of probabilities.
+const HEADER_LEN: usize = 4 + 8 + 4 + 4;
+/// More classes than any classifier has: a count above it is corruption.
+const MAX_CLASSES: usize = 1 << 20;
 
 /// A cached answer: the model-dependent JSON members of the answer (without the braces),
-/// and the winning confidence (for `/stats`).
+/// the winning confidence (for `/stats`), and every class's probability (for answers
+/// that carry the whole output tensor, as the Open Inference Protocol's do).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedAnswer {
     /// Confidence of the top class.
     pub confidence: f32,
     /// JSON members, e.g. `"model":{..},"prediction":"setosa",..,"top_k":[..]`.
     pub body: Bytes,
+    /// The model's output: one probability per class, in class order.
+    pub probs: Arc<[f32]>,
 }
 
 impl CachedAnswer {
-    /// The bytes stored outside the process: magic, checksum, confidence, body.
+    /// Bytes this answer holds (the L1's budget counts them).
+    pub fn size(&self) -> usize {
+        self.body.len() + 4 * self.probs.len()
+    }
+
+    /// The bytes stored outside the process: magic, checksum, confidence, the
+    /// probabilities (a count, then little-endian `f32`s), body.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + self.body.len());
+        let mut out = Vec::with_capacity(HEADER_LEN + self.size());
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&checksum(self.confidence, &self.body).to_le_bytes());
+        out.extend_from_slice(&[0; 8]);
         out.extend_from_slice(&self.confidence.to_le_bytes());
+        let count = u32::try_from(self.probs.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&count.to_le_bytes());
+        for p in self.probs.iter() {
+            out.extend_from_slice(&p.to_le_bytes());
+        }
         out.extend_from_slice(&self.body);
+        let sum = xxhash_rust::xxh3::xxh3_64(&out[12..]);
+        out[4..12].copy_from_slice(&sum.to_le_bytes());
         out
     }
 
@@ -45,23 +66,27 @@ impl CachedAnswer {
             return None;
         }
         let sum = u64::from_le_bytes(bytes[4..12].try_into().ok()?);
-        let confidence = f32::from_le_bytes(bytes[12..16].try_into().ok()?);
-        let body = &bytes[HEADER_LEN..];
-        if checksum(confidence, body) != sum || !confidence.is_finite() {
+        if xxhash_rust::xxh3::xxh3_64(&bytes[12..]) != sum {
             return None;
         }
+        let confidence = f32::from_le_bytes(bytes[12..16].try_into().ok()?);
+        let count = u32::from_le_bytes(bytes[16..20].try_into().ok()?) as usize;
+        if !confidence.is_finite() || count > MAX_CLASSES {
+            return None;
+        }
+        let rest = &bytes[HEADER_LEN..];
+        let (probs, body) = rest.split_at_checked(4 * count)?;
+        let probs = probs
+            .chunks_exact(4)
+            .map(|c| c.try_into().map(f32::from_le_bytes))
+            .collect::<Result<Arc<[f32]>, _>>()
+            .ok()?;
         Some(Self {
             confidence,
             body: Bytes::copy_from_slice(body),
+            probs,
         })
     }
-}
-
-fn checksum(confidence: f32, body: &[u8]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(&confidence.to_le_bytes());
-    h.update(body);
-    h.digest()
 }
 
 #[cfg(test)]
@@ -73,6 +98,7 @@ mod tests {
         let a = CachedAnswer {
             confidence: 0.75,
             body: Bytes::from_static(br#""prediction":"setosa""#),
+            probs: Arc::from([0.75, 0.2, 0.05]),
         };
         let bytes = a.encode();
         assert_eq!(CachedAnswer::decode(&bytes), Some(a));
@@ -82,5 +108,11 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
         assert_eq!(CachedAnswer::decode(&flipped), None);
+        let mut counted = bytes.clone();
+        counted[16] = 200;
+        assert_eq!(CachedAnswer::decode(&counted), None, "a count past the end");
+        let mut v1 = bytes;
+        v1[3] = b'1';
+        assert_eq!(CachedAnswer::decode(&v1), None, "an older format is a miss");
     }
 }

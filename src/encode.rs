@@ -2,6 +2,8 @@
 //! encoded once, cached as bytes, and spliced with the per-request members
 //! (`prediction_id`, `cached`) for every request it answers.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Serialize;
 use uuid::Uuid;
@@ -70,7 +72,7 @@ pub fn tabular(info: &ModelInfo, probs: &[f32]) -> CachedAnswer {
         class_id: best,
         top_k: top(info, probs, &ranked),
     };
-    cached(confidence, &members)
+    cached(confidence, &members, probs)
 }
 
 /// Encodes an image classifier's probabilities for the upload whose MD5 is `image_hash`.
@@ -82,7 +84,7 @@ pub fn image(info: &ModelInfo, image_hash: &str, probs: &[f32]) -> CachedAnswer 
         image_hash,
         predictions: top(info, probs, &ranked),
     };
-    cached(confidence, &members)
+    cached(confidence, &members, probs)
 }
 
 fn model_ref(info: &ModelInfo) -> ModelRef<'_> {
@@ -108,8 +110,9 @@ fn top<'a>(info: &'a ModelInfo, probs: &[f32], ranked: &[usize]) -> Vec<ClassSco
         .collect()
 }
 
-/// The members of `object` without its braces, with its confidence.
-fn cached(confidence: f32, object: &impl Serialize) -> CachedAnswer {
+/// The members of `object` without its braces, with its confidence and the
+/// probabilities.
+fn cached(confidence: f32, object: &impl Serialize, probs: &[f32]) -> CachedAnswer {
     // Serializing plain structs of strings and numbers cannot fail; an empty object is
     // the harmless fallback if it ever did.
     let object = serde_json::to_vec(object).unwrap_or_else(|_| b"{}".to_vec());
@@ -119,6 +122,7 @@ fn cached(confidence: f32, object: &impl Serialize) -> CachedAnswer {
     CachedAnswer {
         confidence,
         body: Bytes::copy_from_slice(inner),
+        probs: Arc::from(probs),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod error;
 pub mod multipart;
+pub mod oip;
 pub mod request_metrics;
 pub mod routes;
 pub mod types;
@@ -50,6 +51,12 @@ pub enum Route {
     Predict,
     Stats,
     Metrics,
+    /// OIP `/v2/health/live` and `/v2/health/ready`.
+    OipHealth,
+    /// OIP `/v2`, a model's metadata and readiness.
+    OipMetadata,
+    /// OIP `/v2/models/{m}[/versions/{v}]/infer`.
+    OipInfer,
     Unknown,
 }
 
@@ -62,8 +69,22 @@ impl Route {
             "/predict" => Self::Predict,
             "/stats" => Self::Stats,
             "/metrics" => Self::Metrics,
+            p if p.starts_with("/v2") => match oip::endpoint(p) {
+                Some(oip::Endpoint::Live | oip::Endpoint::Ready) => Self::OipHealth,
+                Some(oip::Endpoint::Model {
+                    action: oip::Action::Infer,
+                    ..
+                }) => Self::OipInfer,
+                Some(_) => Self::OipMetadata,
+                None => Self::Unknown,
+            },
             _ => Self::Unknown,
         }
+    }
+
+    /// Whether the route is the Open Inference Protocol's (its errors are `{"error": "…"}`).
+    pub fn is_oip(self) -> bool {
+        matches!(self, Self::OipHealth | Self::OipMetadata | Self::OipInfer)
     }
 
     /// The label used in metrics and logs (bounded: unknown paths share one label).
@@ -74,6 +95,9 @@ impl Route {
             Self::Predict => "/predict",
             Self::Stats => "/stats",
             Self::Metrics => "/metrics",
+            Self::OipHealth => "/v2/health",
+            Self::OipMetadata => "/v2/models/{model}",
+            Self::OipInfer => "/v2/models/{model}/infer",
             Self::Unknown => "unknown",
         }
     }
@@ -81,7 +105,7 @@ impl Route {
     /// The `Allow` header value of the route.
     fn allow(self) -> &'static str {
         match self {
-            Self::Predict => "POST",
+            Self::Predict | Self::OipInfer => "POST",
             _ => "GET, HEAD",
         }
     }
@@ -90,15 +114,17 @@ impl Route {
     /// Unknown paths need a key too, so that probing them tells a stranger nothing.
     pub fn scope(self) -> Option<Scope> {
         match self {
-            Self::Health | Self::Ready => None,
-            Self::Predict | Self::Unknown => Some(Scope::Predict),
+            Self::Health | Self::Ready | Self::OipHealth => None,
+            Self::Predict | Self::OipMetadata | Self::OipInfer | Self::Unknown => {
+                Some(Scope::Predict)
+            }
             Self::Stats | Self::Metrics => Some(Scope::Admin),
         }
     }
 
     fn allows(self, method: &Method) -> bool {
         match self {
-            Self::Predict => method == Method::POST,
+            Self::Predict | Self::OipInfer => method == Method::POST,
             _ => method == Method::GET || method == Method::HEAD,
         }
     }
@@ -337,7 +363,12 @@ pub async fn handle(
                 span.clone()
             };
             span.in_scope(|| tracing::debug!(code = err.code(), error = %err, "request refused"));
-            (err.into_response(), span)
+            let response = if route.is_oip() {
+                err.into_oip_response()
+            } else {
+                err.into_response()
+            };
+            (response, span)
         }
         Err(_) => {
             let span = late_span();
@@ -483,6 +514,8 @@ async fn dispatch(
         Route::Predict => routes::predict(gateway, req, meta, timing).await,
         Route::Stats => Ok(routes::stats(gateway).await),
         Route::Metrics => Ok(routes::metrics(gateway)),
+        Route::OipHealth | Route::OipMetadata => oip::metadata(gateway, req.uri().path()),
+        Route::OipInfer => oip::infer(gateway, req, meta, timing).await,
         Route::Unknown => Err(ApiError::NotFound(req.uri().path().into())),
     }
 }

@@ -166,7 +166,7 @@ fn garbage_under_our_key_is_a_miss_and_gets_overwritten() {
         );
     });
     eventually("the garbage overwritten", || {
-        redis.get(&key).is_some_and(|v| v.starts_with(b"IGA1"))
+        redis.get(&key).is_some_and(|v| v.starts_with(b"IGA2"))
     });
 }
 

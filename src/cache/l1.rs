@@ -34,7 +34,7 @@ struct Entry {
 
 impl Entry {
     fn size(&self) -> usize {
-        self.value.body.len() + ENTRY_OVERHEAD
+        self.value.size() + ENTRY_OVERHEAD
     }
 }
 
@@ -161,6 +161,7 @@ mod tests {
         CachedAnswer {
             confidence: 0.5,
             body: Bytes::from(vec![b'x'; len]),
+            probs: std::sync::Arc::from([]),
         }
     }
 

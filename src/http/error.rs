@@ -172,6 +172,16 @@ impl ApiError {
         }
     }
 
+    /// As [`ApiError::into_response`], with the Open Inference Protocol's body:
+    /// `{"error": "<code>: <message>"}`.
+    pub fn into_oip_response(self) -> Response<Full<Bytes>> {
+        let message = format!("{}: {self}", self.code());
+        let body = serde_json::json!({ "error": message }).to_string();
+        let mut response = self.into_response();
+        *response.body_mut() = Full::new(Bytes::from(body));
+        response
+    }
+
     /// The full response: status, JSON body and the headers the status calls for.
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let body = ErrorBody {

@@ -49,6 +49,42 @@ pub fn health(gw: &Gateway) -> HttpResponse {
 /// listener is open; it does not decide readiness (a standby instance is ready to be
 /// activated).
 pub fn ready(gw: &Gateway) -> HttpResponse {
+    let r = readiness(gw);
+    json_response(
+        readiness_status(r.ready),
+        &json!({
+            "status": if r.ready { "ready" } else { "not_ready" },
+            "draining": r.draining,
+            "listening": gw.is_listening(),
+            "io_backend": gw.io_backend,
+            "checks": {
+                "model": if r.warm { "ok" } else { "warming_up" },
+                // Redis or Postgres down degrades (L1 only; rows spooled), it does not
+                // make a replica unready unless ready.require says so: every replica
+                // shares them.
+                "redis": r.redis,
+                "database": r.database,
+            },
+            "required_down": r.missing,
+        }),
+    )
+}
+
+/// Whether `/ready` would answer 200 (the OIP health and model readiness ask the same).
+pub fn is_ready(gw: &Gateway) -> bool {
+    readiness(gw).ready
+}
+
+struct Readiness {
+    ready: bool,
+    warm: bool,
+    draining: bool,
+    redis: &'static str,
+    database: &'static str,
+    missing: Vec<&'static str>,
+}
+
+fn readiness(gw: &Gateway) -> Readiness {
     let warm = gw.models_warm();
     let draining = gw.shutdown.is_draining();
     let redis = gw.predictor.redis_status();
@@ -61,25 +97,14 @@ pub fn ready(gw: &Gateway) -> HttpResponse {
             Dependency::Database => (database != "ok").then_some("database"),
         })
         .collect();
-    let ready = warm && !draining && missing.is_empty();
-    json_response(
-        readiness_status(ready),
-        &json!({
-            "status": if ready { "ready" } else { "not_ready" },
-            "draining": draining,
-            "listening": gw.is_listening(),
-            "io_backend": gw.io_backend,
-            "checks": {
-                "model": if warm { "ok" } else { "warming_up" },
-                // Redis or Postgres down degrades (L1 only; rows spooled), it does not
-                // make a replica unready unless ready.require says so: every replica
-                // shares them.
-                "redis": redis,
-                "database": database,
-            },
-            "required_down": missing,
-        }),
-    )
+    Readiness {
+        ready: warm && !draining && missing.is_empty(),
+        warm,
+        draining,
+        redis,
+        database,
+        missing,
+    }
 }
 
 /// `POST /predict`.
@@ -164,7 +189,7 @@ pub async fn predict(
 }
 
 /// Whether the request says `Cache-Control: no-cache` (or `no-store`, or `max-age=0`).
-fn asks_no_cache(headers: &http::HeaderMap) -> bool {
+pub(crate) fn asks_no_cache(headers: &http::HeaderMap) -> bool {
     headers
         .get_all(http::header::CACHE_CONTROL)
         .iter()

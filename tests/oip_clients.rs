@@ -1,0 +1,133 @@
+//! A client written by others drives the Open Inference Protocol routes: NVIDIA's
+//! tritonclient[http] from PyPI (`scripts/pyclients.sh`, `scripts/oip-clients.py`), over
+//! TLS, for health, metadata, and infer on the tabular model (JSON and binary tensors, the
+//! classification extension) and the image model (an encoded file as BYTES), with the
+//! answers `/predict` gives for the same inputs.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use support::{Gateway, Options, h1_client, keys_on, runtime};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The clients' Python, set up by `scripts/pyclients.sh` when missing.
+fn python() -> PathBuf {
+    let status = Command::new(repo().join("scripts/pyclients.sh"))
+        .status()
+        .expect("run scripts/pyclients.sh");
+    assert!(status.success(), "scripts/pyclients.sh failed");
+    repo().join("target/pyclients/bin/python")
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-6
+}
+
+#[test]
+fn tritonclient_http_gets_the_answers_predict_gives() {
+    let gw = Gateway::start(Options::default());
+    let image = Path::new("tests/fixtures/images/cat.png");
+    let mut cmd = Command::new(python());
+    cmd.arg(repo().join("scripts/oip-clients.py"))
+        .arg(gw.addr.to_string())
+        .arg(image);
+    if keys_on() {
+        cmd.arg(support::SUITE_KEY);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "oip-clients.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["live"], true);
+    assert_eq!(got["ready"], true);
+    assert_eq!(got["iris_ready"], true);
+    assert_eq!(got["server"]["name"], "infergate");
+    assert_eq!(got["iris_metadata"]["inputs"][0]["name"], "features");
+
+    let (iris, upload) = runtime().block_on(async {
+        let c = h1_client();
+        let iris: Value = c
+            .post(gw.url("/predict"))
+            .json(&json!({"features": [6.1, 2.8, 4.7, 1.2]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let bytes = std::fs::read(image).unwrap();
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name("cat.png"),
+        );
+        let upload: Value = c
+            .post(gw.url("/predict"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        (iris, upload)
+    });
+    for key in ["iris_json", "iris_binary"] {
+        let probs = got[key][0].as_array().unwrap();
+        assert_eq!(probs.len(), 3, "{key}");
+        for entry in iris["top_k"].as_array().unwrap() {
+            let id = entry["class_id"].as_u64().unwrap() as usize;
+            assert!(
+                close(
+                    probs[id].as_f64().unwrap(),
+                    entry["confidence"].as_f64().unwrap()
+                ),
+                "{key}: class {id}: {probs:?} vs {iris}"
+            );
+        }
+    }
+    let top: Vec<&str> = got["iris_classification"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(top.len(), 2);
+    assert_eq!(
+        top[0],
+        format!(
+            "{:.6}:{}:{}",
+            iris["confidence"].as_f64().unwrap(),
+            iris["class_id"],
+            iris["prediction"].as_str().unwrap()
+        )
+    );
+    let probs = got["image"].as_array().unwrap();
+    assert_eq!(probs.len(), 1000);
+    for p in upload["predictions"].as_array().unwrap() {
+        let id = p["class_id"].as_u64().unwrap() as usize;
+        assert!(close(
+            probs[id].as_f64().unwrap(),
+            p["confidence"].as_f64().unwrap()
+        ));
+    }
+    assert_eq!(got["unknown_model"]["status"], "404");
+    assert!(
+        got["unknown_model"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-model"),
+        "{}",
+        got["unknown_model"]
+    );
+}
