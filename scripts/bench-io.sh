@@ -14,6 +14,7 @@
 # VARIANTS: space-separated NAME:IO[:ENV=VALUE+ENV=VALUE...] (extra environment for that
 # variant's gateway, `+`-separated). HEADER: one more request header every case sends to
 # every variant (scripts/bench-edge.sh: an API key, which an open gateway ignores).
+# CASES_SPEC: the cases instead of the built-in ones (see CASES below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/common.sh
@@ -48,6 +49,8 @@ CASES=(
     "h2 /predict hit-l1|100000|-m10|/predict|$WORK/iris.json:application/json"
     "h1 image upload hit-l1|2000|--h1 -m1|/predict|$IMAGE:image/jpeg"
 )
+# CASES_SPEC (one case a line, the same fields) replaces them (scripts/bench-oip.sh).
+if [ -n "${CASES_SPEC:-}" ]; then mapfile -t CASES <<<"$CASES_SPEC"; fi
 tick=$(getconf CLK_TCK)
 cpu_us() { awk -v t="$tick" '{print ($14 + $15) * 1000000 / t}' "/proc/$1/stat"; }
 

@@ -15,15 +15,9 @@ const IRIS: [f32; 8] = [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3];
 
 /// `/predict`'s probabilities for one row, by class id.
 async fn predict_probs(c: &Client, gw: &Gateway, row: &[f32]) -> Vec<f64> {
-    let v: Value = c
-        .post(gw.url("/predict"))
-        .json(&json!({ "features": row }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = gw
+        .post_json(c, "/predict", &json!({ "features": row }))
+        .await;
     let mut probs = vec![0.0; 3];
     for entry in v["top_k"].as_array().unwrap() {
         probs[entry["class_id"].as_u64().unwrap() as usize] = entry["confidence"].as_f64().unwrap();
@@ -246,20 +240,9 @@ fn binary_tensors_in_and_out_for_the_tabular_and_the_image_model() {
             );
 
             // An image as BYTES (a 4-byte length, then the file), against /predict's upload.
-            let image = std::fs::read("tests/fixtures/images/cat.png").unwrap();
-            let form = reqwest::multipart::Form::new().part(
-                "file",
-                reqwest::multipart::Part::bytes(image.clone()).file_name("cat.png"),
-            );
-            let predicted: Value = c
-                .post(gw.url("/predict"))
-                .multipart(form)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let path = std::path::Path::new("tests/fixtures/images/cat.png");
+            let image = std::fs::read(path).unwrap();
+            let predicted = gw.upload_file(&c, path).await;
             let mut data = (image.len() as u32).to_le_bytes().to_vec();
             data.extend_from_slice(&image);
             let header = json!({

@@ -57,30 +57,10 @@ fn tritonclient_http_gets_the_answers_predict_gives() {
 
     let (iris, upload) = runtime().block_on(async {
         let c = h1_client();
-        let iris: Value = c
-            .post(gw.url("/predict"))
-            .json(&json!({"features": [6.1, 2.8, 4.7, 1.2]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let bytes = std::fs::read(image).unwrap();
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes).file_name("cat.png"),
-        );
-        let upload: Value = c
-            .post(gw.url("/predict"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        (iris, upload)
+        let iris = gw
+            .post_json(&c, "/predict", &json!({"features": [6.1, 2.8, 4.7, 1.2]}))
+            .await;
+        (iris, gw.upload_file(&c, image).await)
     });
     for key in ["iris_json", "iris_binary"] {
         let probs = got[key][0].as_array().unwrap();

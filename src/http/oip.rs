@@ -14,10 +14,10 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::http::body::{RequestBody, read_limited};
+use crate::http::body::RequestBody;
 use crate::http::error::ApiError;
 use crate::http::oip::tensor::{HEADER_LENGTH, Output, OutputData, Tensor, Values};
-use crate::http::routes::{asks_no_cache, is_ready};
+use crate::http::routes::{asks_no_cache, deadline_and_body, is_ready};
 use crate::http::{HttpResponse, Timing};
 use crate::infer::manifest::{InputSpec, ModelInfo};
 use crate::infer::model::Model;
@@ -334,14 +334,7 @@ pub async fn infer(
     };
     let model = find(gw, name, version)?;
     let info = model.info();
-    let deadline = gw
-        .limits
-        .deadline
-        .for_request(&parts.headers, meta.received)
-        .map_err(|e| ApiError::InvalidTimeout(e.to_string()))?;
-    let started = Instant::now();
-    let bytes = read_limited(body, &parts.headers, &gw.limits.body).await?;
-    timing.add("read", started.elapsed());
+    let (deadline, bytes) = deadline_and_body(gw, &parts, body, meta.received, timing).await?;
     let decoded_at = Instant::now();
     let header_len = match parts.headers.get(HEADER_LENGTH) {
         Some(v) => Some(

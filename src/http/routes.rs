@@ -9,6 +9,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::config::Dependency;
+use crate::deadline::Deadline;
 use crate::http::body::{
     PredictContent, RequestBody, decode_tabular, predict_content, read_limited,
 };
@@ -116,14 +117,7 @@ pub async fn predict(
 ) -> Result<HttpResponse, ApiError> {
     let (parts, body) = req.into_parts();
     let content = predict_content(&parts.headers)?;
-    let deadline = gw
-        .limits
-        .deadline
-        .for_request(&parts.headers, meta.received)
-        .map_err(|e| ApiError::InvalidTimeout(e.to_string()))?;
-    let started = Instant::now();
-    let bytes = read_limited(body, &parts.headers, &gw.limits.body).await?;
-    timing.add("read", started.elapsed());
+    let (deadline, bytes) = deadline_and_body(gw, &parts, body, meta.received, timing).await?;
     let opts = RequestOptions {
         bypass_cache: asks_no_cache(&parts.headers),
         deadline,
@@ -186,6 +180,26 @@ pub async fn predict(
         HeaderValue::from_static(prediction.cache.as_str()),
     );
     Ok(response)
+}
+
+/// A prediction request's deadline (from its headers, counted from `received`) and its
+/// body, read within the body limits; the read's time goes into `timing`.
+pub(crate) async fn deadline_and_body(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    body: RequestBody,
+    received: Instant,
+    timing: &mut Timing,
+) -> Result<(Deadline, Bytes), ApiError> {
+    let deadline = gw
+        .limits
+        .deadline
+        .for_request(&parts.headers, received)
+        .map_err(|e| ApiError::InvalidTimeout(e.to_string()))?;
+    let started = Instant::now();
+    let bytes = read_limited(body, &parts.headers, &gw.limits.body).await?;
+    timing.add("read", started.elapsed());
+    Ok((deadline, bytes))
 }
 
 /// Whether the request says `Cache-Control: no-cache` (or `no-store`, or `max-age=0`).

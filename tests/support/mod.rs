@@ -403,6 +403,36 @@ impl Gateway {
             .expect("a JSON body")
     }
 
+    /// POSTs `body` as JSON to `path` with `client`; the answer's JSON.
+    pub async fn post_json(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> serde_json::Value {
+        let r = client.post(self.url(path)).json(body).send().await;
+        r.expect("POST").json().await.expect("a JSON body")
+    }
+
+    /// Uploads the file at `file` to `/predict` (multipart field `file`) with `client`; the
+    /// answer's JSON.
+    pub async fn upload_file(
+        &self,
+        client: &reqwest::Client,
+        file: &std::path::Path,
+    ) -> serde_json::Value {
+        let bytes = std::fs::read(file).expect("read the file to upload");
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.unwrap_or_default());
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let r = client
+            .post(self.url("/predict"))
+            .multipart(form)
+            .send()
+            .await;
+        r.expect("POST").json().await.expect("a JSON body")
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
