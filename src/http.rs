@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod error;
+pub mod grpc;
 pub mod multipart;
 pub mod oip;
 pub mod request_metrics;
@@ -24,7 +25,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use http::header::{CONNECTION, HeaderValue, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderMap, Method, Request, Response};
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use tracing::{Instrument, Span, field};
@@ -40,8 +41,12 @@ use crate::state::Gateway;
 use crate::telemetry::traces::FinishedRequest;
 use crate::trace_context::{TRACEPARENT, TraceContext};
 
-/// Response type of every route.
+/// Response type of every route but gRPC's.
 pub type HttpResponse = Response<Full<Bytes>>;
+
+/// The body of every answer the service gives: bytes, or a gRPC answer (frames, then the
+/// status in trailers).
+pub type ResponseBody = http_body_util::Either<Full<Bytes>, tonic::body::Body>;
 
 /// The routes, as `route` labels in metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +62,10 @@ pub enum Route {
     OipMetadata,
     /// OIP `/v2/models/{m}[/versions/{v}]/infer`.
     OipInfer,
+    /// OIP over gRPC: `ServerLive`, `ServerReady`.
+    GrpcHealth,
+    /// OIP over gRPC: metadata, readiness and `ModelInfer`.
+    Grpc,
     Unknown,
 }
 
@@ -69,6 +78,11 @@ impl Route {
             "/predict" => Self::Predict,
             "/stats" => Self::Stats,
             "/metrics" => Self::Metrics,
+            p if p.starts_with(grpc::SERVICE_PREFIX) => match grpc::method(p) {
+                Some(true) => Self::GrpcHealth,
+                Some(false) => Self::Grpc,
+                None => Self::Unknown,
+            },
             p if p.starts_with("/v2") => match oip::endpoint(p) {
                 Some(oip::Endpoint::Live | oip::Endpoint::Ready) => Self::OipHealth,
                 Some(oip::Endpoint::Model {
@@ -87,6 +101,11 @@ impl Route {
         matches!(self, Self::OipHealth | Self::OipMetadata | Self::OipInfer)
     }
 
+    /// Whether the route is a gRPC method (its errors are a `grpc-status`).
+    pub fn is_grpc(self) -> bool {
+        matches!(self, Self::GrpcHealth | Self::Grpc)
+    }
+
     /// The label used in metrics and logs (bounded: unknown paths share one label).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -98,6 +117,8 @@ impl Route {
             Self::OipHealth => "/v2/health",
             Self::OipMetadata => "/v2/models/{model}",
             Self::OipInfer => "/v2/models/{model}/infer",
+            Self::GrpcHealth => "grpc:health",
+            Self::Grpc => "grpc:inference",
             Self::Unknown => "unknown",
         }
     }
@@ -105,7 +126,7 @@ impl Route {
     /// The `Allow` header value of the route.
     fn allow(self) -> &'static str {
         match self {
-            Self::Predict | Self::OipInfer => "POST",
+            Self::Predict | Self::OipInfer | Self::GrpcHealth | Self::Grpc => "POST",
             _ => "GET, HEAD",
         }
     }
@@ -114,8 +135,8 @@ impl Route {
     /// Unknown paths need a key too, so that probing them tells a stranger nothing.
     pub fn scope(self) -> Option<Scope> {
         match self {
-            Self::Health | Self::Ready | Self::OipHealth => None,
-            Self::Predict | Self::OipMetadata | Self::OipInfer | Self::Unknown => {
+            Self::Health | Self::Ready | Self::OipHealth | Self::GrpcHealth => None,
+            Self::Predict | Self::OipMetadata | Self::OipInfer | Self::Grpc | Self::Unknown => {
                 Some(Scope::Predict)
             }
             Self::Stats | Self::Metrics => Some(Scope::Admin),
@@ -124,7 +145,9 @@ impl Route {
 
     fn allows(self, method: &Method) -> bool {
         match self {
-            Self::Predict | Self::OipInfer => method == Method::POST,
+            Self::Predict | Self::OipInfer | Self::GrpcHealth | Self::Grpc => {
+                method == Method::POST
+            }
             _ => method == Method::GET || method == Method::HEAD,
         }
     }
@@ -222,9 +245,9 @@ impl GatewayService {
 }
 
 impl hyper::service::Service<Request<Incoming>> for GatewayService {
-    type Response = HttpResponse;
+    type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>>>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>>>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let gateway = Arc::clone(&self.gateway);
@@ -264,10 +287,10 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
 
 /// Answers one request: route, run the handler, and decorate the answer.
 pub async fn handle(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     req: Request<Incoming>,
     peer: Option<IpAddr>,
-) -> HttpResponse {
+) -> Response<ResponseBody> {
     let started = Instant::now();
     gateway.last_request.stamp(started);
     // Every route's body, read or not, is drained once the answer is out (see RequestBody).
@@ -363,17 +386,12 @@ pub async fn handle(
                 span.clone()
             };
             span.in_scope(|| tracing::debug!(code = err.code(), error = %err, "request refused"));
-            let response = if route.is_oip() {
-                err.into_oip_response()
-            } else {
-                err.into_response()
-            };
-            (response, span)
+            (error_response(route, err), span)
         }
         Err(_) => {
             let span = late_span();
             span.in_scope(|| tracing::error!("handler panicked; answering 500 and carrying on"));
-            (ApiError::Internal.into_response(), span)
+            (error_response(route, ApiError::Internal), span)
         }
     };
     let total = started.elapsed();
@@ -492,12 +510,12 @@ fn request_span(request_id: &str, trace: &TraceContext, method: &Method, route: 
 }
 
 async fn dispatch(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     route: Route,
     req: Request<RequestBody>,
     meta: RequestOptions,
     timing: &mut Timing,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Response<ResponseBody>, ApiError> {
     if route == Route::Unknown {
         return Err(ApiError::NotFound(
             req.uri().path().chars().take(200).collect(),
@@ -508,15 +526,37 @@ async fn dispatch(
             allow: route.allow(),
         });
     }
-    match route {
-        Route::Health => Ok(routes::health(gateway)),
-        Route::Ready => Ok(routes::ready(gateway)),
-        Route::Predict => routes::predict(gateway, req, meta, timing).await,
-        Route::Stats => Ok(routes::stats(gateway).await),
-        Route::Metrics => Ok(routes::metrics(gateway)),
-        Route::OipHealth | Route::OipMetadata => oip::metadata(gateway, req.uri().path()),
-        Route::OipInfer => oip::infer(gateway, req, meta, timing).await,
-        Route::Unknown => Err(ApiError::NotFound(req.uri().path().into())),
+    let answer = match route {
+        Route::Health => routes::health(gateway),
+        Route::Ready => routes::ready(gateway),
+        Route::Predict => routes::predict(gateway, req, meta, timing).await?,
+        Route::Stats => routes::stats(gateway).await,
+        Route::Metrics => routes::metrics(gateway),
+        Route::OipHealth | Route::OipMetadata => oip::metadata(gateway, req.uri().path())?,
+        Route::OipInfer => oip::infer(gateway, req, meta, timing).await?,
+        Route::GrpcHealth | Route::Grpc => {
+            // Read like every body (size, time, pace), with the deadline grpc-timeout names.
+            let (parts, body) = req.into_parts();
+            let (deadline, bytes) =
+                routes::deadline_and_body(gateway, &parts, body, meta.received, timing).await?;
+            let opts = RequestOptions { deadline, ..meta };
+            let answer = grpc::serve(gateway, parts, bytes, opts).await;
+            return Ok(answer.map(Either::Right));
+        }
+        Route::Unknown => return Err(ApiError::NotFound(req.uri().path().into())),
+    };
+    Ok(answer.map(Either::Left))
+}
+
+/// A refusal as the route's protocol answers one: a `grpc-status` for gRPC, the OIP's
+/// `{"error": "…"}` on its REST routes, our JSON error elsewhere.
+fn error_response(route: Route, err: ApiError) -> Response<ResponseBody> {
+    if route.is_grpc() {
+        grpc::status(&err).into_http().map(Either::Right)
+    } else if route.is_oip() {
+        err.into_oip_response().map(Either::Left)
+    } else {
+        err.into_response().map(Either::Left)
     }
 }
 

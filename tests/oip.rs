@@ -314,3 +314,70 @@ fn bad_tensors_get_the_protocols_error_and_the_server_carries_on() {
         assert_eq!(status, 200, "{v}");
     });
 }
+
+/// A unary gRPC call's request body: one uncompressed frame.
+fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
+    let bytes = message.encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&bytes);
+    frame
+}
+
+#[test]
+fn grpc_refusals_are_grpc_statuses_and_health_is_open() {
+    use infergate::http::grpc::proto;
+    let gw = Gateway::start(Options::default().with_suite_key().tabular_only());
+    runtime().block_on(async {
+        let anonymous = support::bare_builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap();
+        let call = |client: Client, method: &str, body: Vec<u8>, timeout: Option<&str>| {
+            let mut req = client
+                .post(gw.url(&format!("/inference.GRPCInferenceService/{method}")))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(body);
+            if let Some(t) = timeout {
+                req = req.header("grpc-timeout", t);
+            }
+            async move {
+                let r = req.send().await.unwrap();
+                let status = r
+                    .headers()
+                    .get("grpc-status")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let message = r
+                    .headers()
+                    .get("grpc-message")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (r.status().as_u16(), status, message)
+            }
+        };
+        let live = grpc_frame(&proto::ServerLiveRequest {});
+        let meta = grpc_frame(&proto::ModelMetadataRequest {
+            name: "iris-mlp".into(),
+            version: String::new(),
+        });
+        // Health needs no key; the rest answers UNAUTHENTICATED (16) in a trailers-only
+        // answer (HTTP 200, as gRPC has it).
+        let (http, status, _) = call(anonymous.clone(), "ServerLive", live, None).await;
+        assert_eq!((http, status), (200, None), "OK comes in the trailers");
+        let (http, status, message) = call(anonymous, "ModelMetadata", meta.clone(), None).await;
+        assert_eq!((http, status.as_deref()), (200, Some("16")), "{message:?}");
+        // An unknown model: NOT_FOUND (5), the message saying what is loaded.
+        let unknown = grpc_frame(&proto::ModelReadyRequest {
+            name: "nope".into(),
+            version: String::new(),
+        });
+        let (_, status, message) = call(h2_client(), "ModelReady", unknown, None).await;
+        assert_eq!(status.as_deref(), Some("5"), "{message:?}");
+        // A grpc-timeout that cannot be read: INVALID_ARGUMENT (3).
+        let (_, status, message) = call(h2_client(), "ModelMetadata", meta, Some("soon")).await;
+        assert_eq!(status.as_deref(), Some("3"), "{message:?}");
+        // A method the service does not have: UNIMPLEMENTED (12), as gRPC has it.
+        let (_, status, _) = call(h2_client(), "ModelExplain", Vec::new(), None).await;
+        assert_eq!(status.as_deref(), Some("12"));
+    });
+}

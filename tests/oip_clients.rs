@@ -1,6 +1,7 @@
-//! A client written by others drives the Open Inference Protocol routes: NVIDIA's
-//! tritonclient[http] from PyPI (`scripts/pyclients.sh`, `scripts/oip-clients.py`), over
-//! TLS, for health, metadata, and infer on the tabular model (JSON and binary tensors, the
+//! Clients written by others drive the Open Inference Protocol: NVIDIA's
+//! tritonclient[http] and tritonclient[grpc] from PyPI (`scripts/pyclients.sh`,
+//! `scripts/oip-clients.py`), over TLS (gRPC on the same port, HTTP/2), for health,
+//! metadata, and infer on the tabular model (JSON and binary tensors on HTTP, the
 //! classification extension) and the image model (an encoded file as BYTES), with the
 //! answers `/predict` gives for the same inputs.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
@@ -32,7 +33,7 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 #[test]
-fn tritonclient_http_gets_the_answers_predict_gives() {
+fn tritonclient_http_and_grpc_get_the_answers_predict_gives() {
     let gw = Gateway::start(Options::default());
     let image = Path::new("tests/fixtures/images/cat.png");
     let mut cmd = Command::new(python());
@@ -62,7 +63,12 @@ fn tritonclient_http_gets_the_answers_predict_gives() {
             .await;
         (iris, gw.upload_file(&c, image).await)
     });
-    for key in ["iris_json", "iris_binary"] {
+    for key in ["grpc_live", "grpc_ready", "grpc_iris_ready"] {
+        assert_eq!(got[key], true, "{key}");
+    }
+    assert_eq!(got["grpc_server"]["name"], "infergate");
+    assert_eq!(got["grpc_iris_metadata"]["inputs"][0]["name"], "features");
+    for key in ["iris_json", "iris_binary", "grpc_iris"] {
         let probs = got[key][0].as_array().unwrap();
         assert_eq!(probs.len(), 3, "{key}");
         for entry in iris["top_k"].as_array().unwrap() {
@@ -76,38 +82,45 @@ fn tritonclient_http_gets_the_answers_predict_gives() {
             );
         }
     }
-    let top: Vec<&str> = got["iris_classification"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert_eq!(top.len(), 2);
-    assert_eq!(
-        top[0],
-        format!(
-            "{:.6}:{}:{}",
-            iris["confidence"].as_f64().unwrap(),
-            iris["class_id"],
-            iris["prediction"].as_str().unwrap()
-        )
-    );
-    let probs = got["image"].as_array().unwrap();
-    assert_eq!(probs.len(), 1000);
-    for p in upload["predictions"].as_array().unwrap() {
-        let id = p["class_id"].as_u64().unwrap() as usize;
-        assert!(close(
-            probs[id].as_f64().unwrap(),
-            p["confidence"].as_f64().unwrap()
-        ));
-    }
-    assert_eq!(got["unknown_model"]["status"], "404");
-    assert!(
-        got["unknown_model"]["message"]
-            .as_str()
+    for key in ["iris_classification", "grpc_iris_classification"] {
+        let top: Vec<&str> = got[key]
+            .as_array()
             .unwrap()
-            .contains("no-such-model"),
-        "{}",
-        got["unknown_model"]
-    );
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(top.len(), 2, "{key}");
+        assert_eq!(
+            top[0],
+            format!(
+                "{:.6}:{}:{}",
+                iris["confidence"].as_f64().unwrap(),
+                iris["class_id"],
+                iris["prediction"].as_str().unwrap()
+            ),
+            "{key}"
+        );
+    }
+    for key in ["image", "grpc_image"] {
+        let probs = got[key].as_array().unwrap();
+        assert_eq!(probs.len(), 1000, "{key}");
+        for p in upload["predictions"].as_array().unwrap() {
+            let id = p["class_id"].as_u64().unwrap() as usize;
+            assert!(
+                close(
+                    probs[id].as_f64().unwrap(),
+                    p["confidence"].as_f64().unwrap()
+                ),
+                "{key}: class {id}"
+            );
+        }
+    }
+    for (key, status) in [
+        ("unknown_model", "404"),
+        ("grpc_unknown_model", "StatusCode.NOT_FOUND"),
+    ] {
+        assert_eq!(got[key]["status"], status, "{key}");
+        let message = got[key]["message"].as_str().unwrap();
+        assert!(message.contains("no-such-model"), "{key}: {message}");
+    }
 }

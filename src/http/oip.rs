@@ -30,6 +30,10 @@ pub const PROBABILITIES: &str = "probabilities";
 pub const FEATURES: &str = "features";
 /// The input name of an image model: encoded image files (JPEG, PNG, WebP) as `BYTES`.
 pub const IMAGE: &str = "image";
+/// The protocol extensions served (server metadata).
+pub const EXTENSIONS: [&str; 2] = ["classification", "binary_tensor_data"];
+/// The models' `platform`.
+pub const PLATFORM: &str = "infergate";
 
 /// A `/v2` path, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +107,11 @@ fn ready_status(ready: bool) -> StatusCode {
 }
 
 /// The model `name` (at `version`, when one is named).
-fn find(gw: &Gateway, name: &str, version: Option<&str>) -> Result<Arc<dyn Model>, ApiError> {
+pub(crate) fn find(
+    gw: &Gateway,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Arc<dyn Model>, ApiError> {
     let model = gw
         .infer
         .models()
@@ -148,7 +156,7 @@ pub fn metadata(gw: &Gateway, path: &str) -> Result<HttpResponse, ApiError> {
             &json!({
                 "name": "infergate",
                 "version": env!("CARGO_PKG_VERSION"),
-                "extensions": ["classification", "binary_tensor_data"],
+                "extensions": EXTENSIONS,
             }),
         ),
         Endpoint::Model {
@@ -172,20 +180,46 @@ pub fn metadata(gw: &Gateway, path: &str) -> Result<HttpResponse, ApiError> {
     })
 }
 
-/// `$metadata_model_response`: the input (features or encoded images) and the output.
-fn model_metadata(info: &ModelInfo) -> Value {
+/// One tensor a model's metadata names: name, datatype, shape (-1: any size).
+pub(crate) struct TensorSpec {
+    pub name: &'static str,
+    pub datatype: &'static str,
+    pub shape: Vec<i64>,
+}
+
+/// The model's input (features or encoded images) and its output.
+pub(crate) fn tensor_specs(info: &ModelInfo) -> (TensorSpec, TensorSpec) {
+    let width = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let input = match &info.input {
-        InputSpec::Features { names } => json!({
-            "name": FEATURES, "datatype": "FP32", "shape": [-1, names.len()],
-        }),
-        InputSpec::Image(_) => json!({"name": IMAGE, "datatype": "BYTES", "shape": [-1]}),
+        InputSpec::Features { names } => TensorSpec {
+            name: FEATURES,
+            datatype: "FP32",
+            shape: vec![-1, width(names.len())],
+        },
+        InputSpec::Image(_) => TensorSpec {
+            name: IMAGE,
+            datatype: "BYTES",
+            shape: vec![-1],
+        },
     };
+    let output = TensorSpec {
+        name: PROBABILITIES,
+        datatype: "FP32",
+        shape: vec![-1, width(info.labels.len())],
+    };
+    (input, output)
+}
+
+/// `$metadata_model_response`.
+fn model_metadata(info: &ModelInfo) -> Value {
+    let spec = |t: TensorSpec| json!({"name": t.name, "datatype": t.datatype, "shape": t.shape});
+    let (input, output) = tensor_specs(info);
     json!({
         "name": info.name,
         "versions": [info.version],
-        "platform": "infergate",
-        "inputs": [input],
-        "outputs": [{"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, info.labels.len()]}],
+        "platform": PLATFORM,
+        "inputs": [spec(input)],
+        "outputs": [spec(output)],
     })
 }
 
@@ -197,7 +231,7 @@ fn bad(message: impl Into<String>) -> ApiError {
 }
 
 /// The predictor's inputs, one per row of the request's tensor.
-enum Rows {
+pub(crate) enum Rows {
     Features(Vec<Vec<f32>>),
     Images(Vec<Bytes>),
 }
@@ -205,7 +239,7 @@ enum Rows {
 /// Checks the request's one input against the model and splits it into rows: a tabular
 /// model takes `[N, F]` (or `[F]`) numbers, an image model `[N]` (or `[N, 1]`) encoded
 /// images.
-fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiError> {
+pub(crate) fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiError> {
     let expected = match info.input {
         InputSpec::Features { .. } => FEATURES,
         InputSpec::Image(_) => IMAGE,
@@ -276,9 +310,11 @@ fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiError> {
 
 /// What the request asks of the output: top `classification` classes or every
 /// probability, as JSON or binary.
-struct Wanted {
-    classification: Option<usize>,
-    binary: bool,
+pub(crate) struct Wanted {
+    /// The classification extension's k.
+    pub classification: Option<usize>,
+    /// Whether the output goes as binary data (REST).
+    pub binary: bool,
 }
 
 fn wanted(body: &tensor::InferBody) -> Result<Wanted, ApiError> {
@@ -352,36 +388,7 @@ pub async fn infer(
         deadline,
         ..meta
     };
-    let predictor = &gw.predictor;
-    let model_name = || Some(info.name.clone());
-    let predictions: Vec<Prediction> = match rows {
-        Rows::Features(rows) => {
-            futures_util::future::try_join_all(rows.into_iter().map(|features| {
-                let len = features.len();
-                predictor.tabular(
-                    TabularInput {
-                        model: model_name(),
-                        features,
-                        len,
-                    },
-                    opts.clone(),
-                )
-            }))
-            .await?
-        }
-        Rows::Images(images) => {
-            futures_util::future::try_join_all(images.into_iter().map(|bytes| {
-                predictor.image(
-                    ImageInput {
-                        model: model_name(),
-                        bytes,
-                    },
-                    opts.clone(),
-                )
-            }))
-            .await?
-        }
-    };
+    let predictions = predict_rows(gw, info, rows, &opts).await?;
     let cache = cache_status(&predictions);
     if let [one] = predictions.as_slice() {
         if !one.cache.is_cached() {
@@ -413,6 +420,47 @@ pub async fn infer(
     Ok(response)
 }
 
+/// Each row through the read-through as `/predict` sends one, concurrently; the
+/// predictions in row order, or the first failure.
+pub(crate) async fn predict_rows(
+    gw: &Gateway,
+    info: &ModelInfo,
+    rows: Rows,
+    opts: &RequestOptions,
+) -> Result<Vec<Prediction>, ApiError> {
+    let predictor = &gw.predictor;
+    let model_name = || Some(info.name.clone());
+    let predictions = match rows {
+        Rows::Features(rows) => {
+            futures_util::future::try_join_all(rows.into_iter().map(|features| {
+                let len = features.len();
+                predictor.tabular(
+                    TabularInput {
+                        model: model_name(),
+                        features,
+                        len,
+                    },
+                    opts.clone(),
+                )
+            }))
+            .await?
+        }
+        Rows::Images(images) => {
+            futures_util::future::try_join_all(images.into_iter().map(|bytes| {
+                predictor.image(
+                    ImageInput {
+                        model: model_name(),
+                        bytes,
+                    },
+                    opts.clone(),
+                )
+            }))
+            .await?
+        }
+    };
+    Ok(predictions)
+}
+
 /// The rows' `X-Cache`: theirs when they agree, else `mixed`.
 fn cache_status(predictions: &[Prediction]) -> &'static str {
     let mut statuses = predictions.iter().map(|p| p.cache);
@@ -426,7 +474,7 @@ fn cache_status(predictions: &[Prediction]) -> &'static str {
 
 /// The output tensor: `[N, classes]` probabilities, or with the classification extension
 /// `[N, k]` strings `"probability:class_id:label"`, best first.
-fn output(info: &ModelInfo, predictions: &[Prediction], wanted: &Wanted) -> Output {
+pub(crate) fn output(info: &ModelInfo, predictions: &[Prediction], wanted: &Wanted) -> Output {
     let n = predictions.len();
     let classes = info.labels.len();
     let (shape, data) = match wanted.classification {

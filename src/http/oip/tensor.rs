@@ -102,6 +102,40 @@ pub struct Tensor {
     pub values: Values,
 }
 
+impl Tensor {
+    /// The input `name` of `shape` holding `values`, once the shape has no negative
+    /// dimension and holds exactly as many elements as there are values.
+    pub fn new(name: &str, shape: &[i64], values: Values) -> Result<Self, ApiError> {
+        let dims = shape
+            .iter()
+            .map(|&d| usize::try_from(d))
+            .collect::<Result<Vec<usize>, _>>()
+            .map_err(|_| {
+                bad(format!(
+                    "input {name:?}: shape {shape:?} has a negative dimension"
+                ))
+            })?;
+        let count = dims
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| bad(format!("input {name:?}: shape too large")))?;
+        let got = match &values {
+            Values::Numbers(v) => v.len(),
+            Values::Bytes(v) => v.len(),
+        };
+        if got != count {
+            return Err(bad(format!(
+                "input {name:?}: shape {shape:?} holds {count} elements, the data has {got}"
+            )));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            shape: dims,
+            values,
+        })
+    }
+}
+
 impl InferBody {
     /// Every input's values, from JSON `data` or from the binary part (in input order, each
     /// `binary_data_size` long); the whole binary part must be used.
@@ -109,27 +143,7 @@ impl InferBody {
         let mut offset = 0usize;
         let mut out = Vec::with_capacity(self.request.inputs.len());
         for input in &self.request.inputs {
-            let shape = input
-                .shape
-                .iter()
-                .map(|&d| usize::try_from(d))
-                .collect::<Result<Vec<usize>, _>>()
-                .map_err(|_| {
-                    bad(format!(
-                        "input {:?}: shape {:?} has a negative dimension",
-                        input.name, input.shape
-                    ))
-                })?;
-            let count = shape
-                .iter()
-                .try_fold(1usize, |n, &d| n.checked_mul(d))
-                .ok_or_else(|| bad(format!("input {:?}: shape too large", input.name)))?;
-            let datatype = Datatype::of(&input.datatype).ok_or_else(|| {
-                bad(format!(
-                    "input {:?}: unknown datatype {:?}",
-                    input.name, input.datatype
-                ))
-            })?;
+            let datatype = Datatype::named(&input.name, &input.datatype)?;
             let binary_size = input
                 .parameters
                 .as_ref()
@@ -167,21 +181,7 @@ impl InferBody {
                     )));
                 }
             };
-            let got = match &values {
-                Values::Numbers(v) => v.len(),
-                Values::Bytes(v) => v.len(),
-            };
-            if got != count {
-                return Err(bad(format!(
-                    "input {:?}: shape {:?} holds {count} elements, the data has {got}",
-                    input.name, input.shape
-                )));
-            }
-            out.push(Tensor {
-                name: input.name.clone(),
-                shape,
-                values,
-            });
+            out.push(Tensor::new(&input.name, &input.shape, values)?);
         }
         if offset != self.binary.len() {
             return Err(bad(format!(
@@ -223,6 +223,12 @@ pub enum Datatype {
 }
 
 impl Datatype {
+    /// The datatype of input `input`, named `name`; a clear error for a name the protocol
+    /// does not have.
+    pub fn named(input: &str, name: &str) -> Result<Self, ApiError> {
+        Self::of(name).ok_or_else(|| bad(format!("input {input:?}: unknown datatype {name:?}")))
+    }
+
     /// The datatype a name (`FP32`, …) stands for.
     pub fn of(name: &str) -> Option<Self> {
         Some(match name {
@@ -253,7 +259,8 @@ impl Datatype {
         }
     }
 
-    fn read_binary(self, name: &str, bytes: Bytes) -> Result<Values, ApiError> {
+    /// Values from little-endian binary data (`BYTES`: each a 4-byte length, then it).
+    pub fn read_binary(self, name: &str, bytes: Bytes) -> Result<Values, ApiError> {
         if self == Self::Bytes {
             return split_bytes(name, &bytes).map(Values::Bytes);
         }
@@ -378,7 +385,8 @@ pub enum OutputData {
 }
 
 impl OutputData {
-    fn datatype(&self) -> &'static str {
+    /// The protocol's name for the values' datatype.
+    pub fn datatype(&self) -> &'static str {
         match self {
             Self::F32(_) => "FP32",
             Self::Strings(_) => "BYTES",
@@ -390,6 +398,13 @@ impl OutputData {
             Self::F32(v) => Value::from(v.iter().map(|&f| f64::from(f)).collect::<Vec<_>>()),
             Self::Strings(v) => Value::from(v.clone()),
         }
+    }
+
+    /// The values as binary data (gRPC's `raw_output_contents`).
+    pub fn raw(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.append_binary(&mut out);
+        out
     }
 
     fn append_binary(&self, out: &mut Vec<u8>) {
