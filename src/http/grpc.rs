@@ -63,23 +63,14 @@ pub async fn serve(
     let limit = gateway.limits.body.max_bytes;
     let mut req = Request::from_parts(parts, Full::new(body));
     req.extensions_mut().insert(opts);
-    let service = GrpcInferenceServiceServer::new(Oip {
+    let mut service = GrpcInferenceServiceServer::new(Oip {
         gateway: Arc::clone(gateway),
     })
     .max_decoding_message_size(limit);
-    let mut service = service;
-    match tower_call(&mut service, req).await {
+    match tonic::codegen::Service::call(&mut service, req).await {
         Ok(response) => response,
         Err(never) => match never {},
     }
-}
-
-async fn tower_call(
-    service: &mut GrpcInferenceServiceServer<Oip>,
-    req: Request<Full<Bytes>>,
-) -> Result<http::Response<tonic::body::Body>, std::convert::Infallible> {
-    use tonic::codegen::Service as _;
-    service.call(req).await
 }
 
 /// The gRPC status an error is answered with, its message `code: message` as on REST.
