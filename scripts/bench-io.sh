@@ -14,7 +14,8 @@
 # VARIANTS: space-separated NAME:IO[:ENV=VALUE+ENV=VALUE...] (extra environment for that
 # variant's gateway, `+`-separated). HEADER: one more request header every case sends to
 # every variant (scripts/bench-edge.sh: an API key, which an open gateway ignores).
-# CASES_SPEC: the cases instead of the built-in ones (see CASES below).
+# CASES_SPEC: the cases instead of the built-in ones (see CASES below). BIN_<NAME>: another
+# binary for the variant NAME (BIN_old=/tmp/old/infergate VARIANTS="old:uring new:uring").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/common.sh
@@ -59,7 +60,9 @@ for round in $(seq 1 "$ROUNDS"); do
         IFS=: read -r name io envs <<<"$variant"
         port=$(free_port)
         # shellcheck disable=SC2086 # the variant's environment, word-split on purpose
-        env ${envs//+/ } "$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$port" \
+        # BIN_<NAME>, when set, is that variant's binary (two builds A/B).
+        bin_var="BIN_$name"
+        env ${envs//+/ } "${!bin_var:-$BIN}" --config-dir "$WORK/none" --listen "127.0.0.1:$port" \
             --io-threads 2 --io "$io" --log-format json >"$WORK/$name.log" 2>&1 &
         GW=$!
         wait_ready "$port"
