@@ -36,6 +36,7 @@ fn row(i: u64) -> LogRow {
         client_addr: Some(IpAddr::from([10, 0, 0, 1])),
         api_key: Some("mobile-app".into()),
         trace_id: Some(format!("{:032x}", u128::from(i) + 1)),
+        shadow: None,
     }
 }
 
@@ -71,7 +72,10 @@ fn main() {
         // Per-row INSERT, autocommit: the replaced stack's way (fewer rows: it is slow).
         let n = (rows / 20).max(1000);
         let records: Vec<Record> = (0..n).map(|i| Record::from_row(row(i))).collect();
-        let placeholders: Vec<String> = (1..=15).map(|i| format!("${i}")).collect();
+        // One placeholder per written column, counted so a new column cannot leave it behind.
+        let placeholders: Vec<String> = (1..=db::COLUMNS.split(',').count())
+            .map(|i| format!("${i}"))
+            .collect();
         let insert = client
             .prepare(&format!(
                 "INSERT INTO predictions ({}) VALUES ({})",

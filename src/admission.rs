@@ -11,7 +11,7 @@
 pub mod limit;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -112,49 +112,81 @@ pub struct GateSnapshot {
 /// The limits of every model; one per process.
 pub struct Admission {
     /// `None` with `admission.adaptive = false`: everything is admitted.
-    gates: Option<HashMap<String, Arc<Gate>>>,
+    gates: Option<Gates>,
+}
+
+/// One gate per model name, made when the model is first seen (models come and go with
+/// the repository); the versions of a model share its gate.
+struct Gates {
+    limit: LimitConfig,
+    by_model: RwLock<HashMap<String, Arc<Gate>>>,
+}
+
+impl Gates {
+    fn get(&self, model: &str) -> Arc<Gate> {
+        let known = self.by_model.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(gate) = known.get(model) {
+            return Arc::clone(gate);
+        }
+        drop(known);
+        let mut known = self
+            .by_model
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(
+            known
+                .entry(model.to_owned())
+                .or_insert_with(|| Arc::new(Gate::new(model, self.limit))),
+        )
+    }
+}
+
+impl Gate {
+    fn new(name: &str, limit: LimitConfig) -> Self {
+        // Model names are few and live as long as the process: leaked once, so a shed
+        // error and the metric labels carry a `&'static str`, not a fresh String.
+        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        let gate = Gate {
+            name,
+            inner: Mutex::new(GateState {
+                limit: LimitState::new(limit),
+                in_flight: 0,
+            }),
+            limit_gauge: metrics::gauge!(ADMISSION_LIMIT, "model" => name),
+            in_flight_gauge: metrics::gauge!(ADMISSION_IN_FLIGHT, "model" => name),
+        };
+        gate.publish(&gate.lock());
+        gate
+    }
 }
 
 impl Admission {
-    /// A limit for each of `models`, from `cfg`.
+    /// A limit for each of `models` now (and for any model seen later), from `cfg`.
     pub fn new<'a>(cfg: &AdmissionConfig, models: impl IntoIterator<Item = &'a str>) -> Self {
         if !cfg.adaptive {
             return Self { gates: None };
         }
-        let limit = LimitConfig {
-            initial: cfg.initial_limit,
-            min: cfg.min_limit,
-            max: cfg.max_limit,
-            tolerance: cfg.tolerance,
-            slack: cfg.slack(),
-            backoff: cfg.backoff,
+        let gates = Gates {
+            limit: LimitConfig {
+                initial: cfg.initial_limit,
+                min: cfg.min_limit,
+                max: cfg.max_limit,
+                tolerance: cfg.tolerance,
+                slack: cfg.slack(),
+                backoff: cfg.backoff,
+            },
+            by_model: RwLock::new(HashMap::new()),
         };
-        let gates = models
-            .into_iter()
-            .map(|name| {
-                // Model names live as long as the process: leaked once, so a shed error
-                // and the metric labels carry a `&'static str`, not a fresh String.
-                let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-                let gate = Gate {
-                    name,
-                    inner: Mutex::new(GateState {
-                        limit: LimitState::new(limit),
-                        in_flight: 0,
-                    }),
-                    limit_gauge: metrics::gauge!(ADMISSION_LIMIT, "model" => name),
-                    in_flight_gauge: metrics::gauge!(ADMISSION_IN_FLIGHT, "model" => name),
-                };
-                gate.publish(&gate.lock());
-                (name.to_owned(), Arc::new(gate))
-            })
-            .collect();
+        for name in models {
+            gates.get(name);
+        }
         Self { gates: Some(gates) }
     }
 
     /// Admits one piece of work for `model` due by `deadline`, or says why not. A model
     /// without a gate (adaptive admission off) admits everything.
     pub fn admit(&self, model: &str, deadline: &Deadline) -> Result<Permit, Shed> {
-        let Some(gate) = self.gates.as_ref().and_then(|g| g.get(model)) else {
+        let Some(gate) = self.gates.as_ref().map(|g| g.get(model)) else {
             return Ok(Permit { held: None });
         };
         let now = Instant::now();
@@ -183,7 +215,7 @@ impl Admission {
         drop(state);
         Ok(Permit {
             held: Some(Held {
-                gate: Arc::clone(gate),
+                gate: Arc::clone(&gate),
                 admitted: now,
                 deadline: deadline.at(),
             }),
@@ -192,10 +224,15 @@ impl Admission {
 
     /// Every model's limit, for `/stats`; empty while adaptive admission is off.
     pub fn snapshot(&self) -> Vec<GateSnapshot> {
-        let mut out: Vec<GateSnapshot> = self
-            .gates
-            .iter()
-            .flat_map(HashMap::values)
+        let Some(gates) = &self.gates else {
+            return Vec::new();
+        };
+        let known = gates
+            .by_model
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<GateSnapshot> = known
+            .values()
             .map(|gate| {
                 let state = gate.lock();
                 GateSnapshot {

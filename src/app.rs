@@ -81,6 +81,9 @@ pub enum AppError {
     /// The OTLP trace export could not start.
     #[error(transparent)]
     Traces(#[from] crate::telemetry::traces::TracesError),
+    /// The model repository could not be read or its thread started.
+    #[error(transparent)]
+    Repository(#[from] crate::repository::RepositoryError),
     /// The control runtime or signal handlers could not start.
     #[error("cannot start the control runtime")]
     Runtime(#[source] std::io::Error),
@@ -230,6 +233,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
         tracing::info!(%addr, "redirect listener: plain HTTP sent to HTTPS, and /health");
     }
     let traces = Arc::clone(&gateway.traces);
+    let repository = gateway.repository.as_ref().map(|r| r.look_now());
     let served = runtime.block_on(control(Control {
         gateway,
         metrics,
@@ -239,6 +243,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
         drain_timeout: config.shutdown.drain_timeout(),
         idle_exit: config.server.idle_exit(),
         reloads: Reloads {
+            repository,
             key_interval: config.auth.reload_interval(),
             tls: tls_reload,
             tls_interval: config.tls.reload_interval(),
@@ -372,6 +377,8 @@ struct Control {
 
 /// The API key file's and the TLS certificate's reload loops, before they start.
 struct Reloads {
+    /// The model repository's look (its loop runs on its own thread).
+    repository: Option<LookNow>,
     key_interval: Duration,
     /// `None` without TLS.
     tls: Option<TlsReload>,
@@ -381,7 +388,7 @@ struct Reloads {
 impl Reloads {
     /// Starts the loops on the calling runtime; the triggers SIGHUP fires.
     fn start(self, auth: &Arc<crate::auth::Auth>) -> Vec<LookNow> {
-        let mut triggers = Vec::new();
+        let mut triggers: Vec<LookNow> = self.repository.into_iter().collect();
         let keys = LookNow::new();
         if reload::spawn(Arc::clone(auth), self.key_interval, keys.clone()) {
             triggers.push(keys);
@@ -454,6 +461,16 @@ async fn control(c: Control) -> Result<(), AppError> {
             );
         }
         name = signals.stop.next() => second_signal(name, check.take()),
+    }
+    // Mirrored requests hand their rows over (with or without a comparison) before the
+    // log closes; the shadow gets at most a fifth of what is left of the drain.
+    let shadow_deadline = tokio::time::Instant::now()
+        + drain_deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(500))
+            / 5;
+    if !gateway.predictor.shadow().close(shadow_deadline).await {
+        tracing::warn!("the shadow runner did not stop in time");
     }
     if let Some(log) = gateway.predictor.log() {
         // Requests are answered; their rows go to Postgres, or to the spool, before exit.
@@ -553,7 +570,7 @@ fn second_signal(name: &str, check: Option<check_socket::Serving>) -> ! {
 /// Runs one inference per model (on an all-zero input) so `/ready` only turns 200 once
 /// every model really answers.
 pub async fn warm_up(gateway: &Gateway) -> Result<(), InferError> {
-    for model in gateway.infer.models() {
+    for model in gateway.infer.catalog().loaded() {
         let features = model.info().row_len();
         let batch = Batch {
             rows: 1,

@@ -175,7 +175,8 @@ impl Waiter for Job {
     }
 }
 
-/// Handle to the batching loop; cheap to share.
+/// Handle to the batching loop; cheap to share and to clone.
+#[derive(Clone)]
 pub struct Batcher {
     tx: mpsc::Sender<Job>,
     capacity: usize,
@@ -224,7 +225,7 @@ impl Batcher {
 }
 
 async fn run(mut rx: mpsc::Receiver<Job>, infer: Arc<Infer>, stats: Arc<Stats>, cfg: BatchConfig) {
-    let mut queues: HashMap<String, BatchState<Job>> = HashMap::new();
+    let mut queues: HashMap<ModelId, BatchState<Job>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
     let mut in_flight = 0usize;
     let max_in_flight = cfg.max_in_flight.max(1);
@@ -260,11 +261,22 @@ async fn run(mut rx: mpsc::Receiver<Job>, infer: Arc<Infer>, stats: Arc<Stats>, 
     }
 }
 
-fn enqueue(queues: &mut HashMap<String, BatchState<Job>>, job: Job, cfg: &BatchConfig) {
+/// One loaded model (one version of it): the batches of two versions of a model never
+/// mix. Its queued jobs hold the model, so the address is not reused while it has a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ModelId(usize);
+
+impl ModelId {
+    fn of(model: &Arc<dyn Model>) -> Self {
+        Self(Arc::as_ptr(model).cast::<()>() as usize)
+    }
+}
+
+fn enqueue(queues: &mut HashMap<ModelId, BatchState<Job>>, job: Job, cfg: &BatchConfig) {
     let info = job.model.info();
     let max_size = cfg.max_size.min(info.max_batch);
     queues
-        .entry(info.name.clone())
+        .entry(ModelId::of(&job.model))
         .or_insert_with(|| BatchState::new(max_size, cfg.max_wait))
         .push(job, Instant::now());
 }

@@ -12,6 +12,7 @@ pub mod http_limits;
 pub mod image;
 mod layers;
 pub mod otlp;
+pub mod repository;
 pub mod rate_limit;
 pub mod redirect;
 mod render;
@@ -31,6 +32,7 @@ pub use crate::config::http_limits::HttpConfig;
 pub use crate::config::image::{ImageConfig, ImageModelConfig};
 pub use crate::config::layers::FlagOverrides;
 pub use crate::config::otlp::OtlpConfig;
+pub use crate::config::repository::{RepositoryConfig, ShadowConfig};
 pub use crate::config::rate_limit::RateLimitConfig;
 pub use crate::config::redirect::RedirectConfig;
 pub use crate::config::render::render_toml;
@@ -60,6 +62,10 @@ pub struct Config {
     pub model: ModelConfig,
     /// Image classification: models, upload limits, decode threads.
     pub image: ImageConfig,
+    /// The model repository: models and versions from a directory, reloaded on change.
+    pub repository: RepositoryConfig,
+    /// Mirroring requests to a shadow version.
+    pub shadow: ShadowConfig,
     /// The answer cache.
     pub cache: CacheConfig,
     /// Redis, the shared second cache tier.
@@ -1041,6 +1047,8 @@ fn validate(config: &Config, figment: &Figment, errors: &mut Vec<ConfigError>) {
     config.admission.validate(&mut check);
     config.redirect.validate(config.server.listen, &mut check);
     config.otlp.validate(&mut check);
+    config.repository.validate(&mut check);
+    config.shadow.validate(&mut check);
     check(
         tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
         "log.level",

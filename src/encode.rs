@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::cache::CachedAnswer;
@@ -15,28 +16,35 @@ use crate::infer::manifest::ModelInfo;
 pub const TOP_K: usize = 5;
 
 /// `{"name","version"}` of the model that answered.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ModelRef<'a> {
+    /// Its name.
     name: &'a str,
+    /// Its version.
     version: &'a str,
 }
 
 /// One class and its probability.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ClassScore<'a> {
+    /// The class's index in the model's output.
     class_id: usize,
+    /// Its label.
     label: &'a str,
+    /// Its probability.
     confidence: f32,
 }
 
 /// The cacheable members of a tabular answer, in wire order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct TabularMembers<'a> {
+    /// The model that answered.
     model: ModelRef<'a>,
     /// Label of the most probable class.
     prediction: &'a str,
     /// Its probability.
     confidence: f32,
+    /// Its index in the model's output.
     class_id: usize,
     /// The most probable classes, best first.
     top_k: Vec<ClassScore<'a>>,
@@ -44,13 +52,52 @@ struct TabularMembers<'a> {
 
 /// The cacheable members of an image answer, in wire order (the replaced stack's fields,
 /// plus `model` and each class's `label`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ImageMembers<'a> {
+    /// The model that answered.
     model: ModelRef<'a>,
     /// MD5 of the uploaded bytes, lowercase hex, as the replaced stack reported it.
+    #[schema(pattern = "^[0-9a-f]{32}$")]
     image_hash: &'a str,
     /// The most probable classes, best first.
     predictions: Vec<ClassScore<'a>>,
+}
+
+/// `POST /predict`'s answer: `prediction_id`, a tabular or an image model's members,
+/// `cached`.
+// The OpenAPI document's schema of what [`answer`] splices: the bytes are never serialized
+// from this, and a test holds the two together.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PredictAnswer<'a> {
+    /// From a tabular model (JSON `features`).
+    Tabular(TabularAnswer<'a>),
+    /// From an image model (an upload or a raw `image/*` body).
+    Image(ImageAnswer<'a>),
+}
+
+/// `POST /predict`'s answer from a tabular model.
+#[derive(Serialize, ToSchema)]
+pub struct TabularAnswer<'a> {
+    /// A UUIDv7 the gateway made; the prediction log's row has it too.
+    #[schema(value_type = String, format = "uuid")]
+    prediction_id: Uuid,
+    #[serde(flatten)]
+    members: TabularMembers<'a>,
+    /// Answered from a cache tier (`X-Cache` says which), not computed for this request.
+    cached: bool,
+}
+
+/// `POST /predict`'s answer from an image model: the top classes.
+#[derive(Serialize, ToSchema)]
+pub struct ImageAnswer<'a> {
+    /// A UUIDv7 the gateway made; the prediction log's row has it too.
+    #[schema(value_type = String, format = "uuid")]
+    prediction_id: Uuid,
+    #[serde(flatten)]
+    members: ImageMembers<'a>,
+    /// Answered from a cache tier (`X-Cache` says which), not computed for this request.
+    cached: bool,
 }
 
 /// Class ids sorted by probability, best first (ties keep the lower id first).
@@ -180,6 +227,7 @@ mod tests {
             labels: (0..8).map(|i| format!("class {i}")).collect(),
             input: crate::infer::manifest::InputSpec::Features { names: Vec::new() },
             max_batch: 1,
+            revision: 0,
         };
         let probs = [0.01, 0.3, 0.05, 0.4, 0.02, 0.1, 0.07, 0.05];
         let cached = image(&info, "900150983cd24fb0d6963f7d28e17f72", &probs);
@@ -197,5 +245,47 @@ mod tests {
         assert_eq!(ids, [3, 1, 5, 6, 2], "best first, ties by lower id");
         assert_eq!(v["predictions"][0]["label"], "class 3");
         assert_eq!(v["cached"], false);
+    }
+
+    #[test]
+    fn the_documented_answer_types_serialize_as_the_splice() {
+        let id = Uuid::now_v7();
+        let model = || ModelRef {
+            name: "net",
+            version: "2",
+        };
+        let top = || {
+            vec![ClassScore {
+                class_id: 1,
+                label: "b",
+                confidence: 0.75,
+            }]
+        };
+        let tabular = || TabularMembers {
+            model: model(),
+            prediction: "b",
+            confidence: 0.75,
+            class_id: 1,
+            top_k: top(),
+        };
+        let spliced = answer(id, &cached(0.75, &tabular(), &[0.75]).body, true);
+        let typed = PredictAnswer::Tabular(TabularAnswer {
+            prediction_id: id,
+            members: tabular(),
+            cached: true,
+        });
+        assert_eq!(spliced, serde_json::to_vec(&typed).unwrap());
+        let image = || ImageMembers {
+            model: model(),
+            image_hash: "900150983cd24fb0d6963f7d28e17f72",
+            predictions: top(),
+        };
+        let spliced = answer(id, &cached(0.75, &image(), &[0.75]).body, false);
+        let typed = PredictAnswer::Image(ImageAnswer {
+            prediction_id: id,
+            members: image(),
+            cached: false,
+        });
+        assert_eq!(spliced, serde_json::to_vec(&typed).unwrap());
     }
 }

@@ -7,6 +7,8 @@ pub mod error;
 pub mod grpc;
 pub mod multipart;
 pub mod oip;
+pub mod repository;
+pub mod openapi;
 pub mod request_metrics;
 pub mod routes;
 pub mod types;
@@ -56,12 +58,16 @@ pub enum Route {
     Predict,
     Stats,
     Metrics,
+    /// `GET /openapi.json`: the OpenAPI document of every HTTP route.
+    OpenApi,
     /// OIP `/v2/health/live` and `/v2/health/ready`.
     OipHealth,
     /// OIP `/v2`, a model's metadata and readiness.
     OipMetadata,
     /// OIP `/v2/models/{m}[/versions/{v}]/infer`.
     OipInfer,
+    /// The model repository API: `/v2/repository/index`, `…/models/{m}/load|unload`.
+    Repository,
     /// OIP over gRPC: `ServerLive`, `ServerReady`.
     GrpcHealth,
     /// OIP over gRPC: metadata, readiness and `ModelInfer`.
@@ -78,9 +84,14 @@ impl Route {
             "/predict" => Self::Predict,
             "/stats" => Self::Stats,
             "/metrics" => Self::Metrics,
+            "/openapi.json" => Self::OpenApi,
             p if p.starts_with(grpc::SERVICE_PREFIX) => match grpc::method(p) {
                 Some(true) => Self::GrpcHealth,
                 Some(false) => Self::Grpc,
+                None => Self::Unknown,
+            },
+            p if p.starts_with(repository::PREFIX) => match repository::endpoint(p) {
+                Some(_) => Self::Repository,
                 None => Self::Unknown,
             },
             p if p.starts_with("/v2") => match oip::endpoint(p) {
@@ -98,7 +109,10 @@ impl Route {
 
     /// Whether the route is the Open Inference Protocol's (its errors are `{"error": "…"}`).
     pub fn is_oip(self) -> bool {
-        matches!(self, Self::OipHealth | Self::OipMetadata | Self::OipInfer)
+        matches!(
+            self,
+            Self::OipHealth | Self::OipMetadata | Self::OipInfer | Self::Repository
+        )
     }
 
     /// Whether the route is a gRPC method (its errors are a `grpc-status`).
@@ -114,9 +128,11 @@ impl Route {
             Self::Predict => "/predict",
             Self::Stats => "/stats",
             Self::Metrics => "/metrics",
+            Self::OpenApi => "/openapi.json",
             Self::OipHealth => "/v2/health",
             Self::OipMetadata => "/v2/models/{model}",
             Self::OipInfer => "/v2/models/{model}/infer",
+            Self::Repository => "/v2/repository",
             Self::GrpcHealth => "grpc:health",
             Self::Grpc => "grpc:inference",
             Self::Unknown => "unknown",
@@ -126,7 +142,9 @@ impl Route {
     /// The `Allow` header value of the route.
     fn allow(self) -> &'static str {
         match self {
-            Self::Predict | Self::OipInfer | Self::GrpcHealth | Self::Grpc => "POST",
+            Self::Predict | Self::OipInfer | Self::Repository | Self::GrpcHealth | Self::Grpc => {
+                "POST"
+            }
             _ => "GET, HEAD",
         }
     }
@@ -135,17 +153,20 @@ impl Route {
     /// Unknown paths need a key too, so that probing them tells a stranger nothing.
     pub fn scope(self) -> Option<Scope> {
         match self {
-            Self::Health | Self::Ready | Self::OipHealth | Self::GrpcHealth => None,
+            // The API's description is no secret: clients fetch it before they have a key.
+            Self::Health | Self::Ready | Self::OpenApi | Self::OipHealth | Self::GrpcHealth => {
+                None
+            }
             Self::Predict | Self::OipMetadata | Self::OipInfer | Self::Grpc | Self::Unknown => {
                 Some(Scope::Predict)
             }
-            Self::Stats | Self::Metrics => Some(Scope::Admin),
+            Self::Stats | Self::Metrics | Self::Repository => Some(Scope::Admin),
         }
     }
 
     fn allows(self, method: &Method) -> bool {
         match self {
-            Self::Predict | Self::OipInfer | Self::GrpcHealth | Self::Grpc => {
+            Self::Predict | Self::OipInfer | Self::Repository | Self::GrpcHealth | Self::Grpc => {
                 method == Method::POST
             }
             _ => method == Method::GET || method == Method::HEAD,
@@ -532,8 +553,10 @@ async fn dispatch(
         Route::Predict => routes::predict(gateway, req, meta, timing).await?,
         Route::Stats => routes::stats(gateway).await,
         Route::Metrics => routes::metrics(gateway),
+        Route::OpenApi => openapi::serve(),
         Route::OipHealth | Route::OipMetadata => oip::metadata(gateway, req.uri().path())?,
         Route::OipInfer => oip::infer(gateway, req, meta, timing).await?,
+        Route::Repository => repository::handle(gateway, req, meta, timing).await?,
         Route::GrpcHealth | Route::Grpc => {
             // Read like every body (size, time, pace), with the deadline grpc-timeout names.
             let (parts, body) = req.into_parts();

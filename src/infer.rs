@@ -9,6 +9,7 @@ pub mod demo;
 pub mod image;
 pub mod manifest;
 pub mod model;
+pub mod registry;
 pub mod tabular;
 pub mod train;
 pub mod worker;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use crate::infer::manifest::InputKind;
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
+use crate::infer::registry::{Catalog, Chosen, Registry};
 use crate::infer::worker::{ComputePool, PoolConfig};
 
 /// Why an inference did not produce outputs.
@@ -33,6 +35,17 @@ pub enum InferError {
         expects: InputKind,
         got: InputKind,
     },
+    /// The model has no such version loaded.
+    #[error("model {name:?} has no version {version:?}; loaded: {loaded}")]
+    UnknownVersion {
+        name: String,
+        version: String,
+        loaded: String,
+    },
+    /// The model (or the version asked for) is known but serves nothing: it failed to
+    /// load, or was unloaded.
+    #[error("model {name:?} is unavailable: {reason}")]
+    Unavailable { name: String, reason: String },
     /// No loaded model takes this kind of input.
     #[error("no loaded model takes {kind:?} input; loaded: {loaded}")]
     NoModelFor { kind: InputKind, loaded: String },
@@ -67,59 +80,42 @@ pub struct Forwarded {
     pub compute: Duration,
 }
 
-/// The loaded models and the compute pool that runs them. Shared by every I/O thread.
+/// The served models and the compute pool that runs them. Shared by every I/O thread.
 pub struct Infer {
-    models: Vec<Arc<dyn Model>>,
+    registry: Registry,
     pool: ComputePool,
 }
 
 impl Infer {
-    /// Starts the compute threads for these models. For each input kind, the first model
-    /// of that kind is its default.
-    pub fn start(models: Vec<Arc<dyn Model>>, cfg: &PoolConfig) -> Result<Self, InferError> {
+    /// Starts the compute threads to serve `catalog`.
+    pub fn start(catalog: Catalog, cfg: &PoolConfig) -> Result<Self, InferError> {
         let pool = ComputePool::start(cfg).map_err(InferError::Spawn)?;
-        Ok(Self { models, pool })
+        Ok(Self {
+            registry: Registry::new(catalog),
+            pool,
+        })
     }
 
-    /// The model called `name` when it takes `kind` input; without a name, the default
-    /// model for `kind` (the first loaded model of that kind).
-    pub fn model_for(
+    /// The model a `kind` request goes to: `name` (else the default for `kind`) at
+    /// `version` (else as the model's split says, else its newest), and the shadow
+    /// version it is mirrored to, if any (see [`Catalog::choose`]).
+    pub fn choose(
         &self,
         name: Option<&str>,
+        version: Option<&str>,
         kind: InputKind,
-    ) -> Result<&Arc<dyn Model>, InferError> {
-        let Some(name) = name else {
-            return self
-                .models
-                .iter()
-                .find(|m| m.info().kind() == kind)
-                .ok_or_else(|| InferError::NoModelFor {
-                    kind,
-                    loaded: self.model_names(),
-                });
-        };
-        let model = self
-            .models
-            .iter()
-            .find(|m| m.info().name == name)
-            .ok_or_else(|| InferError::UnknownModel {
-                name: name.to_owned(),
-                loaded: self.model_names(),
-            })?;
-        let expects = model.info().kind();
-        if expects != kind {
-            return Err(InferError::WrongInput {
-                model: name.to_owned(),
-                expects,
-                got: kind,
-            });
-        }
-        Ok(model)
+    ) -> Result<Chosen, InferError> {
+        self.registry.snapshot().choose(name, version, kind)
     }
 
-    /// Every loaded model, default first.
-    pub fn models(&self) -> &[Arc<dyn Model>] {
-        &self.models
+    /// The catalog in force now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.registry.snapshot()
+    }
+
+    /// Serves `catalog` from now on; work that already chose a model finishes on it.
+    pub fn swap(&self, catalog: Catalog) {
+        self.registry.swap(catalog);
     }
 
     /// Jobs waiting for a compute thread now.
@@ -139,13 +135,5 @@ impl Infer {
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Forwarded, InferError> {
         self.pool.submit(Arc::clone(model), batch, deadline).await
-    }
-
-    fn model_names(&self) -> String {
-        self.models
-            .iter()
-            .map(|m| m.info().name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }

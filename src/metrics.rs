@@ -82,6 +82,21 @@ pub const ADMISSION_IN_FLIGHT: &str = "infergate_admission_in_flight";
 
 /// Requests refused 429 by a rate limit, by policy (`key`, `ip`).
 pub const RATE_LIMITED_TOTAL: &str = "infergate_rate_limited_total";
+/// Gauge: 1 for each model version that serves, by `model` and `version`.
+pub const MODEL_READY: &str = "infergate_model_ready";
+/// Counter: model versions that failed to load, by `model`.
+pub const MODEL_LOAD_FAILURES_TOTAL: &str = "infergate_model_load_failures_total";
+/// Counter: repository reloads that changed what is served, by `trigger`.
+pub const REPOSITORY_RELOADS_TOTAL: &str = "infergate_repository_reloads_total";
+/// Counter: requests mirrored to a shadow version, by `model`, `candidate` and `outcome`
+/// (`compared`, `failed`, `timeout`, `busy`, `dropped`).
+pub const SHADOW_REQUESTS_TOTAL: &str = "infergate_shadow_requests_total";
+/// Counter: shadow comparisons by `model`, `primary`, `candidate` and `top1`
+/// (`agree` / `disagree`).
+pub const SHADOW_COMPARISONS_TOTAL: &str = "infergate_shadow_comparisons_total";
+/// Histogram: the largest absolute difference between the answer's and the candidate's
+/// class probabilities, by `model`, `primary` and `candidate`.
+pub const SHADOW_MAX_PROB_DELTA: &str = "infergate_shadow_max_prob_delta";
 
 /// Request latency buckets, seconds: from half a millisecond to a few seconds.
 const REQUEST_BUCKETS: &[f64] = &[
@@ -92,6 +107,10 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 /// Log flush buckets, seconds: a COPY of a thousand rows takes milliseconds.
 const FLUSH_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+/// Probability difference buckets (0 to 1).
+const DELTA_BUCKETS: &[f64] = &[
+    0.000001, 0.00001, 0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0,
 ];
 /// Inference buckets, seconds: tabular models take microseconds, image models up to seconds.
 const INFERENCE_BUCKETS: &[f64] = &[
@@ -117,6 +136,7 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
         )?
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(LOG_FLUSH_DURATION.into()), FLUSH_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(SHADOW_MAX_PROB_DELTA.into()), DELTA_BUCKETS)?
         .install_recorder()?;
     describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "io_backend" => io_backend).set(1.0);
@@ -160,6 +180,33 @@ fn export_rare_at_zero() {
 }
 
 fn describe() {
+    describe_gauge!(
+        MODEL_READY,
+        "1 for each model version serving requests, by model and version (0 once it stops)."
+    );
+    describe_counter!(
+        MODEL_LOAD_FAILURES_TOTAL,
+        "Model versions that failed to load (start, repository reload or API), by model."
+    );
+    describe_counter!(
+        REPOSITORY_RELOADS_TOTAL,
+        "Repository looks that changed the served models, by trigger (poll, signal, api)."
+    );
+    describe_counter!(
+        SHADOW_REQUESTS_TOTAL,
+        "Requests mirrored to a shadow version, by model, candidate and outcome (compared, \
+         failed, timeout, busy, dropped)."
+    );
+    describe_counter!(
+        SHADOW_COMPARISONS_TOTAL,
+        "Shadow comparisons by model, primary and candidate version, and whether their top-1 \
+         classes agree (top1=agree|disagree)."
+    );
+    describe_histogram!(
+        SHADOW_MAX_PROB_DELTA,
+        "Largest absolute difference between the answer's and the shadow candidate's class \
+         probabilities."
+    );
     describe_counter!(
         DEADLINE_EXCEEDED_TOTAL,
         "Requests whose deadline passed, by the stage that found it (admission, waiting, \

@@ -32,6 +32,7 @@ use crate::infer::{Infer, InferError};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, COALESCED_TOTAL};
 use crate::prediction_log::PredictionLog;
 use crate::prediction_log::record::{LogRow, LoggedInput};
+use crate::shadow::{Shadow, ShadowInput, ShadowJob};
 use crate::stats::{Source, Stats};
 use crate::trace_context::TraceContext;
 
@@ -40,6 +41,8 @@ use crate::trace_context::TraceContext;
 pub struct TabularInput {
     /// Model picked by name; `None` is the default model.
     pub model: Option<String>,
+    /// Version picked; `None`: as the model's traffic split says, else its newest.
+    pub version: Option<String>,
     /// The feature values.
     pub features: Vec<f32>,
     /// Length of the array the client sent (may exceed `features.len()` for huge arrays).
@@ -51,6 +54,8 @@ pub struct TabularInput {
 pub struct ImageInput {
     /// Model picked by name; `None` is the default image model.
     pub model: Option<String>,
+    /// Version picked; `None`: as the model's traffic split says, else its newest.
+    pub version: Option<String>,
     /// The file's bytes.
     pub bytes: Bytes,
 }
@@ -252,7 +257,9 @@ pub struct PredictorParts {
     /// The prediction log; `None` when no database is configured.
     pub log: Option<Arc<PredictionLog>>,
     /// The decode threads; `None` when no image model is loaded.
-    pub imaging: Option<Imaging>,
+    pub imaging: Option<Arc<Imaging>>,
+    /// The runner that mirrors requests to shadow versions.
+    pub shadow: Shadow,
     /// The adaptive concurrency limit in front of each model.
     pub admission: Admission,
 }
@@ -260,7 +267,8 @@ pub struct PredictorParts {
 /// Runs predictions; one per process, shared by every I/O thread.
 pub struct Predictor {
     infer: Arc<Infer>,
-    imaging: Option<Imaging>,
+    imaging: Option<Arc<Imaging>>,
+    shadow: Shadow,
     batcher: Batcher,
     admission: Admission,
     l1: Option<L1>,
@@ -279,6 +287,7 @@ impl Predictor {
         Self {
             infer: parts.infer,
             imaging: parts.imaging,
+            shadow: parts.shadow,
             batcher: parts.batcher,
             admission: parts.admission,
             l1: parts.l1,
@@ -312,16 +321,23 @@ impl Predictor {
         self.log.as_ref()
     }
 
+    /// The shadow runner (the drain closes it before the log).
+    pub fn shadow(&self) -> &Shadow {
+        &self.shadow
+    }
+
     /// Predicts a tabular input.
     pub async fn tabular(
         &self,
         input: TabularInput,
         opts: RequestOptions,
     ) -> Result<Prediction, PredictError> {
-        let model = Arc::clone(
-            self.infer
-                .model_for(input.model.as_deref(), InputKind::Features)?,
-        );
+        let chosen = self.infer.choose(
+            input.model.as_deref(),
+            input.version.as_deref(),
+            InputKind::Features,
+        )?;
+        let model = chosen.model;
         let info = model.info();
         let expected = info.row_len();
         if input.len != expected {
@@ -335,13 +351,17 @@ impl Predictor {
                 names,
             });
         }
-        let key = CacheKey::new(&info.name, &info.version, Input::Features(&input.features));
+        let key = CacheKey::for_model(info, Input::Features(&input.features));
         // The log keeps the features only when a log exists; the model takes the vector.
         let logged = self
             .log
             .as_ref()
             .map(|_| LoggedInput::Features(input.features.clone()));
-        self.predict(model, key, Pending::Features(input.features), logged, opts)
+        let shadow = chosen
+            .shadow
+            .map(|candidate| (candidate, ShadowInput::Features(input.features.clone())));
+        let pending = Pending::Features(input.features);
+        self.predict(model, key, pending, logged, shadow, opts)
             .await
     }
 
@@ -352,35 +372,47 @@ impl Predictor {
         input: ImageInput,
         opts: RequestOptions,
     ) -> Result<Prediction, PredictError> {
-        let model = Arc::clone(
-            self.infer
-                .model_for(input.model.as_deref(), InputKind::Image)?,
-        );
+        let chosen = self.infer.choose(
+            input.model.as_deref(),
+            input.version.as_deref(),
+            InputKind::Image,
+        )?;
+        let model = chosen.model;
         let info = model.info();
         let (InputSpec::Image(preprocess), Some(imaging)) = (&info.input, &self.imaging) else {
             return Err(PredictError::Image(ImageError::Stopped));
         };
         let format = imaging.validate(&input.bytes)?;
-        let key = CacheKey::new(&info.name, &info.version, Input::Image(&input.bytes));
+        let key = CacheKey::for_model(info, Input::Image(&input.bytes));
         let logged = self.log.as_ref().map(|_| LoggedInput::Image {
             bytes: input.bytes.len(),
+        });
+        let shadow = chosen.shadow.map(|candidate| {
+            let input = ShadowInput::Image {
+                bytes: input.bytes.clone(),
+                format,
+            };
+            (candidate, input)
         });
         let pending = Pending::Image {
             bytes: input.bytes,
             format,
             preprocess: *preprocess,
         };
-        self.predict(model, key, pending, logged, opts).await
+        self.predict(model, key, pending, logged, shadow, opts)
+            .await
     }
 
     /// The shared tail of every prediction: the read-through under the deadline, stats,
-    /// the log row.
+    /// the log row (handed to the shadow runner with the input when the request is
+    /// mirrored, which submits it with the comparison).
     async fn predict(
         &self,
         model: Arc<dyn Model>,
         key: CacheKey,
         pending: Pending,
         logged: Option<LoggedInput>,
+        shadow: Option<(Arc<dyn Model>, ShadowInput)>,
         opts: RequestOptions,
     ) -> Result<Prediction, PredictError> {
         let deadline = opts.deadline;
@@ -403,9 +435,9 @@ impl Predictor {
         self.stats
             .record_prediction(computed.answer.confidence, cache.source());
         let prediction_id = Uuid::now_v7();
-        if let (Some(log), Some(input)) = (&self.log, logged) {
+        let row = logged.map(|input| {
             let info = model.info();
-            log.submit(LogRow {
+            LogRow {
                 prediction_id,
                 request_id: opts.request_id,
                 created_at: SystemTime::now(),
@@ -420,7 +452,22 @@ impl Predictor {
                 client_addr: opts.client_addr.filter(|_| self.cfg.log_client_addr),
                 api_key: opts.api_key,
                 trace_id: Some(opts.trace.trace_id_hex()),
-            });
+                shadow: None,
+            }
+        });
+        match shadow {
+            Some((candidate, input)) => self.shadow.mirror(ShadowJob {
+                candidate,
+                primary_version: model.info().version.clone(),
+                primary_probs: Arc::clone(&computed.answer.probs),
+                input,
+                row,
+            }),
+            None => {
+                if let (Some(log), Some(row)) = (&self.log, row) {
+                    log.submit(row);
+                }
+            }
         }
         // Decode and preprocess times belong to the request that did the work.
         let own = matches!(cache, CacheStatus::Miss | CacheStatus::Bypass);

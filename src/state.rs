@@ -13,6 +13,7 @@ use crate::idle_exit::LastRequest;
 use crate::infer::Infer;
 use crate::predict::Predictor;
 use crate::rate_limit::RateLimits;
+use crate::repository::Repository;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::telemetry::traces::Traces;
@@ -34,6 +35,8 @@ pub struct Gateway {
     pub predictor: Predictor,
     /// The models and compute pool.
     pub infer: Arc<Infer>,
+    /// The model repository, when `repository.path` is set.
+    pub repository: Option<Arc<Repository>>,
     /// Prediction counters for `/stats`.
     pub stats: Arc<Stats>,
     /// Drain state and open connections.
@@ -66,6 +69,7 @@ impl Gateway {
         Self {
             predictor: parts.predictor,
             infer: parts.infer,
+            repository: parts.repository,
             stats: parts.stats,
             shutdown: parts.shutdown,
             metrics: parts.metrics,
@@ -108,6 +112,7 @@ impl Gateway {
 pub struct GatewayParts {
     pub predictor: Predictor,
     pub infer: Arc<Infer>,
+    pub repository: Option<Arc<Repository>>,
     pub stats: Arc<Stats>,
     pub shutdown: Arc<Shutdown>,
     pub metrics: PrometheusHandle,

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use infergate::prediction_log::record::{LogRow, LoggedInput, ShadowDiff};
 use infergate::prediction_log::schema::MIGRATIONS;
 use reqwest::Client;
 use serde_json::{Value, json};
@@ -533,6 +534,9 @@ fn a_torn_spool_replays_its_intact_records_and_reports_the_tear() {
         client_addr: None,
         api_key: None,
         trace_id: None,
+        shadow_version: None,
+        shadow_top1_agree: None,
+        shadow_max_delta: None,
     };
     // Two segments, as two crashed runs would leave them: the first cut off inside its
     // last record, the second with a corrupted byte in its last record.
@@ -933,4 +937,181 @@ fn every_image_answer_is_one_row_with_its_image_hash_top5_and_size() {
         assert_eq!(row["top_class"], top5[0]["class_id"]);
         assert_eq!(row["prediction"], top5[0]["label"]);
     }
+}
+
+/// A tabular row as the request path (or the shadow runner) hands it to the sink.
+fn log_row(request_id: &str, shadow: Option<ShadowDiff>) -> LogRow {
+    LogRow {
+        prediction_id: uuid::Uuid::now_v7(),
+        request_id: request_id.to_owned(),
+        created_at: std::time::SystemTime::now(),
+        model_name: "iris-mlp".into(),
+        model_version: "1.0.0".into(),
+        cache_status: "miss",
+        input_hash: 0x5eed,
+        input: LoggedInput::Features(vec![5.1, 3.5, 1.4, 0.2]),
+        answer: bytes::Bytes::from_static(
+            br#""prediction":"setosa","class_id":0,"top_k":[{"class_id":0,"label":"setosa","confidence":0.9}]"#,
+        ),
+        confidence: 0.9,
+        latency: Duration::from_micros(100),
+        client_addr: None,
+        api_key: None,
+        trace_id: None,
+        shadow,
+    }
+}
+
+#[test]
+fn shadow_comparisons_land_in_the_primary_rows_columns_after_migrating_from_version_4() {
+    use infergate::prediction_log::db::DbConfig;
+    use infergate::prediction_log::record::Record;
+    use infergate::prediction_log::spool::Spool;
+    use infergate::prediction_log::writer::WriterConfig;
+    use infergate::prediction_log::{DbStatus, LogConfig, PredictionLog};
+
+    let pg = PostgresServer::start();
+    // A database a gateway from before shadow mirroring left: migrations 1-4 applied and
+    // recorded, one row of its own.
+    let (before, from_5): (Vec<_>, Vec<_>) = MIGRATIONS.iter().partition(|m| m.version <= 4);
+    assert_eq!(before.len(), 4);
+    assert_eq!(
+        from_5
+            .iter()
+            .map(|m| (m.version, m.name))
+            .collect::<Vec<_>>(),
+        [(5, "shadow")]
+    );
+    pg.execute(
+        "CREATE TABLE infergate_schema_migrations (version INTEGER PRIMARY KEY, \
+         name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    );
+    for m in &before {
+        pg.execute(m.sql);
+        pg.execute(&format!(
+            "INSERT INTO infergate_schema_migrations (version, name) VALUES ({}, '{}')",
+            m.version, m.name
+        ));
+    }
+    pg.execute(
+        "INSERT INTO predictions (prediction_id, request_id, model_name, model_version, \
+         cache_status, input_hash, prediction, confidence, all_predictions, latency_us, trace_id) \
+         VALUES (gen_random_uuid(), 'from-v4', 'iris-mlp', '1.0.0', 'miss', 'h', 'setosa', 0.9, \
+         '[]', 1, '4bf92f3577b34da6a3ce929d0e0e4736')",
+    );
+
+    // A mirrored row spooled while Postgres was away, replayed by the writer.
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spooled = Record::from_row(log_row(
+        "spooled",
+        Some(ShadowDiff {
+            version: "2.0.0-rc1".into(),
+            top1_agree: true,
+            // Not a short decimal: the spool's JSON and COPY's float4 must keep it exactly.
+            max_delta: 0.1 + f32::EPSILON,
+        }),
+    ));
+    let mut spool = Spool::open(spool_dir.path(), 1 << 30).unwrap();
+    spool.append(std::slice::from_ref(&spooled)).unwrap();
+    drop(spool);
+
+    let log = PredictionLog::start(LogConfig {
+        db: DbConfig {
+            url: pg.url(),
+            password: None,
+            connect_timeout: Duration::from_secs(5),
+            tls_ca: None,
+        },
+        writer: WriterConfig {
+            batch_rows: 100,
+            flush_interval: Duration::from_millis(20),
+            write_timeout: Duration::from_secs(10),
+            retry_initial: Duration::from_millis(50),
+            retry_max: Duration::from_millis(500),
+            migrate: true,
+        },
+        queue_capacity: 64,
+        spool_dir: spool_dir.path().to_owned(),
+        spool_max_bytes: 1 << 30,
+        stats_cache: Duration::from_millis(100),
+        retention: None,
+    })
+    .unwrap();
+    // Migrated and replayed before the new rows go in, so each takes the path it is here for.
+    eventually("the spooled row replayed", 15, || {
+        log.status() == DbStatus::Ok && pg.count("predictions") == 2
+    });
+    // Through the real writer: one row mirrored, one not.
+    log.submit(log_row(
+        "mirrored",
+        Some(ShadowDiff {
+            version: "2.0.0".into(),
+            top1_agree: false,
+            max_delta: 0.375,
+        }),
+    ));
+    log.submit(log_row("not-mirrored", None));
+    eventually("every row written", 15, || pg.count("predictions") == 4);
+    runtime().block_on(async {
+        let counters = log.counters();
+        assert_eq!((counters.written, counters.replayed), (2, 1));
+        assert!(log.close(Instant::now() + Duration::from_secs(10)).await);
+    });
+
+    assert_eq!(
+        pg.query("SELECT version, name FROM infergate_schema_migrations ORDER BY version"),
+        every_migration(),
+        "only 0005 applied on top of 0001-0004"
+    );
+    let types = pg.query(
+        "SELECT column_name, data_type FROM information_schema.columns \
+         WHERE table_name = 'predictions' AND column_name LIKE 'shadow%' ORDER BY ordinal_position",
+    );
+    assert_eq!(
+        types,
+        [
+            json!({"column_name": "shadow_version", "data_type": "text"}),
+            json!({"column_name": "shadow_top1_agree", "data_type": "boolean"}),
+            json!({"column_name": "shadow_max_delta", "data_type": "real"}),
+        ]
+    );
+    // float4 read back as float8, so the stored value compares exactly as an f32.
+    let rows = pg.query(
+        "SELECT request_id, shadow_version, shadow_top1_agree, \
+         shadow_max_delta::float8 AS shadow_max_delta FROM predictions",
+    );
+    let by_request: HashMap<&str, &Value> = rows
+        .iter()
+        .map(|r| (r["request_id"].as_str().unwrap(), r))
+        .collect();
+    let shadow = |request: &str| {
+        let r = by_request[request];
+        (
+            r["shadow_version"].as_str().map(str::to_owned),
+            r["shadow_top1_agree"].as_bool(),
+            r["shadow_max_delta"].as_f64().map(|d| d as f32),
+        )
+    };
+    assert_eq!(
+        shadow("mirrored"),
+        (Some("2.0.0".to_owned()), Some(false), Some(0.375))
+    );
+    assert_eq!(
+        shadow("spooled"),
+        (
+            Some("2.0.0-rc1".to_owned()),
+            Some(true),
+            Some(0.1 + f32::EPSILON)
+        )
+    );
+    for unmirrored in ["not-mirrored", "from-v4"] {
+        let r = by_request[unmirrored];
+        for column in ["shadow_version", "shadow_top1_agree", "shadow_max_delta"] {
+            assert!(r[column].is_null(), "{unmirrored}: {column} is NULL");
+        }
+    }
+    assert!(
+        spool_files(spool_dir.path()).is_empty(),
+        "replayed, deleted"
+    );
 }

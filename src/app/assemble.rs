@@ -28,7 +28,9 @@ use crate::predict::{PredictConfig, Predictor, PredictorParts};
 use crate::prediction_log::writer::WriterConfig;
 use crate::prediction_log::{LogConfig, PredictionLog, RetentionConfig};
 use crate::rate_limit::RateLimits;
+use crate::repository::{RepoState, Repository, RepositoryParts};
 use crate::server::backend::Backend;
+use crate::shadow::{Shadow, ShadowParts};
 use crate::shutdown::Shutdown;
 use crate::state::{Gateway, GatewayParts, Limits};
 use crate::stats::Stats;
@@ -49,16 +51,43 @@ pub struct Assembled {
 /// `/stats`, `/ready` and the metrics will say serves connections.
 pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError> {
     let metrics = crate::metrics::install(backend.name())?;
-    let models = load_models(config)?;
+    let image_options = ImageModelOptions {
+        device: image_device(),
+        max_batch: config.image.max_batch_size,
+    };
+    let models = load_models(config, &image_options)?;
     let compute_threads = config.compute.resolved_threads();
-    let imaging = start_imaging(config, &models, compute_threads)?;
+    let imaging = start_imaging(config, &models, compute_threads)?.map(Arc::new);
     let infer = Arc::new(Infer::start(
-        models,
+        RepoState::new(models.clone()).catalog(),
         &PoolConfig {
             threads: compute_threads,
             queue_capacity: config.compute.queue_capacity,
         },
     )?);
+    // The repository's models join the configured ones before anything listens; one that
+    // fails to load is reported and the rest serve.
+    let repository = match &config.repository.path {
+        Some(root) => {
+            let repository = Repository::start(
+                RepositoryParts {
+                    root: root.clone(),
+                    poll_interval: (config.repository.poll_interval_ms > 0)
+                        .then(|| Duration::from_millis(config.repository.poll_interval_ms)),
+                    image: image_options,
+                    configured: models,
+                },
+                Arc::clone(&infer),
+            )?;
+            tracing::info!(
+                path = %root.display(),
+                poll_interval_ms = config.repository.poll_interval_ms,
+                "model repository on: models reload on change, on SIGHUP and through /v2/repository"
+            );
+            Some(Arc::new(repository))
+        }
+        None => None,
+    };
     let stats = Arc::new(Stats::new());
     let shutdown = Shutdown::new();
     let batcher = Batcher::start(
@@ -112,9 +141,19 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
         (Some(_), None) => "l1",
         _ => "disabled",
     };
+    let shadow = Shadow::start(
+        ShadowParts {
+            batcher: batcher.clone(),
+            imaging: imaging.clone(),
+            log: log.clone(),
+        },
+        &config.shadow,
+    )
+    .map_err(InferError::Spawn)?;
     let predictor = Predictor::new(
         PredictorParts {
             infer: Arc::clone(&infer),
+            shadow,
             batcher,
             l1,
             l2,
@@ -123,7 +162,7 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
             imaging,
             admission: Admission::new(
                 &config.admission,
-                infer.models().iter().map(|m| m.info().name.as_str()),
+                infer.catalog().defaults().map(|m| m.info().name.as_str()),
             ),
         },
         PredictConfig {
@@ -134,6 +173,7 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
     let gateway = Arc::new(Gateway::new(GatewayParts {
         predictor,
         infer: Arc::clone(&infer),
+        repository,
         stats,
         shutdown: Arc::clone(&shutdown),
         metrics: metrics.clone(),
@@ -206,7 +246,10 @@ fn log_config(config: &Config) -> Option<LogConfig> {
 
 /// The tabular model first (the `/health` default), then the image models: the configured
 /// ones, then the bundled one; `image.default_model` goes first among them.
-fn load_models(config: &Config) -> Result<Vec<Arc<dyn Model>>, ModelError> {
+fn load_models(
+    config: &Config,
+    opts: &ImageModelOptions,
+) -> Result<Vec<Arc<dyn Model>>, ModelError> {
     let tabular = load_tabular(config)?;
     let mut models: Vec<Arc<dyn Model>> = vec![match config.model.forward_delay_ms {
         0 => Arc::new(tabular),
@@ -218,20 +261,16 @@ fn load_models(config: &Config) -> Result<Vec<Arc<dyn Model>>, ModelError> {
             Arc::new(Delayed::new(tabular, Duration::from_millis(ms)))
         }
     }];
-    let opts = ImageModelOptions {
-        device: image_device(),
-        max_batch: config.image.max_batch_size,
-    };
     let mut images: Vec<Arc<dyn Model>> = Vec::new();
     for m in &config.image.models {
         images.push(Arc::new(ImageModel::from_files(
             &m.path,
             &m.manifest(),
-            &opts,
+            opts,
         )?));
     }
     if config.image.bundled {
-        images.push(Arc::new(demo::efficientnet_lite0::load(&opts)?));
+        images.push(Arc::new(demo::efficientnet_lite0::load(opts)?));
     }
     if let Some(name) = &config.image.default_model {
         let at = images
@@ -307,7 +346,10 @@ fn start_imaging(
     models: &[Arc<dyn Model>],
     compute_threads: usize,
 ) -> Result<Option<Imaging>, InferError> {
-    if !models.iter().any(|m| m.info().kind() == InputKind::Image) {
+    // The repository may bring image models at any time.
+    if config.repository.path.is_none()
+        && !models.iter().any(|m| m.info().kind() == InputKind::Image)
+    {
         return Ok(None);
     }
     let c = &config.image;

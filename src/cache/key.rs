@@ -10,6 +10,8 @@ use std::fmt;
 
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::infer::manifest::ModelInfo;
+
 /// Bumped whenever the canonical encoding below changes.
 pub const ENCODING_VERSION: u32 = 1;
 
@@ -35,6 +37,17 @@ pub struct CacheKey {
 impl CacheKey {
     /// The key of `input` for `model` at `version`.
     pub fn new(model: &str, version: &str, input: Input<'_>) -> Self {
+        Self::with_revision(model, version, 0, input)
+    }
+
+    /// The key of `input` for a loaded model: its name, version and the revision of the
+    /// files it was loaded from, so that replacing a version's files in place never serves
+    /// what the old files computed.
+    pub fn for_model(info: &ModelInfo, input: Input<'_>) -> Self {
+        Self::with_revision(&info.name, &info.version, info.revision, input)
+    }
+
+    fn with_revision(model: &str, version: &str, revision: u64, input: Input<'_>) -> Self {
         let mut h = Xxh3::new();
         // Every variable-length part is length-prefixed, so no two different tuples can
         // encode to the same bytes ("ab"+"c" vs "a"+"bc").
@@ -42,6 +55,11 @@ impl CacheKey {
         for part in [model.as_bytes(), version.as_bytes()] {
             h.update(&(part.len() as u64).to_le_bytes());
             h.update(part);
+        }
+        // Revision 0 (configured models) adds nothing: their keys stay as they were.
+        if revision != 0 {
+            h.update(b"R");
+            h.update(&revision.to_le_bytes());
         }
         match input {
             Input::Features(values) => {
@@ -118,6 +136,7 @@ mod tests {
             CacheKey::new("n", "1", Input::Features(&[1.0, 2.0])),
             CacheKey::new("m", "1", Input::Features(&[2.0, 1.0])),
             CacheKey::new("m", "1", Input::Features(&[1.0, 2.0, 0.0])),
+            CacheKey::with_revision("m", "1", 7, Input::Features(&[1.0, 2.0])),
             CacheKey::new(
                 "m",
                 "1",

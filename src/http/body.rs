@@ -247,6 +247,7 @@ pub fn decode_tabular(bytes: &[u8]) -> Result<TabularInput, ApiError> {
     }
     Ok(TabularInput {
         model: request.model,
+        version: request.version,
         features: features.values,
         len: features.len,
     })

@@ -9,6 +9,7 @@ use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICA
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::admission::{Shed, retry_after_s};
 use crate::auth::AuthError;
@@ -86,6 +87,16 @@ pub enum ApiError {
     /// The request names a model that is not loaded.
     #[error("{0}")]
     UnknownModel(String),
+    /// The request names a version the model does not serve.
+    #[error("{0}")]
+    UnknownVersion(String),
+    /// The model (or version) named failed to load or was unloaded; the others serve.
+    #[error("{0}")]
+    ModelUnavailable(String),
+    /// The repository API could not load a model (its files, its manifest, its
+    /// `model.toml`), or there is no repository.
+    #[error("{0}")]
+    ModelLoadFailed(String),
     /// A queue is full, or the model is at its adaptive concurrency limit.
     #[error("the server is overloaded; retry after {retry_after_s} s")]
     Overloaded { retry_after_s: u64 },
@@ -104,15 +115,29 @@ pub enum ApiError {
     Internal,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The error body of every route but the Open Inference Protocol's.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "model_not_found", "message": "no model named \"nope\""}}))]
+pub struct ErrorBody<'a> {
+    /// What went wrong.
+    pub error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
+/// `error` of [`ErrorBody`].
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// Stable, snake_case: clients and dashboards key on it.
+    pub code: &'a str,
+    /// What was wrong and what is allowed.
+    pub message: String,
+}
+
+/// The Open Inference Protocol's error body, on its routes: `{"error": "<code>: <message>"}`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": "model_not_found: no model named \"nope\""}))]
+pub struct OipErrorBody {
+    /// The stable code, a colon, and what was wrong.
+    pub error: String,
 }
 
 impl ApiError {
@@ -128,7 +153,10 @@ impl ApiError {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::NotFound(_) | Self::UnknownModel(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::UnknownModel(_) | Self::UnknownVersion(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Self::ModelLoadFailed(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout { .. } | Self::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -136,7 +164,9 @@ impl ApiError {
             | Self::WrongInputKind(_)
             | Self::UnsupportedImageFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded { .. } | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { .. } | Self::ShuttingDown | Self::ModelUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -164,6 +194,9 @@ impl ApiError {
             Self::MalformedMultipart(_) => "malformed_multipart",
             Self::InvalidInput { code, .. } => code,
             Self::UnknownModel(_) => "model_not_found",
+            Self::UnknownVersion(_) => "version_not_found",
+            Self::ModelUnavailable(_) => "model_unavailable",
+            Self::ModelLoadFailed(_) => "model_load_failed",
             Self::Overloaded { .. } => "overloaded",
             Self::DeadlineExceeded { .. } => "deadline_exceeded",
             Self::InvalidTimeout(_) => "invalid_timeout",
@@ -175,10 +208,13 @@ impl ApiError {
     /// As [`ApiError::into_response`], with the Open Inference Protocol's body:
     /// `{"error": "<code>: <message>"}`.
     pub fn into_oip_response(self) -> Response<Full<Bytes>> {
-        let message = format!("{}: {self}", self.code());
-        let body = serde_json::json!({ "error": message }).to_string();
+        let body = OipErrorBody {
+            error: format!("{}: {self}", self.code()),
+        };
+        let json = serde_json::to_vec(&body)
+            .unwrap_or_else(|_| br#"{"error":"internal: cannot encode error"}"#.to_vec());
         let mut response = self.into_response();
-        *response.body_mut() = Full::new(Bytes::from(body));
+        *response.body_mut() = Full::new(Bytes::from(json));
         response
     }
 
@@ -333,6 +369,8 @@ impl ApiError {
             InferError::UnknownModel { name, loaded } => {
                 Self::UnknownModel(format!("no model named {name:?}; loaded models: {loaded}"))
             }
+            InferError::UnknownVersion { .. } => Self::UnknownVersion(err.to_string()),
+            InferError::Unavailable { .. } => Self::ModelUnavailable(err.to_string()),
             InferError::WrongInput { model, expects, .. } => {
                 Self::WrongInputKind(format!("model {model:?} takes {}", expects.how_to_send()))
             }

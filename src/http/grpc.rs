@@ -125,9 +125,14 @@ impl GrpcInferenceService for Oip {
         req: tonic::Request<ModelReadyRequest>,
     ) -> Result<tonic::Response<ModelReadyResponse>, Status> {
         let req = req.into_inner();
-        oip::find(&self.gateway, &req.name, version(&req.version)).map_err(to_status)?;
+        let catalog = self.gateway.infer.catalog();
+        if catalog.get(&req.name).is_none() {
+            // An unknown model is NOT_FOUND; a known one that serves nothing is not ready.
+            oip::find(&self.gateway, &req.name, None).map_err(to_status)?;
+        }
+        let serves = catalog.find(&req.name, version(&req.version)).is_ok();
         Ok(tonic::Response::new(ModelReadyResponse {
-            ready: is_ready(&self.gateway),
+            ready: serves && is_ready(&self.gateway),
         }))
     }
 
@@ -177,7 +182,7 @@ impl GrpcInferenceService for Oip {
         let req = req.into_inner();
         let gw = &self.gateway;
         let model =
-            oip::find(gw, &req.model_name, version(&req.model_version)).map_err(to_status)?;
+            oip::route(gw, &req.model_name, version(&req.model_version)).map_err(to_status)?;
         let info = model.info();
         let wanted = wanted(&req).map_err(to_status)?;
         let rows = oip::rows(info, inputs(&req).map_err(to_status)?).map_err(to_status)?;

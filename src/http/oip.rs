@@ -19,8 +19,10 @@ use crate::http::error::ApiError;
 use crate::http::oip::tensor::{HEADER_LENGTH, Output, OutputData, Tensor, Values};
 use crate::http::routes::{asks_no_cache, deadline_and_body, is_ready};
 use crate::http::{HttpResponse, Timing};
+use crate::infer::InferError;
 use crate::infer::manifest::{InputSpec, ModelInfo};
 use crate::infer::model::Model;
+use crate::infer::registry::Served;
 use crate::predict::{CacheStatus, ImageInput, Prediction, RequestOptions, TabularInput};
 use crate::state::Gateway;
 
@@ -106,37 +108,23 @@ fn ready_status(ready: bool) -> StatusCode {
     }
 }
 
-/// The model `name` (at `version`, when one is named).
+/// The model `name` (at `version`, when one is named; else its newest), for metadata.
 pub(crate) fn find(
     gw: &Gateway,
     name: &str,
     version: Option<&str>,
 ) -> Result<Arc<dyn Model>, ApiError> {
-    let model = gw
-        .infer
-        .models()
-        .iter()
-        .find(|m| m.info().name == name)
-        .ok_or_else(|| {
-            let loaded: Vec<&str> = gw
-                .infer
-                .models()
-                .iter()
-                .map(|m| m.info().name.as_str())
-                .collect();
-            ApiError::UnknownModel(format!(
-                "no model named {name:?}; loaded: {}",
-                loaded.join(", ")
-            ))
-        })?;
-    let info = model.info();
-    match version {
-        Some(v) if v != info.version => Err(ApiError::UnknownModel(format!(
-            "model {name:?} has no version {v:?}; it serves {:?}",
-            info.version
-        ))),
-        _ => Ok(Arc::clone(model)),
-    }
+    Ok(gw.infer.catalog().find(name, version)?)
+}
+
+/// The version of `name` an inference goes to: `version`, or as the model's traffic
+/// split says, else its newest. Every row of one request goes to it.
+pub(crate) fn route(
+    gw: &Gateway,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Arc<dyn Model>, ApiError> {
+    Ok(gw.infer.catalog().route(name, version)?)
 }
 
 /// `GET /v2/health/live` and `/v2/health/ready`, `GET /v2`, a model's metadata and
@@ -164,19 +152,67 @@ pub fn metadata(gw: &Gateway, path: &str) -> Result<HttpResponse, ApiError> {
             version,
             action,
         } => {
-            let model = find(gw, name, version)?;
-            let info = model.info();
-            match action {
-                Action::Ready => {
-                    let ready = is_ready(gw);
+            let catalog = gw.infer.catalog();
+            let served = catalog.get(name);
+            match (action, served) {
+                // A model that serves nothing (it failed to load, or was unloaded) still
+                // has metadata: its state and why.
+                (Action::Metadata | Action::Infer, Some(served))
+                    if version.is_none() && !served.is_available() =>
+                {
+                    json(StatusCode::OK, &unserved_metadata(served))
+                }
+                (Action::Ready, _) => {
+                    // Unknown names and versions are a 404, as for the metadata; only a
+                    // known model (or version) that serves nothing is `ready: false`.
+                    let serves = match catalog.find(name, version) {
+                        Err(
+                            e @ (InferError::UnknownModel { .. }
+                            | InferError::UnknownVersion { .. }),
+                        ) => return Err(e.into()),
+                        found => found.is_ok(),
+                    };
+                    let ready = serves && is_ready(gw);
                     json(
                         ready_status(ready),
-                        &json!({"name": info.name, "version": info.version, "ready": ready}),
+                        &json!({"name": name, "version": version, "ready": ready}),
                     )
                 }
-                Action::Metadata | Action::Infer => json(StatusCode::OK, &model_metadata(info)),
+                (Action::Metadata | Action::Infer, _) => {
+                    let model = find(gw, name, version)?;
+                    let mut meta = model_metadata(model.info());
+                    if let (Some(served), None) = (served, version) {
+                        meta["versions"] = served
+                            .versions
+                            .iter()
+                            .map(|m| Value::from(m.info().version.as_str()))
+                            .collect();
+                        if let Some(problem) = &served.problem {
+                            meta["state"] = problem.state().into();
+                            meta["reason"] = problem.reason().into();
+                        }
+                    }
+                    json(StatusCode::OK, &meta)
+                }
             }
         }
+    })
+}
+
+/// The metadata of a model that serves nothing: no versions, no tensors, and why.
+fn unserved_metadata(served: &Served) -> Value {
+    let (state, reason) = match &served.problem {
+        Some(problem) => (problem.state(), problem.reason()),
+        None => ("UNAVAILABLE", "no version is loaded"),
+    };
+    json!({
+        "name": served.name,
+        "versions": [],
+        "platform": PLATFORM,
+        "inputs": [],
+        "outputs": [],
+        "state": state,
+        "reason": reason,
     })
 }
 
@@ -368,7 +404,7 @@ pub async fn infer(
             parts.uri.path().chars().take(200).collect(),
         ));
     };
-    let model = find(gw, name, version)?;
+    let model = route(gw, name, version)?;
     let info = model.info();
     let (deadline, bytes) = deadline_and_body(gw, &parts, body, meta.received, timing).await?;
     let decoded_at = Instant::now();
@@ -430,6 +466,8 @@ pub(crate) async fn predict_rows(
 ) -> Result<Vec<Prediction>, ApiError> {
     let predictor = &gw.predictor;
     let model_name = || Some(info.name.clone());
+    // The version routed to once for the whole request: its rows never split.
+    let version = || Some(info.version.clone());
     let predictions = match rows {
         Rows::Features(rows) => {
             futures_util::future::try_join_all(rows.into_iter().map(|features| {
@@ -437,6 +475,7 @@ pub(crate) async fn predict_rows(
                 predictor.tabular(
                     TabularInput {
                         model: model_name(),
+                        version: version(),
                         features,
                         len,
                     },
@@ -450,6 +489,7 @@ pub(crate) async fn predict_rows(
                 predictor.image(
                     ImageInput {
                         model: model_name(),
+                        version: version(),
                         bytes,
                     },
                     opts.clone(),

@@ -33,7 +33,8 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> HttpResponse {
 
 /// `GET /health`: liveness, while the process serves.
 pub fn health(gw: &Gateway) -> HttpResponse {
-    let default = gw.infer.models().first();
+    let catalog = gw.infer.catalog();
+    let default = catalog.defaults().next();
     json_response(
         StatusCode::OK,
         &json!({
@@ -60,6 +61,9 @@ pub fn ready(gw: &Gateway) -> HttpResponse {
             "io_backend": gw.io_backend,
             "checks": {
                 "model": if r.warm { "ok" } else { "warming_up" },
+                // Per model: a model that failed to load is reported here and in its own
+                // /v2/models/{m}/ready, and never makes the others' replica unready.
+                "models": model_checks(gw),
                 // Redis or Postgres down degrades (L1 only; rows spooled), it does not
                 // make a replica unready unless ready.require says so: every replica
                 // shares them.
@@ -69,6 +73,23 @@ pub fn ready(gw: &Gateway) -> HttpResponse {
             "required_down": r.missing,
         }),
     )
+}
+
+/// Each model's state: `ok`, `unavailable` (it failed to load) or `unloaded`.
+fn model_checks(gw: &Gateway) -> serde_json::Map<String, serde_json::Value> {
+    gw.infer
+        .catalog()
+        .models()
+        .iter()
+        .map(|m| {
+            let state = match &m.problem {
+                _ if m.is_available() => "ok",
+                Some(crate::infer::registry::Unserved::Unloaded) => "unloaded",
+                _ => "unavailable",
+            };
+            (m.name.clone(), state.into())
+        })
+        .collect()
 }
 
 /// Whether `/ready` would answer 200 (the OIP health and model readiness ask the same).
@@ -123,13 +144,17 @@ pub async fn predict(
         deadline,
         ..meta
     };
-    let query_model = || model_from_query(parts.uri.query());
+    let query_model = || query_param(parts.uri.query(), "model");
+    let query_version = || query_param(parts.uri.query(), "version");
     let decoded_at = Instant::now();
     let prediction = match content {
         PredictContent::Json => {
             let mut input = decode_tabular(&bytes)?;
             if input.model.is_none() {
                 input.model = query_model();
+            }
+            if input.version.is_none() {
+                input.version = query_version();
             }
             timing.add("decode", decoded_at.elapsed());
             gw.predictor.tabular(input, opts).await?
@@ -139,6 +164,7 @@ pub async fn predict(
             timing.add("decode", decoded_at.elapsed());
             let input = ImageInput {
                 model: upload.model.or_else(query_model),
+                version: query_version(),
                 bytes: upload.file,
             };
             gw.predictor.image(input, opts).await?
@@ -146,6 +172,7 @@ pub async fn predict(
         PredictContent::Image => {
             let input = ImageInput {
                 model: query_model(),
+                version: query_version(),
                 bytes,
             };
             gw.predictor.image(input, opts).await?
@@ -214,11 +241,12 @@ pub(crate) fn asks_no_cache(headers: &http::HeaderMap) -> bool {
 }
 
 /// The `model` query parameter (`?model=name`), if any.
-fn model_from_query(query: Option<&str>) -> Option<String> {
+/// The value of `name` in a query string (`?model=iris&version=2`).
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?
         .split('&')
         .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == "model")
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
@@ -273,11 +301,28 @@ pub async fn stats(gw: &Gateway) -> HttpResponse {
             }
         }
     };
-    let models: Vec<_> = gw
-        .infer
+    let catalog = gw.infer.catalog();
+    let models: Vec<_> = catalog
         .models()
         .iter()
-        .map(|m| json!({"name": m.info().name, "version": m.info().version}))
+        .map(|m| {
+            let versions: Vec<&str> = m
+                .versions
+                .iter()
+                .map(|v| v.info().version.as_str())
+                .collect();
+            json!({
+                "name": m.name,
+                "version": versions.first(),
+                "versions": versions,
+                "state": match &m.problem {
+                    None => "READY",
+                    Some(_) if m.is_available() => "READY",
+                    Some(problem) => problem.state(),
+                },
+                "reason": m.problem.as_ref().map(|p| p.reason()),
+            })
+        })
         .collect();
     json_response(
         StatusCode::OK,
@@ -335,10 +380,10 @@ mod tests {
     #[test]
     fn model_query_parameter() {
         assert_eq!(
-            model_from_query(Some("a=1&model=iris")),
+            query_param(Some("a=1&model=iris"), "model"),
             Some("iris".into())
         );
-        assert_eq!(model_from_query(Some("modelx=1")), None);
-        assert_eq!(model_from_query(None), None);
+        assert_eq!(query_param(Some("modelx=1"), "model"), None);
+        assert_eq!(query_param(None, "model"), None);
     }
 }

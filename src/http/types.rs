@@ -4,19 +4,28 @@ use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use utoipa::ToSchema;
 
 /// Feature values kept per request; anything past this is counted, not stored, so a huge
 /// array costs parse time but no memory.
 pub const MAX_STORED_FEATURES: usize = 65_536;
 
 /// `POST /predict` with a JSON body: `{"features": [..], "model": "name"?}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"features": [5.1, 3.5, 1.4, 0.2]}))]
 pub struct TabularRequest {
-    /// The feature vector; checked element by element while parsing.
+    /// The feature vector: finite numbers, in the model's order; checked element by
+    /// element while parsing.
+    // An `Option` only so that a body without it is answered 422, not 400.
+    #[schema(value_type = Vec<f32>, required = true, min_items = 1)]
     pub features: Option<Features>,
     /// Picks a model by name; the default model when absent.
     #[serde(default)]
     pub model: Option<String>,
+    /// Picks a version of the model; as its traffic split says (else its newest) when
+    /// absent.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// What was wrong with one element of `features`.

@@ -100,6 +100,7 @@ impl ImageModel {
             labels,
             input: InputSpec::Image(manifest.preprocess),
             max_batch: opts.max_batch.max(1),
+            revision: 0,
         };
         Ok(Self {
             info,

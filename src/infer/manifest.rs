@@ -83,6 +83,10 @@ pub struct ModelInfo {
     pub input: InputSpec,
     /// Most rows one forward pass takes.
     pub max_batch: usize,
+    /// A digest of the files the model was loaded from (repository models; 0 for the
+    /// configured ones): part of the cache key, so a version whose files were replaced
+    /// in place never shares an entry with what it replaced.
+    pub revision: u64,
 }
 
 /// The two kinds of input a model can take.

@@ -85,6 +85,7 @@ impl TabularModel {
             },
             // The batcher's own limit applies: rows are a few floats each.
             max_batch: usize::MAX,
+            revision: 0,
         };
         Ok(Self {
             manifest,

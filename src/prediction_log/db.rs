@@ -155,8 +155,9 @@ fn tls_config(path: &Path) -> Result<rustls::ClientConfig, DbError> {
 /// Columns written, in COPY order, with their types.
 pub const COLUMNS: &str = "prediction_id, created_at, request_id, model_name, model_version, \
      cache_status, input_hash, input_features, image_hash, prediction, top_class, confidence, \
-     all_predictions, latency_us, client_addr, image_bytes, api_key, trace_id";
-const TYPES: [Type; 18] = [
+     all_predictions, latency_us, client_addr, image_bytes, api_key, trace_id, shadow_version, \
+     shadow_top1_agree, shadow_max_delta";
+const TYPES: [Type; 21] = [
     Type::UUID,
     Type::TIMESTAMPTZ,
     Type::TEXT,
@@ -175,11 +176,14 @@ const TYPES: [Type; 18] = [
     Type::INT4,
     Type::TEXT,
     Type::TEXT,
+    Type::TEXT,
+    Type::BOOL,
+    Type::FLOAT4,
 ];
 
 /// A record's fields in [`COLUMNS`] order, as COPY fields or statement parameters;
 /// `created_at` is `r.created_at()`, kept alive by the caller.
-pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 18] {
+pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 21] {
     [
         &r.prediction_id,
         created_at,
@@ -199,6 +203,9 @@ pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql 
         &r.image_bytes,
         &r.api_key,
         &r.trace_id,
+        &r.shadow_version,
+        &r.shadow_top1_agree,
+        &r.shadow_max_delta,
     ]
 }
 
@@ -286,4 +293,31 @@ pub async fn delete_older_than(
             &[&max_age.as_secs_f64(), &limit],
         )
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `COLUMNS`, `TYPES` and `params` are kept in step by hand; a column added to one and
+    /// not the others would only fail against a database.
+    #[test]
+    fn columns_types_and_params_agree() {
+        let names: Vec<&str> = COLUMNS.split(',').map(str::trim).collect();
+        assert_eq!(names.len(), TYPES.len());
+        assert_eq!(
+            &names[names.len() - 3..],
+            ["shadow_version", "shadow_top1_agree", "shadow_max_delta"]
+        );
+        let created_at = SystemTime::UNIX_EPOCH;
+        let record: Record = serde_json::from_value(serde_json::json!({
+            "prediction_id": "01890000-0000-7000-8000-000000000000",
+            "created_at_us": 0, "request_id": "r", "model_name": "m", "model_version": "1",
+            "cache_status": "miss", "input_hash": "h", "input_features": null,
+            "image_hash": null, "prediction": "p", "top_class": null, "confidence": 0.5,
+            "all_predictions": [], "latency_us": 1, "client_addr": null,
+        }))
+        .unwrap();
+        assert_eq!(params(&record, &created_at).len(), names.len());
+    }
 }

@@ -18,6 +18,18 @@ pub enum LoggedInput {
     Image { bytes: usize },
 }
 
+/// How a candidate version's output compared with the answer's, for a request that shadow
+/// mirroring also ran through that candidate (off the response path).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowDiff {
+    /// The candidate model version that was also run.
+    pub version: String,
+    /// Whether the candidate's top class is the answer's.
+    pub top1_agree: bool,
+    /// The largest |p_answer - p_candidate| over the classes.
+    pub max_delta: f32,
+}
+
 /// One served prediction, as the request path hands it over: owned values and the
 /// answer's shared bytes, no parsing, no formatting.
 #[derive(Debug, Clone)]
@@ -49,6 +61,8 @@ pub struct LogRow {
     pub api_key: Option<Arc<str>>,
     /// The request's W3C trace id, 32 hex digits.
     pub trace_id: Option<String>,
+    /// The shadow comparison, when the request was also run by a candidate version.
+    pub shadow: Option<ShadowDiff>,
 }
 
 /// One `predictions` row: what the writer COPYs, and what the spool stores (as JSON).
@@ -81,6 +95,16 @@ pub struct Record {
     /// The W3C trace id (absent from rows spooled by older versions).
     #[serde(default)]
     pub trace_id: Option<String>,
+    /// The candidate version a shadow run used ([`ShadowDiff::version`]); `None` when the
+    /// request was not mirrored (and in rows spooled by older versions).
+    #[serde(default)]
+    pub shadow_version: Option<String>,
+    /// [`ShadowDiff::top1_agree`], when mirrored.
+    #[serde(default)]
+    pub shadow_top1_agree: Option<bool>,
+    /// [`ShadowDiff::max_delta`], when mirrored.
+    #[serde(default)]
+    pub shadow_max_delta: Option<f32>,
 }
 
 impl Record {
@@ -116,6 +140,16 @@ impl Record {
                 Some(i32::try_from(bytes).unwrap_or(i32::MAX)),
             ),
         };
+        // Three nullable columns rather than one JSON value, so a comparison can be
+        // filtered and aggregated in SQL; all set or all NULL.
+        let (shadow_version, shadow_top1_agree, shadow_max_delta) = match row.shadow {
+            Some(d) => (
+                Some(clean(d.version)),
+                Some(d.top1_agree),
+                Some(d.max_delta),
+            ),
+            None => (None, None, None),
+        };
         Self {
             prediction_id: row.prediction_id,
             created_at_us: unix_micros(row.created_at),
@@ -135,6 +169,9 @@ impl Record {
             client_addr: row.client_addr,
             api_key: row.api_key.map(|k| clean(k.to_string())),
             trace_id: row.trace_id.map(clean),
+            shadow_version,
+            shadow_top1_agree,
+            shadow_max_delta,
         }
     }
 
@@ -200,6 +237,7 @@ mod tests {
             client_addr: None,
             api_key: Some(Arc::from("mobile-app")),
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            shadow: None,
         }
     }
 
@@ -262,6 +300,50 @@ mod tests {
     }
 
     #[test]
+    fn a_shadow_diff_becomes_three_columns_and_none_leaves_them_null() {
+        let model = crate::infer::demo::load().unwrap();
+        let body = crate::encode::tabular(model.info(), &[0.1, 0.7, 0.2]).body;
+        let unmirrored = Record::from_row(row(body.clone()));
+        assert_eq!(
+            (
+                &unmirrored.shadow_version,
+                unmirrored.shadow_top1_agree,
+                unmirrored.shadow_max_delta
+            ),
+            (&None, None, None)
+        );
+        let mut mirrored = row(body);
+        mirrored.shadow = Some(ShadowDiff {
+            version: "2.0.0\0-rc1".into(),
+            top1_agree: false,
+            max_delta: 0.375,
+        });
+        let r = Record::from_row(mirrored);
+        assert_eq!(
+            r.shadow_version.as_deref(),
+            Some("2.0.0-rc1"),
+            "NUL removed"
+        );
+        assert_eq!(r.shadow_top1_agree, Some(false));
+        assert_eq!(r.shadow_max_delta, Some(0.375));
+    }
+
+    #[test]
+    fn records_spooled_before_shadow_columns_existed_still_read() {
+        let model = crate::infer::demo::load().unwrap();
+        let r = Record::from_row(row(
+            crate::encode::tabular(model.info(), &[0.2, 0.3, 0.5]).body
+        ));
+        let mut json: serde_json::Value = serde_json::to_value(&r).unwrap();
+        let object = json.as_object_mut().unwrap();
+        for field in ["shadow_version", "shadow_top1_agree", "shadow_max_delta"] {
+            assert!(object.remove(field).is_some(), "{field} is serialized");
+        }
+        let back: Record = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
     fn records_round_trip_through_json_exactly() {
         let model = crate::infer::demo::load().unwrap();
         let mut r = Record::from_row(row(
@@ -269,6 +351,9 @@ mod tests {
         ));
         r.input_features = Some(vec![0.1, f32::MIN_POSITIVE, 1e-30, 3.402_823e38]);
         r.client_addr = Some("2001:db8::1".parse().unwrap());
+        r.shadow_version = Some("2.0.0".into());
+        r.shadow_top1_agree = Some(true);
+        r.shadow_max_delta = Some(f32::MIN_POSITIVE);
         let back: Record = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
         assert_eq!(back, r);
     }

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "trace_id",
         sql: include_str!("../../migrations/0004_trace_id.sql"),
     },
+    Migration {
+        version: 5,
+        name: "shadow",
+        sql: include_str!("../../migrations/0005_shadow.sql"),
+    },
 ];
 
 /// What [`migrate`] did.

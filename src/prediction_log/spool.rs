@@ -471,7 +471,27 @@ mod tests {
             client_addr: None,
             api_key: None,
             trace_id: None,
+            shadow_version: None,
+            shadow_top1_agree: None,
+            shadow_max_delta: None,
         }
+    }
+
+    #[test]
+    fn shadow_columns_survive_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 30).unwrap();
+        let mut mirrored = record(0);
+        mirrored.shadow_version = Some("2.0.0".into());
+        mirrored.shadow_top1_agree = Some(false);
+        // Not a short decimal: the JSON must carry the f32 exactly.
+        mirrored.shadow_max_delta = Some(0.1 + f32::EPSILON);
+        let records = vec![mirrored, record(1)];
+        spool.append(&records).unwrap();
+        let seg = spool.oldest().unwrap();
+        let got = read_segment(&seg.path).unwrap();
+        assert!(got.torn.is_none());
+        assert_eq!(got.records, records);
     }
 
     #[test]

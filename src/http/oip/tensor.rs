@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::http::error::ApiError;
 
@@ -13,13 +14,19 @@ use crate::http::error::ApiError;
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// `$inference_request`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}))]
 pub struct InferRequest {
     /// Echoed in the answer.
     #[serde(default)]
     pub id: Option<String>,
+    /// `binary_data_output: true` asks every output as binary data (the binary tensor
+    /// data extension).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
+    /// The model's one input: `features` (`[N, F]` numbers) or `image` (`[N]` encoded
+    /// images as BYTES).
     pub inputs: Vec<RequestInput>,
     /// The outputs wanted; none named: every output, as JSON.
     #[serde(default)]
@@ -27,22 +34,34 @@ pub struct InferRequest {
 }
 
 /// `$request_input`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RequestInput {
+    /// `features` or `image`, as the model's metadata says.
     pub name: String,
+    /// Its shape; the data holds exactly as many elements.
     pub shape: Vec<i64>,
+    /// Any numeric datatype (read as FP32), or BYTES.
+    #[schema(value_type = crate::http::openapi::schemas::TensorDatatype)]
     pub datatype: String,
+    /// `binary_data_size`: the input's bytes follow the JSON (binary tensor data).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
+    /// The elements, row major, flat or nested; absent when `binary_data_size` is given.
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub data: Option<Value>,
 }
 
 /// `$request_output`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RequestOutput {
+    /// `probabilities`, the one output.
     pub name: String,
+    /// `classification: k` (the top k classes as `"p:id:label"` strings),
+    /// `binary_data: bool`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
 }
 
@@ -367,14 +386,22 @@ fn split_bytes(name: &str, bytes: &Bytes) -> Result<Vec<Bytes>, ApiError> {
 }
 
 /// One output of the answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ResponseOutput {
+    /// `probabilities`.
     pub name: String,
+    /// FP32 (probabilities) or BYTES (the classification extension's strings).
+    #[schema(value_type = crate::http::openapi::schemas::TensorDatatype)]
     pub datatype: &'static str,
+    /// `[N, classes]`, or `[N, k]` with the classification extension.
     pub shape: Vec<usize>,
+    /// `binary_data_size` when the output follows the JSON as binary data.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
     pub parameters: Option<Map<String, Value>>,
+    /// The elements, row major, flat: numbers, or `"probability:class_id:label"` strings.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Vec<Value>)]
     pub data: Option<Value>,
 }
 
@@ -422,12 +449,17 @@ impl OutputData {
 }
 
 /// `$inference_response`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InferResponse<'a> {
+    /// The model that answered.
     pub model_name: &'a str,
+    /// Its version.
     pub model_version: &'a str,
+    /// The request's `id`, when it had one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String)]
     pub id: Option<&'a str>,
+    /// The output asked for.
     pub outputs: Vec<ResponseOutput>,
 }
 

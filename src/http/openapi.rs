@@ -1,0 +1,702 @@
+//! The OpenAPI 3.1 document of every HTTP route — the seed's API, the Open Inference
+//! Protocol's REST routes, the model repository — served at `GET /openapi.json` and
+//! committed as `openapi.json` (a test fails when the two differ).
+//!
+//! Schemas come from the wire types (`utoipa::ToSchema` on the request and answer types,
+//! the error bodies, the OIP tensors); answers still built with `json!` are described by
+//! [`schemas`]. Each route's own answers are declared on a stub below; what the router
+//! adds to every route is added from the route table itself ([`FromRouteTable`]): the API
+//! key a scope needs (and its 401, 403 and 429), the refusals of a request head, and which
+//! error body the route answers with. `tests/openapi.rs` runs schemathesis against the
+//! real server with this document.
+
+pub mod schemas;
+
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use http::Response;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http_body_util::Full;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{ContentBuilder, Ref};
+use utoipa::{Modify, OpenApi, PartialSchema};
+
+use crate::http::{HttpResponse, Route};
+
+/// The document as served and committed: pretty JSON, built on first use, then shared.
+pub static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(render()));
+
+/// The document, pretty-printed, ending in a newline as the committed file does.
+pub fn render() -> String {
+    // Serializing the document's own types cannot fail; `{}` is the harmless fallback.
+    let mut json = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|_| "{}".to_owned());
+    json.push('\n');
+    json
+}
+
+/// `GET /openapi.json`.
+pub fn serve() -> HttpResponse {
+    let mut response = Response::new(Full::new(DOCUMENT.clone()));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// The security scheme names.
+const BEARER: &str = "bearer";
+const API_KEY: &str = "api_key";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "infergate",
+        description = "Edge inference gateway: the seed API (`/health`, `/ready`, `/predict`, \
+            `/stats`, `/metrics`), the Open Inference Protocol (KServe v2) over REST, and \
+            Triton's model repository API. With an API key file, every route but the health \
+            and readiness routes and this document needs a key (`Authorization: Bearer KEY` \
+            or `X-API-Key: KEY`) with the scope the operation names; without one, the keys \
+            are ignored. Every answer carries `X-Request-Id`. A method a route does not \
+            take is answered 405 with `Allow`."
+    ),
+    paths(
+        paths::health,
+        paths::ready,
+        paths::predict,
+        paths::stats,
+        paths::metrics,
+        paths::openapi_json,
+        paths::oip_server_metadata,
+        paths::oip_server_live,
+        paths::oip_server_ready,
+        paths::oip_model_metadata,
+        paths::oip_model_version_metadata,
+        paths::oip_model_ready,
+        paths::oip_model_version_ready,
+        paths::oip_model_infer,
+        paths::oip_model_version_infer,
+        paths::repository_index,
+        paths::repository_model_load,
+        paths::repository_model_unload,
+    ),
+    modifiers(&FromRouteTable),
+    tags(
+        (name = "gateway", description = "The seed API: health, readiness, predictions, statistics, metrics."),
+        (name = "oip", description = "The Open Inference Protocol (KServe v2) over REST; its errors are `{\"error\": \"…\"}`."),
+        (name = "repository", description = "Triton's model repository API: list, load and unload models."),
+    )
+)]
+struct ApiDoc;
+
+/// Adds to every operation what the router gives every request of its route (see
+/// `handle` in `http.rs`), so that the document follows the route table, not a copy of it.
+struct FromRouteTable;
+
+impl Modify for FromRouteTable {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: `Authorization: Bearer KEY`."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            API_KEY,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "An API key: `X-API-Key: KEY`.",
+            ))),
+        );
+        for (path, item) in &mut doc.paths.paths {
+            let route = Route::of(path);
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in operations.into_iter().flatten() {
+                decorate(op, route);
+            }
+        }
+    }
+}
+
+/// The refusals `handle` can answer on `route` before (or whatever) its handler does, and
+/// the key its scope needs.
+fn decorate(op: &mut Operation, route: Route) {
+    // A refusal's body: the protocol's on its routes, ours elsewhere.
+    let body = if route.is_oip() {
+        "OipErrorBody"
+    } else {
+        "ErrorBody"
+    };
+    let mut refusal = |status: u16, description: &str, retry_after: bool| {
+        let mut response = ResponseBuilder::new().description(description).content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(body)))
+                .build(),
+        );
+        if retry_after {
+            response = response.header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(u64::schema())
+                    .description(Some("Seconds to wait before trying again."))
+                    .build(),
+            );
+        }
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| response.build().into());
+    };
+    refusal(
+        400,
+        "A malformed request; on any route, a head with both `Content-Length` and \
+         `Transfer-Encoding` (`ambiguous_framing`).",
+        false,
+    );
+    refusal(
+        431,
+        "More header fields than `http.max_headers` (`too_many_headers`).",
+        false,
+    );
+    let Some(scope) = route.scope() else {
+        return;
+    };
+    refusal(
+        401,
+        "API keys are on and the request has none, or one that is not valid \
+         (`unauthorized`; `WWW-Authenticate` says which).",
+        false,
+    );
+    refusal(
+        403,
+        "The key lacks the scope this route needs (`forbidden`).",
+        false,
+    );
+    refusal(
+        429,
+        "The caller's rate limit is used up (`rate_limited`); `RateLimit` headers on \
+         every limited answer.",
+        true,
+    );
+    let none: [&str; 0] = [];
+    op.security = Some(vec![
+        SecurityRequirement::new(BEARER, none),
+        SecurityRequirement::new(API_KEY, none),
+    ]);
+    let needs = format!(
+        "Needs a key with the `{}` scope when API keys are on.",
+        scope.as_str()
+    );
+    op.description = Some(match op.description.take() {
+        Some(d) if !d.is_empty() => format!("{d}\n\n{needs}"),
+        _ => needs,
+    });
+}
+
+/// The routes, one stub per operation: documentation only, never called. Each lists the
+/// answers its handler gives; [`FromRouteTable`] adds the router's.
+#[allow(dead_code)]
+mod paths {
+    use crate::encode::PredictAnswer;
+    use crate::http::error::{ErrorBody, OipErrorBody};
+    use crate::http::oip::tensor::{InferRequest, InferResponse};
+    use crate::http::openapi::schemas::{
+        BinaryBody, Health, OipLive, OipModelMetadata, OipModelReady, OipReady,
+        OipServerMetadata, PredictUpload, Ready, RepositoryModelDone, RepositoryModelRequest,
+        Stats,
+    };
+    use crate::http::repository::{IndexEntry, IndexRequest};
+    use crate::http::types::TabularRequest;
+
+    /// Liveness
+    ///
+    /// 200 while the process serves, whatever its readiness.
+    #[utoipa::path(
+        get,
+        path = "/health",
+        tag = "gateway",
+        responses((status = 200, description = "The process serves.", body = Health))
+    )]
+    fn health() {}
+
+    /// Readiness
+    ///
+    /// 200 once every model answered its warm-up inference, while no drain has begun and
+    /// no dependency in `ready.require` is down; 503 otherwise, with the same body.
+    #[utoipa::path(
+        get,
+        path = "/ready",
+        tag = "gateway",
+        responses(
+            (status = 200, description = "Ready: route traffic here.", body = Ready),
+            (status = 503, description = "Not ready: warming up, draining, or a required dependency is down.", body = Ready),
+        )
+    )]
+    fn ready() {}
+
+    /// Predict
+    ///
+    /// A tabular model takes JSON `features`; an image model an upload (`multipart/form-data`,
+    /// field `file`, as `curl -F file=@cat.jpg`) or the image as the body (`image/*`), and
+    /// answers its top five classes. `model` (in the body, the upload's `model` field or the
+    /// query) picks a model; the default model otherwise. `Cache-Control: no-cache`
+    /// computes the answer afresh.
+    #[utoipa::path(
+        post,
+        path = "/predict",
+        tag = "gateway",
+        params(
+            ("model" = Option<String>, Query, description = "Picks a model by name (the body's `model` wins)."),
+            ("version" = Option<String>, Query, description = "Picks a version of the model (the body's `version` wins); as its traffic split says, else its newest, when absent."),
+            ("X-Request-Timeout" = Option<String>, Header, description = "This request's deadline (`250ms`, `2s`, `1.5s`, `100us`), cut to `admission.max_deadline_ms`; `server.request_timeout_ms` when absent."),
+            ("Cache-Control" = Option<String>, Header, description = "`no-cache`, `no-store` or `max-age=0`: compute the answer afresh."),
+        ),
+        request_body(
+            description = "Features as JSON, an upload, or an image as the body.",
+            content(
+                (TabularRequest = "application/json"),
+                (PredictUpload = "multipart/form-data"),
+                (BinaryBody = "image/jpeg"),
+                (BinaryBody = "image/png"),
+                (BinaryBody = "image/webp"),
+            )
+        ),
+        responses(
+            (status = 200, description = "The prediction.", body = PredictAnswer<'_>,
+                headers(("X-Cache" = String, description = "`hit-l1`, `hit-l2`, `miss`, `coalesced` or `bypass`."))),
+            (status = 400, description = "Malformed JSON or multipart body, or an unreadable `X-Request-Timeout`.", body = ErrorBody<'_>),
+            (status = 404, description = "No model (or version) by that name.", body = ErrorBody<'_>),
+            (status = 408, description = "The body arrived too slowly.", body = ErrorBody<'_>),
+            (status = 413, description = "The body, or the image's dimensions, are too large.", body = ErrorBody<'_>),
+            (status = 415, description = "A content type, image format or input kind the model does not take.", body = ErrorBody<'_>),
+            (status = 422, description = "Valid JSON or upload whose values cannot be used: wrong feature count, not numbers, not finite, empty, not an image.", body = ErrorBody<'_>),
+            (status = 503, description = "Overloaded (`Retry-After`), the model is unavailable, or the gateway is shutting down.", body = ErrorBody<'_>,
+                headers(("Retry-After" = u64, description = "Seconds to wait."))),
+            (status = 504, description = "No answer within the request's deadline.", body = ErrorBody<'_>),
+        )
+    )]
+    fn predict() {}
+
+    /// Statistics
+    ///
+    /// Prediction totals (from the prediction log when there is one), cache, coalescing and
+    /// batching counters, limits and models.
+    #[utoipa::path(
+        get,
+        path = "/stats",
+        tag = "gateway",
+        responses((status = 200, description = "The counters.", body = Stats))
+    )]
+    fn stats() {}
+
+    /// Prometheus metrics
+    ///
+    /// The text exposition format, `infergate_*` names.
+    #[utoipa::path(
+        get,
+        path = "/metrics",
+        tag = "gateway",
+        responses((status = 200, description = "The metrics.", body = String, content_type = "text/plain"))
+    )]
+    fn metrics() {}
+
+    /// This document
+    ///
+    /// The OpenAPI 3.1 document of every HTTP route.
+    #[utoipa::path(
+        get,
+        path = "/openapi.json",
+        tag = "gateway",
+        responses((status = 200, description = "The document.", body = Object, content_type = "application/json"))
+    )]
+    fn openapi_json() {}
+
+    /// Server metadata
+    #[utoipa::path(
+        get,
+        path = "/v2",
+        tag = "oip",
+        responses((status = 200, description = "Name, version and extensions.", body = OipServerMetadata))
+    )]
+    fn oip_server_metadata() {}
+
+    /// Server liveness
+    #[utoipa::path(
+        get,
+        path = "/v2/health/live",
+        tag = "oip",
+        responses((status = 200, description = "The process serves.", body = OipLive))
+    )]
+    fn oip_server_live() {}
+
+    /// Server readiness
+    ///
+    /// As `GET /ready`.
+    #[utoipa::path(
+        get,
+        path = "/v2/health/ready",
+        tag = "oip",
+        responses(
+            (status = 200, description = "Ready.", body = OipReady),
+            (status = 503, description = "Not ready.", body = OipReady),
+        )
+    )]
+    fn oip_server_ready() {}
+
+    /// Model metadata
+    ///
+    /// Its versions, input and output tensors; a model that serves nothing says why.
+    #[utoipa::path(
+        get,
+        path = "/v2/models/{model}",
+        tag = "oip",
+        params(("model" = String, Path, description = "The model's name.", example = "iris-mlp")),
+        responses(
+            (status = 200, description = "The model's metadata.", body = OipModelMetadata),
+            (status = 404, description = "No model by that name.", body = OipErrorBody),
+            (status = 503, description = "The model does not serve.", body = OipErrorBody),
+        )
+    )]
+    fn oip_model_metadata() {}
+
+    /// Model version metadata
+    #[utoipa::path(
+        get,
+        path = "/v2/models/{model}/versions/{version}",
+        tag = "oip",
+        params(
+            ("model" = String, Path, description = "The model's name.", example = "iris-mlp"),
+            ("version" = String, Path, description = "One of its versions.", example = "1.0.0"),
+        ),
+        responses(
+            (status = 200, description = "The version's metadata.", body = OipModelMetadata),
+            (status = 404, description = "No model, or no version, by that name.", body = OipErrorBody),
+            (status = 503, description = "The version does not serve.", body = OipErrorBody),
+        )
+    )]
+    fn oip_model_version_metadata() {}
+
+    /// Model readiness
+    #[utoipa::path(
+        get,
+        path = "/v2/models/{model}/ready",
+        tag = "oip",
+        params(("model" = String, Path, description = "The model's name.", example = "iris-mlp")),
+        responses(
+            (status = 200, description = "It serves and the gateway is ready.", body = OipModelReady),
+            (status = 503, description = "It does not serve, or the gateway is not ready.", body = OipModelReady),
+            (status = 404, description = "No model by that name.", body = OipErrorBody),
+        )
+    )]
+    fn oip_model_ready() {}
+
+    /// Model version readiness
+    #[utoipa::path(
+        get,
+        path = "/v2/models/{model}/versions/{version}/ready",
+        tag = "oip",
+        params(
+            ("model" = String, Path, description = "The model's name.", example = "iris-mlp"),
+            ("version" = String, Path, description = "One of its versions.", example = "1.0.0"),
+        ),
+        responses(
+            (status = 200, description = "It serves and the gateway is ready.", body = OipModelReady),
+            (status = 503, description = "It does not serve, or the gateway is not ready.", body = OipModelReady),
+            (status = 404, description = "No model by that name.", body = OipErrorBody),
+        )
+    )]
+    fn oip_model_version_ready() {}
+
+    /// Inference
+    ///
+    /// The request's one input, split into rows, each answered as `/predict` answers one
+    /// (cache, coalescing, batching, the log). JSON `data`, or binary tensor data after
+    /// the JSON (`Inference-Header-Content-Length`); the output as JSON, as binary
+    /// (`binary_data`), or as the classification extension's `"p:id:label"` strings.
+    #[utoipa::path(
+        post,
+        path = "/v2/models/{model}/infer",
+        tag = "oip",
+        params(
+            ("model" = String, Path, description = "The model's name.", example = "iris-mlp"),
+            ("Inference-Header-Content-Length" = Option<u64>, Header, description = "With binary tensor data: the length of the JSON that starts the body."),
+            ("X-Request-Timeout" = Option<String>, Header, description = "This request's deadline (`250ms`, `2s`, `1.5s`, `100us`), cut to `admission.max_deadline_ms`."),
+            ("Cache-Control" = Option<String>, Header, description = "`no-cache`, `no-store` or `max-age=0`: compute every row afresh."),
+        ),
+        request_body(
+            description = "`$inference_request`, alone or followed by binary tensor data.",
+            content(
+                (InferRequest = "application/json"),
+                (BinaryBody = "application/octet-stream"),
+            )
+        ),
+        responses(
+            (status = 200, description = "`$inference_response`; with binary outputs, followed by their bytes.",
+                content(
+                    (InferResponse<'_> = "application/json"),
+                    (BinaryBody = "application/octet-stream"),
+                ),
+                headers(
+                    ("X-Cache" = String, description = "The rows' cache outcome when they agree, else `mixed`."),
+                    ("Inference-Header-Content-Length" = u64, description = "With binary outputs: the length of the JSON that starts the body."),
+                )),
+            (status = 400, description = "Malformed JSON, or an unreadable `X-Request-Timeout`.", body = OipErrorBody),
+            (status = 404, description = "No model (or version) by that name.", body = OipErrorBody),
+            (status = 408, description = "The body arrived too slowly.", body = OipErrorBody),
+            (status = 413, description = "The body, or an image's dimensions, are too large.", body = OipErrorBody),
+            (status = 415, description = "An input kind the model does not take, or an image format not accepted.", body = OipErrorBody),
+            (status = 422, description = "Tensors that cannot be used: names, datatypes, shapes, counts, values.", body = OipErrorBody),
+            (status = 503, description = "Overloaded, the model is unavailable, or the gateway is shutting down.", body = OipErrorBody,
+                headers(("Retry-After" = u64, description = "Seconds to wait."))),
+            (status = 504, description = "No answer within the request's deadline.", body = OipErrorBody),
+        )
+    )]
+    fn oip_model_infer() {}
+
+    /// Inference on one version
+    ///
+    /// As `POST /v2/models/{model}/infer`, on the version named.
+    #[utoipa::path(
+        post,
+        path = "/v2/models/{model}/versions/{version}/infer",
+        tag = "oip",
+        params(
+            ("model" = String, Path, description = "The model's name.", example = "iris-mlp"),
+            ("version" = String, Path, description = "One of its versions.", example = "1.0.0"),
+            ("Inference-Header-Content-Length" = Option<u64>, Header, description = "With binary tensor data: the length of the JSON that starts the body."),
+            ("X-Request-Timeout" = Option<String>, Header, description = "This request's deadline (`250ms`, `2s`, `1.5s`, `100us`), cut to `admission.max_deadline_ms`."),
+            ("Cache-Control" = Option<String>, Header, description = "`no-cache`, `no-store` or `max-age=0`: compute every row afresh."),
+        ),
+        request_body(
+            description = "`$inference_request`, alone or followed by binary tensor data.",
+            content(
+                (InferRequest = "application/json"),
+                (BinaryBody = "application/octet-stream"),
+            )
+        ),
+        responses(
+            (status = 200, description = "`$inference_response`; with binary outputs, followed by their bytes.",
+                content(
+                    (InferResponse<'_> = "application/json"),
+                    (BinaryBody = "application/octet-stream"),
+                ),
+                headers(
+                    ("X-Cache" = String, description = "The rows' cache outcome when they agree, else `mixed`."),
+                    ("Inference-Header-Content-Length" = u64, description = "With binary outputs: the length of the JSON that starts the body."),
+                )),
+            (status = 400, description = "Malformed JSON, or an unreadable `X-Request-Timeout`.", body = OipErrorBody),
+            (status = 404, description = "No model, or no version, by that name.", body = OipErrorBody),
+            (status = 408, description = "The body arrived too slowly.", body = OipErrorBody),
+            (status = 413, description = "The body, or an image's dimensions, are too large.", body = OipErrorBody),
+            (status = 415, description = "An input kind the model does not take, or an image format not accepted.", body = OipErrorBody),
+            (status = 422, description = "Tensors that cannot be used: names, datatypes, shapes, counts, values.", body = OipErrorBody),
+            (status = 503, description = "Overloaded, the version is unavailable, or the gateway is shutting down.", body = OipErrorBody,
+                headers(("Retry-After" = u64, description = "Seconds to wait."))),
+            (status = 504, description = "No answer within the request's deadline.", body = OipErrorBody),
+        )
+    )]
+    fn oip_model_version_infer() {}
+
+    /// Repository index
+    ///
+    /// Every model the repository knows, one entry per version, with its state.
+    #[utoipa::path(
+        post,
+        path = "/v2/repository/index",
+        tag = "repository",
+        request_body(content = Option<IndexRequest>, description = "Optional: `ready: true` lists only the versions that serve."),
+        responses(
+            (status = 200, description = "The index.", body = Vec<IndexEntry>),
+            (status = 400, description = "The body is not `{\"ready\": true|false}`.", body = OipErrorBody),
+            (status = 408, description = "The body arrived too slowly.", body = OipErrorBody),
+            (status = 413, description = "The body is too large.", body = OipErrorBody),
+        )
+    )]
+    fn repository_index() {}
+
+    /// Load a model
+    ///
+    /// Loads (or reloads) the model from the repository; the versions serving go on
+    /// serving until the new ones are ready.
+    #[utoipa::path(
+        post,
+        path = "/v2/repository/models/{model}/load",
+        tag = "repository",
+        params(("model" = String, Path, description = "The model's name in the repository.")),
+        request_body(content = Option<RepositoryModelRequest>, description = "Optional, ignored."),
+        responses(
+            (status = 200, description = "Loaded.", body = RepositoryModelDone),
+            (status = 400, description = "The load failed (its files, its manifest, its `model.toml`), or there is no repository.", body = OipErrorBody),
+            (status = 404, description = "The repository has no model by that name.", body = OipErrorBody),
+            (status = 408, description = "The body arrived too slowly.", body = OipErrorBody),
+            (status = 413, description = "The body is too large.", body = OipErrorBody),
+            (status = 503, description = "The gateway is shutting down.", body = OipErrorBody),
+        )
+    )]
+    fn repository_model_load() {}
+
+    /// Unload a model
+    ///
+    /// Stops serving the model; requests for it get 503 until it is loaded again.
+    #[utoipa::path(
+        post,
+        path = "/v2/repository/models/{model}/unload",
+        tag = "repository",
+        params(("model" = String, Path, description = "The model's name in the repository.")),
+        request_body(content = Option<RepositoryModelRequest>, description = "Optional, ignored."),
+        responses(
+            (status = 200, description = "Unloaded.", body = RepositoryModelDone),
+            (status = 400, description = "The unload failed, or there is no repository.", body = OipErrorBody),
+            (status = 404, description = "The repository has no model by that name.", body = OipErrorBody),
+            (status = 408, description = "The body arrived too slowly.", body = OipErrorBody),
+            (status = 413, description = "The body is too large.", body = OipErrorBody),
+            (status = 503, description = "The gateway is shutting down.", body = OipErrorBody),
+        )
+    )]
+    fn repository_model_unload() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::path::PathBuf;
+
+    use http::Method;
+
+    use super::*;
+
+    fn committed_path() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi.json")
+    }
+
+    #[test]
+    fn the_committed_document_is_the_generated_one() {
+        let generated = render();
+        let path = committed_path();
+        if std::env::var_os("UPDATE_OPENAPI").is_some_and(|v| v == "1") {
+            std::fs::write(&path, &generated).unwrap();
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "openapi.json differs from the document the code generates; rewrite it with \
+             `UPDATE_OPENAPI=1 cargo test --lib openapi` and commit it"
+        );
+        assert_eq!(&DOCUMENT[..], generated.as_bytes());
+    }
+
+    /// Every route variant; the match below fails to compile when one is added, until it
+    /// is listed here (and so documented, or named as not HTTP/JSON).
+    fn every_route() -> Vec<Route> {
+        let all = vec![
+            Route::Health,
+            Route::Ready,
+            Route::Predict,
+            Route::Stats,
+            Route::Metrics,
+            Route::OpenApi,
+            Route::OipHealth,
+            Route::OipMetadata,
+            Route::OipInfer,
+            Route::Repository,
+            Route::GrpcHealth,
+            Route::Grpc,
+            Route::Unknown,
+        ];
+        for route in &all {
+            match route {
+                Route::Health
+                | Route::Ready
+                | Route::Predict
+                | Route::Stats
+                | Route::Metrics
+                | Route::OpenApi
+                | Route::OipHealth
+                | Route::OipMetadata
+                | Route::OipInfer
+                | Route::Repository
+                | Route::GrpcHealth
+                | Route::Grpc
+                | Route::Unknown => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_http_route_is_documented_with_the_methods_it_takes() {
+        let doc = ApiDoc::openapi();
+        let mut documented = HashSet::new();
+        for (path, item) in &doc.paths.paths {
+            let route = Route::of(path);
+            assert_ne!(route, Route::Unknown, "{path} is documented but not routed");
+            documented.insert(route);
+            let methods = [
+                (Method::GET, item.get.is_some()),
+                (Method::POST, item.post.is_some()),
+                (Method::PUT, item.put.is_some()),
+                (Method::DELETE, item.delete.is_some()),
+                (Method::PATCH, item.patch.is_some()),
+            ];
+            for (method, present) in methods {
+                if present {
+                    assert!(route.allows(&method), "{method} {path} is not routed");
+                }
+            }
+        }
+        for route in every_route() {
+            if route.is_grpc() || route == Route::Unknown {
+                continue;
+            }
+            assert!(documented.contains(&route), "{route:?} has no path in the document");
+        }
+    }
+
+    #[test]
+    fn keys_and_error_bodies_follow_the_route_table() {
+        let doc: serde_json::Value = serde_json::from_slice(&DOCUMENT).unwrap();
+        let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+        assert!(op("/health", "get")["security"].is_null());
+        assert!(op("/openapi.json", "get")["security"].is_null());
+        assert_eq!(
+            op("/stats", "get")["security"],
+            serde_json::json!([{"bearer": []}, {"api_key": []}])
+        );
+        let schema = |path: &str, method: &str, status: &str| {
+            op(path, method)["responses"][status]["content"]["application/json"]["schema"]
+                ["$ref"]
+                .clone()
+        };
+        assert_eq!(
+            schema("/predict", "post", "401"),
+            "#/components/schemas/ErrorBody"
+        );
+        assert_eq!(
+            schema("/v2/models/{model}/infer", "post", "401"),
+            "#/components/schemas/OipErrorBody"
+        );
+        assert_eq!(doc["openapi"], "3.1.0");
+    }
+}

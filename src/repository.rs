@@ -1,0 +1,851 @@
+//! The model repository: `<root>/<model>/<version>/{model.safetensors, manifest.json}` and
+//! an optional `<root>/<model>/model.toml`, loaded at start beside the configured models
+//! and reloaded without a restart — on a look every `repository.poll_interval_ms`, on
+//! SIGHUP, and through the repository API (`load`, `unload`).
+//!
+//! A reload loads what changed (a version's files, by their [`scan::Stamp`]) on this
+//! module's own thread, warms each new version with one inference through the compute
+//! pool, then swaps the whole catalog at once: requests that already chose a version
+//! finish on it, later ones see the new one. A version that fails to load is reported (the
+//! index, the model's metadata, an ERROR, `infergate_model_load_failures_total`) and
+//! retried only once its files change; the model's other versions, and every other
+//! model, keep serving. [`RepoState`] holds the policy (pure, tested without threads); the
+//! thread only looks, loads and swaps.
+
+pub mod load;
+pub mod scan;
+pub mod settings;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::file_watch::{LookNow, Looks};
+use crate::infer::image::ImageModelOptions;
+use crate::infer::model::{Batch, Model};
+use crate::infer::registry::{Catalog, FailedVersion, Origin, Served, ShadowPlan, Split, Unserved};
+use crate::infer::{Infer, InferError};
+use crate::metrics::{MODEL_LOAD_FAILURES_TOTAL, MODEL_READY, REPOSITORY_RELOADS_TOTAL};
+use crate::repository::scan::{ModelDir, Stamp, VersionDir};
+use crate::repository::settings::ModelSettings;
+
+/// Why a repository request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    /// No directory in the repository has that name.
+    #[error("the repository has no model {0:?}")]
+    UnknownModel(String),
+    /// The model comes from the configuration, which the repository API does not change.
+    #[error(
+        "model {0:?} comes from the configuration, not the repository; it is loaded at start only"
+    )]
+    Configured(String),
+    /// Loading failed; the model's other versions (if any) keep serving.
+    #[error("model {name:?} failed to load: {reason}")]
+    LoadFailed { name: String, reason: String },
+    /// The repository directory cannot be read.
+    #[error("cannot read the repository {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The repository's thread has stopped.
+    #[error("the repository's thread has stopped")]
+    Stopped,
+    /// The repository's thread could not start.
+    #[error("cannot start the repository's thread")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// A loaded version and the stamp of the files it came from.
+struct Loaded {
+    model: Arc<dyn Model>,
+    stamp: Stamp,
+}
+
+/// One repository model as last reconciled.
+#[derive(Default)]
+struct Entry {
+    loaded: BTreeMap<u64, Loaded>,
+    /// Versions that failed to load, with the stamp they failed at (retried once it
+    /// changes) and why.
+    failed: BTreeMap<u64, (Stamp, String)>,
+    /// The settings in force (the last good ones).
+    settings: ModelSettings,
+    /// Why the settings, or the model as a whole, cannot be used.
+    problem: Option<String>,
+    /// Unloaded through the API: not served until `load`.
+    unloaded: bool,
+}
+
+/// What a reconcile changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// `model:version` now served that were not.
+    pub added: Vec<String>,
+    /// `model:version` no longer served.
+    pub removed: Vec<String>,
+    /// `model:version` (or `model` for its settings) and why it failed this time.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Changes {
+    /// Whether what is served changed.
+    pub fn swapped(&self) -> bool {
+        !self.added.is_empty() || !self.removed.is_empty() || !self.failed.is_empty()
+    }
+}
+
+/// Loads a version directory and makes it ready to serve.
+#[allow(async_fn_in_trait)] // used with concrete types only
+pub trait Loader {
+    /// `name` at `version` from `dir`, warmed; the error says why not.
+    async fn load(&self, name: &str, dir: &VersionDir) -> Result<Arc<dyn Model>, String>;
+}
+
+/// The repository's models and the configured ones: what the catalog is built from.
+pub struct RepoState {
+    configured: Vec<Arc<dyn Model>>,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl RepoState {
+    /// A state serving only `configured` (the first of each input kind is its default).
+    pub fn new(configured: Vec<Arc<dyn Model>>) -> Self {
+        Self {
+            configured,
+            entries: BTreeMap::new(),
+        }
+    }
+
+    fn is_configured(&self, name: &str) -> bool {
+        self.configured.iter().any(|m| m.info().name == name)
+    }
+
+    /// Brings the models in `dirs` (one look; `only`: just this model, the others as they
+    /// are) to what their directories and settings say.
+    pub async fn reconcile(
+        &mut self,
+        dirs: Vec<ModelDir>,
+        only: Option<&str>,
+        loader: &impl Loader,
+    ) -> Changes {
+        let mut changes = Changes::default();
+        let seen: BTreeSet<String> = dirs.iter().map(|d| d.name.clone()).collect();
+        if only.is_none() {
+            // Directories that are gone: their models go too.
+            let gone: Vec<String> = self
+                .entries
+                .keys()
+                .filter(|name| !seen.contains(*name))
+                .cloned()
+                .collect();
+            for name in gone {
+                if let Some(entry) = self.entries.remove(&name) {
+                    for v in entry.loaded.keys() {
+                        changes.removed.push(format!("{name}:{v}"));
+                    }
+                }
+            }
+        }
+        for dir in dirs {
+            if only.is_some_and(|o| o != dir.name) {
+                continue;
+            }
+            let configured = self.is_configured(&dir.name);
+            let entry = self.entries.entry(dir.name.clone()).or_default();
+            if entry.unloaded {
+                continue;
+            }
+            if configured {
+                let reason = format!(
+                    "a configured model is called {:?}; rename the repository's directory",
+                    dir.name
+                );
+                if entry.problem.as_ref() != Some(&reason) {
+                    changes.failed.push((dir.name.clone(), reason.clone()));
+                }
+                entry.problem = Some(reason);
+                continue;
+            }
+            reconcile_model(&dir, entry, loader, &mut changes).await;
+        }
+        changes
+    }
+
+    /// Marks `name` unloaded: it serves nothing until [`RepoState::mark_loadable`].
+    fn unload(&mut self, name: &str) -> Changes {
+        let mut changes = Changes::default();
+        let entry = self.entries.entry(name.to_owned()).or_default();
+        entry.unloaded = true;
+        for v in std::mem::take(&mut entry.loaded).into_keys() {
+            changes.removed.push(format!("{name}:{v}"));
+        }
+        entry.failed.clear();
+        changes
+    }
+
+    fn mark_loadable(&mut self, name: &str) {
+        if let Some(entry) = self.entries.get_mut(name) {
+            entry.unloaded = false;
+        }
+    }
+
+    /// Why `name` serves nothing or less than asked (for the load API's answer).
+    fn problem_of(&self, name: &str) -> Option<String> {
+        let entry = self.entries.get(name)?;
+        if let Some(problem) = &entry.problem {
+            return Some(problem.clone());
+        }
+        let failed = entry.failed.iter().next()?;
+        Some(format!("version {}: {}", failed.0, failed.1.1))
+    }
+
+    /// The catalog: the configured models, then the repository's by name.
+    pub fn catalog(&self) -> Catalog {
+        let mut models: Vec<Served> = self
+            .configured
+            .iter()
+            .map(|m| Served::new(m.info().name.clone(), Origin::Config, vec![Arc::clone(m)]))
+            .collect();
+        for (name, entry) in &self.entries {
+            // A directory named as a configured model is reported, never served.
+            if !self.is_configured(name) {
+                models.push(served(name, entry));
+            }
+        }
+        Catalog::new(models)
+    }
+}
+
+/// One repository model as the catalog serves it.
+fn served(name: &str, entry: &Entry) -> Served {
+    let versions: Vec<Arc<dyn Model>> = entry
+        .loaded
+        .values()
+        .rev()
+        .map(|l| Arc::clone(&l.model))
+        .collect();
+    let mut served = Served::new(name.to_owned(), Origin::Repository, versions);
+    served.failed = entry
+        .failed
+        .iter()
+        .map(|(v, (_, reason))| FailedVersion {
+            version: v.to_string(),
+            reason: reason.clone(),
+        })
+        .collect();
+    let index_of = |version: &str| {
+        served
+            .versions
+            .iter()
+            .position(|m| m.info().version == version)
+    };
+    let settings = &entry.settings;
+    let weights: Vec<(usize, u32)> = settings
+        .traffic
+        .iter()
+        .filter_map(|(v, w)| Some((index_of(v)?, *w)))
+        .collect();
+    let split = (!settings.traffic.is_empty())
+        .then(|| Split::new(weights))
+        .flatten();
+    let shadow = settings
+        .shadow
+        .as_ref()
+        .and_then(|s| Some(ShadowPlan::new(index_of(&s.version)?, s.share)));
+    served.split = split;
+    served.shadow = shadow;
+    served.problem = if entry.unloaded {
+        Some(Unserved::Unloaded)
+    } else if let Some(problem) = &entry.problem {
+        Some(Unserved::Failed(problem.clone()))
+    } else if served.versions.is_empty() {
+        Some(Unserved::Failed(match entry.failed.iter().next() {
+            Some((v, (_, reason))) => format!("version {v}: {reason}"),
+            None => "no version directory (<model>/<version>/) holds a model".to_owned(),
+        }))
+    } else {
+        None
+    };
+    served
+}
+
+/// Brings one model to what its directory says.
+async fn reconcile_model(
+    dir: &ModelDir,
+    entry: &mut Entry,
+    loader: &impl Loader,
+    changes: &mut Changes,
+) {
+    let name = &dir.name;
+    match &dir.settings {
+        Ok(settings) => {
+            entry.settings = settings.clone();
+            entry.problem = None;
+        }
+        Err(reason) => {
+            // The last good settings stay in force; the loaded versions keep serving.
+            if entry.problem.as_ref() != Some(reason) {
+                changes.failed.push((name.clone(), reason.clone()));
+            }
+            entry.problem = Some(reason.clone());
+            return;
+        }
+    }
+    let numbers: Vec<u64> = dir.versions.iter().map(|v| v.number).collect();
+    let wanted = entry.settings.select(&numbers);
+    // Versions the policy no longer wants (or whose directory is gone) stop serving.
+    let dropped: Vec<u64> = entry
+        .loaded
+        .keys()
+        .filter(|v| !wanted.contains(v))
+        .copied()
+        .collect();
+    for v in dropped {
+        entry.loaded.remove(&v);
+        changes.removed.push(format!("{name}:{v}"));
+    }
+    entry.failed.retain(|v, _| wanted.contains(v));
+    for version in dir.versions.iter().filter(|v| wanted.contains(&v.number)) {
+        let v = version.number;
+        if entry
+            .loaded
+            .get(&v)
+            .is_some_and(|l| l.stamp == version.stamp)
+            || entry
+                .failed
+                .get(&v)
+                .is_some_and(|(s, _)| *s == version.stamp)
+        {
+            continue;
+        }
+        match loader.load(name, version).await {
+            Ok(model) => {
+                entry.failed.remove(&v);
+                let replaced = entry
+                    .loaded
+                    .insert(
+                        v,
+                        Loaded {
+                            model,
+                            stamp: version.stamp.clone(),
+                        },
+                    )
+                    .is_some();
+                if !replaced {
+                    changes.added.push(format!("{name}:{v}"));
+                } else {
+                    changes.added.push(format!("{name}:{v} (files replaced)"));
+                }
+            }
+            Err(reason) => {
+                // A version already loaded keeps serving what it loaded: a broken copy
+                // over a working version takes nothing down.
+                changes.failed.push((format!("{name}:{v}"), reason.clone()));
+                entry.failed.insert(v, (version.stamp.clone(), reason));
+            }
+        }
+    }
+    let served: Vec<String> = entry.loaded.keys().map(u64::to_string).collect();
+    let missing = entry.settings.missing_versions(&served);
+    if !missing.is_empty() && !entry.loaded.is_empty() {
+        tracing::warn!(
+            model = %name,
+            versions = ?missing,
+            "model.toml's traffic or shadow names versions that are not served; they get no traffic"
+        );
+    }
+}
+
+/// What starts the repository.
+pub struct RepositoryParts {
+    /// The repository directory.
+    pub root: PathBuf,
+    /// Between looks; `None`: only SIGHUP and the API.
+    pub poll_interval: Option<Duration>,
+    /// How image models are loaded.
+    pub image: ImageModelOptions,
+    /// The configured models, served beside the repository's.
+    pub configured: Vec<Arc<dyn Model>>,
+}
+
+enum Command {
+    Load {
+        name: String,
+        reply: oneshot::Sender<Result<(), RepositoryError>>,
+    },
+    Unload {
+        name: String,
+        reply: oneshot::Sender<Result<(), RepositoryError>>,
+    },
+}
+
+/// The handle to the repository's thread: the API's load and unload, and SIGHUP's look.
+pub struct Repository {
+    commands: mpsc::Sender<Command>,
+    look: LookNow,
+}
+
+impl Repository {
+    /// Starts the thread, which loads the repository into `infer` before this returns
+    /// (failures are reported, never fatal).
+    pub fn start(parts: RepositoryParts, infer: Arc<Infer>) -> Result<Self, RepositoryError> {
+        let (commands, rx) = mpsc::channel(16);
+        let look = LookNow::new();
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let thread_look = look.clone();
+        std::thread::Builder::new()
+            .name("infergate-repo".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(RepositoryError::Spawn(e)));
+                        return;
+                    }
+                };
+                rt.block_on(run(parts, infer, thread_look, rx, started_tx));
+            })
+            .map_err(RepositoryError::Spawn)?;
+        started.recv().map_err(|_| RepositoryError::Stopped)??;
+        Ok(Self { commands, look })
+    }
+
+    /// Fires a look now (SIGHUP).
+    pub fn look_now(&self) -> LookNow {
+        self.look.clone()
+    }
+
+    /// Loads (or reloads) `name` from its directory, also after an `unload`; resolves
+    /// once it serves, or with why it does not.
+    pub async fn load(&self, name: &str) -> Result<(), RepositoryError> {
+        self.ask(|reply| Command::Load {
+            name: name.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Stops serving `name` until it is loaded again; requests in flight finish.
+    pub async fn unload(&self, name: &str) -> Result<(), RepositoryError> {
+        self.ask(|reply| Command::Unload {
+            name: name.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<(), RepositoryError>>) -> Command,
+    ) -> Result<(), RepositoryError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| RepositoryError::Stopped)?;
+        answer.await.map_err(|_| RepositoryError::Stopped)?
+    }
+}
+
+/// Loads with [`load::load_version`] on this thread, then warms through the compute pool.
+struct PoolLoader {
+    infer: Arc<Infer>,
+    image: ImageModelOptions,
+}
+
+impl Loader for PoolLoader {
+    async fn load(&self, name: &str, dir: &VersionDir) -> Result<Arc<dyn Model>, String> {
+        let model = load::load_version(name, &dir.number.to_string(), &dir.path, &self.image)?;
+        let features = model.info().row_len();
+        // A busy compute queue is no reason to fail a load: try again for a few seconds.
+        for _ in 0..50 {
+            let batch = Batch {
+                rows: 1,
+                features,
+                data: vec![0.0; features],
+            };
+            match self.infer.forward(&model, batch, None).await {
+                Ok(_) => return Ok(model),
+                Err(InferError::Overloaded { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(format!("warm-up inference failed: {e}")),
+            }
+        }
+        Err("warm-up inference: the compute queue stayed full".to_owned())
+    }
+}
+
+async fn run(
+    parts: RepositoryParts,
+    infer: Arc<Infer>,
+    look: LookNow,
+    mut commands: mpsc::Receiver<Command>,
+    started: std::sync::mpsc::Sender<Result<(), RepositoryError>>,
+) {
+    let RepositoryParts {
+        root,
+        poll_interval,
+        image,
+        configured,
+    } = parts;
+    let loader = PoolLoader {
+        infer: Arc::clone(&infer),
+        image,
+    };
+    let mut state = RepoState::new(configured);
+    let mut served = BTreeSet::new();
+    match scan::scan(&root) {
+        Ok(dirs) => {
+            let changes = state.reconcile(dirs, None, &loader).await;
+            publish(&state, &infer, &changes, &mut served, "start");
+            let _ = started.send(Ok(()));
+        }
+        Err(source) => {
+            let _ = started.send(Err(RepositoryError::Unreadable { path: root, source }));
+            return;
+        }
+    }
+    // Polling off: a look a year, SIGHUP and the API do the rest.
+    let interval = poll_interval.unwrap_or(Duration::from_secs(365 * 86_400));
+    let mut looks = Looks::new(interval, look);
+    loop {
+        tokio::select! {
+            asked = looks.next() => {
+                match scan::scan(&root) {
+                    Ok(dirs) => {
+                        let changes = state.reconcile(dirs, None, &loader).await;
+                        let trigger = if asked { "signal" } else { "poll" };
+                        publish(&state, &infer, &changes, &mut served, trigger);
+                    }
+                    Err(e) => tracing::error!(
+                        path = %root.display(),
+                        error = %e,
+                        "cannot read the model repository; serving what is loaded"
+                    ),
+                }
+            }
+            command = commands.recv() => {
+                let Some(command) = command else { break };
+                match command {
+                    Command::Load { name, reply } => {
+                        let result = api_load(&mut state, &root, &name, &loader).await;
+                        let (Ok(changes) | Err((_, changes))) = &result;
+                        publish(&state, &infer, changes, &mut served, "api");
+                        let _ = reply.send(result.map(|_| ()).map_err(|(e, _)| e));
+                    }
+                    Command::Unload { name, reply } => {
+                        let result = if state.is_configured(&name) {
+                            Err(RepositoryError::Configured(name))
+                        } else if !root.join(&name).is_dir() && !state.entries.contains_key(&name) {
+                            Err(RepositoryError::UnknownModel(name))
+                        } else {
+                            let changes = state.unload(&name);
+                            publish(&state, &infer, &changes, &mut served, "api");
+                            tracing::info!(model = %name, "unloaded through the repository API");
+                            Ok(())
+                        };
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The API's load: `name`'s directory looked at now and loaded.
+async fn api_load(
+    state: &mut RepoState,
+    root: &std::path::Path,
+    name: &str,
+    loader: &PoolLoader,
+) -> Result<Changes, (RepositoryError, Changes)> {
+    if state.is_configured(name) {
+        return Err((
+            RepositoryError::Configured(name.to_owned()),
+            Changes::default(),
+        ));
+    }
+    let dir = root.join(name);
+    if !scan::is_model_name(name) || !dir.is_dir() {
+        return Err((
+            RepositoryError::UnknownModel(name.to_owned()),
+            Changes::default(),
+        ));
+    }
+    state.mark_loadable(name);
+    let one = scan::scan_model(name.to_owned(), &dir);
+    let changes = state.reconcile(vec![one], Some(name), loader).await;
+    match state.problem_of(name) {
+        Some(reason) => Err((
+            RepositoryError::LoadFailed {
+                name: name.to_owned(),
+                reason,
+            },
+            changes,
+        )),
+        None => Ok(changes),
+    }
+}
+
+/// Swaps the catalog in, and says so: the log, the gauges, the counters.
+fn publish(
+    state: &RepoState,
+    infer: &Infer,
+    changes: &Changes,
+    served: &mut BTreeSet<(String, String)>,
+    trigger: &'static str,
+) {
+    for (what, reason) in &changes.failed {
+        let model = what.split(':').next().unwrap_or(what).to_owned();
+        metrics::counter!(MODEL_LOAD_FAILURES_TOTAL, "model" => model.clone()).increment(1);
+        tracing::error!(
+            model = %model,
+            what = %what,
+            reason = %reason,
+            "model failed to load; its other versions and every other model keep serving"
+        );
+    }
+    if !changes.swapped() && trigger != "start" {
+        return;
+    }
+    let catalog = state.catalog();
+    let now: BTreeSet<(String, String)> = catalog
+        .loaded()
+        .map(|m| (m.info().name.clone(), m.info().version.clone()))
+        .collect();
+    for (name, version) in served.difference(&now) {
+        metrics::gauge!(MODEL_READY, "model" => name.clone(), "version" => version.clone())
+            .set(0.0);
+    }
+    for (name, version) in &now {
+        metrics::gauge!(MODEL_READY, "model" => name.clone(), "version" => version.clone())
+            .set(1.0);
+    }
+    *served = now;
+    infer.swap(catalog);
+    if changes.swapped() {
+        metrics::counter!(REPOSITORY_RELOADS_TOTAL, "trigger" => trigger).increment(1);
+        tracing::info!(
+            trigger,
+            added = ?changes.added,
+            removed = ?changes.removed,
+            failed = changes.failed.len(),
+            "model repository reloaded"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::manifest::{InputKind, InputSpec, ModelInfo};
+    use crate::infer::model::{ModelError, Outputs};
+    use crate::repository::settings::FILE_NAME;
+
+    struct Fixed(ModelInfo);
+
+    impl Model for Fixed {
+        fn info(&self) -> &ModelInfo {
+            &self.0
+        }
+        fn forward(&self, _: &Batch) -> Result<Outputs, ModelError> {
+            Err(ModelError::Load("not run here".into()))
+        }
+    }
+
+    /// Loads a version unless its directory holds a file called `broken`.
+    struct FakeLoader;
+
+    impl Loader for FakeLoader {
+        async fn load(&self, name: &str, dir: &VersionDir) -> Result<Arc<dyn Model>, String> {
+            if dir.path.join("broken").exists() {
+                return Err("model.safetensors: broken".into());
+            }
+            Ok(Arc::new(Fixed(ModelInfo {
+                name: name.into(),
+                version: dir.number.to_string(),
+                labels: vec!["a".into(), "b".into()],
+                input: InputSpec::Features {
+                    names: vec!["x".into()],
+                },
+                max_batch: 8,
+                revision: 1,
+            })))
+        }
+    }
+
+    fn version(root: &std::path::Path, model: &str, v: u32) -> PathBuf {
+        let dir = root.join(model).join(v.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.safetensors"), b"w").unwrap();
+        dir
+    }
+
+    async fn look(state: &mut RepoState, root: &std::path::Path) -> Changes {
+        state
+            .reconcile(scan::scan(root).unwrap(), None, &FakeLoader)
+            .await
+    }
+
+    fn versions(catalog: &Catalog, name: &str) -> Vec<String> {
+        catalog
+            .get(name)
+            .unwrap()
+            .versions
+            .iter()
+            .map(|m| m.info().version.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_version_replaces_the_old_under_the_default_policy() {
+        let root = tempfile::tempdir().unwrap();
+        version(root.path(), "iris", 1);
+        let mut state = RepoState::new(Vec::new());
+        let changes = look(&mut state, root.path()).await;
+        assert_eq!(changes.added, ["iris:1"]);
+        assert_eq!(look(&mut state, root.path()).await, Changes::default());
+
+        version(root.path(), "iris", 2);
+        let changes = look(&mut state, root.path()).await;
+        assert_eq!(changes.added, ["iris:2"]);
+        assert_eq!(changes.removed, ["iris:1"]);
+        assert_eq!(versions(&state.catalog(), "iris"), ["2"]);
+    }
+
+    #[tokio::test]
+    async fn a_broken_model_is_reported_and_the_others_serve() {
+        let root = tempfile::tempdir().unwrap();
+        version(root.path(), "good", 1);
+        let broken = version(root.path(), "bad", 1);
+        std::fs::write(broken.join("broken"), b"").unwrap();
+        let mut state = RepoState::new(Vec::new());
+        let changes = look(&mut state, root.path()).await;
+        assert_eq!(changes.added, ["good:1"]);
+        assert_eq!(changes.failed.len(), 1);
+        let catalog = state.catalog();
+        assert!(catalog.get("good").unwrap().is_available());
+        let bad = catalog.get("bad").unwrap();
+        assert!(!bad.is_available());
+        assert!(bad.problem.as_ref().unwrap().reason().contains("broken"));
+        assert!(matches!(
+            catalog.choose(Some("bad"), None, InputKind::Features),
+            Err(InferError::Unavailable { .. })
+        ));
+        // The same broken files are not tried (nor reported) again on every look.
+        assert_eq!(look(&mut state, root.path()).await, Changes::default());
+        // Fixed: it serves.
+        std::fs::remove_file(broken.join("broken")).unwrap();
+        assert_eq!(look(&mut state, root.path()).await.added, ["bad:1"]);
+    }
+
+    #[tokio::test]
+    async fn a_broken_copy_over_a_serving_version_keeps_the_loaded_one() {
+        let root = tempfile::tempdir().unwrap();
+        let v1 = version(root.path(), "m", 1);
+        let mut state = RepoState::new(Vec::new());
+        look(&mut state, root.path()).await;
+        std::fs::write(v1.join("broken"), b"").unwrap();
+        let changes = look(&mut state, root.path()).await;
+        assert_eq!(changes.failed.len(), 1);
+        let catalog = state.catalog();
+        assert_eq!(versions(&catalog, "m"), ["1"]);
+        assert!(
+            catalog.get("m").unwrap().failed[0]
+                .reason
+                .contains("broken")
+        );
+    }
+
+    #[tokio::test]
+    async fn settings_choose_versions_split_and_shadow() {
+        let root = tempfile::tempdir().unwrap();
+        for v in 1..=3 {
+            version(root.path(), "m", v);
+        }
+        std::fs::write(
+            root.path().join("m").join(FILE_NAME),
+            "[version_policy]\nlatest = 2\n[traffic]\n\"3\" = 3\n\"2\" = 1\n[shadow]\nversion = \"2\"\nshare = 1.0\n",
+        )
+        .unwrap();
+        let mut state = RepoState::new(Vec::new());
+        look(&mut state, root.path()).await;
+        let catalog = state.catalog();
+        assert_eq!(versions(&catalog, "m"), ["3", "2"]);
+        let picks: Vec<String> = (0..400)
+            .map(|_| {
+                let c = catalog
+                    .choose(Some("m"), None, InputKind::Features)
+                    .unwrap();
+                c.model.info().version.clone()
+            })
+            .collect();
+        assert_eq!(picks.iter().filter(|v| *v == "2").count(), 100);
+        let c = catalog
+            .choose(Some("m"), Some("3"), InputKind::Features)
+            .unwrap();
+        assert_eq!(c.shadow.unwrap().info().version, "2");
+
+        // Broken settings keep the last good ones in force, and are reported.
+        std::fs::write(
+            root.path().join("m").join(FILE_NAME),
+            "[version_policy]\nlatest = 0\n",
+        )
+        .unwrap();
+        let changes = look(&mut state, root.path()).await;
+        assert_eq!(changes.failed.len(), 1);
+        assert_eq!(versions(&state.catalog(), "m"), ["3", "2"]);
+    }
+
+    #[tokio::test]
+    async fn unload_and_load_and_vanished_directories() {
+        let root = tempfile::tempdir().unwrap();
+        version(root.path(), "m", 1);
+        version(root.path(), "n", 1);
+        let mut state = RepoState::new(Vec::new());
+        look(&mut state, root.path()).await;
+        assert_eq!(state.unload("m").removed, ["m:1"]);
+        // A look does not bring an unloaded model back.
+        assert_eq!(look(&mut state, root.path()).await, Changes::default());
+        let catalog = state.catalog();
+        assert_eq!(catalog.get("m").unwrap().problem, Some(Unserved::Unloaded));
+        state.mark_loadable("m");
+        assert_eq!(look(&mut state, root.path()).await.added, ["m:1"]);
+        std::fs::remove_dir_all(root.path().join("n")).unwrap();
+        assert_eq!(look(&mut state, root.path()).await.removed, ["n:1"]);
+        assert!(state.catalog().get("n").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_repository_model_never_shadows_a_configured_one() {
+        let root = tempfile::tempdir().unwrap();
+        version(root.path(), "iris", 1);
+        let configured: Arc<dyn Model> = FakeLoader
+            .load(
+                "iris",
+                &VersionDir {
+                    number: 9,
+                    path: root.path().to_owned(),
+                    stamp: Stamp::default(),
+                },
+            )
+            .await
+            .unwrap();
+        let mut state = RepoState::new(vec![configured]);
+        let changes = look(&mut state, root.path()).await;
+        assert_eq!(changes.failed.len(), 1);
+        let catalog = state.catalog();
+        assert_eq!(catalog.models()[0].origin, Origin::Config);
+        assert_eq!(versions(&catalog, "iris"), ["9"]);
+    }
+}

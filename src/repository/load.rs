@@ -1,0 +1,150 @@
+//! Loading one version directory: `model.safetensors` and `manifest.json` (a tabular
+//! manifest, or an image manifest with its labels file), as the model the directory names
+//! — the directories decide the name and version, whatever the manifest says — with a
+//! revision digest of the files, which the cache keys carry.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::infer::image::{ImageModel, ImageModelOptions};
+use crate::infer::manifest::ModelInfo;
+use crate::infer::model::{Batch, Model, ModelError, Outputs};
+use crate::infer::tabular::TabularModel;
+
+/// The weights' file name in a version directory.
+pub const WEIGHTS: &str = "model.safetensors";
+/// The manifest's file name in a version directory.
+pub const MANIFEST: &str = "manifest.json";
+
+/// A loaded model under the repository's name and version.
+pub struct Versioned {
+    inner: Box<dyn Model>,
+    info: ModelInfo,
+}
+
+impl Model for Versioned {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError> {
+        self.inner.forward(batch)
+    }
+}
+
+/// Loads the version directory `dir` as `name` at `version`. The error says which file
+/// and what is wrong with it.
+pub fn load_version(
+    name: &str,
+    version: &str,
+    dir: &Path,
+    image: &ImageModelOptions,
+) -> Result<Arc<dyn Model>, String> {
+    let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"));
+    let manifest = read(MANIFEST)?;
+    let weights = read(WEIGHTS)?;
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&manifest).map_err(|e| format!("{MANIFEST}: {e}"))?;
+    let mut digest = Xxh3::new();
+    for part in [&weights, &manifest] {
+        digest.update(&(part.len() as u64).to_le_bytes());
+        digest.update(part);
+    }
+    let inner: Box<dyn Model> = match parsed.get("labels_file").and_then(|v| v.as_str()) {
+        // An image manifest names its labels file; a tabular one lists its labels.
+        Some(labels_file) => {
+            if labels_file.contains('/') || labels_file.starts_with('.') {
+                return Err(format!(
+                    "{MANIFEST}: labels_file {labels_file:?} must be a file in the version directory"
+                ));
+            }
+            let labels = read(labels_file)?;
+            digest.update(&labels);
+            let labels =
+                String::from_utf8(labels).map_err(|_| format!("{labels_file}: not UTF-8 text"))?;
+            Box::new(
+                ImageModel::from_bytes(weights, &manifest, &labels, image)
+                    .map_err(|e| describe(&e))?,
+            )
+        }
+        None => Box::new(
+            TabularModel::from_bytes(&weights, &manifest, &candle_core::Device::Cpu)
+                .map_err(|e| describe(&e))?,
+        ),
+    };
+    let mut info = inner.info().clone();
+    info.name = name.to_owned();
+    info.version = version.to_owned();
+    // Never 0: that is the configured models' revision, which adds nothing to a key.
+    info.revision = digest.digest().max(1);
+    Ok(Arc::new(Versioned { inner, info }))
+}
+
+/// A load error with its causes, in one line.
+fn describe(e: &ModelError) -> String {
+    let mut text = format!("{WEIGHTS} with {MANIFEST}: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::demo;
+
+    fn options() -> ImageModelOptions {
+        ImageModelOptions {
+            device: candle_core::Device::Cpu,
+            max_batch: 4,
+        }
+    }
+
+    #[test]
+    fn a_version_loads_under_the_directorys_name_and_version() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(WEIGHTS), demo::WEIGHTS).unwrap();
+        std::fs::write(dir.path().join(MANIFEST), demo::MANIFEST).unwrap();
+        let model = load_version("flowers", "7", dir.path(), &options()).unwrap();
+        assert_eq!(model.info().name, "flowers");
+        assert_eq!(model.info().version, "7");
+        assert_ne!(model.info().revision, 0);
+        let again = load_version("flowers", "7", dir.path(), &options()).unwrap();
+        assert_eq!(again.info().revision, model.info().revision);
+        std::fs::write(dir.path().join(WEIGHTS), &demo::WEIGHTS[..100]).unwrap();
+        let err = load_version("flowers", "7", dir.path(), &options())
+            .err()
+            .unwrap();
+        assert!(err.starts_with(WEIGHTS), "{err}");
+    }
+
+    #[test]
+    fn missing_and_broken_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_version("m", "1", dir.path(), &options())
+            .err()
+            .unwrap();
+        assert!(err.starts_with(MANIFEST), "{err}");
+        std::fs::write(dir.path().join(MANIFEST), "{not json").unwrap();
+        std::fs::write(dir.path().join(WEIGHTS), demo::WEIGHTS).unwrap();
+        let err = load_version("m", "1", dir.path(), &options())
+            .err()
+            .unwrap();
+        assert!(err.starts_with(MANIFEST), "{err}");
+        std::fs::write(
+            dir.path().join(MANIFEST),
+            r#"{"labels_file": "../etc/passwd"}"#,
+        )
+        .unwrap();
+        let err = load_version("m", "1", dir.path(), &options())
+            .err()
+            .unwrap();
+        assert!(err.contains("labels_file"), "{err}");
+    }
+}
