@@ -99,7 +99,7 @@ TEST_IO_BACKEND=epoll cargo test --locked \
     --test image_api --test io_backend --test redis_cache --test refusals \
     --test request_logs --test shutdown --test socket_activation --test standby \
     --test timeouts --test rate_limit --test tls_reload --test hostile --test deadlines \
-    --test overload --test redirect --test mtls --test oip
+    --test overload --test redirect --test mtls --test oip --test repository
 step "cargo test: the HTTP API, bad-input and OIP suites again, with API keys on"
 # tests/support: TEST_API_KEYS gives every gateway a key file and every request its key.
 TEST_API_KEYS=1 cargo test --locked --test http_api --test bad_input --test oip --test oip_clients

@@ -119,6 +119,19 @@ fn no_key_a_wrong_key_and_the_wrong_scope_are_refused_over_h1_and_h2() {
                 let r = c.get(gw.url(path)).send().await.unwrap();
                 assert_eq!(r.status(), 401, "{proto} {path}");
             }
+            // The model repository API is admin's too (its refusals are the OIP's shape).
+            let index = gw.url("/v2/repository/index");
+            assert_eq!(
+                status(c.post(&index).bearer_auth(APP)).await,
+                403,
+                "{proto}"
+            );
+            assert_eq!(status(c.post(&index)).await, 401, "{proto}");
+            assert_eq!(
+                status(c.post(&index).bearer_auth(OPS)).await,
+                200,
+                "{proto}"
+            );
             // An admin key predicts too.
             assert_eq!(status(predict(&gw, &c).bearer_auth(OPS)).await, 200);
             // Health and readiness stay open.
@@ -144,9 +157,9 @@ fn no_key_a_wrong_key_and_the_wrong_scope_are_refused_over_h1_and_h2() {
             let series = format!("infergate_auth_refused_total{{reason=\"{reason}\"}} ");
             support::metric_in(&text, &series).unwrap_or(-1.0)
         };
-        assert_eq!(count("missing"), 2.0 * 4.0);
+        assert_eq!(count("missing"), 2.0 * 5.0);
         assert_eq!(count("invalid"), 2.0 * 3.0);
-        assert_eq!(count("forbidden"), 2.0 * 2.0);
+        assert_eq!(count("forbidden"), 2.0 * 3.0);
         assert!(text.contains("infergate_api_keys 2"), "{text}");
     });
     // The key's name is in the request's span; the key itself is nowhere in the log.

@@ -114,6 +114,14 @@ fn cases() -> Vec<Case> {
             422,
             "non_finite_feature",
         ),
+        // Finite, but the model's arithmetic overflows into NaN (found by schemathesis:
+        // a 200 with "confidence": null).
+        case(
+            "overflows the model",
+            r#"{"features":[3e38,3e38,3e38,3e38]}"#,
+            422,
+            "non_finite_output",
+        ),
         case(
             "string feature",
             r#"{"features":[1,"a",3,4]}"#,

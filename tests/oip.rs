@@ -283,6 +283,8 @@ fn bad_tensors_get_the_protocols_error_and_the_server_carries_on() {
             (input("features", json!([1, 4]), "FP32", json!(["a", 1, 2, 3])), 422, "not a F32 element"),
             (input("features", json!([-1, 4]), "FP32", json!(IRIS[..4])), 422, "negative"),
             (input("features", json!([1]), "BYTES", json!(["abc"])), 415, "not BYTES"),
+            // Finite, but overflowing the model into NaN: refused, not `data: [null, …]`.
+            (input("features", json!([1, 4]), "FP32", json!([3e38, 3e38, 3e38, 3e38])), 422, "non_finite_output"),
             (json!({"inputs": "nope"}), 400, "infer request"),
         ];
         for (body, status, needle) in cases {

@@ -76,7 +76,10 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
         // Every request presents the suite's admin key, so that it reaches the handlers;
         // without it every scoped operation would only ever see 401.
         cmd.args(["--generation-with-security-parameters", "false"])
-            .args(["-H", &format!("Authorization: Bearer {}", support::SUITE_KEY)]);
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", support::SUITE_KEY),
+            ]);
     }
     let started = Instant::now();
     let out = cmd.output().unwrap();

@@ -370,6 +370,13 @@ fn the_repository_api_loads_unloads_and_sighup_looks() {
         let a = predict(&gw, &c, "?model=m&version=1", &INPUTS[0], false).await;
         assert_eq!(a.status, 404);
         assert_eq!(a.body["error"]["code"], "version_not_found");
+        // The protocol's paths name versions too.
+        let infer = json!({"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 4], "data": INPUTS[0]}]});
+        let (status, body) = post(&gw, "/v2/models/m/versions/2/infer", Some(infer.clone())).await;
+        assert_eq!((status, &body["model_version"]), (200, &json!("2")), "{body}");
+        let (status, body) = post(&gw, "/v2/models/m/versions/1/infer", Some(infer)).await;
+        assert_eq!(status, 404, "{body}");
+        assert!(body["error"].is_string());
 
         // Refusals, in the protocol's error shape.
         let (status, body) = post(&gw, "/v2/repository/models/nope/load", None).await;

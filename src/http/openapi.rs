@@ -222,9 +222,8 @@ mod paths {
     use crate::http::error::{ErrorBody, OipErrorBody};
     use crate::http::oip::tensor::{InferRequest, InferResponse};
     use crate::http::openapi::schemas::{
-        BinaryBody, Health, OipLive, OipModelMetadata, OipModelReady, OipReady,
-        OipServerMetadata, PredictUpload, Ready, RepositoryModelDone, RepositoryModelRequest,
-        Stats,
+        BinaryBody, Health, OipLive, OipModelMetadata, OipModelReady, OipReady, OipServerMetadata,
+        PredictUpload, Ready, RepositoryModelDone, RepositoryModelRequest, Stats,
     };
     use crate::http::repository::{IndexEntry, IndexRequest};
     use crate::http::types::TabularRequest;
@@ -670,7 +669,10 @@ mod tests {
             if route.is_grpc() || route == Route::Unknown {
                 continue;
             }
-            assert!(documented.contains(&route), "{route:?} has no path in the document");
+            assert!(
+                documented.contains(&route),
+                "{route:?} has no path in the document"
+            );
         }
     }
 
@@ -685,8 +687,7 @@ mod tests {
             serde_json::json!([{"bearer": []}, {"api_key": []}])
         );
         let schema = |path: &str, method: &str, status: &str| {
-            op(path, method)["responses"][status]["content"]["application/json"]["schema"]
-                ["$ref"]
+            op(path, method)["responses"][status]["content"]["application/json"]["schema"]["$ref"]
                 .clone()
         };
         assert_eq!(

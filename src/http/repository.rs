@@ -93,15 +93,16 @@ pub fn index_of(catalog: &Catalog) -> Vec<IndexEntry> {
                 });
             }
         }
-        if let (Some(problem), true) = (&served.problem, served.versions.is_empty()) {
-            if served.failed.is_empty() {
-                entries.push(IndexEntry {
-                    name: served.name.clone(),
-                    version: String::new(),
-                    state: problem.state(),
-                    reason: problem.reason().to_owned(),
-                });
-            }
+        if let (Some(problem), true) = (
+            &served.problem,
+            served.versions.is_empty() && served.failed.is_empty(),
+        ) {
+            entries.push(IndexEntry {
+                name: served.name.clone(),
+                version: String::new(),
+                state: problem.state(),
+                reason: problem.reason().to_owned(),
+            });
         }
     }
     entries

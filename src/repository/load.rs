@@ -125,6 +125,33 @@ mod tests {
     }
 
     #[test]
+    fn an_image_version_loads_with_its_labels_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundled = demo::efficientnet_lite0::MANIFEST;
+        let labels_file =
+            serde_json::from_str::<serde_json::Value>(bundled).unwrap()["labels_file"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+        std::fs::write(dir.path().join(WEIGHTS), demo::efficientnet_lite0::WEIGHTS).unwrap();
+        std::fs::write(dir.path().join(MANIFEST), bundled).unwrap();
+        let err = load_version("cats", "2", dir.path(), &options())
+            .err()
+            .unwrap();
+        assert!(err.starts_with(&labels_file), "{err}");
+        std::fs::write(
+            dir.path().join(&labels_file),
+            demo::efficientnet_lite0::LABELS,
+        )
+        .unwrap();
+        let model = load_version("cats", "2", dir.path(), &options()).unwrap();
+        let info = model.info();
+        assert_eq!((info.name.as_str(), info.version.as_str()), ("cats", "2"));
+        assert_eq!(info.kind(), crate::infer::manifest::InputKind::Image);
+        assert_eq!(info.labels.len(), 1000);
+    }
+
+    #[test]
     fn missing_and_broken_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let err = load_version("m", "1", dir.path(), &options())
