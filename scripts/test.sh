@@ -100,9 +100,11 @@ TEST_IO_BACKEND=epoll cargo test --locked \
     --test request_logs --test shutdown --test socket_activation --test standby \
     --test timeouts --test rate_limit --test tls_reload --test hostile --test deadlines \
     --test overload --test redirect --test mtls --test oip --test repository
-step "cargo test: the HTTP API, bad-input and OIP suites again, with API keys on"
-# tests/support: TEST_API_KEYS gives every gateway a key file and every request its key.
-TEST_API_KEYS=1 cargo test --locked --test http_api --test bad_input --test oip --test oip_clients
+step "cargo test: the HTTP API, bad-input, OIP and OpenAPI suites again, with API keys on"
+# tests/support: TEST_API_KEYS gives every gateway a key file and every request its key
+# (schemathesis sends it as a header).
+TEST_API_KEYS=1 cargo test --locked --test http_api --test bad_input --test oip --test oip_clients \
+    --test openapi
 step "cargo test: the otlp feature, spans posted to a collector (linted too)"
 # The library and binary once more with the feature (its dependencies are small), and the
 # one suite that needs it; the rest of the code is the same with or without.

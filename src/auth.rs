@@ -2,8 +2,8 @@
 //! read. The limits/auth step of the request path, between the router and the decoding.
 //!
 //! Without a key file the gateway is open (the embedded default; one WARN at start). With
-//! one, every route but `/health` and `/ready` needs a key: `Authorization: Bearer KEY` or
-//! `X-API-Key: KEY`. `POST /predict` needs the `predict` scope; `/metrics`, `/stats` and
+//! one, every route but the health and readiness routes and `/openapi.json` needs a key:
+//! `Authorization: Bearer KEY` or `X-API-Key: KEY`. `POST /predict` needs the `predict` scope; `/metrics`, `/stats` and
 //! anything else `admin` (which implies `predict`). The file is re-read on SIGHUP and
 //! whenever its content changes ([`reload`]); a file that turns unreadable or invalid
 //! leaves the keys in force as they were.

@@ -32,10 +32,10 @@ pub use crate::config::http_limits::HttpConfig;
 pub use crate::config::image::{ImageConfig, ImageModelConfig};
 pub use crate::config::layers::FlagOverrides;
 pub use crate::config::otlp::OtlpConfig;
-pub use crate::config::repository::{RepositoryConfig, ShadowConfig};
 pub use crate::config::rate_limit::RateLimitConfig;
 pub use crate::config::redirect::RedirectConfig;
 pub use crate::config::render::render_toml;
+pub use crate::config::repository::{RepositoryConfig, ShadowConfig};
 pub use crate::config::secrets::Secret;
 
 /// The whole configuration. Every section has defaults; an empty file is valid.

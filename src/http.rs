@@ -154,9 +154,7 @@ impl Route {
     pub fn scope(self) -> Option<Scope> {
         match self {
             // The API's description is no secret: clients fetch it before they have a key.
-            Self::Health | Self::Ready | Self::OpenApi | Self::OipHealth | Self::GrpcHealth => {
-                None
-            }
+            Self::Health | Self::Ready | Self::OpenApi | Self::OipHealth | Self::GrpcHealth => None,
             Self::Predict | Self::OipMetadata | Self::OipInfer | Self::Grpc | Self::Unknown => {
                 Some(Scope::Predict)
             }

@@ -180,6 +180,10 @@ pub enum FlightError {
     /// Admission shed the work (the model's limit, or too little time left).
     #[error(transparent)]
     Shed(Shed),
+    /// The model computed no number (NaN or infinity) from this input: finite features so
+    /// far outside what it takes that its arithmetic overflowed. Never cached nor logged.
+    #[error("model {model:?} computes no number from this input")]
+    NonFiniteOutput { model: String },
 }
 
 impl Shareable for FlightError {
@@ -204,7 +208,7 @@ impl FlightError {
         match self {
             Self::Infer(e) => matches!(**e, InferError::Overloaded { .. }),
             Self::Image(e) => matches!(e, ImageError::Overloaded { .. }),
-            Self::Shed(_) => false,
+            Self::Shed(_) | Self::NonFiniteOutput { .. } => false,
         }
     }
 }
@@ -642,6 +646,11 @@ impl Predictor {
             .predict(model, row, deadline.at())
             .await
             .map_err(FlightError::Infer)?;
+        if !row.probs.iter().all(|p| p.is_finite()) {
+            return Err(FlightError::NonFiniteOutput {
+                model: model.info().name.clone(),
+            });
+        }
         let answer = match image_hash {
             None => crate::encode::tabular(model.info(), &row.probs),
             Some(hash) => crate::encode::image(model.info(), &hash, &row.probs),

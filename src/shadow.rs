@@ -303,7 +303,9 @@ impl Runner {
             }
         };
         match self.batcher.predict(&job.candidate, row, deadline).await {
-            Ok(row) => Some(row.probs),
+            // A candidate that computes no number fails the comparison.
+            Ok(row) if row.probs.iter().all(|p| p.is_finite()) => Some(row.probs),
+            Ok(_) => None,
             Err(e) => {
                 tracing::debug!(error = %e, "shadow: the candidate failed");
                 None

@@ -265,6 +265,34 @@ fn bad_input_table_over_http1_and_http2() {
     }
 }
 
+/// An input the model computes NaN from is refused before the caches and the log see it:
+/// asked twice, it is computed twice and never answered from a cache.
+#[test]
+fn a_non_finite_output_is_never_cached() {
+    let gw = Gateway::start(Options::default().tabular_only());
+    runtime().block_on(async {
+        let c = h1_client();
+        for _ in 0..2 {
+            let r = c
+                .post(gw.url("/predict"))
+                .json(&serde_json::json!({"features": [3e38, 3e38, 3e38, 3e38]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 422);
+        }
+        let hits = gw
+            .metric("infergate_cache_requests_total{tier=\"l1\",result=\"hit\"}")
+            .await;
+        assert_eq!(hits, 0.0);
+        assert_eq!(
+            gw.metric("infergate_model_forwards_total").await,
+            3.0,
+            "warm-up + 2"
+        );
+    });
+}
+
 #[test]
 fn chunked_oversize_body_is_refused_while_reading() {
     // No Content-Length: the limit is enforced as the body streams in.

@@ -345,6 +345,13 @@ impl From<PredictError> for ApiError {
             PredictError::Model(e) => e.into(),
             PredictError::Image(e) | PredictError::Flight(FlightError::Image(e)) => e.into(),
             PredictError::Flight(FlightError::Infer(shared)) => Self::from_infer(&shared),
+            PredictError::Flight(FlightError::NonFiniteOutput { model }) => Self::InvalidInput {
+                code: "non_finite_output",
+                message: format!(
+                    "model {model:?} computes no number from these inputs: they are too far \
+                     outside the range it takes"
+                ),
+            },
             PredictError::Flight(FlightError::Shed(shed)) => match shed {
                 Shed::Concurrency { retry_after, .. } => Self::Overloaded {
                     retry_after_s: retry_after_s(retry_after),

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::http::body::RequestBody;
 use crate::http::error::ApiError;
 use crate::http::oip::tensor::{HEADER_LENGTH, Output, OutputData, Tensor, Values};
-use crate::http::routes::{asks_no_cache, computed, deadline_and_body, is_ready};
+use crate::http::routes::{asks_no_cache, deadline_and_body, is_ready};
 use crate::http::{HttpResponse, Timing};
 use crate::infer::InferError;
 use crate::infer::manifest::{InputSpec, ModelInfo};
@@ -498,7 +498,6 @@ pub(crate) async fn predict_rows(
             .await?
         }
     };
-    predictions.iter().try_for_each(computed)?;
     Ok(predictions)
 }
 

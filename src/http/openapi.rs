@@ -21,12 +21,14 @@ use http_body_util::Full;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
-use utoipa::openapi::{ContentBuilder, Ref};
-use utoipa::{Modify, OpenApi, PartialSchema};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
+use crate::http::error::{ErrorBody, OipErrorBody};
 use crate::http::{HttpResponse, Route};
 
 /// The document as served and committed: pretty JSON, built on first use, then shared.
@@ -132,8 +134,27 @@ impl Modify for FromRouteTable {
                 &mut item.trace,
             ];
             for op in operations.into_iter().flatten() {
+                optional_body_is_absent_not_null(op);
                 decorate(op, route);
             }
+        }
+    }
+}
+
+/// utoipa writes an `Option<T>` body as "`T` or `null`"; an optional body is one that may
+/// be left out, and a `null` one is refused like any other body that is not a `T`.
+fn optional_body_is_absent_not_null(op: &mut Operation) {
+    let Some(body) = &mut op.request_body else {
+        return;
+    };
+    for content in body.content.values_mut() {
+        let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+            continue;
+        };
+        if let [RefOr::T(Schema::Object(null)), only] = one_of.items.as_slice()
+            && null.schema_type == SchemaType::Type(Type::Null)
+        {
+            content.schema = Some(only.clone());
         }
     }
 }
@@ -143,15 +164,15 @@ impl Modify for FromRouteTable {
 fn decorate(op: &mut Operation, route: Route) {
     // A refusal's body: the protocol's on its routes, ours elsewhere.
     let body = if route.is_oip() {
-        "OipErrorBody"
+        OipErrorBody::name()
     } else {
-        "ErrorBody"
+        ErrorBody::name()
     };
     let mut refusal = |status: u16, description: &str, retry_after: bool| {
         let mut response = ResponseBuilder::new().description(description).content(
             "application/json",
             ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name(body)))
+                .schema(Some(Ref::from_schema_name(body.clone())))
                 .build(),
         );
         if retry_after {

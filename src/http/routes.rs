@@ -16,7 +16,7 @@ use crate::http::body::{
 use crate::http::error::{ApiError, readiness_status};
 use crate::http::multipart;
 use crate::http::{HttpResponse, Timing};
-use crate::predict::{ImageInput, Prediction, RequestOptions};
+use crate::predict::{ImageInput, RequestOptions};
 use crate::prediction_log::DbStatus;
 use crate::state::Gateway;
 use crate::stats::Source;
@@ -178,7 +178,6 @@ pub async fn predict(
             gw.predictor.image(input, opts).await?
         }
     };
-    computed(&prediction)?;
     if !prediction.decode.is_zero() {
         timing.add("image_decode", prediction.decode);
         timing.add("preprocess", prediction.preprocess);
@@ -208,23 +207,6 @@ pub async fn predict(
         HeaderValue::from_static(prediction.cache.as_str()),
     );
     Ok(response)
-}
-
-/// Refuses a prediction whose probabilities are not numbers: finite features far outside
-/// what a model was trained on (`3e38`) overflow its arithmetic into NaN, which would go
-/// out as a 200 with `"confidence": null` and an arbitrary class.
-pub(crate) fn computed(prediction: &Prediction) -> Result<(), ApiError> {
-    if prediction.answer.probs.iter().all(|p| p.is_finite()) {
-        return Ok(());
-    }
-    Err(ApiError::InvalidInput {
-        code: "non_finite_output",
-        message: format!(
-            "model {:?} computes no number from these inputs: they are too far outside the \
-             range it takes",
-            prediction.model.info().name
-        ),
-    })
 }
 
 /// A prediction request's deadline (from its headers, counted from `received`) and its

@@ -27,6 +27,7 @@ pub struct InferRequest {
     pub parameters: Option<Map<String, Value>>,
     /// The model's one input: `features` (`[N, F]` numbers) or `image` (`[N]` encoded
     /// images as BYTES).
+    #[schema(min_items = 1, max_items = 1)]
     pub inputs: Vec<RequestInput>,
     /// The outputs wanted; none named: every output, as JSON.
     #[serde(default)]
