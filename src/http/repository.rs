@@ -65,6 +65,7 @@ pub struct IndexEntry {
     /// The version; empty for a model with no version to name.
     pub version: String,
     /// `READY`, `UNAVAILABLE` (failed to load) or `UNLOADED`.
+    #[schema(value_type = crate::http::openapi::schemas::ModelState)]
     pub state: &'static str,
     /// Why it is not ready; empty when it is.
     pub reason: String,
