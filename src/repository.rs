@@ -648,20 +648,9 @@ fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::infer::manifest::{InputKind, InputSpec, ModelInfo};
-    use crate::infer::model::{ModelError, Outputs};
+    use crate::infer::manifest::InputKind;
+    use crate::infer::model::testing::unrun;
     use crate::repository::settings::FILE_NAME;
-
-    struct Fixed(ModelInfo);
-
-    impl Model for Fixed {
-        fn info(&self) -> &ModelInfo {
-            &self.0
-        }
-        fn forward(&self, _: &Batch) -> Result<Outputs, ModelError> {
-            Err(ModelError::Load("not run here".into()))
-        }
-    }
 
     /// Loads a version unless its directory holds a file called `broken`.
     struct FakeLoader;
@@ -671,16 +660,7 @@ mod tests {
             if dir.path.join("broken").exists() {
                 return Err("model.safetensors: broken".into());
             }
-            Ok(Arc::new(Fixed(ModelInfo {
-                name: name.into(),
-                version: dir.number.to_string(),
-                labels: vec!["a".into(), "b".into()],
-                input: InputSpec::Features {
-                    names: vec!["x".into()],
-                },
-                max_batch: 8,
-                revision: 1,
-            })))
+            Ok(unrun(name, &dir.number.to_string()))
         }
     }
 

@@ -55,3 +55,37 @@ pub trait Model: Send + Sync {
     /// Runs one batch. Never panics on a well-shaped batch.
     fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError>;
 }
+
+/// Test models that are chosen, loaded and listed, never run.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use super::{Batch, Model, ModelError, Outputs};
+    use crate::infer::manifest::{InputSpec, ModelInfo};
+
+    struct Unrun(ModelInfo);
+
+    impl Model for Unrun {
+        fn info(&self) -> &ModelInfo {
+            &self.0
+        }
+        fn forward(&self, _: &Batch) -> Result<Outputs, ModelError> {
+            Err(ModelError::Load("a test model is never run".into()))
+        }
+    }
+
+    /// A one-feature, two-class model called `name` at `version`.
+    pub(crate) fn unrun(name: &str, version: &str) -> Arc<dyn Model> {
+        Arc::new(Unrun(ModelInfo {
+            name: name.into(),
+            version: version.into(),
+            labels: vec!["a".into(), "b".into()],
+            input: InputSpec::Features {
+                names: vec!["x".into()],
+            },
+            max_batch: 8,
+            revision: 1,
+        }))
+    }
+}

@@ -385,32 +385,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::infer::manifest::{InputSpec, ModelInfo};
-    use crate::infer::model::{Batch, ModelError, Outputs};
-
-    struct Fixed(ModelInfo);
-
-    impl Model for Fixed {
-        fn info(&self) -> &ModelInfo {
-            &self.0
-        }
-        fn forward(&self, _: &Batch) -> Result<Outputs, ModelError> {
-            Err(ModelError::Load("not run here".into()))
-        }
-    }
-
-    fn model(name: &str, version: &str) -> Arc<dyn Model> {
-        Arc::new(Fixed(ModelInfo {
-            name: name.into(),
-            version: version.into(),
-            labels: vec!["a".into(), "b".into()],
-            input: InputSpec::Features {
-                names: vec!["x".into()],
-            },
-            max_batch: 8,
-            revision: 0,
-        }))
-    }
+    use crate::infer::model::testing::unrun as model;
 
     #[test]
     fn a_split_is_exact_over_each_cycle_and_interleaved() {
