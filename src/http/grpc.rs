@@ -30,6 +30,7 @@ use crate::http::error::ApiError;
 use crate::http::oip::tensor::{Datatype, Tensor, Values};
 use crate::http::oip::{self, PROBABILITIES, Wanted};
 use crate::http::routes::is_ready;
+use crate::infer::InferError;
 use crate::predict::RequestOptions;
 use crate::state::Gateway;
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
@@ -125,12 +126,19 @@ impl GrpcInferenceService for Oip {
         req: tonic::Request<ModelReadyRequest>,
     ) -> Result<tonic::Response<ModelReadyResponse>, Status> {
         let req = req.into_inner();
-        let catalog = self.gateway.infer.catalog();
-        if catalog.get(&req.name).is_none() {
-            // An unknown model is NOT_FOUND; a known one that serves nothing is not ready.
-            oip::find(&self.gateway, &req.name, None).map_err(to_status)?;
-        }
-        let serves = catalog.find(&req.name, version(&req.version)).is_ok();
+        // An unknown model or version is NOT_FOUND, as over REST; a known one that serves
+        // nothing is not ready.
+        let serves = match self
+            .gateway
+            .infer
+            .catalog()
+            .find(&req.name, version(&req.version))
+        {
+            Err(e @ (InferError::UnknownModel { .. } | InferError::UnknownVersion { .. })) => {
+                return Err(to_status(e.into()));
+            }
+            found => found.is_ok(),
+        };
         Ok(tonic::Response::new(ModelReadyResponse {
             ready: serves && is_ready(&self.gateway),
         }))
