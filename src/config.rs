@@ -565,8 +565,9 @@ pub struct ModelConfig {
     /// Its manifest; default `manifest.json` beside `path`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub manifest_path: Option<PathBuf>,
-    /// A test aid: every forward pass of the tabular model first sleeps this long, ms (a
-    /// deliberately slow model, for deadline and overload tests and benchmarks); 0 = none.
+    /// A test aid: every forward pass of a tabular model (this one and the repository's)
+    /// first sleeps this long, ms (a deliberately slow model, for deadline, overload and
+    /// reload tests and benchmarks); 0 = none.
     pub forward_delay_ms: u64,
 }
 

@@ -24,11 +24,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::file_watch::{LookNow, Looks};
-use crate::infer::image::ImageModelOptions;
 use crate::infer::model::{Batch, Model};
 use crate::infer::registry::{Catalog, FailedVersion, Origin, Served, ShadowPlan, Split, Unserved};
 use crate::infer::{Infer, InferError};
 use crate::metrics::{MODEL_LOAD_FAILURES_TOTAL, MODEL_READY, REPOSITORY_RELOADS_TOTAL};
+use crate::repository::load::LoadOptions;
 use crate::repository::scan::{ModelDir, Stamp, VersionDir};
 use crate::repository::settings::ModelSettings;
 
@@ -368,8 +368,8 @@ pub struct RepositoryParts {
     pub root: PathBuf,
     /// Between looks; `None`: only SIGHUP and the API.
     pub poll_interval: Option<Duration>,
-    /// How image models are loaded.
-    pub image: ImageModelOptions,
+    /// How versions are loaded.
+    pub load: LoadOptions,
     /// The configured models, served beside the repository's.
     pub configured: Vec<Arc<dyn Model>>,
 }
@@ -459,12 +459,12 @@ impl Repository {
 /// Loads with [`load::load_version`] on this thread, then warms through the compute pool.
 struct PoolLoader {
     infer: Arc<Infer>,
-    image: ImageModelOptions,
+    opts: LoadOptions,
 }
 
 impl Loader for PoolLoader {
     async fn load(&self, name: &str, dir: &VersionDir) -> Result<Arc<dyn Model>, String> {
-        let model = load::load_version(name, &dir.number.to_string(), &dir.path, &self.image)?;
+        let model = load::load_version(name, &dir.number.to_string(), &dir.path, &self.opts)?;
         let features = model.info().row_len();
         // A busy compute queue is no reason to fail a load: try again for a few seconds.
         for _ in 0..50 {
@@ -495,12 +495,12 @@ async fn run(
     let RepositoryParts {
         root,
         poll_interval,
-        image,
+        load,
         configured,
     } = parts;
     let loader = PoolLoader {
         infer: Arc::clone(&infer),
-        image,
+        opts: load,
     };
     let mut state = RepoState::new(configured);
     let mut served = BTreeSet::new();

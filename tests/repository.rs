@@ -320,6 +320,48 @@ fn hot_reload_under_load_switches_with_no_failed_request_and_no_stale_answer() {
     });
 }
 
+/// A request that chose version 1 before version 2 was swapped in is answered by version 1
+/// after the swap, while requests after it get version 2. One compute thread and a slow
+/// model (`model.forward_delay_ms`) put the order beyond doubt: version 2's warm-up holds
+/// the thread, the request queues behind it on version 1, the swap comes when the warm-up
+/// ends, and the request is computed after that.
+#[test]
+fn a_request_in_flight_across_a_swap_finishes_on_the_version_it_chose() {
+    let root = tempfile::tempdir().unwrap();
+    write_version(root.path(), "slow", 1, 0.0);
+    let gw = Arc::new(Gateway::start(
+        with_repository(root.path(), 100)
+            .env("INFERGATE_MODEL__FORWARD_DELAY_MS", 1500)
+            .env("INFERGATE_COMPUTE__THREADS", 1)
+            .env("INFERGATE_SERVER__REQUEST_TIMEOUT_MS", 20_000),
+    ));
+    runtime().block_on(async {
+        write_version(root.path(), "slow", 2, 1.0);
+        // The look (100 ms) finds it and its warm-up takes the thread for 1.5 s.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            versions(&gw, "slow").await,
+            ["1"],
+            "swapped before the warm-up ended"
+        );
+        let in_flight = {
+            let gw = Arc::clone(&gw);
+            tokio::spawn(async move {
+                predict(&gw, &h2_client(), "?model=slow", &INPUTS[0], true).await
+            })
+        };
+        wait_for("version 2", async || versions(&gw, "slow").await == ["2"]).await;
+        assert!(
+            !in_flight.is_finished(),
+            "the request ended before the swap"
+        );
+        let a = in_flight.await.unwrap();
+        assert_eq!((a.status, a.version.as_str()), (200, "1"), "{:?}", a.body);
+        let after = predict(&gw, &h1_client(), "?model=slow", &INPUTS[0], true).await;
+        assert_eq!((after.status, after.version.as_str()), (200, "2"));
+    });
+}
+
 #[test]
 fn the_repository_api_loads_unloads_and_sighup_looks() {
     let root = tempfile::tempdir().unwrap();

@@ -28,6 +28,7 @@ use crate::predict::{PredictConfig, Predictor, PredictorParts};
 use crate::prediction_log::writer::WriterConfig;
 use crate::prediction_log::{LogConfig, PredictionLog, RetentionConfig};
 use crate::rate_limit::RateLimits;
+use crate::repository::load::LoadOptions;
 use crate::repository::{RepoState, Repository, RepositoryParts};
 use crate::server::backend::Backend;
 use crate::shadow::{Shadow, ShadowParts};
@@ -74,7 +75,10 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
                     root: root.clone(),
                     poll_interval: (config.repository.poll_interval_ms > 0)
                         .then(|| Duration::from_millis(config.repository.poll_interval_ms)),
-                    image: image_options,
+                    load: LoadOptions {
+                        image: image_options,
+                        forward_delay: Duration::from_millis(config.model.forward_delay_ms),
+                    },
                     configured: models,
                 },
                 Arc::clone(&infer),

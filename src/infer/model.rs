@@ -56,6 +56,16 @@ pub trait Model: Send + Sync {
     fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError>;
 }
 
+impl<M: Model + ?Sized> Model for Box<M> {
+    fn info(&self) -> &ModelInfo {
+        (**self).info()
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError> {
+        (**self).forward(batch)
+    }
+}
+
 /// Test models that are chosen, loaded and listed, never run.
 #[cfg(test)]
 pub(crate) mod testing {

@@ -5,9 +5,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::infer::delayed::Delayed;
 use crate::infer::image::{ImageModel, ImageModelOptions};
 use crate::infer::manifest::ModelInfo;
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
@@ -34,13 +36,22 @@ impl Model for Versioned {
     }
 }
 
+/// How versions are loaded.
+pub struct LoadOptions {
+    /// Image models: device and batch size.
+    pub image: ImageModelOptions,
+    /// The test aid `model.forward_delay_ms`: tabular models sleep this long before every
+    /// forward pass (zero: not at all).
+    pub forward_delay: Duration,
+}
+
 /// Loads the version directory `dir` as `name` at `version`. The error says which file
 /// and what is wrong with it.
 pub fn load_version(
     name: &str,
     version: &str,
     dir: &Path,
-    image: &ImageModelOptions,
+    opts: &LoadOptions,
 ) -> Result<Arc<dyn Model>, String> {
     let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"));
     let manifest = read(MANIFEST)?;
@@ -65,14 +76,19 @@ pub fn load_version(
             let labels =
                 String::from_utf8(labels).map_err(|_| format!("{labels_file}: not UTF-8 text"))?;
             Box::new(
-                ImageModel::from_bytes(weights, &manifest, &labels, image)
+                ImageModel::from_bytes(weights, &manifest, &labels, &opts.image)
                     .map_err(|e| describe(&e))?,
             )
         }
-        None => Box::new(
-            TabularModel::from_bytes(&weights, &manifest, &candle_core::Device::Cpu)
-                .map_err(|e| describe(&e))?,
-        ),
+        None => {
+            let model = TabularModel::from_bytes(&weights, &manifest, &candle_core::Device::Cpu)
+                .map_err(|e| describe(&e))?;
+            if opts.forward_delay.is_zero() {
+                Box::new(model)
+            } else {
+                Box::new(Delayed::new(model, opts.forward_delay))
+            }
+        }
     };
     let mut info = inner.info().clone();
     info.name = name.to_owned();
@@ -99,10 +115,13 @@ mod tests {
     use super::*;
     use crate::infer::demo;
 
-    fn options() -> ImageModelOptions {
-        ImageModelOptions {
-            device: candle_core::Device::Cpu,
-            max_batch: 4,
+    fn options() -> LoadOptions {
+        LoadOptions {
+            image: ImageModelOptions {
+                device: candle_core::Device::Cpu,
+                max_batch: 4,
+            },
+            forward_delay: Duration::ZERO,
         }
     }
 
