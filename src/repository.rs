@@ -80,6 +80,8 @@ struct Entry {
     problem: Option<String>,
     /// Unloaded through the API: not served until `load`.
     unloaded: bool,
+    /// Versions `model.toml` names that are not served, as last warned about.
+    missing: Vec<String>,
 }
 
 /// What a reconcile changed.
@@ -189,9 +191,12 @@ impl RepoState {
         changes
     }
 
+    /// Lets `name` be loaded again: after an `unload`, and versions that failed are
+    /// tried again even if their files did not change (an explicit load is a retry).
     fn mark_loadable(&mut self, name: &str) {
         if let Some(entry) = self.entries.get_mut(name) {
             entry.unloaded = false;
+            entry.failed.clear();
         }
     }
 
@@ -353,13 +358,15 @@ async fn reconcile_model(
     }
     let served: Vec<String> = entry.loaded.keys().map(u64::to_string).collect();
     let missing = entry.settings.missing_versions(&served);
-    if !missing.is_empty() && !entry.loaded.is_empty() {
+    // Said once, not at every look.
+    if !missing.is_empty() && missing != entry.missing {
         tracing::warn!(
             model = %name,
             versions = ?missing,
             "model.toml's traffic or shadow names versions that are not served; they get no traffic"
         );
     }
+    entry.missing = missing;
 }
 
 /// What starts the repository.
@@ -724,6 +731,9 @@ mod tests {
         ));
         // The same broken files are not tried (nor reported) again on every look.
         assert_eq!(look(&mut state, root.path()).await, Changes::default());
+        // An explicit load tries again, files changed or not.
+        state.mark_loadable("bad");
+        assert_eq!(look(&mut state, root.path()).await.failed.len(), 1);
         // Fixed: it serves.
         std::fs::remove_file(broken.join("broken")).unwrap();
         assert_eq!(look(&mut state, root.path()).await.added, ["bad:1"]);
