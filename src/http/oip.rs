@@ -201,18 +201,14 @@ pub fn metadata(gw: &Gateway, path: &str) -> Result<HttpResponse, ApiError> {
 
 /// The metadata of a model that serves nothing: no versions, no tensors, and why.
 fn unserved_metadata(served: &Served) -> Value {
-    let (state, reason) = match &served.problem {
-        Some(problem) => (problem.state(), problem.reason()),
-        None => ("UNAVAILABLE", "no version is loaded"),
-    };
     json!({
         "name": served.name,
         "versions": [],
         "platform": PLATFORM,
         "inputs": [],
         "outputs": [],
-        "state": state,
-        "reason": reason,
+        "state": served.state(),
+        "reason": served.unserved_reason(),
     })
 }
 

@@ -94,15 +94,13 @@ pub fn index_of(catalog: &Catalog) -> Vec<IndexEntry> {
                 });
             }
         }
-        if let (Some(problem), true) = (
-            &served.problem,
-            served.versions.is_empty() && served.failed.is_empty(),
-        ) {
+        // A model serving nothing with no failed version to name: once, with why.
+        if let (Some(reason), true) = (served.unserved_reason(), served.failed.is_empty()) {
             entries.push(IndexEntry {
                 name: served.name.clone(),
                 version: String::new(),
-                state: problem.state(),
-                reason: problem.reason().to_owned(),
+                state: served.state(),
+                reason: reason.to_owned(),
             });
         }
     }

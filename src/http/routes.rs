@@ -82,9 +82,9 @@ fn model_checks(gw: &Gateway) -> serde_json::Map<String, serde_json::Value> {
         .models()
         .iter()
         .map(|m| {
-            let state = match &m.problem {
-                _ if m.is_available() => "ok",
-                Some(crate::infer::registry::Unserved::Unloaded) => "unloaded",
+            let state = match m.state() {
+                "READY" => "ok",
+                "UNLOADED" => "unloaded",
                 _ => "unavailable",
             };
             (m.name.clone(), state.into())
@@ -315,11 +315,7 @@ pub async fn stats(gw: &Gateway) -> HttpResponse {
                 "name": m.name,
                 "version": versions.first(),
                 "versions": versions,
-                "state": match &m.problem {
-                    None => "READY",
-                    Some(_) if m.is_available() => "READY",
-                    Some(problem) => problem.state(),
-                },
+                "state": m.state(),
                 "reason": m.problem.as_ref().map(|p| p.reason()),
             })
         })

@@ -203,14 +203,32 @@ impl Served {
         })
     }
 
+    /// Triton's state name: `READY` while a version serves, else `UNAVAILABLE` or
+    /// `UNLOADED`.
+    pub fn state(&self) -> &'static str {
+        match &self.problem {
+            _ if self.is_available() => "READY",
+            Some(problem) => problem.state(),
+            None => "UNAVAILABLE",
+        }
+    }
+
+    /// Why it serves nothing (`None` while a version serves).
+    pub fn unserved_reason(&self) -> Option<&str> {
+        if self.is_available() {
+            return None;
+        }
+        Some(
+            self.problem
+                .as_ref()
+                .map_or("no version is loaded", Unserved::reason),
+        )
+    }
+
     fn unavailable(&self) -> InferError {
-        let reason = match &self.problem {
-            Some(problem) => problem.reason().to_owned(),
-            None => "no version is loaded".to_owned(),
-        };
         InferError::Unavailable {
             name: self.name.clone(),
-            reason,
+            reason: self.unserved_reason().unwrap_or_default().to_owned(),
         }
     }
 }
@@ -289,13 +307,11 @@ impl Catalog {
             });
         }
         let model = served.route(version)?;
-        let shadow = served
-            .shadow
-            .as_ref()
-            .and_then(|plan| served.versions.get(plan.version))
-            .filter(|candidate| !Arc::ptr_eq(candidate, model))
-            .filter(|_| served.shadow.as_ref().is_some_and(ShadowPlan::sample))
-            .cloned();
+        let shadow = served.shadow.as_ref().and_then(|plan| {
+            let candidate = served.versions.get(plan.version)?;
+            // Never mirrored to the version that answers; sampled only when it could be.
+            (!Arc::ptr_eq(candidate, model) && plan.sample()).then(|| Arc::clone(candidate))
+        });
         Ok(Chosen {
             model: Arc::clone(model),
             shadow,
