@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drives a running infergate with NVIDIA's own Open Inference Protocol clients,
 tritonclient[http] and tritonclient[grpc] (set up by scripts/pyclients.sh), over TLS, and
-prints what they got as one JSON object for tests/oip_clients.rs to check against /predict.
+prints what they got as one JSON object for tests/it/oip_clients.rs to check against /predict.
 
     target/pyclients/bin/python scripts/oip-clients.py HOST:PORT IMAGE_FILE [API_KEY]
 """

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up target/pyclients: a virtual environment with other people's inference clients,
-# pinned, that the test suite drives infergate with (tests/oip_clients.rs runs
+# pinned, that the test suite drives infergate with (tests/it/oip_clients.rs runs
 # scripts/oip-clients.py in it): NVIDIA's tritonclient[http] for the Open Inference
 # Protocol, and tritonclient[grpc] for its gRPC side. Idempotent, and a fast no-op once done. Needs python3 with venv and PyPI.
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up target/pyschema: a virtual environment with schemathesis, pinned, which
-# tests/openapi.rs runs against a real gateway and its /openapi.json (no server errors, no
+# tests/it/openapi.rs runs against a real gateway and its /openapi.json (no server errors, no
 # answer outside the document). Idempotent, and a fast no-op once done. Needs python3 with
 # venv and PyPI.
 #

@@ -17,9 +17,9 @@ command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v curl >/dev/null || need_apt+=(curl ca-certificates)
 command -v git >/dev/null || need_apt+=(git)
-# Tests start their own Redis (tests/support/redis_server.rs).
+# Tests start their own Redis (tests/it/support/redis_server.rs).
 command -v redis-server >/dev/null || need_apt+=(redis-server)
-# ... and their own PostgreSQL (tests/support/postgres_server.rs): initdb + postgres, run as
+# ... and their own PostgreSQL (tests/it/support/postgres_server.rs): initdb + postgres, run as
 # the non-root `postgres` user the package creates when the tests run as root.
 [ -n "$(pg_bin_dir)" ] || need_apt+=(postgresql)
 # The image parity tests run the Pillow + numpy reference (scripts/reference/) from a venv.
@@ -86,25 +86,24 @@ if docker info >/dev/null 2>&1; then
     release_build=$!
     trap 'kill "$fuzz_build" $release_build 2>/dev/null || true' EXIT
 fi
-# The integration suite once per I/O backend (tests/support: TEST_IO_BACKEND sets
+# The integration suite once per I/O backend (tests/it/support: TEST_IO_BACKEND sets
 # server.io for every gateway a test starts): all of it on io_uring, then again on epoll
-# every test binary that speaks to the server, which leaves out only the prediction log's
+# every test module that speaks to the server, which leaves out only the prediction log's
 # and the model's (the same code above the listener, minutes of Postgres and pixels).
 step "cargo test: running, on io_uring"
 TEST_IO_BACKEND=uring cargo test --locked --all-targets
 cargo test --locked --doc
 step "cargo test: the server's tests again, on epoll"
-TEST_IO_BACKEND=epoll cargo test --locked \
-    --test auth --test bad_input --test cache --test check_socket --test cli --test http_api \
-    --test image_api --test io_backend --test redis_cache --test refusals \
-    --test request_logs --test shutdown --test socket_activation --test standby \
-    --test timeouts --test rate_limit --test tls_reload --test hostile --test deadlines \
-    --test overload --test redirect --test mtls --test oip --test repository
+TEST_IO_BACKEND=epoll cargo test --locked --test it -- \
+    auth:: bad_input:: cache:: check_socket:: cli:: http_api:: image_api:: io_backend:: \
+    redis_cache:: refusals:: request_logs:: shutdown:: socket_activation:: standby:: \
+    timeouts:: rate_limit:: tls_reload:: hostile:: deadlines:: overload:: redirect:: mtls:: \
+    oip:: repository::
 step "cargo test: the HTTP API, bad-input, OIP and OpenAPI suites again, with API keys on"
-# tests/support: TEST_API_KEYS gives every gateway a key file and every request its key
+# tests/it/support: TEST_API_KEYS gives every gateway a key file and every request its key
 # (schemathesis sends it as a header).
-TEST_API_KEYS=1 cargo test --locked --test http_api --test bad_input --test oip --test oip_clients \
-    --test openapi
+TEST_API_KEYS=1 cargo test --locked --test it -- http_api:: bad_input:: oip:: oip_clients:: \
+    openapi::
 step "cargo test: the otlp feature, spans posted to a collector (linted too)"
 # The library and binary once more with the feature (its dependencies are small), and the
 # one suite that needs it; the rest of the code is the same with or without.

@@ -6,6 +6,7 @@
 #![cfg(feature = "otlp")]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::net::SocketAddr;

@@ -7,7 +7,7 @@
 //! One exception, as in production: a panic inside `zune-jpeg` (0.5.15's AVX2 IDCT unwraps a
 //! `None` on some corrupt JPEGs; input `corpus/image_upload/regress-zune-jpeg-idct-panic`,
 //! found by this target) is caught as the gateway's decode pool catches it, where the client
-//! gets a 422 (`tests/image_api.rs`). Any other panic aborts as before.
+//! gets a 422 (`tests/it/image_api.rs`). Any other panic aborts as before.
 #![no_main]
 
 use std::panic::{self, AssertUnwindSafe};

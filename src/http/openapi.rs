@@ -7,7 +7,7 @@
 //! [`schemas`]. Each route's own answers are declared on a stub below; what the router
 //! adds to every route is added from the route table itself ([`FromRouteTable`]): the API
 //! key a scope needs (and its 401, 403 and 429), the refusals of a request head, and which
-//! error body the route answers with. `tests/openapi.rs` runs schemathesis against the
+//! error body the route answers with. `tests/it/openapi.rs` runs schemathesis against the
 //! real server with this document.
 
 pub mod schemas;

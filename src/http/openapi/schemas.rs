@@ -1,7 +1,7 @@
 //! Schemas of the answers that handlers still build with `serde_json::json!` (health,
 //! readiness, `/stats`, the Open Inference Protocol's health and metadata, the model
 //! repository), for the OpenAPI document only: nothing serializes these types. They follow
-//! the handlers field for field; `tests/openapi.rs` (schemathesis against the real server)
+//! the handlers field for field; `tests/it/openapi.rs` (schemathesis against the real server)
 //! fails when an answer and its schema part ways, so a change to one is a change to both.
 
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! gateway stops, torn spool files, concurrent migrations, retention.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,7 +25,7 @@ fn with_db(pg: &PostgresServer, spool: &Path) -> Options {
     Options::default()
         // These tests count every answer: adaptive admission, which rightly sheds (503)
         // when a 2-core machine busy with the suite's background builds slows the model,
-        // is not what they test (tests/overload.rs is).
+        // is not what they test (tests/it/overload.rs is).
         .env("INFERGATE_ADMISSION__ADAPTIVE", false)
         .env("INFERGATE_DATABASE__URL", pg.url())
         .env("INFERGATE_PREDICTION_LOG__SPOOL_DIR", spool.display())
@@ -884,8 +884,8 @@ async fn upload(
 
 #[test]
 fn every_image_answer_is_one_row_with_its_image_hash_top5_and_size() {
-    const CAT: &[u8] = include_bytes!("fixtures/images/cat.png");
-    const BIKE: &[u8] = include_bytes!("fixtures/images/bike.jpg");
+    const CAT: &[u8] = include_bytes!("../fixtures/images/cat.png");
+    const BIKE: &[u8] = include_bytes!("../fixtures/images/bike.jpg");
     let pg = PostgresServer::start();
     let spool = tempfile::tempdir().unwrap();
     let gw = Gateway::start(with_db(&pg, &spool.path().join("spool")));

@@ -6,7 +6,7 @@
 //! answers `/predict` gives for the same inputs.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

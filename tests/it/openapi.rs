@@ -4,7 +4,7 @@
 //! answer the document does not describe (status, content type, headers, body schema).
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! key; a certificate from another CA fails the handshake.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use infergate::auth::{Scope, Scopes, keys};
 use rcgen::{

@@ -2,7 +2,7 @@
 //! and the next request on the same client succeeds.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 #![allow(clippy::disallowed_types)] // wall-clock time against a real process
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

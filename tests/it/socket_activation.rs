@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 #![allow(clippy::disallowed_types)] // a child process lives in wall-clock time
 
-mod support;
+use crate::support;
 
 use std::process::Stdio;
 use std::thread::JoinHandle;

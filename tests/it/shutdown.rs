@@ -2,7 +2,7 @@
 //! A second signal exits at once.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

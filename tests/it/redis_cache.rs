@@ -3,7 +3,7 @@
 //! load, recovery without restarting the gateway.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -107,7 +107,7 @@ fn hits_survive_a_gateway_restart_and_expire_after_the_ttl() {
 
 #[test]
 fn image_answers_survive_a_gateway_restart_in_redis() {
-    const CAT: &[u8] = include_bytes!("fixtures/images/cat.png");
+    const CAT: &[u8] = include_bytes!("../fixtures/images/cat.png");
     let redis = RedisServer::start();
     let rt = runtime();
     let upload = |gw: &Gateway| {

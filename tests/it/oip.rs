@@ -4,7 +4,7 @@
 //! `/predict`'s and sharing its cache; the protocol's `{"error": "…"}` for bad input.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use reqwest::Client;
 use serde_json::{Value, json};

@@ -4,7 +4,7 @@
 //! skipped; one coalesced onto a request that went away still gets its answer.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! business (scripts/bench-overload.sh), not this test's.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 // time, not the paused tokio clock.
 #![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! there), and the file removed on exit.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! anything binds; `print-config` never shows a secret; `healthcheck` exit codes.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Output};
 

@@ -3,7 +3,7 @@
 //! (`infergate_model_forwards_total`) says how often the model really ran.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

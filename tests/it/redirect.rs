@@ -3,7 +3,7 @@
 //! and a request without a usable `Host` gets 400 JSON; nothing else is served in clear.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use support::{Gateway, Options, free_port, runtime};
 

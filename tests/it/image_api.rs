@@ -4,7 +4,7 @@
 //! uploads batched, identical ones coalesced and cached.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::io::Cursor;
 
@@ -15,12 +15,12 @@ use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use support::{Gateway, Options, h1_client, h2_client, runtime};
 
-const CAT: &[u8] = include_bytes!("fixtures/images/cat.png");
-const BIKE: &[u8] = include_bytes!("fixtures/images/bike.jpg");
-const FLOWER: &[u8] = include_bytes!("fixtures/images/flower.jpg");
+const CAT: &[u8] = include_bytes!("../fixtures/images/cat.png");
+const BIKE: &[u8] = include_bytes!("../fixtures/images/bike.jpg");
+const FLOWER: &[u8] = include_bytes!("../fixtures/images/flower.jpg");
 /// A corrupt JPEG on which zune-jpeg 0.5.15's AVX2 IDCT unwraps a `None` (found by the
 /// `image_upload` fuzz target; `fuzz/corpus/image_upload/regress-zune-jpeg-idct-panic`).
-const IDCT_PANIC: &[u8] = include_bytes!("fixtures/fuzz/zune-jpeg-idct-panic.jpg");
+const IDCT_PANIC: &[u8] = include_bytes!("../fixtures/fuzz/zune-jpeg-idct-panic.jpg");
 const MODEL: &str = "efficientnet-lite0";
 const FORWARDS: &str = "infergate_model_forwards_total{model=\"efficientnet-lite0\"}";
 

@@ -3,7 +3,7 @@
 //! overrides the one below, and a bad value in each layer is reported naming that layer.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

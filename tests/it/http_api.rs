@@ -1,7 +1,7 @@
 //! Every route over real HTTPS with HTTP/1.1 and HTTP/2, and over plaintext h1 and h2c.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use reqwest::{Client, Version};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! timeouts; the connection cap refuses connections past it.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,0 +1,38 @@
+//! The integration suite: one test binary (one link of the whole dependency tree, where
+//! there were 30), a module per area. Each starts the real `infergate` binary, real Redis
+//! and real PostgreSQL where it needs them (`support`), and speaks real HTTPS to it.
+//! `tests/otlp.rs` stays its own binary: it needs the `otlp` feature.
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod support;
+
+mod auth;
+mod bad_input;
+mod cache;
+mod check_socket;
+mod cli;
+mod config;
+mod deadlines;
+mod hostile;
+mod http_api;
+mod image_api;
+mod image_parity;
+mod io_backend;
+mod model;
+mod mtls;
+mod oip;
+mod oip_clients;
+mod openapi;
+mod overload;
+mod prediction_log;
+mod rate_limit;
+mod redirect;
+mod redis_cache;
+mod refusals;
+mod repository;
+mod request_logs;
+mod shutdown;
+mod socket_activation;
+mod standby;
+mod timeouts;
+mod tls_reload;
