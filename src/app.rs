@@ -84,6 +84,9 @@ pub enum AppError {
     /// The model repository could not be read or its thread started.
     #[error(transparent)]
     Repository(#[from] crate::repository::RepositoryError),
+    /// A background thread (the batcher's, the shadow runner's) did not start.
+    #[error(transparent)]
+    Thread(#[from] crate::background::SpawnError),
     /// The control runtime or signal handlers could not start.
     #[error("cannot start the control runtime")]
     Runtime(#[source] std::io::Error),

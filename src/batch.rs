@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::background;
 use crate::deadline::Stage;
 use crate::infer::model::{Batch, Model};
 use crate::infer::{Infer, InferError};
@@ -184,15 +185,14 @@ pub struct Batcher {
 
 impl Batcher {
     /// Starts the batching thread in front of `infer`.
-    pub fn start(infer: Arc<Infer>, stats: Arc<Stats>, cfg: BatchConfig) -> std::io::Result<Self> {
+    pub fn start(
+        infer: Arc<Infer>,
+        stats: Arc<Stats>,
+        cfg: BatchConfig,
+    ) -> Result<Self, background::SpawnError> {
         let capacity = cfg.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()?;
-        std::thread::Builder::new()
-            .name("infergate-batcher".to_owned())
-            .spawn(move || runtime.block_on(run(rx, infer, stats, cfg)))?;
+        background::spawn("infergate-batcher", move || run(rx, infer, stats, cfg))?;
         Ok(Self { tx, capacity })
     }
 

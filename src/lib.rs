@@ -8,8 +8,8 @@
 //! coalescer and batcher (`cache`, `coalesce`, `batch`), the models (`infer`), the answer
 //! encoding (`encode`), where models come from (`repository`); then the side paths
 //! (`shadow`, `prediction_log`, `metrics`, `stats`) and the wiring (`config`, `cli`,
-//! `app`, `shutdown`, `file_watch`, `idle_exit`, `telemetry`, and `hex`, the one lowercase hex
-//! encoder).
+//! `app`, `shutdown`, `file_watch`, `idle_exit`, `telemetry`, `hex`, the one lowercase hex
+//! encoder, and `background`, the one way to start a thread with its own runtime).
 #![forbid(unsafe_code)]
 
 pub mod server;
@@ -35,6 +35,7 @@ pub mod stats;
 pub mod shutdown;
 pub mod file_watch;
 pub mod hex;
+pub mod background;
 pub mod idle_exit;
 pub mod telemetry;
 pub mod config;

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
+use crate::background;
 use crate::metrics::{LOG_ROWS_TOTAL, LOG_SPOOL_TORN_TOTAL};
 use crate::prediction_log::db::{Connector, DbConfig, DbCounts, DbError};
 use crate::prediction_log::record::LogRow;
@@ -72,7 +73,7 @@ pub enum LogError {
     Spool(#[from] SpoolError),
     /// The log thread could not start.
     #[error("cannot start the prediction log thread")]
-    Thread(#[source] std::io::Error),
+    Thread(#[from] background::SpawnError),
 }
 
 /// Postgres as the writer last found it.
@@ -207,10 +208,6 @@ impl PredictionLog {
                 "prediction log: rows spooled by an earlier run will be replayed"
             );
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(LogError::Thread)?;
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let (close_tx, close_rx) = oneshot::channel();
         let (done_tx, done_rx) = oneshot::channel();
@@ -225,20 +222,15 @@ impl PredictionLog {
             },
             cfg.writer.clone(),
         );
-        let handle = runtime.handle().clone();
         let retention = cfg.retention.map(|r| (r, connector.clone()));
-        std::thread::Builder::new()
-            .name("infergate-log".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    if let Some((r, connector)) = retention {
-                        tokio::spawn(retention_loop(r, connector));
-                    }
-                    writer.run().await;
-                });
-                let _ = done_tx.send(());
-            })
-            .map_err(LogError::Thread)?;
+        let handle = background::spawn("infergate-log", move || async move {
+            if let Some((r, connector)) = retention {
+                tokio::spawn(retention_loop(r, connector));
+            }
+            writer.run().await;
+            let _ = done_tx.send(());
+        })?
+        .runtime;
         Ok(Arc::new(Self {
             tx,
             shared,

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::background;
 use crate::file_watch::{LookNow, Looks};
 use crate::infer::model::{Batch, Model};
 use crate::infer::registry::{Catalog, FailedVersion, Origin, Served, ShadowPlan, Split, Unserved};
@@ -58,7 +59,7 @@ pub enum RepositoryError {
     Stopped,
     /// The repository's thread could not start.
     #[error("cannot start the repository's thread")]
-    Spawn(#[source] std::io::Error),
+    Spawn(#[from] background::SpawnError),
 }
 
 /// A loaded version and the stamp of the files it came from.
@@ -406,22 +407,9 @@ impl Repository {
         let look = LookNow::new();
         let (started_tx, started) = std::sync::mpsc::channel();
         let thread_look = look.clone();
-        std::thread::Builder::new()
-            .name("infergate-repo".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = started_tx.send(Err(RepositoryError::Spawn(e)));
-                        return;
-                    }
-                };
-                rt.block_on(run(parts, infer, thread_look, rx, started_tx));
-            })
-            .map_err(RepositoryError::Spawn)?;
+        background::spawn("infergate-repo", move || {
+            run(parts, infer, thread_look, rx, started_tx)
+        })?;
         started.recv().map_err(|_| RepositoryError::Stopped)??;
         Ok(Self { commands, look })
     }

@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::Semaphore;
 
+use crate::background::SpawnError;
 use crate::server::backend::Backend;
 use crate::server::conn::ConnSettings;
 use crate::server::listener::BindError;
@@ -37,8 +38,8 @@ pub enum ServerError {
     #[error(transparent)]
     Bind(#[from] BindError),
     /// An I/O thread could not be spawned.
-    #[error("cannot spawn I/O thread")]
-    Spawn(#[source] std::io::Error),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
     /// The inherited listening socket could not be duplicated for every I/O thread.
     #[error("cannot share the inherited listening socket {addr} among the I/O threads")]
     Share {
@@ -113,18 +114,11 @@ pub fn start(
         let settings = Arc::clone(&settings);
         let permits = Arc::clone(&permits);
         let backend = listen.backend;
-        let handle = std::thread::Builder::new()
-            .name(format!("infergate-io-{i}"))
-            .spawn(move || {
-                let result = match backend {
-                    Backend::Epoll => epoll::run_thread(listener, settings, permits),
-                    Backend::Uring(ring) => uring::run_thread(listener, settings, permits, ring),
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "I/O thread stopped");
-                }
-            })
-            .map_err(ServerError::Spawn)?;
+        let name = format!("infergate-io-{i}");
+        let handle = match backend {
+            Backend::Epoll => epoll::start_thread(name, listener, settings, permits)?,
+            Backend::Uring(ring) => uring::start_thread(name, listener, settings, permits, ring)?,
+        };
         threads.push(handle);
     }
     Ok(Running {

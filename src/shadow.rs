@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::background;
 use crate::batch::Batcher;
 use crate::config::ShadowConfig;
 use crate::imaging::Imaging;
@@ -95,7 +96,7 @@ pub struct Shadow {
 
 impl Shadow {
     /// Starts the runner thread.
-    pub fn start(parts: ShadowParts, cfg: &ShadowConfig) -> std::io::Result<Self> {
+    pub fn start(parts: ShadowParts, cfg: &ShadowConfig) -> Result<Self, background::SpawnError> {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let (closing, closing_rx) = watch::channel(false);
         let (done_tx, done) = oneshot::channel();
@@ -107,22 +108,10 @@ impl Shadow {
             in_flight: Arc::new(AtomicUsize::new(0)),
             timeout: Duration::from_millis(cfg.timeout_ms),
         };
-        std::thread::Builder::new()
-            .name("infergate-shadow".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "shadow runner: no runtime; nothing is mirrored");
-                        return;
-                    }
-                };
-                rt.block_on(runner.run(rx, closing_rx));
-                let _ = done_tx.send(());
-            })?;
+        background::spawn("infergate-shadow", move || async move {
+            runner.run(rx, closing_rx).await;
+            let _ = done_tx.send(());
+        })?;
         Ok(Self {
             tx,
             closing,

@@ -8,6 +8,7 @@
 pub mod client_noise;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+pub mod request_span;
 pub mod traces;
 
 use std::io::IsTerminal as _;

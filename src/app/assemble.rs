@@ -103,8 +103,7 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
             max_in_flight: compute_threads,
             queue_capacity: config.batch.queue_capacity,
         },
-    )
-    .map_err(InferError::Spawn)?;
+    )?;
     let l1 = config.cache.enabled.then(|| {
         L1::new(&L1Config {
             max_entries: config.cache.l1.max_entries,
@@ -152,8 +151,7 @@ pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError
             log: log.clone(),
         },
         &config.shadow,
-    )
-    .map_err(InferError::Spawn)?;
+    )?;
     let predictor = Predictor::new(
         PredictorParts {
             infer: Arc::clone(&infer),

@@ -18,6 +18,7 @@ use redis::{AsyncCommands as _, RedisError};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
+use crate::background;
 use crate::cache::CachedAnswer;
 use crate::cache::breaker::{Breaker, Transition};
 use crate::cache::key::CacheKey;
@@ -52,7 +53,7 @@ pub enum L2Error {
     Url(#[source] RedisError),
     /// The Redis thread could not start.
     #[error("cannot start the Redis thread")]
-    Thread(#[source] std::io::Error),
+    Thread(#[from] background::SpawnError),
 }
 
 /// What a lookup found.
@@ -136,15 +137,8 @@ impl L2 {
     /// waits for Redis: a gateway starts while Redis is down.
     pub fn start(cfg: L2Config) -> Result<Arc<Self>, L2Error> {
         let manager = Manager(RedisConnectionManager::new(cfg.url.as_str()).map_err(L2Error::Url)?);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(L2Error::Thread)?;
-        let handle = runtime.handle().clone();
-        std::thread::Builder::new()
-            .name("infergate-redis".to_owned())
-            .spawn(move || runtime.block_on(std::future::pending::<()>()))
-            .map_err(L2Error::Thread)?;
+        // The thread only runs what the pool and the request path spawn onto its runtime.
+        let handle = background::spawn("infergate-redis", std::future::pending::<()>)?.runtime;
         let pool = {
             let _entered = handle.enter();
             Pool::builder()

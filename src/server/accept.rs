@@ -1,15 +1,15 @@
-//! The accept loop every backend runs on each I/O thread: accept, the connection caps (all,
-//! and per address), one
-//! local task per connection, and at the drain: stop accepting (closing this thread's
-//! listener), then wait for this thread's connections to finish.
+//! The one accept loop: every backend's I/O threads, the check socket and the redirect
+//! listener run it. Accept, the connection caps (all, and per address), one local task per
+//! connection, and at the stop: close the listener, then (for the public listener) wait
+//! for this thread's connections to finish.
 //!
-//! A backend supplies only a [`Listener`]: how a connection is accepted and what byte
-//! stream it becomes. TLS, HTTP, timeouts and the drain live in `conn` for all of them.
+//! A listener supplies only a [`Listener`]: how a connection is accepted and what byte
+//! stream it becomes; the caller says what serves a connection. TLS, HTTP, timeouts and
+//! the drain live in `conn` for the public listener and the check socket.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -17,19 +17,55 @@ use std::time::Duration;
 
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::metrics::{CONNECTIONS_REJECTED_PER_IP_TOTAL, CONNECTIONS_REJECTED_TOTAL};
 use crate::server::conn::{self, ConnSettings, Peer};
+use crate::server::peer_cap::PeerCap;
 
-/// A listening socket of one backend, on one I/O thread.
+/// A listening socket, on one thread.
 pub trait Listener {
     /// An accepted connection's byte stream.
     type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
 
-    /// The next connection, [`tune`]d. Dropping the future before it resolves loses no
-    /// connection: it stays queued on the socket.
-    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>>;
+    /// The next connection, [`tune`]d where it is TCP. Dropping the future before it
+    /// resolves loses no connection: it stays queued on the socket.
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, Peer)>>;
+}
+
+/// tokio's TCP listener (the epoll backend's, and the redirect listener's on any backend):
+/// readiness through epoll, the accepted socket non-blocking.
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&self) -> io::Result<(TcpStream, Peer)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        tune(&stream);
+        Ok((stream, Peer::Tcp(peer)))
+    }
+}
+
+/// tokio's Unix-domain listener (the check socket's).
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+
+    async fn accept(&self) -> io::Result<(UnixStream, Peer)> {
+        let (stream, _) = UnixListener::accept(self).await?;
+        Ok((stream, Peer::Unix))
+    }
+}
+
+/// How many connections a listener keeps open; one over a cap is closed at accept rather
+/// than queued in the backlog.
+#[derive(Debug, Clone)]
+pub struct Caps {
+    /// Connections open at once, over all the listener's threads.
+    pub all: Arc<Semaphore>,
+    /// Connections per client address (the public listener's).
+    pub per_peer: Option<Arc<PeerCap>>,
+    /// Whether refusals count in `infergate_connections_rejected*` (the public listener's).
+    pub counted: bool,
 }
 
 /// Longest a connection's sent data may stay unacknowledged (a peer that stops reading
@@ -46,39 +82,55 @@ pub fn tune(socket: &impl AsFd) {
     let _ = socket.set_tcp_user_timeout(Some(SEND_TIMEOUT));
 }
 
-/// Accepts on `listener` until the drain begins, then closes it and returns once every
-/// connection this thread accepted has closed (the control thread enforces the drain
-/// deadline). Must run inside a `LocalSet`.
-pub async fn serve<L: Listener>(
+/// Accepts on `listener` until `stop` resolves, serving each connection as a local task
+/// made by `serve_conn`; then closes the listener and returns this thread's open
+/// connections, for a caller that waits for them ([`Open::all_closed`]). Must run inside a
+/// `LocalSet`.
+pub async fn serve<L, F, Fut>(
     listener: L,
-    settings: Arc<ConnSettings>,
-    permits: Arc<Semaphore>,
-) -> io::Result<()> {
-    let open = Rc::new(OpenConnections::default());
-    let mut drain = settings.gateway.shutdown.subscribe();
+    caps: Caps,
+    stop: impl Future<Output = ()>,
+    serve_conn: F,
+) -> Open
+where
+    L: Listener,
+    F: Fn(L::Stream, Peer) -> Fut,
+    Fut: Future<Output = ()> + 'static,
+{
+    let open = Open::default();
+    tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = drain.wait_for(|d| *d) => break,
+            () = &mut stop => break,
         };
         match accepted {
             Ok((stream, peer)) => {
-                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                    // At the connection cap: close at once rather than queue in the backlog.
-                    metrics::counter!(CONNECTIONS_REJECTED_TOTAL).increment(1);
+                let Ok(permit) = Arc::clone(&caps.all).try_acquire_owned() else {
+                    if caps.counted {
+                        metrics::counter!(CONNECTIONS_REJECTED_TOTAL).increment(1);
+                    }
                     drop(stream);
                     continue;
                 };
-                let Some(peer_permit) = settings.peer_cap.admit(peer.ip()) else {
-                    // This address holds all the connections it may.
-                    metrics::counter!(CONNECTIONS_REJECTED_PER_IP_TOTAL).increment(1);
-                    drop(stream);
-                    continue;
+                let peer_permit = match (&caps.per_peer, peer) {
+                    (Some(cap), Peer::Tcp(addr)) => match cap.admit(addr.ip()) {
+                        Some(place) => Some(place),
+                        None => {
+                            // This address holds all the connections it may.
+                            if caps.counted {
+                                metrics::counter!(CONNECTIONS_REJECTED_PER_IP_TOTAL).increment(1);
+                            }
+                            drop(stream);
+                            continue;
+                        }
+                    },
+                    _ => None,
                 };
-                let settings = Arc::clone(&settings);
-                let guard = OpenConnections::open(&open);
+                let guard = open.open();
+                let served = serve_conn(stream, peer);
                 tokio::task::spawn_local(async move {
-                    conn::serve(stream, Peer::Tcp(peer), settings).await;
+                    served.await;
                     drop(peer_permit);
                     drop(permit);
                     drop(guard);
@@ -94,8 +146,46 @@ pub async fn serve<L: Listener>(
     // Closed now, so the kernel stops queueing connections for this thread: with
     // SO_REUSEPORT the group's other sockets (another instance's) take them.
     drop(listener);
+    open
+}
+
+/// The public listener on one I/O thread (any backend): serves until the drain begins,
+/// then closes the listener and returns once every connection this thread accepted has
+/// closed (the control thread enforces the drain deadline). Must run inside a `LocalSet`.
+pub async fn serve_public<L: Listener>(
+    listener: L,
+    settings: Arc<ConnSettings>,
+    all: Arc<Semaphore>,
+) {
+    let mut drain = settings.gateway.shutdown.subscribe();
+    let caps = Caps {
+        all,
+        per_peer: Some(Arc::clone(&settings.peer_cap)),
+        counted: true,
+    };
+    let stop = async move {
+        let _ = drain.wait_for(|d| *d).await;
+    };
+    let open = serve(listener, caps, stop, |stream, peer| {
+        conn::serve(stream, peer, Arc::clone(&settings))
+    })
+    .await;
     open.all_closed().await;
-    Ok(())
+}
+
+/// A thread's open connections.
+#[derive(Default, Clone)]
+pub struct Open(Rc<OpenConnections>);
+
+impl Open {
+    fn open(&self) -> OpenGuard {
+        OpenConnections::open(&self.0)
+    }
+
+    /// Resolves once every connection counted here has closed.
+    pub async fn all_closed(&self) {
+        self.0.all_closed().await;
+    }
 }
 
 /// This thread's open connections.

@@ -15,14 +15,14 @@ use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, oneshot};
-use tokio::task::LocalSet;
 
-use crate::server::conn::{self, ConnSettings, Peer};
+use crate::background;
+use crate::server::accept::{self, Caps};
+use crate::server::conn::{self, ConnSettings};
 
 /// Connections the check socket keeps open at once; more are closed at accept.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -44,8 +44,8 @@ pub enum CheckSocketError {
         source: io::Error,
     },
     /// Its thread could not start.
-    #[error("cannot spawn the check socket thread")]
-    Spawn(#[source] io::Error),
+    #[error(transparent)]
+    Spawn(#[from] background::SpawnError),
 }
 
 /// A bound check socket, not served yet.
@@ -100,19 +100,34 @@ impl CheckSocket {
     /// Serves the socket on its own thread until the returned handle is closed (or
     /// dropped), which also removes the file.
     pub fn serve(self, settings: Arc<ConnSettings>) -> Result<Serving, CheckSocketError> {
-        let (stop_tx, stop_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let listener = self.listener;
-        let thread = std::thread::Builder::new()
-            .name("infergate-check".to_owned())
-            .spawn(move || {
-                if let Err(e) = run_thread(listener, settings, stop_rx) {
+        let started = background::spawn("infergate-check", move || async move {
+            let listener = match UnixListener::from_std(listener) {
+                Ok(listener) => listener,
+                Err(e) => {
                     tracing::error!(error = %e, "check socket stopped");
+                    return;
                 }
+            };
+            let caps = Caps {
+                all: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                per_peer: None,
+                counted: false,
+            };
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            // Once accepting stops (the drain is over), the connections left are dropped
+            // with the thread's LocalSet: the process is about to exit.
+            accept::serve(listener, caps, stop, |stream, peer| {
+                conn::serve(stream, peer, Arc::clone(&settings))
             })
-            .map_err(CheckSocketError::Spawn)?;
+            .await;
+        })?;
         Ok(Serving {
             stop: Some(stop_tx),
-            thread: Some(thread),
+            thread: Some(started.thread),
             file: self.file,
         })
     }
@@ -196,53 +211,6 @@ fn someone_listens(path: &Path) -> bool {
     match socket.connect(&addr) {
         Ok(()) => true,
         Err(e) => e.kind() == io::ErrorKind::WouldBlock,
-    }
-}
-
-fn run_thread(
-    listener: StdUnixListener,
-    settings: Arc<ConnSettings>,
-    stop: oneshot::Receiver<()>,
-) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let local = LocalSet::new();
-    // Once accepting stops (the drain is over), the connections left are dropped with the
-    // LocalSet: the process is about to exit.
-    runtime.block_on(local.run_until(accept_loop(listener, settings, stop)))
-}
-
-async fn accept_loop(
-    listener: StdUnixListener,
-    settings: Arc<ConnSettings>,
-    mut stop: oneshot::Receiver<()>,
-) -> io::Result<()> {
-    let listener = UnixListener::from_std(listener)?;
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = &mut stop => return Ok(()),
-        };
-        match accepted {
-            Ok((stream, _)) => {
-                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                    tracing::debug!("check socket at its connection cap: closing a connection");
-                    drop(stream);
-                    continue;
-                };
-                let settings = Arc::clone(&settings);
-                tokio::task::spawn_local(async move {
-                    conn::serve(stream, Peer::Unix, settings).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "check socket: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
     }
 }
 

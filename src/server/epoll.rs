@@ -1,42 +1,29 @@
 //! The epoll backend: one current-thread tokio runtime per I/O thread, each accepting on its
 //! own `SO_REUSEPORT` socket and serving its connections on that thread (`spawn_local`).
 
-use std::io;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::TcpListener as StdListener;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::task::LocalSet;
 
-use crate::server::accept::{self, Listener};
+use crate::background::{self, SpawnError};
+use crate::server::accept;
 use crate::server::conn::ConnSettings;
 
-/// Runs one I/O thread until the drain starts and all its connections have closed.
-pub fn run_thread(
+/// Starts I/O thread `name`, serving `listener` until the drain starts and all its
+/// connections have closed.
+pub fn start_thread(
+    name: String,
     listener: StdListener,
     settings: Arc<ConnSettings>,
     permits: Arc<Semaphore>,
-) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let local = LocalSet::new();
-    runtime.block_on(local.run_until(async move {
-        let listener = Tokio(TcpListener::from_std(listener)?);
-        accept::serve(listener, settings, permits).await
-    }))
-}
-
-/// tokio's listener: readiness through epoll, the accepted socket non-blocking.
-struct Tokio(TcpListener);
-
-impl Listener for Tokio {
-    type Stream = TcpStream;
-
-    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, peer) = self.0.accept().await?;
-        accept::tune(&stream);
-        Ok((stream, peer))
-    }
+) -> Result<std::thread::JoinHandle<()>, SpawnError> {
+    let started = background::spawn(name, move || async move {
+        match TcpListener::from_std(listener) {
+            Ok(socket) => accept::serve_public(socket, settings, permits).await,
+            Err(e) => tracing::error!(error = %e, "I/O thread stopped: its listener failed"),
+        }
+    })?;
+    Ok(started.thread)
 }

@@ -8,7 +8,6 @@
 //! (`SO_REUSEPORT`) takes the new connections.
 
 use std::convert::Infallible;
-use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +21,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
-use tokio::task::LocalSet;
+
+use crate::background;
+use crate::server::accept::{self, Caps};
 
 use crate::http::error::ApiError;
 use crate::http::{HttpResponse, routes};
@@ -38,9 +39,12 @@ pub enum RedirectError {
     /// The address could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// Binding gave no socket (never expected of a group of one).
+    #[error("binding the redirect listener gave no socket")]
+    NoSocket,
     /// Its thread could not start.
-    #[error("cannot spawn the redirect listener's thread")]
-    Spawn(#[source] io::Error),
+    #[error(transparent)]
+    Spawn(#[from] background::SpawnError),
 }
 
 /// What the redirect listener needs.
@@ -59,66 +63,51 @@ pub struct RedirectSettings {
 /// the bound address.
 pub fn start(settings: RedirectSettings) -> Result<SocketAddr, RedirectError> {
     let (addr, mut listeners) = bind_group(settings.listen, 1, 128)?;
-    let listener = listeners
-        .pop()
-        .ok_or_else(|| RedirectError::Spawn(io::Error::other("bind_group returned no listener")))?;
-    std::thread::Builder::new()
-        .name("infergate-redirect".to_owned())
-        .spawn(move || {
-            if let Err(e) = run_thread(listener, settings) {
-                tracing::error!(error = %e, "the redirect listener stopped");
-            }
-        })
-        .map_err(RedirectError::Spawn)?;
+    let listener = listeners.pop().ok_or(RedirectError::NoSocket)?;
+    background::spawn("infergate-redirect", move || serve(listener, settings))?;
     Ok(addr)
 }
 
-fn run_thread(listener: StdTcpListener, settings: RedirectSettings) -> io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let local = LocalSet::new();
-    runtime.block_on(local.run_until(accept_loop(listener, Arc::new(settings))))
+/// Accepts until the drain begins, then stops: closing the socket lets a new instance on
+/// the same port take the clients.
+async fn serve(listener: StdTcpListener, settings: RedirectSettings) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, "the redirect listener stopped");
+            return;
+        }
+    };
+    let settings = Arc::new(settings);
+    let mut drain = settings.gateway.shutdown.subscribe();
+    let caps = Caps {
+        all: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        per_peer: None,
+        counted: false,
+    };
+    let stop = async move {
+        let _ = drain.wait_for(|d| *d).await;
+    };
+    accept::serve(listener, caps, stop, |stream, _peer| {
+        serve_conn(stream, Arc::clone(&settings))
+    })
+    .await;
 }
 
-async fn accept_loop(listener: StdTcpListener, settings: Arc<RedirectSettings>) -> io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut drain = settings.gateway.shutdown.subscribe();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            // Closing the socket lets a new instance on the same port take the clients.
-            _ = drain.wait_for(|d| *d) => return Ok(()),
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::debug!(error = %e, "redirect listener: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            continue;
-        };
-        let settings = Arc::clone(&settings);
-        tokio::task::spawn_local(async move {
-            let service = service_fn(|req: Request<Incoming>| {
-                let answer = answer(&settings, &req);
-                async move { Ok::<_, Infallible>(answer) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(settings.header_read_timeout)
-                .max_buf_size(16 * 1024)
-                .serve_connection(TokioIo::new(stream), service);
-            // Bounded: a client gets the head-read timeout per request, and a redirect is
-            // answered at once.
-            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
-            drop(permit);
-        });
-    }
+/// One plain-HTTP connection.
+async fn serve_conn(stream: tokio::net::TcpStream, settings: Arc<RedirectSettings>) {
+    let service = service_fn(|req: Request<Incoming>| {
+        let answer = answer(&settings, &req);
+        async move { Ok::<_, Infallible>(answer) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(16 * 1024)
+        .serve_connection(TokioIo::new(stream), service);
+    // Bounded: a client gets the head-read timeout per request, and a redirect is
+    // answered at once.
+    let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
 }
 
 /// The answer to one plain-HTTP request.

@@ -15,16 +15,18 @@ mod stream;
 
 use std::future::Future;
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::TcpListener as StdListener;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::background::{self, SpawnError};
 use crate::server::accept::{self, Listener};
-use crate::server::conn::ConnSettings;
+use crate::server::conn::{ConnSettings, Peer};
 
 use stream::{MakeRead, ReadResult, UringStream};
 
@@ -127,21 +129,36 @@ fn probe_with(ring: Ring) -> Result<(), ProbeError> {
     .unwrap_or(Err(ProbeError::Panicked))
 }
 
-/// Runs one I/O thread until the drain starts and all its connections have closed.
-pub fn run_thread(
+/// Starts I/O thread `name` on a ring of its own, serving `listener` until the drain
+/// starts and all its connections have closed. A ring that cannot be set up fails the
+/// start.
+pub fn start_thread(
+    name: String,
     listener: StdListener,
     settings: Arc<ConnSettings>,
     permits: Arc<Semaphore>,
     ring: Ring,
-) -> io::Result<()> {
-    let runtime = tokio_uring::Runtime::new(&ring.builder(RING_ENTRIES))?;
-    runtime.block_on(async move {
-        let listener = Readiness {
-            socket: TcpListener::from_std(listener)?,
-            make_read: stream::read_op,
-        };
-        accept::serve(listener, settings, permits).await
-    })
+) -> Result<JoinHandle<()>, SpawnError> {
+    background::spawn_with(
+        name,
+        move || tokio_uring::Runtime::new(&ring.builder(RING_ENTRIES)),
+        move |runtime| {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(socket) => {
+                        let listener = Readiness {
+                            socket,
+                            make_read: stream::read_op,
+                        };
+                        accept::serve_public(listener, settings, permits).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "I/O thread stopped: its listener failed")
+                    }
+                }
+            });
+        },
+    )
 }
 
 /// The listening socket, accepted on readiness through tokio (see the module doc), each
@@ -154,7 +171,7 @@ struct Readiness<R> {
 impl<R: Future<Output = ReadResult> + 'static> Listener for Readiness<R> {
     type Stream = UringStream<R>;
 
-    async fn accept(&self) -> io::Result<(UringStream<R>, SocketAddr)> {
+    async fn accept(&self) -> io::Result<(UringStream<R>, Peer)> {
         let (stream, peer) = self.socket.accept().await?;
         accept::tune(&stream);
         // Out of epoll (tokio registered it at accept) and blocking again: the ring waits
@@ -163,6 +180,6 @@ impl<R: Future<Output = ReadResult> + 'static> Listener for Readiness<R> {
         let stream = stream.into_std()?;
         stream.set_nonblocking(false)?;
         let stream = tokio_uring::net::TcpStream::from_std(stream);
-        Ok((UringStream::new(stream, self.make_read), peer))
+        Ok((UringStream::new(stream, self.make_read), Peer::Tcp(peer)))
     }
 }

@@ -1,4 +1,4 @@
-//! The OTLP/HTTP exporter behind [`super::traces::Traces`] (feature `otlp`): spans are
+//! The OTLP/HTTP exporter behind `super::traces::Traces` (feature `otlp`): spans are
 //! built here with the gateway's own trace and span ids (the SDK's tracer would pick its
 //! own span id, which the answer's `traceparent` could not name) and handed to the SDK's
 //! batch processor, whose thread posts them; a request only enqueues.
@@ -16,7 +16,12 @@ use opentelemetry_sdk::trace::{
 };
 
 use crate::config::OtlpConfig;
-use crate::telemetry::traces::{FinishedRequest, TracesError};
+use crate::telemetry::request_span::FinishedRequest;
+
+/// The exporter refused its settings (the endpoint, most likely).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ExporterError(String);
 
 /// The running export.
 pub struct Export {
@@ -26,17 +31,14 @@ pub struct Export {
 
 impl Export {
     /// Starts the exporter and its batch thread, posting to `url`.
-    pub fn start(cfg: &OtlpConfig, url: &str) -> Result<Self, TracesError> {
+    pub fn start(cfg: &OtlpConfig, url: &str) -> Result<Self, ExporterError> {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(url)
             .with_timeout(Duration::from_millis(cfg.timeout_ms))
             .build()
-            .map_err(|e| TracesError::Exporter {
-                endpoint: url.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| ExporterError(e.to_string()))?;
         let batch = BatchConfigBuilder::default()
             .with_max_queue_size(cfg.queue_capacity)
             .with_max_export_batch_size(cfg.queue_capacity.min(512))

@@ -3,11 +3,8 @@
 //! in the collector, the client's trace and the row are the same one. Off (and free)
 //! unless `otlp.endpoint` is set in a binary built with the `otlp` feature.
 
-use std::time::Duration;
-
-use http::Method;
-
 use crate::config::OtlpConfig;
+pub use crate::telemetry::request_span::FinishedRequest;
 use crate::trace_context::TraceContext;
 
 #[cfg(feature = "otlp")]
@@ -19,28 +16,6 @@ pub enum TracesError {
     /// The OTLP exporter refused its settings (the endpoint, most likely).
     #[error("cannot start the OTLP trace export to {endpoint}: {reason}")]
     Exporter { endpoint: String, reason: String },
-}
-
-/// One answered request, as its span is exported.
-#[derive(Debug)]
-pub struct FinishedRequest<'a> {
-    /// The request's trace and the gateway's span in it.
-    pub trace: &'a TraceContext,
-    pub method: &'a Method,
-    /// The route label (`/predict`, `unknown`, …).
-    pub route: &'static str,
-    pub status: u16,
-    /// From the head's arrival to the answer.
-    pub duration: Duration,
-    pub request_id: &'a str,
-    /// The API key's name (never the key).
-    pub key: Option<&'a str>,
-    /// The model that answered, for a prediction.
-    pub model: Option<&'a str>,
-    /// `miss`, `hit-l1`, … for a prediction.
-    pub cache: Option<&'a str>,
-    /// The `Server-Timing` phases.
-    pub phases: &'a [(&'static str, Duration)],
 }
 
 /// Where finished request spans go.
@@ -68,7 +43,10 @@ impl Traces {
         };
         #[cfg(feature = "otlp")]
         {
-            let export = otlp::Export::start(cfg, &url)?;
+            let export = otlp::Export::start(cfg, &url).map_err(|e| TracesError::Exporter {
+                endpoint: url.clone(),
+                reason: e.to_string(),
+            })?;
             tracing::info!(
                 endpoint = %url,
                 sample_ratio = cfg.sample_ratio,

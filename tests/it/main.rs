@@ -35,4 +35,5 @@ mod shutdown;
 mod socket_activation;
 mod standby;
 mod timeouts;
+mod tidy;
 mod tls_reload;
