@@ -26,6 +26,7 @@ mod openapi;
 mod overload;
 mod prediction_log;
 mod rate_limit;
+mod readme;
 mod redirect;
 mod redis_cache;
 mod refusals;
