@@ -25,7 +25,8 @@ use tokio::sync::Semaphore;
 use tokio::task::LocalSet;
 
 use crate::http::error::ApiError;
-use crate::http::{HttpResponse, routes};
+use crate::http::{HttpResponse, json_response};
+use crate::readiness::Health;
 use crate::server::listener::{BindError, bind_group};
 use crate::state::Gateway;
 
@@ -125,7 +126,7 @@ async fn accept_loop(listener: StdTcpListener, settings: Arc<RedirectSettings>) 
 fn answer<B>(settings: &RedirectSettings, req: &Request<B>) -> HttpResponse {
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     if get && req.uri().path() == "/health" {
-        return routes::health(&settings.gateway);
+        return json_response(StatusCode::OK, &Health::of(&settings.gateway));
     }
     let Some(host) = req
         .headers()
