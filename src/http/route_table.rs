@@ -1,6 +1,7 @@
 //! The route table: every route once, with what the router, the `Allow` header, the API
 //! key check, the request metrics and the OpenAPI document read from it. A new route is a
-//! row here and its handler.
+//! row here, its handler, and its stub in the OpenAPI document (a test fails until it has
+//! one).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,6 +16,9 @@ use crate::http::error::ApiError;
 use crate::http::{HttpResponse, ResponseBody, Timing, grpc, oip, openapi, repository, routes};
 use crate::predict::RequestOptions;
 use crate::state::Gateway;
+use Methods::{Post, Read};
+use Protocol::{Grpc, Oip, Repository, Seed};
+use Shape::{Exact, OrSlash, Prefix, Versioned};
 
 /// One route: where it is, what it takes, who may call it, how it answers.
 pub struct RouteDef {
@@ -55,7 +59,7 @@ pub enum Methods {
     Read,
     /// `POST`.
     Post,
-    /// Any (the unknown route, which answers 404 to all).
+    /// Any: the unknown route, which answers 404 to all (and so never sends its `Allow`).
     Any,
 }
 
@@ -158,16 +162,13 @@ const fn row(
     }
 }
 
-use Methods::{Post, Read};
-use Protocol::{Grpc, Oip, Repository, Seed};
-use Shape::{Exact, OrSlash, Prefix, Versioned};
-
 const OPEN: Option<Scope> = None;
 const PREDICT: Option<Scope> = Some(Scope::Predict);
 const ADMIN: Option<Scope> = Some(Scope::Admin);
 
-/// Every route, matched in order (an exact row before a prefix that covers it). The API's
-/// description is no secret: clients fetch it before they have a key.
+/// Every route, matched in order (an exact row before a prefix that covers it): path,
+/// shape, methods, scope, protocol, metric label, handler. The API's description is no
+/// secret: clients fetch it before they have a key.
 #[rustfmt::skip]
 pub static ROUTES: &[RouteDef] = &[
     row("/health", Exact, Read, OPEN, Seed, "/health", handler!(routes::health)),
