@@ -1,7 +1,7 @@
 //! The Open Inference Protocol (KServe v2) over REST, beside the seed's API: health,
 //! server and model metadata, model readiness, and `infer`, whose rows go through the same
 //! read-through as `/predict` (cache, coalescing, batching, the log), one prediction per
-//! row. Errors are the protocol's `{"error": "…"}` (see `handle` in `http.rs`).
+//! row. Errors are the protocol's `{"error": "…"}` (see `http::finish`).
 
 pub mod tensor;
 

@@ -98,7 +98,7 @@ const API_KEY: &str = "api_key";
 struct ApiDoc;
 
 /// Adds what the route table says: the versioned paths, and on every operation what the
-/// router gives every request of its route (see `handle` in `http.rs`), so that the
+/// router gives every request of its route (`http::admit`, `http::finish`), so that the
 /// document follows the table, not a copy of it.
 struct FromRouteTable;
 
