@@ -6,7 +6,8 @@
 //! adaptive limit in front of each model (`admission`), the read-through (`predict`), image decoding
 //! and preprocessing (`imaging`), the cache,
 //! coalescer and batcher (`cache`, `coalesce`, `batch`), the models (`infer`), the answer
-//! encoding (`encode`), where models come from (`repository`); then the side paths
+//! encoding (`encode`), where models come from (`repository`), what the gateway says of itself
+//! (`readiness`); then the side paths
 //! (`shadow`, `prediction_log`, `metrics`, `stats`) and the wiring (`config`, `cli`,
 //! `app`, `shutdown`, `file_watch`, `idle_exit`, `telemetry`, `hex`, the one lowercase hex
 //! encoder, and `background`, the one way to start a thread with its own runtime).
@@ -28,6 +29,7 @@ pub mod infer;
 pub mod encode;
 pub mod repository;
 pub mod state;
+pub mod readiness;
 pub mod shadow;
 pub mod prediction_log;
 pub mod metrics;

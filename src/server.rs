@@ -17,6 +17,7 @@ pub mod idle;
 pub mod listener;
 pub mod peer_cap;
 pub mod redirect;
+pub mod service;
 pub mod tls;
 pub mod uring;
 

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Auth;
 use crate::config::Dependency;
 use crate::deadline::DeadlinePolicy;
-use crate::http::body::BodyLimits;
 use crate::idle_exit::LastRequest;
 use crate::infer::Infer;
 use crate::predict::Predictor;
@@ -17,6 +17,20 @@ use crate::repository::Repository;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::telemetry::traces::Traces;
+
+/// What a request body may be: its size, its time, its pace.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest accepted body, bytes (413 above).
+    pub max_bytes: usize,
+    /// Longest the whole body may take (408 past it).
+    pub timeout: Duration,
+    /// Slowest average pace a body may arrive at once `grace` has passed, bytes per
+    /// second (408 below it); 0 = any pace.
+    pub min_bytes_per_s: u64,
+    /// How long a body may take before its pace counts.
+    pub grace: Duration,
+}
 
 /// Request limits enforced before a body reaches a handler.
 #[derive(Debug, Clone, Copy)]

@@ -14,7 +14,6 @@ use crate::cache::l1::{L1, L1Config};
 use crate::cache::l2::{L2, L2Config};
 use crate::config::Config;
 use crate::deadline::DeadlinePolicy;
-use crate::http::body::BodyLimits;
 use crate::imaging::decode::DecodeLimits;
 use crate::imaging::{Imaging, ImagingConfig};
 use crate::infer::delayed::Delayed;
@@ -33,7 +32,7 @@ use crate::repository::{RepoState, Repository, RepositoryParts};
 use crate::server::backend::Backend;
 use crate::shadow::{Shadow, ShadowParts};
 use crate::shutdown::Shutdown;
-use crate::state::{Gateway, GatewayParts, Limits};
+use crate::state::{BodyLimits, Gateway, GatewayParts, Limits};
 use crate::stats::Stats;
 use crate::telemetry::traces::Traces;
 

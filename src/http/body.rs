@@ -11,9 +11,12 @@ use hyper::body::Body as _;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::deadline::Deadline;
+use crate::http::Timing;
 use crate::http::error::ApiError;
 use crate::http::types::{BadFeature, TabularRequest};
 use crate::predict::TabularInput;
+use crate::state::{BodyLimits, Gateway};
 
 /// What a `/predict` body claims to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,24 +114,6 @@ impl Drop for RequestBody {
     }
 }
 
-/// Reads the whole body, refusing more than `limit` bytes and a body slower than `timeout`.
-///
-/// A `Content-Length` above the limit is refused before a byte of the body is read. What a
-/// refused body still sends is drained by [`RequestBody`]'s drop, so the client gets the 413.
-/// What a request body may be: its size, its time, its pace.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
-    /// Largest accepted body, bytes (413 above).
-    pub max_bytes: usize,
-    /// Longest the whole body may take (408 past it).
-    pub timeout: Duration,
-    /// Slowest average pace a body may arrive at once `grace` has passed, bytes per
-    /// second (408 below it); 0 = any pace.
-    pub min_bytes_per_s: u64,
-    /// How long a body may take before its pace counts.
-    pub grace: Duration,
-}
-
 impl BodyLimits {
     /// When `received` bytes, started at `start`, fall below the minimum pace (the moment
     /// to have had one more byte by); `None` without a minimum.
@@ -141,8 +126,42 @@ impl BodyLimits {
     }
 }
 
+/// A prediction request's deadline (from its headers, counted from `received`) and its
+/// body, read within the body limits; the read's time goes into `timing`.
+pub async fn deadline_and_body(
+    gw: &Gateway,
+    parts: &http::request::Parts,
+    body: RequestBody,
+    received: Instant,
+    timing: &mut Timing,
+) -> Result<(Deadline, Bytes), ApiError> {
+    let deadline = gw
+        .limits
+        .deadline
+        .for_request(&parts.headers, received)
+        .map_err(|e| ApiError::InvalidTimeout(e.to_string()))?;
+    let started = Instant::now();
+    let bytes = read_limited(body, &parts.headers, &gw.limits.body).await?;
+    timing.add("read", started.elapsed());
+    Ok((deadline, bytes))
+}
+
+/// Whether the request says `Cache-Control: no-cache` (or `no-store`, or `max-age=0`).
+pub fn asks_no_cache(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_ascii_lowercase())
+        .any(|d| d == "no-cache" || d == "no-store" || d == "max-age=0")
+}
+
 /// Reads the whole body under `limits`: 413 past the size (by `Content-Length` at once, or
 /// while reading), 408 past the time or below the pace.
+///
+/// A `Content-Length` above the limit is refused before a byte of the body is read. What a
+/// refused body still sends is drained by [`RequestBody`]'s drop, so the client gets the 413.
 pub async fn read_limited(
     mut body: RequestBody,
     headers: &HeaderMap,

@@ -22,16 +22,17 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Request;
-use http::request::Parts;
 use http_body_util::Full;
 use tonic::{Code, Status};
 
+use crate::http::answers::OipTensorMetadata;
+use crate::http::body::deadline_and_body;
 use crate::http::error::ApiError;
 use crate::http::oip::tensor::{Datatype, Tensor, Values};
 use crate::http::oip::{self, PROBABILITIES, Wanted};
-use crate::http::routes::is_ready;
-use crate::infer::InferError;
+use crate::http::route_table::Call;
 use crate::predict::RequestOptions;
+use crate::readiness::Readiness;
 use crate::state::Gateway;
 use proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use proto::model_infer_response::InferOutputTensor;
@@ -46,30 +47,29 @@ use proto::{
 /// Every method's path starts with this.
 pub const SERVICE_PREFIX: &str = "/inference.GRPCInferenceService/";
 
-/// Whether `path` is one of the service's methods, and then whether it is a health check
-/// (`ServerLive`, `ServerReady`: open, as `/v2/health` is).
-pub fn method(path: &str) -> Option<bool> {
-    let name = path.strip_prefix(SERVICE_PREFIX)?;
-    Some(matches!(name, "ServerLive" | "ServerReady"))
-}
-
-/// Answers one gRPC request whose body was read within the limits; `opts` travels to
-/// `ModelInfer` in the request's extensions.
-pub async fn serve(
-    gateway: &Arc<Gateway>,
-    parts: Parts,
-    body: Bytes,
-    opts: RequestOptions,
-) -> http::Response<tonic::body::Body> {
+/// Answers one gRPC request, its body read like every body (size, time, pace), with the
+/// deadline `grpc-timeout` names; the request's options travel to `ModelInfer` in its
+/// extensions.
+pub async fn serve(call: Call<'_>) -> Result<http::Response<tonic::body::Body>, ApiError> {
+    let Call {
+        gateway,
+        req,
+        meta,
+        timing,
+        ..
+    } = call;
+    let (parts, body) = req.into_parts();
+    let (deadline, bytes) = deadline_and_body(gateway, &parts, body, meta.received, timing).await?;
+    let opts = RequestOptions { deadline, ..meta };
     let limit = gateway.limits.body.max_bytes;
-    let mut req = Request::from_parts(parts, Full::new(body));
+    let mut req = Request::from_parts(parts, Full::new(bytes));
     req.extensions_mut().insert(opts);
     let mut service = GrpcInferenceServiceServer::new(Oip {
         gateway: Arc::clone(gateway),
     })
     .max_decoding_message_size(limit);
     match tonic::codegen::Service::call(&mut service, req).await {
-        Ok(response) => response,
+        Ok(response) => Ok(response),
         Err(never) => match never {},
     }
 }
@@ -117,7 +117,7 @@ impl GrpcInferenceService for Oip {
         _: tonic::Request<ServerReadyRequest>,
     ) -> Result<tonic::Response<ServerReadyResponse>, Status> {
         Ok(tonic::Response::new(ServerReadyResponse {
-            ready: is_ready(&self.gateway),
+            ready: Readiness::of(&self.gateway).is_ready(),
         }))
     }
 
@@ -128,19 +128,10 @@ impl GrpcInferenceService for Oip {
         let req = req.into_inner();
         // An unknown model or version is NOT_FOUND, as over REST; a known one that serves
         // nothing is not ready.
-        let serves = match self
-            .gateway
-            .infer
-            .catalog()
-            .find(&req.name, version(&req.version))
-        {
-            Err(e @ (InferError::UnknownModel { .. } | InferError::UnknownVersion { .. })) => {
-                return Err(to_status(e.into()));
-            }
-            found => found.is_ok(),
-        };
+        let serves = oip::model_serves(&self.gateway, &req.name, version(&req.version))
+            .map_err(to_status)?;
         Ok(tonic::Response::new(ModelReadyResponse {
-            ready: serves && is_ready(&self.gateway),
+            ready: serves && Readiness::of(&self.gateway).is_ready(),
         }))
     }
 
@@ -149,7 +140,7 @@ impl GrpcInferenceService for Oip {
         _: tonic::Request<ServerMetadataRequest>,
     ) -> Result<tonic::Response<ServerMetadataResponse>, Status> {
         Ok(tonic::Response::new(ServerMetadataResponse {
-            name: "infergate".into(),
+            name: oip::PLATFORM.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             extensions: oip::EXTENSIONS.iter().map(|&e| e.to_owned()).collect(),
         }))
@@ -164,9 +155,9 @@ impl GrpcInferenceService for Oip {
             oip::find(&self.gateway, &req.name, version(&req.version)).map_err(to_status)?;
         let info = model.info();
         let (input, output) = oip::tensor_specs(info);
-        let meta = |t: oip::TensorSpec| TensorMetadata {
+        let meta = |t: OipTensorMetadata| TensorMetadata {
             name: t.name.into(),
-            datatype: t.datatype.into(),
+            datatype: t.datatype.as_str().into(),
             shape: t.shape,
         };
         Ok(tonic::Response::new(ModelMetadataResponse {
@@ -343,19 +334,6 @@ fn wanted(req: &ModelInferRequest) -> Result<Wanted, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn methods_and_health_are_told_apart() {
-        assert_eq!(
-            method("/inference.GRPCInferenceService/ServerLive"),
-            Some(true)
-        );
-        assert_eq!(
-            method("/inference.GRPCInferenceService/ModelInfer"),
-            Some(false)
-        );
-        assert_eq!(method("/predict"), None);
-    }
 
     #[test]
     fn statuses_follow_the_http_ones() {

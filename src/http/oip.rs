@@ -1,7 +1,7 @@
 //! The Open Inference Protocol (KServe v2) over REST, beside the seed's API: health,
 //! server and model metadata, model readiness, and `infer`, whose rows go through the same
 //! read-through as `/predict` (cache, coalescing, batching, the log), one prediction per
-//! row. Errors are the protocol's `{"error": "…"}` (see `handle` in `http.rs`).
+//! row. Errors are the protocol's `{"error": "…"}` (see `http::finish`).
 
 pub mod tensor;
 
@@ -9,21 +9,25 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::Full;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::http::body::RequestBody;
-use crate::http::error::ApiError;
-use crate::http::oip::tensor::{HEADER_LENGTH, Output, OutputData, Tensor, Values};
-use crate::http::routes::{asks_no_cache, deadline_and_body, is_ready};
-use crate::http::{HttpResponse, Timing};
+use crate::http::answers::{
+    OipLive, OipModelMetadata, OipModelReady, OipReady, OipServerMetadata, OipTensorMetadata,
+};
+use crate::http::body::{asks_no_cache, deadline_and_body};
+use crate::http::error::{ApiError, readiness_status};
+use crate::http::oip::tensor::{Datatype, HEADER_LENGTH, Output, OutputData, Tensor, Values};
+use crate::http::route_table::Call;
+use crate::http::{HttpResponse, json_response};
 use crate::infer::InferError;
 use crate::infer::manifest::{InputSpec, ModelInfo};
 use crate::infer::model::Model;
 use crate::infer::registry::Served;
 use crate::predict::{CacheStatus, ImageInput, Prediction, RequestOptions, TabularInput};
+use crate::readiness::Readiness;
 use crate::state::Gateway;
 
 /// The one output every model has: a probability per class.
@@ -36,77 +40,6 @@ pub const IMAGE: &str = "image";
 pub const EXTENSIONS: [&str; 2] = ["classification", "binary_tensor_data"];
 /// The models' `platform`.
 pub const PLATFORM: &str = "infergate";
-
-/// A `/v2` path, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint<'a> {
-    /// `/v2/health/live`.
-    Live,
-    /// `/v2/health/ready`.
-    Ready,
-    /// `/v2`: server metadata.
-    Server,
-    /// `/v2/models/{name}[/versions/{version}][/ready|/infer]`.
-    Model {
-        name: &'a str,
-        version: Option<&'a str>,
-        action: Action,
-    },
-}
-
-/// What a model path asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Metadata,
-    Ready,
-    Infer,
-}
-
-/// The endpoint `path` names, if it is one of the protocol's.
-pub fn endpoint(path: &str) -> Option<Endpoint<'_>> {
-    let rest = path.strip_prefix("/v2")?;
-    match rest {
-        "" | "/" => return Some(Endpoint::Server),
-        "/health/live" => return Some(Endpoint::Live),
-        "/health/ready" => return Some(Endpoint::Ready),
-        _ => {}
-    }
-    let mut parts = rest.strip_prefix("/models/")?.split('/');
-    let name = parts.next().filter(|n| !n.is_empty())?;
-    let mut next = parts.next();
-    let mut version = None;
-    if next == Some("versions") {
-        version = Some(parts.next().filter(|v| !v.is_empty())?);
-        next = parts.next();
-    }
-    let action = match next {
-        None => Action::Metadata,
-        Some("ready") => Action::Ready,
-        Some("infer") => Action::Infer,
-        Some(_) => return None,
-    };
-    parts.next().is_none().then_some(Endpoint::Model {
-        name,
-        version,
-        action,
-    })
-}
-
-fn json(status: StatusCode, body: &Value) -> HttpResponse {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
-}
-
-fn ready_status(ready: bool) -> StatusCode {
-    if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    }
-}
 
 /// The model `name` (at `version`, when one is named; else its newest), for metadata.
 pub(crate) fn find(
@@ -127,132 +60,134 @@ pub(crate) fn route(
     Ok(gw.infer.catalog().route(name, version)?)
 }
 
-/// `GET /v2/health/live` and `/v2/health/ready`, `GET /v2`, a model's metadata and
-/// readiness.
-pub fn metadata(gw: &Gateway, path: &str) -> Result<HttpResponse, ApiError> {
-    let Some(endpoint) = endpoint(path) else {
-        return Err(ApiError::NotFound(path.chars().take(200).collect()));
+/// `GET /v2/health/live`.
+pub async fn live(_: Call<'_>) -> Result<HttpResponse, ApiError> {
+    Ok(json_response(StatusCode::OK, &OipLive { live: true }))
+}
+
+/// `GET /v2/health/ready`: as `GET /ready`.
+pub async fn ready(call: Call<'_>) -> Result<HttpResponse, ApiError> {
+    let ready = Readiness::of(call.gateway).is_ready();
+    Ok(json_response(readiness_status(ready), &OipReady { ready }))
+}
+
+/// `GET /v2`: server metadata.
+pub async fn server_metadata(_: Call<'_>) -> Result<HttpResponse, ApiError> {
+    let meta = OipServerMetadata {
+        name: PLATFORM,
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: EXTENSIONS.to_vec(),
     };
-    Ok(match endpoint {
-        Endpoint::Live => json(StatusCode::OK, &json!({"live": true})),
-        Endpoint::Ready => {
-            let ready = is_ready(gw);
-            json(ready_status(ready), &json!({"ready": ready}))
-        }
-        Endpoint::Server => json(
-            StatusCode::OK,
-            &json!({
-                "name": "infergate",
-                "version": env!("CARGO_PKG_VERSION"),
-                "extensions": EXTENSIONS,
-            }),
-        ),
-        Endpoint::Model {
-            name,
-            version,
-            action,
-        } => {
-            let catalog = gw.infer.catalog();
-            let served = catalog.get(name);
-            match (action, served) {
-                // A model that serves nothing (it failed to load, or was unloaded) still
-                // has metadata: its state and why.
-                (Action::Metadata | Action::Infer, Some(served))
-                    if version.is_none() && !served.is_available() =>
-                {
-                    json(StatusCode::OK, &unserved_metadata(served))
-                }
-                (Action::Ready, _) => {
-                    // Unknown names and versions are a 404, as for the metadata; only a
-                    // known model (or version) that serves nothing is `ready: false`.
-                    let serves = match catalog.find(name, version) {
-                        Err(
-                            e @ (InferError::UnknownModel { .. }
-                            | InferError::UnknownVersion { .. }),
-                        ) => return Err(e.into()),
-                        found => found.is_ok(),
-                    };
-                    let ready = serves && is_ready(gw);
-                    json(
-                        ready_status(ready),
-                        &json!({"name": name, "version": version, "ready": ready}),
-                    )
-                }
-                (Action::Metadata | Action::Infer, _) => {
-                    let model = find(gw, name, version)?;
-                    let mut meta = model_metadata(model.info());
-                    if let (Some(served), None) = (served, version) {
-                        meta["versions"] = served
-                            .versions
-                            .iter()
-                            .map(|m| Value::from(m.info().version.as_str()))
-                            .collect();
-                        if let Some(problem) = &served.problem {
-                            meta["state"] = problem.state().into();
-                            meta["reason"] = problem.reason().into();
-                        }
-                    }
-                    json(StatusCode::OK, &meta)
+    Ok(json_response(StatusCode::OK, &meta))
+}
+
+/// `GET /v2/models/{m}[/versions/{v}]`: the model's metadata. A model that serves nothing
+/// (it failed to load, or was unloaded) still has metadata: its state and why.
+pub async fn model_metadata(call: Call<'_>) -> Result<HttpResponse, ApiError> {
+    let path = call.req.uri().path();
+    let (name, version) = call.route.model_in(path)?;
+    let catalog = call.gateway.infer.catalog();
+    let served = catalog.get(name);
+    let meta = match served {
+        Some(served) if version.is_none() && !served.is_available() => unserved_metadata(served),
+        _ => {
+            let model = find(call.gateway, name, version)?;
+            let mut meta = model_metadata_of(model.info());
+            if let (Some(served), None) = (served, version) {
+                meta.versions = served
+                    .versions
+                    .iter()
+                    .map(|m| m.info().version.clone())
+                    .collect();
+                if let Some(problem) = &served.problem {
+                    meta.state = Some(problem.state());
+                    meta.reason = Some(problem.reason().to_owned());
                 }
             }
+            meta
         }
-    })
+    };
+    Ok(json_response(StatusCode::OK, &meta))
+}
+
+/// `GET /v2/models/{m}[/versions/{v}]/ready`. Unknown names and versions are a 404, as for
+/// the metadata; only a known model (or version) that serves nothing is `ready: false`.
+pub async fn model_ready(call: Call<'_>) -> Result<HttpResponse, ApiError> {
+    let path = call.req.uri().path();
+    let (name, version) = call.route.model_in(path)?;
+    let ready =
+        model_serves(call.gateway, name, version)? && Readiness::of(call.gateway).is_ready();
+    let answer = OipModelReady {
+        name,
+        version,
+        ready,
+    };
+    Ok(json_response(readiness_status(ready), &answer))
+}
+
+/// Whether the model (at `version`) serves: an error for a name or version the catalog
+/// does not know, `false` for a known one that serves nothing.
+pub(crate) fn model_serves(
+    gw: &Gateway,
+    name: &str,
+    version: Option<&str>,
+) -> Result<bool, ApiError> {
+    match gw.infer.catalog().find(name, version) {
+        Err(e @ (InferError::UnknownModel { .. } | InferError::UnknownVersion { .. })) => {
+            Err(e.into())
+        }
+        found => Ok(found.is_ok()),
+    }
 }
 
 /// The metadata of a model that serves nothing: no versions, no tensors, and why.
-fn unserved_metadata(served: &Served) -> Value {
-    json!({
-        "name": served.name,
-        "versions": [],
-        "platform": PLATFORM,
-        "inputs": [],
-        "outputs": [],
-        "state": served.state(),
-        "reason": served.unserved_reason(),
-    })
-}
-
-/// One tensor a model's metadata names: name, datatype, shape (-1: any size).
-pub(crate) struct TensorSpec {
-    pub name: &'static str,
-    pub datatype: &'static str,
-    pub shape: Vec<i64>,
+fn unserved_metadata(served: &Served) -> OipModelMetadata {
+    OipModelMetadata {
+        name: served.name.clone(),
+        versions: Vec::new(),
+        platform: PLATFORM,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        state: Some(served.state()),
+        reason: served.unserved_reason().map(str::to_owned),
+    }
 }
 
 /// The model's input (features or encoded images) and its output.
-pub(crate) fn tensor_specs(info: &ModelInfo) -> (TensorSpec, TensorSpec) {
+pub(crate) fn tensor_specs(info: &ModelInfo) -> (OipTensorMetadata, OipTensorMetadata) {
     let width = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let input = match &info.input {
-        InputSpec::Features { names } => TensorSpec {
+        InputSpec::Features { names } => OipTensorMetadata {
             name: FEATURES,
-            datatype: "FP32",
+            datatype: Datatype::F32,
             shape: vec![-1, width(names.len())],
         },
-        InputSpec::Image(_) => TensorSpec {
+        InputSpec::Image(_) => OipTensorMetadata {
             name: IMAGE,
-            datatype: "BYTES",
+            datatype: Datatype::Bytes,
             shape: vec![-1],
         },
     };
-    let output = TensorSpec {
+    let output = OipTensorMetadata {
         name: PROBABILITIES,
-        datatype: "FP32",
+        datatype: Datatype::F32,
         shape: vec![-1, width(info.labels.len())],
     };
     (input, output)
 }
 
 /// `$metadata_model_response`.
-fn model_metadata(info: &ModelInfo) -> Value {
-    let spec = |t: TensorSpec| json!({"name": t.name, "datatype": t.datatype, "shape": t.shape});
+fn model_metadata_of(info: &ModelInfo) -> OipModelMetadata {
     let (input, output) = tensor_specs(info);
-    json!({
-        "name": info.name,
-        "versions": [info.version],
-        "platform": PLATFORM,
-        "inputs": [spec(input)],
-        "outputs": [spec(output)],
-    })
+    OipModelMetadata {
+        name: info.name.clone(),
+        versions: vec![info.version.clone()],
+        platform: PLATFORM,
+        inputs: vec![input],
+        outputs: vec![output],
+        state: None,
+        reason: None,
+    }
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -291,36 +226,7 @@ pub(crate) fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiEr
     }
     match (&info.input, tensor.values) {
         (InputSpec::Features { .. }, Values::Numbers(values)) => {
-            let width = info.row_len();
-            let n = match tensor.shape.as_slice() {
-                [f] if *f == width => 1,
-                [n, f] if *f == width => *n,
-                _ => {
-                    return Err(ApiError::InvalidInput {
-                        code: "wrong_feature_count",
-                        message: format!(
-                            "input {FEATURES:?} must have shape [N, {width}] (model {:?} takes \
-                             {width} features a row), not {:?}",
-                            info.name, tensor.shape
-                        ),
-                    });
-                }
-            };
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                return Err(ApiError::InvalidInput {
-                    code: "non_finite_feature",
-                    message: format!("element {i} of {FEATURES:?} is not a finite number"),
-                });
-            }
-            if n == 0 {
-                return Err(ApiError::InvalidInput {
-                    code: "empty_features",
-                    message: format!("input {FEATURES:?} has no rows"),
-                });
-            }
-            Ok(Rows::Features(
-                values.chunks_exact(width).map(<[f32]>::to_vec).collect(),
-            ))
+            feature_rows(info, &tensor.shape, &values).map(Rows::Features)
         }
         (InputSpec::Image(_), Values::Bytes(images)) => match tensor.shape.as_slice() {
             [n] | [n, 1] if *n > 0 => Ok(Rows::Images(images)),
@@ -338,6 +244,42 @@ pub(crate) fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiEr
             info.name
         ))),
     }
+}
+
+/// A tabular model's rows: `[N, F]` (or `[F]`) finite numbers, F its feature count.
+fn feature_rows(
+    info: &ModelInfo,
+    shape: &[usize],
+    values: &[f32],
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    let width = info.row_len();
+    let n = match shape {
+        [f] if *f == width => 1,
+        [n, f] if *f == width => *n,
+        _ => {
+            return Err(ApiError::InvalidInput {
+                code: "wrong_feature_count",
+                message: format!(
+                    "input {FEATURES:?} must have shape [N, {width}] (model {:?} takes \
+                     {width} features a row), not {:?}",
+                    info.name, shape
+                ),
+            });
+        }
+    };
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(ApiError::InvalidInput {
+            code: "non_finite_feature",
+            message: format!("element {i} of {FEATURES:?} is not a finite number"),
+        });
+    }
+    if n == 0 {
+        return Err(ApiError::InvalidInput {
+            code: "empty_features",
+            message: format!("input {FEATURES:?} has no rows"),
+        });
+    }
+    Ok(values.chunks_exact(width).map(<[f32]>::to_vec).collect())
 }
 
 /// What the request asks of the output: top `classification` classes or every
@@ -388,18 +330,16 @@ fn wanted(body: &tensor::InferBody) -> Result<Wanted, ApiError> {
 }
 
 /// `POST /v2/models/{m}[/versions/{v}]/infer`.
-pub async fn infer(
-    gw: &Gateway,
-    req: Request<RequestBody>,
-    meta: RequestOptions,
-    timing: &mut Timing,
-) -> Result<HttpResponse, ApiError> {
+pub async fn infer(call: Call<'_>) -> Result<HttpResponse, ApiError> {
+    let Call {
+        gateway: gw,
+        route: row,
+        req,
+        meta,
+        timing,
+    } = call;
     let (parts, body) = req.into_parts();
-    let Some(Endpoint::Model { name, version, .. }) = endpoint(parts.uri.path()) else {
-        return Err(ApiError::NotFound(
-            parts.uri.path().chars().take(200).collect(),
-        ));
-    };
+    let (name, version) = row.model_in(parts.uri.path())?;
     let model = route(gw, name, version)?;
     let info = model.info();
     let (deadline, bytes) = deadline_and_body(gw, &parts, body, meta.received, timing).await?;
@@ -434,6 +374,11 @@ pub async fn infer(
     let id = body.request.id.as_deref();
     let output = output(info, &predictions, &wanted);
     let encoded = tensor::encode(&info.name, &info.version, id, &[output]);
+    Ok(encoded_response(encoded, cache))
+}
+
+/// An encoded inference answer: JSON, or JSON and binary data after it.
+fn encoded_response(encoded: tensor::Encoded, cache: &'static str) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(encoded.body)));
     let headers = response.headers_mut();
     match encoded.header_len {
@@ -449,7 +394,7 @@ pub async fn infer(
         }
     }
     headers.insert("x-cache", HeaderValue::from_static(cache));
-    Ok(response)
+    response
 }
 
 /// Each row through the read-through as `/predict` sends one, concurrently; the
@@ -539,52 +484,5 @@ pub(crate) fn output(info: &ModelInfo, predictions: &[Prediction], wanted: &Want
         shape,
         data,
         binary: wanted.binary,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_parse_into_endpoints() {
-        assert_eq!(endpoint("/v2"), Some(Endpoint::Server));
-        assert_eq!(endpoint("/v2/health/live"), Some(Endpoint::Live));
-        assert_eq!(
-            endpoint("/v2/models/iris-mlp/versions/1.0.0/infer"),
-            Some(Endpoint::Model {
-                name: "iris-mlp",
-                version: Some("1.0.0"),
-                action: Action::Infer
-            })
-        );
-        assert_eq!(
-            endpoint("/v2/models/iris-mlp"),
-            Some(Endpoint::Model {
-                name: "iris-mlp",
-                version: None,
-                action: Action::Metadata
-            })
-        );
-        assert_eq!(
-            endpoint("/v2/models/m/ready").map(|e| matches!(
-                e,
-                Endpoint::Model {
-                    action: Action::Ready,
-                    ..
-                }
-            )),
-            Some(true)
-        );
-        for bad in [
-            "/v2/models/",
-            "/v2/models/m/versions/",
-            "/v2/models/m/infer/more",
-            "/v2/models/m/explain",
-            "/v2x",
-            "/v1/models/m",
-        ] {
-            assert_eq!(endpoint(bad), None, "{bad}");
-        }
     }
 }

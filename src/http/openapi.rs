@@ -2,10 +2,11 @@
 //! Protocol's REST routes, the model repository — served at `GET /openapi.json` and
 //! committed as `openapi.json` (a test fails when the two differ).
 //!
-//! Schemas come from the wire types (`utoipa::ToSchema` on the request and answer types,
-//! the error bodies, the OIP tensors); answers still built with `json!` are described by
-//! [`schemas`]. Each route's own answers are declared on a stub below; what the router
-//! adds to every route is added from the route table itself ([`FromRouteTable`]): the API
+//! Schemas come from the wire types (`utoipa::ToSchema` on the request and answer types
+//! the handlers serialize, the error bodies, the OIP tensors); [`schemas`] describes the
+//! request bodies read by other means (uploads, binary data). Each route's own answers are
+//! declared on a stub below; the rest comes from the route table ([`FromRouteTable`]): the
+//! versioned paths of the Open Inference Protocol (from the unversioned stubs), the API
 //! key a scope needs (and its 401, 403 and 429), the refusals of a request head, and which
 //! error body the route answers with. `tests/it/openapi.rs` runs schemathesis against the
 //! real server with this document.
@@ -15,21 +16,22 @@ pub mod schemas;
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use http::Response;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http_body_util::Full;
 use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::path::Operation;
-use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
-use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
-use crate::http::error::{ErrorBody, OipErrorBody};
-use crate::http::{HttpResponse, Route};
+use crate::auth::Scope;
+use crate::http::HttpResponse;
+use crate::http::error::{ApiError, ErrorBody, OipErrorBody};
+use crate::http::route_table::{Call, ROUTES, RouteDef};
 
 /// The document as served and committed: pretty JSON, built on first use, then shared.
 pub static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(render()));
@@ -45,12 +47,12 @@ pub fn render() -> String {
 }
 
 /// `GET /openapi.json`.
-pub fn serve() -> HttpResponse {
-    let mut response = Response::new(Full::new(DOCUMENT.clone()));
+pub async fn serve(_: Call<'_>) -> Result<HttpResponse, ApiError> {
+    let mut response = http::Response::new(Full::new(DOCUMENT.clone()));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    Ok(response)
 }
 
 /// The security scheme names.
@@ -80,11 +82,8 @@ const API_KEY: &str = "api_key";
         paths::oip_server_live,
         paths::oip_server_ready,
         paths::oip_model_metadata,
-        paths::oip_model_version_metadata,
         paths::oip_model_ready,
-        paths::oip_model_version_ready,
         paths::oip_model_infer,
-        paths::oip_model_version_infer,
         paths::repository_index,
         paths::repository_model_load,
         paths::repository_model_unload,
@@ -98,47 +97,104 @@ const API_KEY: &str = "api_key";
 )]
 struct ApiDoc;
 
-/// Adds to every operation what the router gives every request of its route (see
-/// `handle` in `http.rs`), so that the document follows the route table, not a copy of it.
+/// Adds what the route table says: the versioned paths, and on every operation what the
+/// router gives every request of its route (`http::admit`, `http::finish`), so that the
+/// document follows the table, not a copy of it.
 struct FromRouteTable;
 
 impl Modify for FromRouteTable {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            BEARER,
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An API key: `Authorization: Bearer KEY`."))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            API_KEY,
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "X-API-Key",
-                "An API key: `X-API-Key: KEY`.",
-            ))),
-        );
+        add_security_schemes(doc.components.get_or_insert_with(Default::default));
+        for route in ROUTES {
+            let Some(versioned) = route.versioned_path() else {
+                continue;
+            };
+            if let Some(item) = doc.paths.paths.get(route.path) {
+                let item = on_one_version(item.clone(), route.path);
+                doc.paths.paths.insert(versioned, item);
+            }
+        }
         for (path, item) in &mut doc.paths.paths {
-            let route = Route::of(path);
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.options,
-                &mut item.head,
-                &mut item.patch,
-                &mut item.trace,
-            ];
-            for op in operations.into_iter().flatten() {
+            let Some(route) = ROUTES.iter().find(|r| r.documents(path)) else {
+                continue;
+            };
+            for (_, op) in operations(item) {
                 optional_body_is_absent_not_null(op);
                 decorate(op, route);
             }
         }
     }
+}
+
+impl RouteDef {
+    /// Whether `path` (as the document names it) is this route's.
+    fn documents(&self, path: &str) -> bool {
+        self.path == path || self.versioned_path().is_some_and(|v| v == path)
+    }
+}
+
+fn add_security_schemes(components: &mut utoipa::openapi::Components) {
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("An API key: `Authorization: Bearer KEY`."))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        API_KEY,
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "X-API-Key",
+            "An API key: `X-API-Key: KEY`.",
+        ))),
+    );
+}
+
+/// A path item's operations, by method.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = (&'static str, &mut Operation)> {
+    [
+        ("GET", &mut item.get),
+        ("PUT", &mut item.put),
+        ("POST", &mut item.post),
+        ("DELETE", &mut item.delete),
+        ("OPTIONS", &mut item.options),
+        ("HEAD", &mut item.head),
+        ("PATCH", &mut item.patch),
+        ("TRACE", &mut item.trace),
+    ]
+    .into_iter()
+    .filter_map(|(method, op)| Some((method, op.as_mut()?)))
+}
+
+/// The path item of `path`'s versioned twin (`…/{model}/versions/{version}/…`): the same
+/// operations and answers, on the version the path names.
+fn on_one_version(mut item: PathItem, path: &str) -> PathItem {
+    for (method, op) in operations(&mut item) {
+        // The id names the version after the model, as the path does.
+        op.operation_id = op
+            .operation_id
+            .take()
+            .map(|id| id.replacen("model", "model_version", 1));
+        op.summary = op.summary.take().map(|s| format!("{s} (one version)"));
+        op.description = Some(format!("As `{method} {path}`, on the version named."));
+        let version = ParameterBuilder::new()
+            .name("version")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("One of its versions."))
+            .schema(Some(String::schema()))
+            .example(Some("1.0.0".into()))
+            .build();
+        let params = op.parameters.get_or_insert_with(Vec::new);
+        let after_model = params
+            .iter()
+            .position(|p| p.name == "model")
+            .map_or(0, |i| i + 1);
+        params.insert(after_model, version);
+    }
+    item
 }
 
 /// utoipa writes an `Option<T>` body as "`T` or `null`"; an optional body is one that may
@@ -159,67 +215,89 @@ fn optional_body_is_absent_not_null(op: &mut Operation) {
     }
 }
 
-/// The refusals `handle` can answer on `route` before (or whatever) its handler does, and
-/// the key its scope needs.
-fn decorate(op: &mut Operation, route: Route) {
-    // A refusal's body: the protocol's on its routes, ours elsewhere.
-    let body = if route.is_oip() {
-        OipErrorBody::name()
-    } else {
-        ErrorBody::name()
-    };
-    let mut refusal = |status: u16, description: &str, retry_after: bool| {
-        let mut response = ResponseBuilder::new().description(description).content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name(body.clone())))
-                .build(),
-        );
-        if retry_after {
-            response = response.header(
-                "Retry-After",
-                HeaderBuilder::new()
-                    .schema(u64::schema())
-                    .description(Some("Seconds to wait before trying again."))
-                    .build(),
-            );
-        }
-        op.responses
-            .responses
-            .entry(status.to_string())
-            .or_insert_with(|| response.build().into());
-    };
-    refusal(
+/// The refusals the router can answer on any route: status, description, `Retry-After`.
+const HEAD_REFUSALS: [(u16, &str, bool); 2] = [
+    (
         400,
         "A malformed request; on any route, a head with both `Content-Length` and \
          `Transfer-Encoding` (`ambiguous_framing`).",
         false,
-    );
-    refusal(
+    ),
+    (
         431,
         "More header fields than `http.max_headers` (`too_many_headers`).",
         false,
-    );
-    let Some(scope) = route.scope() else {
-        return;
-    };
-    refusal(
+    ),
+];
+
+/// The refusals of a route that needs a key.
+const KEY_REFUSALS: [(u16, &str, bool); 3] = [
+    (
         401,
         "API keys are on and the request has none, or one that is not valid \
          (`unauthorized`; `WWW-Authenticate` says which).",
         false,
-    );
-    refusal(
+    ),
+    (
         403,
         "The key lacks the scope this route needs (`forbidden`).",
         false,
-    );
-    refusal(
+    ),
+    (
         429,
         "The caller's rate limit is used up (`rate_limited`); `RateLimit` headers on \
          every limited answer.",
         true,
+    ),
+];
+
+/// The refusals `handle` can answer on `route` before (or whatever) its handler does, and
+/// the key its scope needs.
+fn decorate(op: &mut Operation, route: &RouteDef) {
+    // A refusal's body: the protocol's on its routes, ours elsewhere.
+    let body = if route.protocol.oip_errors() {
+        OipErrorBody::name()
+    } else {
+        ErrorBody::name()
+    };
+    let keyed: &[_] = if route.scope.is_some() {
+        &KEY_REFUSALS
+    } else {
+        &[]
+    };
+    for &(status, description, retry_after) in HEAD_REFUSALS.iter().chain(keyed) {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| refusal(&body, description, retry_after).into());
+    }
+    if let Some(scope) = route.scope {
+        needs_key(op, scope);
+    }
+}
+
+/// A refusal with the error body named `body`.
+fn refusal(body: &str, description: &str, retry_after: bool) -> Response {
+    let mut response = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(body)))
+            .build(),
     );
+    if retry_after {
+        response = response.header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(u64::schema())
+                .description(Some("Seconds to wait before trying again."))
+                .build(),
+        );
+    }
+    response.build()
+}
+
+/// The operation needs a key with `scope` (when keys are on).
+fn needs_key(op: &mut Operation, scope: Scope) {
     let none: [&str; 0] = [];
     op.security = Some(vec![
         SecurityRequirement::new(BEARER, none),
@@ -240,14 +318,16 @@ fn decorate(op: &mut Operation, route: Route) {
 #[allow(dead_code)]
 mod paths {
     use crate::encode::PredictAnswer;
+    use crate::http::answers::{
+        OipLive, OipModelMetadata, OipModelReady, OipReady, OipServerMetadata, Ready,
+        RepositoryModelDone, Stats,
+    };
     use crate::http::error::{ErrorBody, OipErrorBody};
     use crate::http::oip::tensor::{InferRequest, InferResponse};
-    use crate::http::openapi::schemas::{
-        BinaryBody, Health, OipLive, OipModelMetadata, OipModelReady, OipReady, OipServerMetadata,
-        PredictUpload, Ready, RepositoryModelDone, RepositoryModelRequest, Stats,
-    };
+    use crate::http::openapi::schemas::{BinaryBody, PredictUpload, RepositoryModelRequest};
     use crate::http::repository::{IndexEntry, IndexRequest};
     use crate::http::types::TabularRequest;
+    use crate::readiness::Health;
 
     /// Liveness
     ///
@@ -394,28 +474,11 @@ mod paths {
         params(("model" = String, Path, description = "The model's name.", example = "iris-mlp")),
         responses(
             (status = 200, description = "The model's metadata.", body = OipModelMetadata),
-            (status = 404, description = "No model by that name.", body = OipErrorBody),
-            (status = 503, description = "The model does not serve.", body = OipErrorBody),
+            (status = 404, description = "No model (or version) by that name.", body = OipErrorBody),
+            (status = 503, description = "The model (or version) does not serve.", body = OipErrorBody),
         )
     )]
     fn oip_model_metadata() {}
-
-    /// Model version metadata
-    #[utoipa::path(
-        get,
-        path = "/v2/models/{model}/versions/{version}",
-        tag = "oip",
-        params(
-            ("model" = String, Path, description = "The model's name.", example = "iris-mlp"),
-            ("version" = String, Path, description = "One of its versions.", example = "1.0.0"),
-        ),
-        responses(
-            (status = 200, description = "The version's metadata.", body = OipModelMetadata),
-            (status = 404, description = "No model, or no version, by that name.", body = OipErrorBody),
-            (status = 503, description = "The version does not serve.", body = OipErrorBody),
-        )
-    )]
-    fn oip_model_version_metadata() {}
 
     /// Model readiness
     #[utoipa::path(
@@ -424,29 +487,12 @@ mod paths {
         tag = "oip",
         params(("model" = String, Path, description = "The model's name.", example = "iris-mlp")),
         responses(
-            (status = 200, description = "It serves and the gateway is ready.", body = OipModelReady),
-            (status = 503, description = "It does not serve, or the gateway is not ready.", body = OipModelReady),
-            (status = 404, description = "No model by that name.", body = OipErrorBody),
+            (status = 200, description = "It serves and the gateway is ready.", body = OipModelReady<'_>),
+            (status = 503, description = "It does not serve, or the gateway is not ready.", body = OipModelReady<'_>),
+            (status = 404, description = "No model (or version) by that name.", body = OipErrorBody),
         )
     )]
     fn oip_model_ready() {}
-
-    /// Model version readiness
-    #[utoipa::path(
-        get,
-        path = "/v2/models/{model}/versions/{version}/ready",
-        tag = "oip",
-        params(
-            ("model" = String, Path, description = "The model's name.", example = "iris-mlp"),
-            ("version" = String, Path, description = "One of its versions.", example = "1.0.0"),
-        ),
-        responses(
-            (status = 200, description = "It serves and the gateway is ready.", body = OipModelReady),
-            (status = 503, description = "It does not serve, or the gateway is not ready.", body = OipModelReady),
-            (status = 404, description = "No model by that name.", body = OipErrorBody),
-        )
-    )]
-    fn oip_model_version_ready() {}
 
     /// Inference
     ///
@@ -487,56 +533,12 @@ mod paths {
             (status = 413, description = "The body, or an image's dimensions, are too large.", body = OipErrorBody),
             (status = 415, description = "An input kind the model does not take, or an image format not accepted.", body = OipErrorBody),
             (status = 422, description = "Tensors that cannot be used: names, datatypes, shapes, counts, values.", body = OipErrorBody),
-            (status = 503, description = "Overloaded, the model is unavailable, or the gateway is shutting down.", body = OipErrorBody,
+            (status = 503, description = "Overloaded, the model (or version) is unavailable, or the gateway is shutting down.", body = OipErrorBody,
                 headers(("Retry-After" = u64, description = "Seconds to wait."))),
             (status = 504, description = "No answer within the request's deadline.", body = OipErrorBody),
         )
     )]
     fn oip_model_infer() {}
-
-    /// Inference on one version
-    ///
-    /// As `POST /v2/models/{model}/infer`, on the version named.
-    #[utoipa::path(
-        post,
-        path = "/v2/models/{model}/versions/{version}/infer",
-        tag = "oip",
-        params(
-            ("model" = String, Path, description = "The model's name.", example = "iris-mlp"),
-            ("version" = String, Path, description = "One of its versions.", example = "1.0.0"),
-            ("Inference-Header-Content-Length" = Option<u64>, Header, description = "With binary tensor data: the length of the JSON that starts the body."),
-            ("X-Request-Timeout" = Option<String>, Header, description = "This request's deadline (`250ms`, `2s`, `1.5s`, `100us`), cut to `admission.max_deadline_ms`."),
-            ("Cache-Control" = Option<String>, Header, description = "`no-cache`, `no-store` or `max-age=0`: compute every row afresh."),
-        ),
-        request_body(
-            description = "`$inference_request`, alone or followed by binary tensor data.",
-            content(
-                (InferRequest = "application/json"),
-                (BinaryBody = "application/octet-stream"),
-            )
-        ),
-        responses(
-            (status = 200, description = "`$inference_response`; with binary outputs, followed by their bytes.",
-                content(
-                    (InferResponse<'_> = "application/json"),
-                    (BinaryBody = "application/octet-stream"),
-                ),
-                headers(
-                    ("X-Cache" = String, description = "The rows' cache outcome when they agree, else `mixed`."),
-                    ("Inference-Header-Content-Length" = u64, description = "With binary outputs: the length of the JSON that starts the body."),
-                )),
-            (status = 400, description = "Malformed JSON, or an unreadable `X-Request-Timeout`.", body = OipErrorBody),
-            (status = 404, description = "No model, or no version, by that name.", body = OipErrorBody),
-            (status = 408, description = "The body arrived too slowly.", body = OipErrorBody),
-            (status = 413, description = "The body, or an image's dimensions, are too large.", body = OipErrorBody),
-            (status = 415, description = "An input kind the model does not take, or an image format not accepted.", body = OipErrorBody),
-            (status = 422, description = "Tensors that cannot be used: names, datatypes, shapes, counts, values.", body = OipErrorBody),
-            (status = 503, description = "Overloaded, the version is unavailable, or the gateway is shutting down.", body = OipErrorBody,
-                headers(("Retry-After" = u64, description = "Seconds to wait."))),
-            (status = 504, description = "No answer within the request's deadline.", body = OipErrorBody),
-        )
-    )]
-    fn oip_model_version_infer() {}
 
     /// Repository index
     ///
@@ -599,12 +601,12 @@ mod paths {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
     use std::path::PathBuf;
 
     use http::Method;
 
     use super::*;
+    use crate::http::route_table::{Protocol, route_of};
 
     fn committed_path() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi.json")
@@ -627,74 +629,76 @@ mod tests {
         assert_eq!(&DOCUMENT[..], generated.as_bytes());
     }
 
-    /// Every route variant; the match below fails to compile when one is added, until it
-    /// is listed here (and so documented, or named as not HTTP/JSON).
-    fn every_route() -> Vec<Route> {
-        let all = vec![
-            Route::Health,
-            Route::Ready,
-            Route::Predict,
-            Route::Stats,
-            Route::Metrics,
-            Route::OpenApi,
-            Route::OipHealth,
-            Route::OipMetadata,
-            Route::OipInfer,
-            Route::Repository,
-            Route::GrpcHealth,
-            Route::Grpc,
-            Route::Unknown,
+    /// The methods the document gives `item`.
+    fn documented_methods(item: &PathItem) -> Vec<Method> {
+        let methods = [
+            (Method::GET, item.get.is_some()),
+            (Method::POST, item.post.is_some()),
+            (Method::PUT, item.put.is_some()),
+            (Method::DELETE, item.delete.is_some()),
+            (Method::PATCH, item.patch.is_some()),
         ];
-        for route in &all {
-            match route {
-                Route::Health
-                | Route::Ready
-                | Route::Predict
-                | Route::Stats
-                | Route::Metrics
-                | Route::OpenApi
-                | Route::OipHealth
-                | Route::OipMetadata
-                | Route::OipInfer
-                | Route::Repository
-                | Route::GrpcHealth
-                | Route::Grpc
-                | Route::Unknown => {}
-            }
-        }
-        all
+        methods
+            .into_iter()
+            .filter_map(|(method, present)| present.then_some(method))
+            .collect()
     }
 
     #[test]
     fn every_http_route_is_documented_with_the_methods_it_takes() {
         let doc = ApiDoc::openapi();
-        let mut documented = HashSet::new();
         for (path, item) in &doc.paths.paths {
-            let route = Route::of(path);
-            assert_ne!(route, Route::Unknown, "{path} is documented but not routed");
-            documented.insert(route);
-            let methods = [
-                (Method::GET, item.get.is_some()),
-                (Method::POST, item.post.is_some()),
-                (Method::PUT, item.put.is_some()),
-                (Method::DELETE, item.delete.is_some()),
-                (Method::PATCH, item.patch.is_some()),
-            ];
-            for (method, present) in methods {
-                if present {
-                    assert!(route.allows(&method), "{method} {path} is not routed");
-                }
+            let route = ROUTES.iter().find(|r| r.documents(path));
+            let route = route.unwrap_or_else(|| panic!("{path} is documented but not routed"));
+            assert!(
+                std::ptr::eq(route_of(path), route),
+                "{path} is documented on one route and routed to another"
+            );
+            for method in documented_methods(item) {
+                assert!(
+                    route.methods.allows(&method),
+                    "{method} {path} is not routed"
+                );
             }
+            // Each route's `Allow` names the methods documented (`HEAD` goes with `GET`).
+            let methods = documented_methods(item);
+            let mut documented: Vec<&str> = methods.iter().map(Method::as_str).collect();
+            if documented.contains(&"GET") {
+                documented.push("HEAD");
+            }
+            assert_eq!(documented.join(", "), route.methods.allow(), "{path}");
         }
-        for route in every_route() {
-            if route.is_grpc() || route == Route::Unknown {
+        for route in ROUTES {
+            if route.protocol == Protocol::Grpc {
                 continue;
             }
-            assert!(
-                documented.contains(&route),
-                "{route:?} has no path in the document"
-            );
+            let paths = [Some(route.path.to_owned()), route.versioned_path()];
+            for path in paths.into_iter().flatten() {
+                assert!(
+                    doc.paths.paths.contains_key(&path),
+                    "{path} ({}) has no path in the document",
+                    route.label
+                );
+            }
         }
+    }
+
+    #[test]
+    fn versioned_paths_are_the_unversioned_on_one_version() {
+        let doc: serde_json::Value = serde_json::from_slice(&DOCUMENT).unwrap();
+        let op = |path: &str, method: &str| doc["paths"][path][method].clone();
+        let one = op("/v2/models/{model}/infer", "post");
+        let versioned = op("/v2/models/{model}/versions/{version}/infer", "post");
+        assert_eq!(one["responses"], versioned["responses"]);
+        assert_eq!(one["requestBody"], versioned["requestBody"]);
+        assert_eq!(versioned["operationId"], "oip_model_version_infer");
+        let names: Vec<_> = versioned["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names[..2], ["model", "version"]);
     }
 
     #[test]

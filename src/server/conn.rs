@@ -30,10 +30,10 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::HttpConfig;
-use crate::http::GatewayService;
 use crate::metrics::CONNECTION_TIMEOUTS_TOTAL;
 use crate::server::idle::{Activity, Tracked};
 use crate::server::peer_cap::PeerCap;
+use crate::server::service::GatewayService;
 use crate::state::Gateway;
 
 /// The HTTP/2 client connection preface.

@@ -26,7 +26,8 @@ use crate::background;
 use crate::server::accept::{self, Caps};
 
 use crate::http::error::ApiError;
-use crate::http::{HttpResponse, routes};
+use crate::http::{HttpResponse, json_response};
+use crate::readiness::Health;
 use crate::server::listener::{BindError, bind_group};
 use crate::state::Gateway;
 
@@ -114,7 +115,7 @@ async fn serve_conn(stream: tokio::net::TcpStream, settings: Arc<RedirectSetting
 fn answer<B>(settings: &RedirectSettings, req: &Request<B>) -> HttpResponse {
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
     if get && req.uri().path() == "/health" {
-        return routes::health(&settings.gateway);
+        return json_response(StatusCode::OK, &Health::of(&settings.gateway));
     }
     let Some(host) = req
         .headers()

@@ -42,7 +42,7 @@ pub struct RequestInput {
     /// Its shape; the data holds exactly as many elements.
     pub shape: Vec<i64>,
     /// Any numeric datatype (read as FP32), or BYTES.
-    #[schema(value_type = crate::http::openapi::schemas::TensorDatatype)]
+    #[schema(value_type = Datatype)]
     pub datatype: String,
     /// `binary_data_size`: the input's bytes follow the JSON (binary tensor data).
     #[serde(default)]
@@ -224,25 +224,57 @@ impl InferBody {
     }
 }
 
-/// The protocol's datatypes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The protocol's tensor datatypes; every numeric one is read as FP32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = TensorDatatype)]
 pub enum Datatype {
+    #[serde(rename = "BOOL")]
     Bool,
+    #[serde(rename = "UINT8")]
     U8,
+    #[serde(rename = "UINT16")]
     U16,
+    #[serde(rename = "UINT32")]
     U32,
+    #[serde(rename = "UINT64")]
     U64,
+    #[serde(rename = "INT8")]
     I8,
+    #[serde(rename = "INT16")]
     I16,
+    #[serde(rename = "INT32")]
     I32,
+    #[serde(rename = "INT64")]
     I64,
+    #[serde(rename = "FP16")]
     F16,
+    #[serde(rename = "FP32")]
     F32,
+    #[serde(rename = "FP64")]
     F64,
+    /// Strings or encoded files.
+    #[serde(rename = "BYTES")]
     Bytes,
 }
 
 impl Datatype {
+    /// Every datatype.
+    pub const ALL: [Self; 13] = [
+        Self::Bool,
+        Self::U8,
+        Self::U16,
+        Self::U32,
+        Self::U64,
+        Self::I8,
+        Self::I16,
+        Self::I32,
+        Self::I64,
+        Self::F16,
+        Self::F32,
+        Self::F64,
+        Self::Bytes,
+    ];
+
     /// The datatype of input `input`, named `name`; a clear error for a name the protocol
     /// does not have.
     pub fn named(input: &str, name: &str) -> Result<Self, ApiError> {
@@ -251,22 +283,26 @@ impl Datatype {
 
     /// The datatype a name (`FP32`, …) stands for.
     pub fn of(name: &str) -> Option<Self> {
-        Some(match name {
-            "BOOL" => Self::Bool,
-            "UINT8" => Self::U8,
-            "UINT16" => Self::U16,
-            "UINT32" => Self::U32,
-            "UINT64" => Self::U64,
-            "INT8" => Self::I8,
-            "INT16" => Self::I16,
-            "INT32" => Self::I32,
-            "INT64" => Self::I64,
-            "FP16" => Self::F16,
-            "FP32" => Self::F32,
-            "FP64" => Self::F64,
-            "BYTES" => Self::Bytes,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+
+    /// The protocol's name for it (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bool => "BOOL",
+            Self::U8 => "UINT8",
+            Self::U16 => "UINT16",
+            Self::U32 => "UINT32",
+            Self::U64 => "UINT64",
+            Self::I8 => "INT8",
+            Self::I16 => "INT16",
+            Self::I32 => "INT32",
+            Self::I64 => "INT64",
+            Self::F16 => "FP16",
+            Self::F32 => "FP32",
+            Self::F64 => "FP64",
+            Self::Bytes => "BYTES",
+        }
     }
 
     fn width(self) -> usize {
@@ -392,7 +428,7 @@ pub struct ResponseOutput {
     /// `probabilities`.
     pub name: String,
     /// FP32 (probabilities) or BYTES (the classification extension's strings).
-    #[schema(value_type = crate::http::openapi::schemas::TensorDatatype)]
+    #[schema(value_type = Datatype)]
     pub datatype: &'static str,
     /// `[N, classes]`, or `[N, k]` with the classification extension.
     pub shape: Vec<usize>,
@@ -535,6 +571,15 @@ pub fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datatypes_are_named_as_they_serialize() {
+        for d in Datatype::ALL {
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+            assert_eq!(Datatype::of(d.as_str()), Some(d));
+        }
+        assert_eq!(Datatype::of("FP8"), None);
+    }
 
     fn body(json: &str) -> InferBody {
         parse(Bytes::from(json.to_owned()), None).unwrap()

@@ -1,0 +1,113 @@
+//! The first stage of every request: whether it reaches its handler at all. A head past
+//! the limits is refused before anything is looked at (no key checked, no token taken);
+//! then who is asking, against the scope the route needs; then the caller's rate limit.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::Request;
+
+use crate::auth::Caller;
+use crate::http::error::ApiError;
+use crate::http::route_table::RouteDef;
+use crate::http::{AmbiguousFraming, ClientCert};
+use crate::rate_limit::{Client, Verdict};
+use crate::state::Gateway;
+
+/// What admission found.
+pub struct Admission {
+    /// The name of the caller's API key (or client certificate), for logs and log rows.
+    pub key: Option<Arc<str>>,
+    /// The client's address (as `rate_limit.trusted_proxies` has it); `None` on the check
+    /// socket.
+    pub client_addr: Option<IpAddr>,
+    /// The caller's rate limit, when one applies: its headers go on the answer.
+    pub verdict: Option<Verdict>,
+    /// Why the request is answered without its handler, if it is.
+    pub refused: Option<ApiError>,
+}
+
+/// Admits (or refuses) a request on `route` from `peer` (`None`: the check socket).
+pub fn admit<B>(
+    gateway: &Gateway,
+    req: &Request<B>,
+    route: &RouteDef,
+    peer: Option<IpAddr>,
+) -> Admission {
+    let caller = caller(gateway, req, route, peer);
+    let key = caller.as_ref().ok().and_then(Caller::key_name).cloned();
+    let client_addr = peer.map(|p| gateway.rate_limits.client_addr(p, req.headers()));
+    let verdict = match &caller {
+        Ok(caller) if route.scope.is_some() => rate_limit(gateway, caller, client_addr),
+        _ => None,
+    };
+    let refused = match (caller, &verdict) {
+        (Err(refused), _) => Some(refused),
+        (
+            Ok(_),
+            Some(Verdict {
+                retry_after_s: Some(retry_after_s),
+                ..
+            }),
+        ) => Some(ApiError::RateLimited {
+            retry_after_s: *retry_after_s,
+        }),
+        (Ok(_), _) => None,
+    };
+    Admission {
+        key,
+        client_addr,
+        verdict,
+        refused,
+    }
+}
+
+/// Who is asking: the check socket (no peer address) is trusted, since only who can open
+/// its file reaches it; a verified client certificate is an admin (no key is looked at);
+/// anyone else shows a key with the route's scope, when keys are on.
+fn caller<B>(
+    gateway: &Gateway,
+    req: &Request<B>,
+    route: &RouteDef,
+    peer: Option<IpAddr>,
+) -> Result<Caller, ApiError> {
+    if let Some(refused) = refuse_head(gateway, req) {
+        return Err(refused);
+    }
+    if peer.is_none() {
+        return Ok(Caller::Local);
+    }
+    match req.extensions().get::<ClientCert>() {
+        Some(ClientCert(name)) => Ok(Caller::Cert(Arc::clone(name))),
+        None => gateway
+            .auth
+            .authorize(req.headers(), route.scope)
+            .map_err(ApiError::from),
+    }
+}
+
+/// A request head refused before routing: one framed two ways (a smuggling attempt), or
+/// more header fields than `http.max_headers` (hyper enforces the count itself on
+/// HTTP/1.1; on HTTP/2 only their bytes are bounded).
+fn refuse_head<B>(gateway: &Gateway, req: &Request<B>) -> Option<ApiError> {
+    if req.extensions().get::<AmbiguousFraming>().is_some() {
+        return Some(ApiError::AmbiguousFraming);
+    }
+    (req.headers().len() > gateway.limits.max_headers).then_some(ApiError::TooManyHeaders {
+        limit: gateway.limits.max_headers,
+    })
+}
+
+/// The caller's rate limit verdict: its key's bucket, or without a key its address's; the
+/// check socket's requests (no address) are not limited.
+fn rate_limit(gateway: &Gateway, caller: &Caller, client: Option<IpAddr>) -> Option<Verdict> {
+    let limits = &gateway.rate_limits;
+    if !limits.is_on() {
+        return None;
+    }
+    match caller {
+        Caller::Key(name) | Caller::Cert(name) => limits.check(Client::Key(Arc::clone(name))),
+        Caller::Anonymous => limits.check(Client::Addr(client?)),
+        Caller::Local => None,
+    }
+}
