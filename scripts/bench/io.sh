@@ -15,7 +15,8 @@
 # variant's gateway, `+`-separated). HEADER: one more request header every case sends to
 # every variant (scripts/bench/edge.sh: an API key, which an open gateway ignores).
 # CASES_SPEC: the cases instead of the built-in ones (see CASES below). BIN_<NAME>: another
-# binary for the variant NAME (BIN_old=/tmp/old/infergate VARIANTS="old:uring new:uring").
+# binary for the variant NAME, other characters than letters, digits and _ written _
+# (BIN_old=/tmp/old/infergate VARIANTS="old:uring new:uring").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/common.sh
@@ -47,7 +48,7 @@ for round in $(seq 1 "$ROUNDS"); do
         IFS=: read -r name io envs <<<"$variant"
         port=$(free_port)
         # BIN_<NAME>, when set, is that variant's binary (two builds A/B).
-        bin_var="BIN_$name"
+        bin_var="BIN_${name//[^A-Za-z0-9_]/_}"
         # shellcheck disable=SC2086 # the variant's environment, word-split on purpose
         env ${envs//+/ } "${!bin_var:-$BIN}" --config-dir "$WORK/none" --listen "127.0.0.1:$port" \
             --io-threads 2 --io "$io" --log-format json >"$WORK/$name.log" 2>&1 &

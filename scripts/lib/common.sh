@@ -81,14 +81,19 @@ ensure_bin() {
 PIDS=()
 workdir() {
     WORK=$(mktemp -d)
+    WORK_OWNER=$BASHPID
     trap cleanup_workdir EXIT
 }
 cleanup_workdir() {
+    # Only the shell that made WORK: bash also runs the trap in a background child that
+    # fails before it execs (an expansion error in `cmd &`), which must not clean up for it.
+    [ "$BASHPID" = "$WORK_OWNER" ] || return 0
     local pid
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     # Up to 5 s for them to be gone: a server still writing into WORK (PostgreSQL, a log)
     # would race the rm.
-    for _ in $(seq 1 50); do
+    local i
+    for ((i = 0; i < 50; i++)); do
         alive "${PIDS[@]}" || break
         sleep 0.1
     done
