@@ -5,7 +5,7 @@
 #                       docker build -t infergate .
 #   host              copy prebuilt/infergate, built on a bookworm-compatible host (glibc
 #                     2.36): where no toolchain can be fetched inside a build, as on an
-#                     engine without a registry; scripts/images.sh gateway does it:
+#                     engine without a registry; scripts/deploy/images.sh gateway does it:
 #                       cargo build --release --bin infergate
 #                       mkdir -p prebuilt && cp target/release/infergate prebuilt/
 #                       docker build --build-arg BUILDER=host \

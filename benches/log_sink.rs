@@ -2,7 +2,7 @@
 //! stack did), `db::write_batch` (COPY BINARY into staging + insert-select, the writer's
 //! path) at several batch sizes, and the whole sink (submit → batch → COPY) end to end.
 //!
-//! Needs a database: `scripts/bench-log.sh` starts one and sets
+//! Needs a database: `scripts/bench/log.sh` starts one and sets
 //! `INFERGATE_BENCH_DATABASE_URL`. Without it, this bench only says so and exits (so
 //! `cargo test --all-targets`, which builds and runs benches once, needs no database).
 // A benchmark: wall-clock time, printed.
@@ -42,7 +42,7 @@ fn row(i: u64) -> LogRow {
 
 fn main() {
     let Ok(url) = std::env::var("INFERGATE_BENCH_DATABASE_URL") else {
-        eprintln!("log_sink: INFERGATE_BENCH_DATABASE_URL not set; run scripts/bench-log.sh");
+        eprintln!("log_sink: INFERGATE_BENCH_DATABASE_URL not set; run scripts/bench/log.sh");
         return;
     };
     let rows: u64 = std::env::var("ROWS")

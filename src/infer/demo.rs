@@ -1,7 +1,7 @@
 //! The bundled models, embedded in the binary so that `serve` needs nothing on disk:
 //! an MLP trained on the Iris data (`cargo run --release --bin train-demo` retrains it and
 //! rewrites its two files byte for byte), and EfficientNet-Lite0 trained on ImageNet-1k
-//! (`scripts/convert-efficientnet-lite0.py` converts the published checkpoint; provenance
+//! (`scripts/models/convert-efficientnet-lite0.py` converts the published checkpoint; provenance
 //! and licence in `demo/efficientnet-lite0/`).
 
 use candle_core::Device;

@@ -1,11 +1,11 @@
 //! Parity with the Python stack the gateway replaces, against independent references run
-//! here (Pillow + numpy, `scripts/reference/`, in the `target/pyref` venv that
-//! `scripts/pyref.sh` sets up):
+//! here (Pillow + numpy, `scripts/models/`, in the `target/pyref` venv that
+//! `scripts/models/setup.sh` sets up):
 //! - preprocessing: our tensor equals torchvision's `Resize → CenterCrop → ToTensor →
 //!   Normalize` on a PIL image within 1e-3, for fixtures of every size, aspect and mode;
 //! - EfficientNet-Lite0: our forward equals a numpy forward of the original `.pth`;
 //! - ResNet-18/50 with seeded weights: a torchvision-format checkpoint, converted by
-//!   `scripts/convert-torchvision.py`, answers as a numpy forward of the checkpoint.
+//!   `scripts/models/convert-torchvision.py`, answers as a numpy forward of the checkpoint.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
@@ -32,14 +32,14 @@ fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures/images").join(name)
 }
 
-/// The reference environment's Python, set up by `scripts/pyref.sh` when missing.
+/// The reference environment's Python, set up by `scripts/models/setup.sh` when missing.
 fn python() -> PathBuf {
     let python = repo().join("target/pyref/bin/python");
     if !python.exists() {
-        let status = Command::new(repo().join("scripts/pyref.sh"))
+        let status = Command::new(repo().join("scripts/models/setup.sh"))
             .status()
-            .expect("run scripts/pyref.sh");
-        assert!(status.success(), "scripts/pyref.sh failed");
+            .expect("run scripts/models/setup.sh");
+        assert!(status.success(), "scripts/models/setup.sh failed");
     }
     python
 }
@@ -146,7 +146,7 @@ fn check_preprocessing(p: &Preprocess) {
     let out_dir = dir.path().to_path_buf();
     let files: Vec<PathBuf> = EXACT.iter().chain(JPEGS).map(|f| fixture(f)).collect();
     let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
-        &"scripts/reference/preprocess.py",
+        &"scripts/models/preprocess.py",
         &"--decoded",
         &"--manifest",
         &manifest,
@@ -244,7 +244,7 @@ fn compare_with_reference(
     }
     let logits_path = dir.join(format!("{arch}.logits.npy"));
     let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
-        &"scripts/reference/forward.py",
+        &"scripts/models/forward.py",
         &"--arch",
         &arch,
         &"--weights",
@@ -326,7 +326,7 @@ fn check_resnet(depth: u32, side: u32) {
     let out = dir.path().join("converted");
     let arch = format!("resnet{depth}");
     run_python(&[
-        &"scripts/reference/make_resnet_checkpoint.py",
+        &"scripts/models/make_resnet_checkpoint.py",
         &"--depth",
         &depth.to_string(),
         &"--seed",
@@ -340,7 +340,7 @@ fn check_resnet(depth: u32, side: u32) {
     let names: Vec<String> = (0..10).map(|i| format!("class {i}")).collect();
     std::fs::write(&labels, names.join("\n")).unwrap();
     run_python(&[
-        &"scripts/convert-torchvision.py",
+        &"scripts/models/convert-torchvision.py",
         &"--arch",
         &arch,
         &"--pth",

@@ -1,6 +1,6 @@
 //! Clients written by others drive the Open Inference Protocol: NVIDIA's
-//! tritonclient[http] and tritonclient[grpc] from PyPI (`scripts/pyclients.sh`,
-//! `scripts/oip-clients.py`), over TLS (gRPC on the same port, HTTP/2), for health,
+//! tritonclient[http] and tritonclient[grpc] from PyPI (`scripts/requirements/clients.txt`,
+//! `scripts/test/oip-clients.py`), over TLS (gRPC on the same port, HTTP/2), for health,
 //! metadata, and infer on the tabular model (JSON and binary tensors on HTTP, the
 //! classification extension) and the image model (an encoded file as BYTES), with the
 //! answers `/predict` gives for the same inputs.
@@ -19,12 +19,13 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The clients' Python, set up by `scripts/pyclients.sh` when missing.
+/// The clients' Python, set up by `scripts/lib/venv.sh` when missing.
 fn python() -> PathBuf {
-    let status = Command::new(repo().join("scripts/pyclients.sh"))
+    let status = Command::new(repo().join("scripts/lib/venv.sh"))
+        .arg(repo().join("scripts/requirements/clients.txt"))
         .status()
-        .expect("run scripts/pyclients.sh");
-    assert!(status.success(), "scripts/pyclients.sh failed");
+        .expect("run scripts/lib/venv.sh");
+    assert!(status.success(), "scripts/lib/venv.sh failed");
     repo().join("target/pyclients/bin/python")
 }
 
@@ -37,7 +38,7 @@ fn tritonclient_http_and_grpc_get_the_answers_predict_gives() {
     let gw = Gateway::start(Options::default());
     let image = Path::new("tests/fixtures/images/cat.png");
     let mut cmd = Command::new(python());
-    cmd.arg(repo().join("scripts/oip-clients.py"))
+    cmd.arg(repo().join("scripts/test/oip-clients.py"))
         .arg(gw.addr.to_string())
         .arg(image);
     if keys_on() {

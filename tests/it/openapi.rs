@@ -1,5 +1,5 @@
 //! The OpenAPI document against the real server: `GET /openapi.json` serves the committed
-//! `openapi.json` to anyone, and schemathesis (PyPI, `scripts/pyschema.sh`) generates
+//! `openapi.json` to anyone, and schemathesis (PyPI, `scripts/requirements/schema.txt`) generates
 //! requests for every operation in it, valid and invalid, and finds no server error and no
 //! answer the document does not describe (status, content type, headers, body schema).
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
@@ -19,12 +19,13 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// schemathesis, set up by `scripts/pyschema.sh` when missing.
+/// schemathesis, set up by `scripts/lib/venv.sh` when missing.
 fn schemathesis() -> PathBuf {
-    let status = Command::new(repo().join("scripts/pyschema.sh"))
+    let status = Command::new(repo().join("scripts/lib/venv.sh"))
+        .arg(repo().join("scripts/requirements/schema.txt"))
         .status()
-        .expect("run scripts/pyschema.sh");
-    assert!(status.success(), "scripts/pyschema.sh failed");
+        .expect("run scripts/lib/venv.sh");
+    assert!(status.success(), "scripts/lib/venv.sh failed");
     repo().join("target/pyschema/bin/schemathesis")
 }
 

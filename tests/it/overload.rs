@@ -1,7 +1,7 @@
 //! Adaptive admission under an open-loop load far above a slow model's capacity: the
 //! gateway sheds with 503 and a `Retry-After`, counts what it shed by reason, stays ready,
 //! and keeps serving (cache hits are never shed). Latency figures are the benchmark's
-//! business (scripts/bench-overload.sh), not this test's.
+//! business (scripts/bench/overload.sh), not this test's.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use crate::support;
