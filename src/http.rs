@@ -1,7 +1,8 @@
 //! HTTP: the router and what every request gets whatever its route — admission (head
 //! limits, API key, rate limit), a span, a request id, `Server-Timing`, metrics, and a 500
 //! JSON answer instead of a dropped connection if a handler panics. The routes themselves
-//! are one table ([`route_table`]); the connection's hyper service is `server::service`'s.
+//! are one table ([`ROUTES`], the rows' type in [`route`]); the connection's hyper service
+//! is `server::service`'s.
 
 pub mod admit;
 pub mod answers;
@@ -14,8 +15,9 @@ pub mod oip;
 pub mod repository;
 pub mod openapi;
 pub mod request_metrics;
-pub mod route_table;
+pub mod route;
 pub mod routes;
+pub mod tensor;
 pub mod types;
 
 use std::fmt::Write as _;
@@ -35,12 +37,16 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::auth::Scope;
 use crate::http::body::RequestBody;
 use crate::http::error::ApiError;
 use crate::http::finish::Exchange;
-use crate::http::route_table::{Call, RouteDef, route_of};
+use crate::http::route::{Answer, Call, Handler, IntoAnswer, Methods, Protocol, RouteDef, Shape};
 use crate::predict::RequestOptions;
 use crate::state::Gateway;
+use Methods::{Post, Read};
+use Protocol::{Grpc, Oip, Repository, Seed};
+use Shape::{Exact, OrSlash, Prefix, Versioned};
 
 /// Response type of every route but gRPC's.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -178,6 +184,94 @@ pub fn request_id(headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
         })
         .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned)
+}
+
+// The route table.
+
+/// A [`Handler`] from an `async fn(Call<'_>) -> Result<impl IntoAnswer, ApiError>`.
+macro_rules! handler {
+    ($f:path) => {{
+        fn boxed(call: Call<'_>) -> Answer<'_> {
+            Box::pin(async move { $f(call).await.map(IntoAnswer::into_answer) })
+        }
+        boxed
+    }};
+}
+
+const fn row(
+    path: &'static str,
+    shape: Shape,
+    methods: Methods,
+    scope: Option<Scope>,
+    protocol: Protocol,
+    label: &'static str,
+    handler: Handler,
+) -> RouteDef {
+    RouteDef {
+        path,
+        shape,
+        methods,
+        scope,
+        protocol,
+        label,
+        handler,
+    }
+}
+
+const OPEN: Option<Scope> = None;
+const PREDICT: Option<Scope> = Some(Scope::Predict);
+const ADMIN: Option<Scope> = Some(Scope::Admin);
+
+/// Every route, matched in order (an exact row before a prefix that covers it): path,
+/// shape, methods, scope, protocol, metric label, handler. The API's description is no
+/// secret: clients fetch it before they have a key.
+#[rustfmt::skip]
+pub static ROUTES: &[RouteDef] = &[
+    row("/health", Exact, Read, OPEN, Seed, "/health", handler!(routes::health)),
+    row("/ready", Exact, Read, OPEN, Seed, "/ready", handler!(routes::ready)),
+    row("/predict", Exact, Post, PREDICT, Seed, "/predict", handler!(routes::predict)),
+    row("/stats", Exact, Read, ADMIN, Seed, "/stats", handler!(routes::stats)),
+    row("/metrics", Exact, Read, ADMIN, Seed, "/metrics", handler!(routes::metrics)),
+    row("/openapi.json", Exact, Read, OPEN, Seed, "/openapi.json", handler!(openapi::serve)),
+    row("/v2/health/live", Exact, Read, OPEN, Oip, "/v2/health", handler!(oip::live)),
+    row("/v2/health/ready", Exact, Read, OPEN, Oip, "/v2/health", handler!(oip::ready)),
+    row("/v2", OrSlash, Read, PREDICT, Oip, "/v2/models/{model}", handler!(oip::server_metadata)),
+    row("/v2/models/{model}", Versioned, Read, PREDICT, Oip, "/v2/models/{model}", handler!(oip::model_metadata)),
+    row("/v2/models/{model}/ready", Versioned, Read, PREDICT, Oip, "/v2/models/{model}", handler!(oip::model_ready)),
+    row("/v2/models/{model}/infer", Versioned, Post, PREDICT, Oip, "/v2/models/{model}/infer", handler!(oip::infer)),
+    row("/v2/repository/index", Exact, Post, ADMIN, Repository, "/v2/repository", handler!(repository::index)),
+    row("/v2/repository/models/{model}/load", Exact, Post, ADMIN, Repository, "/v2/repository", handler!(repository::load)),
+    row("/v2/repository/models/{model}/unload", Exact, Post, ADMIN, Repository, "/v2/repository", handler!(repository::unload)),
+    // Health checks are open, as `/v2/health` is; any other method is tonic's to answer.
+    row("/inference.GRPCInferenceService/ServerLive", Exact, Post, OPEN, Grpc, "grpc:health", handler!(grpc::serve)),
+    row("/inference.GRPCInferenceService/ServerReady", Exact, Post, OPEN, Grpc, "grpc:health", handler!(grpc::serve)),
+    row(grpc::SERVICE_PREFIX, Prefix, Post, PREDICT, Grpc, "grpc:inference", handler!(grpc::serve)),
+];
+
+/// Every path no row matches. It needs a key too, so that probing tells a stranger
+/// nothing, and answers 404 whatever the method.
+pub static UNKNOWN: RouteDef = row(
+    "",
+    Exact,
+    Methods::Any,
+    PREDICT,
+    Seed,
+    "unknown",
+    handler!(not_found),
+);
+
+async fn not_found(call: Call<'_>) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(
+        call.req.uri().path().chars().take(200).collect(),
+    ))
+}
+
+/// The row `path` belongs to; [`UNKNOWN`] when none.
+pub fn route_of(path: &str) -> &'static RouteDef {
+    ROUTES
+        .iter()
+        .find(|route| route.params(path).is_some())
+        .unwrap_or(&UNKNOWN)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use http::Request;
 
 use crate::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::route_table::RouteDef;
+use crate::http::route::RouteDef;
 use crate::http::{AmbiguousFraming, ClientCert};
 use crate::rate_limit::{Client, Verdict};
 use crate::state::Gateway;

@@ -2,7 +2,7 @@
 //! metadata and the model repository's load and unload: the types the handlers serialize
 //! and the OpenAPI document describes, one and the same (`/health`'s is
 //! `readiness::Health`, `/predict`'s `encode::PredictAnswer`, the OIP's inference answer
-//! in `oip::tensor`).
+//! in `http::tensor`).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::admission::GateSnapshot;
-use crate::http::oip::tensor::Datatype;
+use crate::http::tensor::Datatype;
 use crate::infer::registry::Served;
 use crate::prediction_log::{PredictionLog, SinkCounters};
 use crate::readiness::{DependencyState, Readiness};

@@ -10,7 +10,7 @@ use tracing::{Span, field};
 
 use crate::http::admit::Admission;
 use crate::http::error::ApiError;
-use crate::http::route_table::{Protocol, RouteDef};
+use crate::http::route::{Protocol, RouteDef};
 use crate::http::{Panicked, ResponseBody, Timing, grpc, request_id, request_metrics};
 use crate::predict::RequestOptions;
 use crate::rate_limit::Verdict;

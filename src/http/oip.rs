@@ -3,8 +3,6 @@
 //! read-through as `/predict` (cache, coalescing, batching, the log), one prediction per
 //! row. Errors are the protocol's `{"error": "…"}` (see `http::finish`).
 
-pub mod tensor;
-
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,8 +17,8 @@ use crate::http::answers::{
 };
 use crate::http::body::{asks_no_cache, deadline_and_body};
 use crate::http::error::{ApiError, readiness_status};
-use crate::http::oip::tensor::{Datatype, HEADER_LENGTH, Output, OutputData, Tensor, Values};
-use crate::http::route_table::Call;
+use crate::http::route::Call;
+use crate::http::tensor::{self, Datatype, HEADER_LENGTH, Output, OutputData, Tensor, Values};
 use crate::http::{HttpResponse, json_response};
 use crate::infer::InferError;
 use crate::infer::manifest::{InputSpec, ModelInfo};

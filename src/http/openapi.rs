@@ -30,8 +30,9 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::auth::Scope;
 use crate::http::HttpResponse;
+use crate::http::ROUTES;
 use crate::http::error::{ApiError, ErrorBody, OipErrorBody};
-use crate::http::route_table::{Call, ROUTES, RouteDef};
+use crate::http::route::{Call, RouteDef};
 
 /// The document as served and committed: pretty JSON, built on first use, then shared.
 pub static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(render()));
@@ -323,9 +324,9 @@ mod paths {
         RepositoryModelDone, Stats,
     };
     use crate::http::error::{ErrorBody, OipErrorBody};
-    use crate::http::oip::tensor::{InferRequest, InferResponse};
     use crate::http::openapi::schemas::{BinaryBody, PredictUpload, RepositoryModelRequest};
     use crate::http::repository::{IndexEntry, IndexRequest};
+    use crate::http::tensor::{InferRequest, InferResponse};
     use crate::http::types::TabularRequest;
     use crate::readiness::Health;
 
@@ -606,7 +607,8 @@ mod tests {
     use http::Method;
 
     use super::*;
-    use crate::http::route_table::{Protocol, route_of};
+    use crate::http::route::Protocol;
+    use crate::http::route_of;
 
     fn committed_path() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("openapi.json")

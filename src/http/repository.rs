@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::http::answers::RepositoryModelDone;
 use crate::http::body::deadline_and_body;
 use crate::http::error::ApiError;
-use crate::http::route_table::Call;
+use crate::http::route::Call;
 use crate::http::{HttpResponse, json_response};
 use crate::infer::registry::Catalog;
 use crate::repository::RepositoryError;

@@ -11,7 +11,7 @@ use crate::http::body::{
     PredictContent, asks_no_cache, deadline_and_body, decode_tabular, predict_content,
 };
 use crate::http::error::{ApiError, readiness_status};
-use crate::http::route_table::Call;
+use crate::http::route::Call;
 use crate::http::{HttpResponse, Timing, json_response, multipart};
 use crate::predict::{ImageInput, Prediction, RequestOptions};
 use crate::readiness::{Health, Readiness};

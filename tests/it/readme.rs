@@ -37,7 +37,8 @@ fn examples(readme: &str) -> Vec<Example> {
             } else if continued {
                 let last = examples.last_mut().unwrap();
                 last.command.push(' ');
-                last.command.push_str(line.trim().trim_end_matches('\\').trim_end());
+                last.command
+                    .push_str(line.trim().trim_end_matches('\\').trim_end());
                 continued = line.ends_with('\\');
             } else if !line.is_empty() {
                 examples.push(Example {
@@ -83,7 +84,8 @@ fn expectations(shown: &str) -> (Vec<String>, Vec<(String, Value)>) {
 fn has(json: &Value, key: &str, value: Option<&Value>) -> bool {
     match json {
         Value::Object(map) => {
-            map.get(key).is_some_and(|v| value.is_none_or(|want| v == want))
+            map.get(key)
+                .is_some_and(|v| value.is_none_or(|want| v == want))
                 || map.values().any(|v| has(v, key, value))
         }
         Value::Array(items) => items.iter().any(|v| has(v, key, value)),
@@ -108,7 +110,11 @@ fn every_readme_example_runs_and_answers_what_it_shows() {
             "a README example that is not a curl command: {}",
             example.command
         );
-        assert!(!example.shown.is_empty(), "no answer shown for: {}", example.command);
+        assert!(
+            !example.shown.is_empty(),
+            "no answer shown for: {}",
+            example.command
+        );
         let command = example.command.replace("https://localhost:8443", &base);
         let out = Command::new("sh")
             .arg("-c")
@@ -126,7 +132,10 @@ fn every_readme_example_runs_and_answers_what_it_shows() {
         let json: Value = serde_json::from_str(&stdout)
             .unwrap_or_else(|e| panic!("{command}: not JSON ({e}): {stdout}"));
         let (keys, pairs) = expectations(&example.shown);
-        assert!(!keys.is_empty(), "nothing to check in the answer shown for {command}");
+        assert!(
+            !keys.is_empty(),
+            "nothing to check in the answer shown for {command}"
+        );
         for key in &keys {
             assert!(has(&json, key, None), "{command}: no {key:?} in {json}");
         }
@@ -149,7 +158,10 @@ fn the_examples_parse_as_the_readme_writes_them() {
                   # {\"a\":\"b\",\"c\":true,\n#  \"d\":\"e…\"}\n```\n## Next\n```sh\ncurl no\n```\n";
     let found = examples(readme);
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].command, "curl -k https://localhost:8443/a -d '{\"x\":1}'");
+    assert_eq!(
+        found[0].command,
+        "curl -k https://localhost:8443/a -d '{\"x\":1}'"
+    );
     let (keys, pairs) = expectations(&found[0].shown);
     assert_eq!(keys, ["a", "c", "d"]);
     assert_eq!(

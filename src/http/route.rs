@@ -1,7 +1,6 @@
-//! The route table: every route once, with what the router, the `Allow` header, the API
-//! key check, the request metrics and the OpenAPI document read from it. A new route is a
-//! row here, its handler, and its stub in the OpenAPI document (a test fails until it has
-//! one).
+//! What a route is: its row in the route table (`http::ROUTES`: path, methods, scope,
+//! protocol, metric label, handler), how a path matches it, and what its handler is given.
+//! Handlers import this, never the table, which names them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,12 +12,9 @@ use http_body_util::Either;
 use crate::auth::Scope;
 use crate::http::body::RequestBody;
 use crate::http::error::ApiError;
-use crate::http::{HttpResponse, ResponseBody, Timing, grpc, oip, openapi, repository, routes};
+use crate::http::{HttpResponse, ResponseBody, Timing};
 use crate::predict::RequestOptions;
 use crate::state::Gateway;
-use Methods::{Post, Read};
-use Protocol::{Grpc, Oip, Repository, Seed};
-use Shape::{Exact, OrSlash, Prefix, Versioned};
 
 /// One route: where it is, what it takes, who may call it, how it answers.
 pub struct RouteDef {
@@ -132,92 +128,6 @@ impl IntoAnswer for Response<tonic::body::Body> {
     }
 }
 
-/// A [`Handler`] from an `async fn(Call<'_>) -> Result<impl IntoAnswer, ApiError>`.
-macro_rules! handler {
-    ($f:path) => {{
-        fn boxed(call: Call<'_>) -> Answer<'_> {
-            Box::pin(async move { $f(call).await.map(IntoAnswer::into_answer) })
-        }
-        boxed
-    }};
-}
-
-const fn row(
-    path: &'static str,
-    shape: Shape,
-    methods: Methods,
-    scope: Option<Scope>,
-    protocol: Protocol,
-    label: &'static str,
-    handler: Handler,
-) -> RouteDef {
-    RouteDef {
-        path,
-        shape,
-        methods,
-        scope,
-        protocol,
-        label,
-        handler,
-    }
-}
-
-const OPEN: Option<Scope> = None;
-const PREDICT: Option<Scope> = Some(Scope::Predict);
-const ADMIN: Option<Scope> = Some(Scope::Admin);
-
-/// Every route, matched in order (an exact row before a prefix that covers it): path,
-/// shape, methods, scope, protocol, metric label, handler. The API's description is no
-/// secret: clients fetch it before they have a key.
-#[rustfmt::skip]
-pub static ROUTES: &[RouteDef] = &[
-    row("/health", Exact, Read, OPEN, Seed, "/health", handler!(routes::health)),
-    row("/ready", Exact, Read, OPEN, Seed, "/ready", handler!(routes::ready)),
-    row("/predict", Exact, Post, PREDICT, Seed, "/predict", handler!(routes::predict)),
-    row("/stats", Exact, Read, ADMIN, Seed, "/stats", handler!(routes::stats)),
-    row("/metrics", Exact, Read, ADMIN, Seed, "/metrics", handler!(routes::metrics)),
-    row("/openapi.json", Exact, Read, OPEN, Seed, "/openapi.json", handler!(openapi::serve)),
-    row("/v2/health/live", Exact, Read, OPEN, Oip, "/v2/health", handler!(oip::live)),
-    row("/v2/health/ready", Exact, Read, OPEN, Oip, "/v2/health", handler!(oip::ready)),
-    row("/v2", OrSlash, Read, PREDICT, Oip, "/v2/models/{model}", handler!(oip::server_metadata)),
-    row("/v2/models/{model}", Versioned, Read, PREDICT, Oip, "/v2/models/{model}", handler!(oip::model_metadata)),
-    row("/v2/models/{model}/ready", Versioned, Read, PREDICT, Oip, "/v2/models/{model}", handler!(oip::model_ready)),
-    row("/v2/models/{model}/infer", Versioned, Post, PREDICT, Oip, "/v2/models/{model}/infer", handler!(oip::infer)),
-    row("/v2/repository/index", Exact, Post, ADMIN, Repository, "/v2/repository", handler!(repository::index)),
-    row("/v2/repository/models/{model}/load", Exact, Post, ADMIN, Repository, "/v2/repository", handler!(repository::load)),
-    row("/v2/repository/models/{model}/unload", Exact, Post, ADMIN, Repository, "/v2/repository", handler!(repository::unload)),
-    // Health checks are open, as `/v2/health` is; any other method is tonic's to answer.
-    row("/inference.GRPCInferenceService/ServerLive", Exact, Post, OPEN, Grpc, "grpc:health", handler!(grpc::serve)),
-    row("/inference.GRPCInferenceService/ServerReady", Exact, Post, OPEN, Grpc, "grpc:health", handler!(grpc::serve)),
-    row(grpc::SERVICE_PREFIX, Prefix, Post, PREDICT, Grpc, "grpc:inference", handler!(grpc::serve)),
-];
-
-/// Every path no row matches. It needs a key too, so that probing tells a stranger
-/// nothing, and answers 404 whatever the method.
-pub static UNKNOWN: RouteDef = row(
-    "",
-    Exact,
-    Methods::Any,
-    PREDICT,
-    Seed,
-    "unknown",
-    handler!(not_found),
-);
-
-async fn not_found(call: Call<'_>) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(
-        call.req.uri().path().chars().take(200).collect(),
-    ))
-}
-
-/// The row `path` belongs to; [`UNKNOWN`] when none.
-pub fn route_of(path: &str) -> &'static RouteDef {
-    ROUTES
-        .iter()
-        .find(|route| route.params(path).is_some())
-        .unwrap_or(&UNKNOWN)
-}
-
 /// The values a path gives a route's `{name}` segments.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Params<'p> {
@@ -303,6 +213,7 @@ fn match_segments<'p>(pattern: &str, path: &'p str, versioned: bool) -> Option<P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::{ROUTES, UNKNOWN, route_of};
 
     fn label(path: &str) -> &'static str {
         route_of(path).label
