@@ -8,7 +8,7 @@ mod assemble;
 mod public_listener;
 pub mod tls_reload;
 
-pub use assemble::{Assembled, assemble};
+pub use assemble::{Assembled, assemble, assemble_with_metrics};
 
 use std::sync::Arc;
 use std::time::Duration;

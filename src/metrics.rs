@@ -1,10 +1,14 @@
 //! Prometheus metrics: every metric name, its help text and its buckets live here.
 //!
 //! The recorder is the `metrics` facade's global one, so any thread may record; `/metrics`
-//! renders it through a [`PrometheusHandle`] without a listener of its own.
+//! renders it through a [`PrometheusHandle`] without a listener of its own. (A test that
+//! runs several gateways in one process gives each a recorder of its own instead:
+//! [`with_local_recorder`].)
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge};
-use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// Requests answered, by route and status code.
 pub const REQUESTS_TOTAL: &str = "infergate_requests_total";
@@ -123,7 +127,33 @@ const INFERENCE_BUCKETS: &[f64] = &[
 /// Call once per process; the caller must run [`PrometheusHandle::run_upkeep`] every few
 /// seconds so histogram samples are drained between scrapes.
 pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError> {
-    let handle = PrometheusBuilder::new()
+    let recorder = recorder()?;
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)?;
+    publish_constants(io_backend);
+    Ok(handle)
+}
+
+/// Runs `f` with a recorder of its own, not the process-wide one, handed its handle: what
+/// the calling thread records while `f` runs goes there (and what is resolved there, such
+/// as a counter kept in a struct, keeps recording there from any thread). Several gateways
+/// can so live in one process, each rendering its own `/metrics` (the in-process test
+/// harness). What other threads record by name goes to the process-wide recorder, if any.
+pub fn with_local_recorder<T>(
+    io_backend: &'static str,
+    f: impl FnOnce(PrometheusHandle) -> T,
+) -> Result<T, BuildError> {
+    let recorder = recorder()?;
+    let handle = recorder.handle();
+    Ok(metrics::with_local_recorder(&recorder, || {
+        publish_constants(io_backend);
+        f(handle)
+    }))
+}
+
+/// The recorder with real histogram buckets, installed nowhere yet.
+fn recorder() -> Result<PrometheusRecorder, BuildError> {
+    Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), REQUEST_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(INFERENCE_DURATION.into()), INFERENCE_BUCKETS)?
         .set_buckets_for_metric(
@@ -137,7 +167,11 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
         .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(LOG_FLUSH_DURATION.into()), FLUSH_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(SHADOW_MAX_PROB_DELTA.into()), DELTA_BUCKETS)?
-        .install_recorder()?;
+        .build_recorder())
+}
+
+/// Describes every metric and sets the ones fixed at start, in the current recorder.
+fn publish_constants(io_backend: &'static str) {
     describe();
     gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "io_backend" => io_backend).set(1.0);
     for backend in ["uring", "epoll"] {
@@ -146,7 +180,6 @@ pub fn install(io_backend: &'static str) -> Result<PrometheusHandle, BuildError>
     gauge!(CONNECTIONS_ACTIVE).set(0.0);
     gauge!(INFERENCE_QUEUE_DEPTH).set(0.0);
     export_rare_at_zero();
-    Ok(handle)
 }
 
 /// Exports at zero the counters of events a healthy gateway may never see, so that a query

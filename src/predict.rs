@@ -684,3 +684,334 @@ fn cached(answer: CachedAnswer, status: CacheStatus) -> Computed {
         preprocess: Duration::ZERO,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The read-through against real compute threads, a real batcher and a real L1, with a
+    //! model of known speed ([`Delayed`]) that counts its work. Redis is covered by the
+    //! integration suite (`tests/it/redis_cache.rs`). The model runs on compute threads in
+    //! real time: only the deadline test pauses tokio's clock, where the paused clock
+    //! reaching the deadline while the model sleeps is the point.
+
+    use super::*;
+    use crate::batch::BatchConfig;
+    use crate::cache::l1::L1Config;
+    use crate::config::{AdmissionConfig, ShadowConfig};
+    use crate::infer::delayed::Delayed;
+    use crate::infer::model::testing::{Calls, fixed};
+    use crate::infer::registry::{Catalog, Origin, Served};
+    use crate::infer::worker::PoolConfig;
+    use crate::shadow::ShadowParts;
+
+    /// A deadline no test here comes near.
+    const AMPLE: Duration = Duration::from_secs(30);
+    /// What each forward pass sleeps: long enough that concurrent requests overlap it.
+    const FORWARD: Duration = Duration::from_millis(50);
+
+    struct Rig {
+        predictor: Predictor,
+        stats: Arc<Stats>,
+        calls: Arc<Calls>,
+    }
+
+    /// A predictor over one 4-feature model `m` answering `probs` after `delay`: its own
+    /// compute thread, batcher, L1, shadow runner; no Redis, log nor imaging.
+    fn rig(probs: &[f32], delay: Duration, admission: &AdmissionConfig) -> Rig {
+        let (model, calls) = fixed("m", 4, probs);
+        let model: Arc<dyn Model> = Arc::new(Delayed::new(model, delay));
+        let catalog = Catalog::new(vec![Served::new("m".into(), Origin::Config, vec![model])]);
+        let infer = Arc::new(
+            Infer::start(
+                catalog,
+                &PoolConfig {
+                    threads: 1,
+                    queue_capacity: 64,
+                },
+            )
+            .unwrap(),
+        );
+        let stats = Arc::new(Stats::new());
+        let batcher = Batcher::start(
+            Arc::clone(&infer),
+            Arc::clone(&stats),
+            BatchConfig {
+                max_size: 8,
+                max_wait: Duration::from_millis(1),
+                max_in_flight: 1,
+                queue_capacity: 64,
+            },
+        )
+        .unwrap();
+        let shadow = Shadow::start(
+            ShadowParts {
+                batcher: batcher.clone(),
+                imaging: None,
+                log: None,
+            },
+            &ShadowConfig::default(),
+        )
+        .unwrap();
+        let predictor = Predictor::new(
+            PredictorParts {
+                admission: Admission::new(admission, ["m"]),
+                infer,
+                batcher,
+                l1: Some(L1::new(&L1Config {
+                    max_entries: 1024,
+                    max_bytes: 1 << 20,
+                    ttl: Duration::from_secs(600),
+                    shards: 1,
+                })),
+                l2: None,
+                stats: Arc::clone(&stats),
+                log: None,
+                imaging: None,
+                shadow,
+            },
+            PredictConfig {
+                coalesce: true,
+                log_client_addr: false,
+            },
+        );
+        Rig {
+            predictor,
+            stats,
+            calls,
+        }
+    }
+
+    fn no_shedding() -> AdmissionConfig {
+        AdmissionConfig {
+            adaptive: false,
+            ..AdmissionConfig::default()
+        }
+    }
+
+    fn input(features: &[f32]) -> TabularInput {
+        TabularInput {
+            model: None,
+            version: None,
+            features: features.to_vec(),
+            len: features.len(),
+        }
+    }
+
+    fn opts(budget: Duration, bypass_cache: bool) -> RequestOptions {
+        let now = tokio::time::Instant::now();
+        RequestOptions {
+            bypass_cache,
+            request_id: "test".into(),
+            client_addr: None,
+            received: now,
+            api_key: None,
+            deadline: Deadline::new(now, budget),
+            trace: TraceContext {
+                trace_id: [1; 16],
+                parent_id: None,
+                span_id: [2; 8],
+                flags: 1,
+            },
+        }
+    }
+
+    /// Whether L1 holds an answer for `features` of the rig's model.
+    fn in_l1(rig: &Rig, features: &[f32]) -> bool {
+        let chosen = rig
+            .predictor
+            .infer
+            .choose(None, None, InputKind::Features)
+            .unwrap();
+        let key = CacheKey::for_model(chosen.model.info(), Input::Features(features));
+        rig.predictor.l1.as_ref().unwrap().get(&key).is_some()
+    }
+
+    const PROBS: [f32; 3] = [0.1, 0.7, 0.2];
+    const ROW: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
+
+    #[tokio::test]
+    async fn a_miss_fills_l1_and_the_same_request_is_then_a_hit_with_the_same_answer() {
+        let rig = rig(&PROBS, FORWARD, &no_shedding());
+        let miss = rig.predictor.tabular(input(&ROW), opts(AMPLE, false)).await;
+        let miss = miss.unwrap();
+        assert_eq!(miss.cache, CacheStatus::Miss);
+        assert_eq!(miss.batch_size, 1);
+        assert!(in_l1(&rig, &ROW));
+
+        let hit = rig.predictor.tabular(input(&ROW), opts(AMPLE, false)).await;
+        let hit = hit.unwrap();
+        assert_eq!(hit.cache, CacheStatus::HitL1);
+        assert!(hit.cache.is_cached());
+        assert_eq!(hit.answer.body, miss.answer.body);
+        assert_eq!(hit.answer.probs, miss.answer.probs);
+        assert!((hit.answer.confidence - 0.7).abs() < 1e-6);
+        // A hit did no model work and says so.
+        assert_eq!((hit.batch_size, hit.compute), (0, Duration::ZERO));
+        assert_ne!(hit.prediction_id, miss.prediction_id);
+        assert_eq!(rig.calls.passes(), 1);
+
+        let stats = rig.stats.snapshot();
+        assert_eq!(stats.total_predictions, 2);
+        assert_eq!(stats.from_source(Source::Computed), 1);
+        assert_eq!(stats.from_source(Source::L1), 1);
+        assert_eq!((stats.cache_hits(), stats.cache_misses()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn bypass_computes_again_and_still_fills_the_cache() {
+        let rig = rig(&PROBS, FORWARD, &no_shedding());
+        let first = rig.predictor.tabular(input(&ROW), opts(AMPLE, true)).await;
+        assert_eq!(first.unwrap().cache, CacheStatus::Bypass);
+        assert_eq!(rig.calls.passes(), 1);
+        // The bypass filled the cache for the next request.
+        assert!(in_l1(&rig, &ROW));
+        let hit = rig.predictor.tabular(input(&ROW), opts(AMPLE, false)).await;
+        assert_eq!(hit.unwrap().cache, CacheStatus::HitL1);
+        assert_eq!(rig.calls.passes(), 1);
+        // And a bypass with the answer cached computes anyway.
+        let again = rig.predictor.tabular(input(&ROW), opts(AMPLE, true)).await;
+        let again = again.unwrap();
+        assert_eq!(again.cache, CacheStatus::Bypass);
+        assert!(!again.cache.is_cached());
+        assert_eq!(rig.calls.passes(), 2);
+
+        let stats = rig.stats.snapshot();
+        assert_eq!(stats.from_source(Source::Bypass), 2);
+        assert_eq!(stats.from_source(Source::L1), 1);
+        assert_eq!(stats.from_source(Source::Computed), 0);
+    }
+
+    #[tokio::test]
+    async fn identical_concurrent_misses_cost_one_forward_pass() {
+        const N: usize = 8;
+        let rig = rig(&PROBS, FORWARD, &no_shedding());
+        // All N are polled once, in order, before any can finish: the first leads the
+        // flight, the others join it whatever the machine's speed.
+        let all = futures_util::future::join_all(
+            (0..N).map(|_| rig.predictor.tabular(input(&ROW), opts(AMPLE, false))),
+        )
+        .await;
+        let statuses: Vec<CacheStatus> = all.iter().map(|p| p.as_ref().unwrap().cache).collect();
+        assert_eq!(statuses[0], CacheStatus::Miss, "{statuses:?}");
+        assert!(
+            statuses[1..].iter().all(|s| *s == CacheStatus::Coalesced),
+            "{statuses:?}"
+        );
+        let body = all[0].as_ref().unwrap().answer.body.clone();
+        assert!(all.iter().all(|p| p.as_ref().unwrap().answer.body == body));
+        // One pass of one row: not N rows batched together either.
+        assert_eq!((rig.calls.passes(), rig.calls.rows()), (1, 1));
+
+        let stats = rig.stats.snapshot();
+        assert_eq!(stats.from_source(Source::Computed), 1);
+        assert_eq!(stats.from_source(Source::Coalesced), N as u64 - 1);
+        assert_eq!(stats.batched_rows, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_that_passes_first_is_deadline_exceeded_and_fills_nothing() {
+        // The model sleeps 500 ms of real time; the paused clock reaches the 50 ms
+        // deadline as soon as the runtime has nothing else to do.
+        let slow = Duration::from_millis(500);
+        let rig = rig(&PROBS, slow, &no_shedding());
+        let late = rig
+            .predictor
+            .tabular(input(&ROW), opts(Duration::from_millis(50), false))
+            .await;
+        assert!(
+            matches!(late, Err(PredictError::DeadlineExceeded { budget_ms: 50 })),
+            "{:?}",
+            late.err()
+        );
+        // Whatever the compute thread still does with the abandoned row ends within the
+        // model's delay; nothing of it reaches the cache or the counters.
+        std::thread::sleep(slow + Duration::from_millis(300));
+        assert!(!in_l1(&rig, &ROW));
+        assert_eq!(rig.stats.snapshot().total_predictions, 0);
+
+        // In real time with time to spare, the same request is computed: a miss.
+        tokio::time::resume();
+        let next = rig.predictor.tabular(input(&ROW), opts(AMPLE, false)).await;
+        assert_eq!(next.unwrap().cache, CacheStatus::Miss);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_feature_count_is_refused_before_any_model_work() {
+        let rig = rig(&PROBS, FORWARD, &no_shedding());
+        let short = rig
+            .predictor
+            .tabular(input(&[1.0, 2.0, 3.0]), opts(AMPLE, false))
+            .await;
+        match short {
+            Err(PredictError::FeatureCount {
+                expected,
+                got,
+                names,
+            }) => {
+                assert_eq!((expected, got), (4, 3));
+                assert_eq!(names, ["x0", "x1", "x2", "x3"]);
+            }
+            other => panic!("not a feature count error: {:?}", other.err()),
+        }
+        assert_eq!(rig.calls.passes(), 0);
+        assert_eq!(rig.stats.snapshot().total_predictions, 0);
+    }
+
+    #[tokio::test]
+    async fn a_non_finite_output_is_refused_and_never_cached() {
+        let rig = rig(&[f32::NAN, 1.0], FORWARD, &no_shedding());
+        for pass in 1..=2 {
+            let answer = rig.predictor.tabular(input(&ROW), opts(AMPLE, false)).await;
+            assert!(
+                matches!(
+                    &answer,
+                    Err(PredictError::Flight(FlightError::NonFiniteOutput { model })) if model == "m"
+                ),
+                "{:?}",
+                answer.err()
+            );
+            // Not cached: the second request runs the model again.
+            assert_eq!(rig.calls.passes(), pass);
+            assert!(!in_l1(&rig, &ROW));
+        }
+        assert_eq!(rig.stats.snapshot().total_predictions, 0);
+    }
+
+    #[tokio::test]
+    async fn work_beyond_the_admission_limit_is_shed_without_running_the_model() {
+        let one_at_a_time = AdmissionConfig {
+            adaptive: true,
+            initial_limit: 1,
+            min_limit: 1,
+            max_limit: 1,
+            ..AdmissionConfig::default()
+        };
+        let rig = rig(&PROBS, FORWARD, &one_at_a_time);
+        // Two distinct misses (no coalescing): the first holds the model's one place
+        // while the second asks for it.
+        let (first, second) = tokio::join!(
+            rig.predictor.tabular(input(&ROW), opts(AMPLE, false)),
+            rig.predictor
+                .tabular(input(&[4.0, 3.0, 2.0, 1.0]), opts(AMPLE, false)),
+        );
+        assert_eq!(first.unwrap().cache, CacheStatus::Miss);
+        assert!(
+            matches!(
+                &second,
+                Err(PredictError::Flight(FlightError::Shed(Shed::Concurrency {
+                    model: "m",
+                    limit: 1,
+                    ..
+                })))
+            ),
+            "{:?}",
+            second.err()
+        );
+        assert_eq!((rig.calls.passes(), rig.calls.rows()), (1, 1));
+        // The place is free again once the first is answered.
+        let later = rig
+            .predictor
+            .tabular(input(&[4.0, 3.0, 2.0, 1.0]), opts(AMPLE, false))
+            .await;
+        assert_eq!(later.unwrap().cache, CacheStatus::Miss);
+    }
+}

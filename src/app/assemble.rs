@@ -38,8 +38,7 @@ use crate::telemetry::traces::Traces;
 
 /// The gateway state and the metrics handle, built from a validated `Config`: models
 /// loaded, compute threads, batcher, caches and the prediction log started; nothing
-/// listening yet and not warm (see [`warm_up`]). Installs the process-wide metrics recorder,
-/// so it runs once per process.
+/// listening yet and not warm (see [`warm_up`]).
 pub struct Assembled {
     /// The state every request sees.
     pub gateway: Arc<Gateway>,
@@ -48,9 +47,21 @@ pub struct Assembled {
 }
 
 /// Builds everything below the listener (see [`Assembled`]); `backend` is what
-/// `/stats`, `/ready` and the metrics will say serves connections.
+/// `/stats`, `/ready` and the metrics will say serves connections. Installs the
+/// process-wide metrics recorder, so it runs once per process.
 pub fn assemble(config: &Config, backend: Backend) -> Result<Assembled, AppError> {
     let metrics = crate::metrics::install(backend.name())?;
+    assemble_with_metrics(config, backend, metrics)
+}
+
+/// As [`assemble`], with `/metrics` rendered from `metrics`, a recorder the caller has set
+/// up and made current (`crate::metrics::with_local_recorder`): several gateways in one
+/// process, as the in-process test harness runs them.
+pub fn assemble_with_metrics(
+    config: &Config,
+    backend: Backend,
+    metrics: PrometheusHandle,
+) -> Result<Assembled, AppError> {
     let image_options = ImageModelOptions {
         device: image_device(),
         max_batch: config.image.max_batch_size,

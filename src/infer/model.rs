@@ -66,10 +66,12 @@ impl<M: Model + ?Sized> Model for Box<M> {
     }
 }
 
-/// Test models that are chosen, loaded and listed, never run.
+/// Test models: ones that are chosen, loaded and listed, never run ([`unrun`]), and one
+/// that runs, answers fixed probabilities and counts its work ([`fixed`]).
 #[cfg(test)]
 pub(crate) mod testing {
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::{Batch, Model, ModelError, Outputs};
     use crate::infer::manifest::{InputSpec, ModelInfo};
@@ -97,5 +99,76 @@ pub(crate) mod testing {
             max_batch: 8,
             revision: 1,
         }))
+    }
+
+    /// The work a [`Fixed`] model has done.
+    #[derive(Debug, Default)]
+    pub(crate) struct Calls {
+        passes: AtomicUsize,
+        rows: AtomicUsize,
+    }
+
+    impl Calls {
+        /// Forward passes run.
+        pub(crate) fn passes(&self) -> usize {
+            self.passes.load(Ordering::SeqCst)
+        }
+
+        /// Rows those passes carried.
+        pub(crate) fn rows(&self) -> usize {
+            self.rows.load(Ordering::SeqCst)
+        }
+    }
+
+    /// A model that answers the same probabilities for every row, whatever its input.
+    pub(crate) struct Fixed {
+        info: ModelInfo,
+        probs: Vec<f32>,
+        calls: Arc<Calls>,
+    }
+
+    impl Model for Fixed {
+        fn info(&self) -> &ModelInfo {
+            &self.info
+        }
+
+        fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError> {
+            // As a real model: a batch of the wrong width is refused, not answered.
+            let expected = self.info.row_len();
+            if batch.features != expected {
+                return Err(ModelError::Shape {
+                    expected,
+                    got: batch.features,
+                });
+            }
+            self.calls.passes.fetch_add(1, Ordering::SeqCst);
+            self.calls.rows.fetch_add(batch.rows, Ordering::SeqCst);
+            Ok(Outputs {
+                rows: batch.rows,
+                classes: self.probs.len(),
+                probs: self.probs.repeat(batch.rows),
+            })
+        }
+    }
+
+    /// A `features`-feature model called `name` at version `1`, answering `probs` (one
+    /// class each), and the count of its work.
+    pub(crate) fn fixed(name: &str, features: usize, probs: &[f32]) -> (Fixed, Arc<Calls>) {
+        let calls = Arc::new(Calls::default());
+        let model = Fixed {
+            info: ModelInfo {
+                name: name.into(),
+                version: "1".into(),
+                labels: (0..probs.len()).map(|i| format!("class{i}")).collect(),
+                input: InputSpec::Features {
+                    names: (0..features).map(|i| format!("x{i}")).collect(),
+                },
+                max_batch: 8,
+                revision: 0,
+            },
+            probs: probs.to_vec(),
+            calls: Arc::clone(&calls),
+        };
+        (model, calls)
     }
 }

@@ -1,6 +1,7 @@
 //! The integration suite: one test binary (one link of the whole dependency tree, where
 //! there were 30), a module per area. Each starts the real `infergate` binary, real Redis
-//! and real PostgreSQL where it needs them (`support`), and speaks real HTTPS to it.
+//! and real PostgreSQL where it needs them (`support`), and speaks real HTTPS to it;
+//! `harness` drives in-process gateways over an in-memory pipe (`support::in_process`).
 //! `tests/otlp.rs` stays its own binary: it needs the `otlp` feature.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -13,6 +14,7 @@ mod check_socket;
 mod cli;
 mod config;
 mod deadlines;
+mod harness;
 mod hostile;
 mod http_api;
 mod image_api;

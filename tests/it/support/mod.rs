@@ -3,6 +3,7 @@
 // Waiting on a real child process is wall-clock time, not the paused tokio clock.
 #![allow(clippy::disallowed_types)]
 
+pub mod in_process;
 pub mod launcher;
 pub mod postgres_server;
 pub mod redis_server;
