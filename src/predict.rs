@@ -239,7 +239,7 @@ pub enum PredictError {
 
 /// How the predictor behaves.
 #[derive(Debug, Clone, Copy)]
-pub struct PredictConfig {
+pub struct PredictSettings {
     /// Whether identical concurrent misses share one inference.
     pub coalesce: bool,
     /// Whether the log stores the client's address.
@@ -282,12 +282,12 @@ pub struct Predictor {
     log: Option<Arc<PredictionLog>>,
     /// L1 hit and miss counters, resolved once: they count every request.
     l1_counts: [metrics::Counter; 2],
-    cfg: PredictConfig,
+    cfg: PredictSettings,
 }
 
 impl Predictor {
     /// A predictor from its parts.
-    pub fn new(parts: PredictorParts, cfg: PredictConfig) -> Self {
+    pub fn new(parts: PredictorParts, cfg: PredictSettings) -> Self {
         Self {
             infer: parts.infer,
             imaging: parts.imaging,

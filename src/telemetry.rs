@@ -16,9 +16,28 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use serde::{Deserialize, Serialize};
+
 use crate::telemetry::client_noise::HoldBack;
 
-use crate::config::{LogConfig, LogFormat};
+/// Log line format (`log.format`, `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured when stderr is a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How the process logs (`[log]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Pretty or JSON lines.
+    pub format: LogFormat,
+    /// The tracing filter, unless `RUST_LOG` is set.
+    pub level: String,
+}
 
 /// Why the subscriber could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +55,7 @@ pub enum TelemetryError {
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.level`.
-pub fn init(cfg: &LogConfig) -> Result<(), TelemetryError> {
+pub fn init(cfg: &LogSettings) -> Result<(), TelemetryError> {
     let directive = std::env::var("RUST_LOG").unwrap_or_else(|_| cfg.level.clone());
     let filter = EnvFilter::try_new(&directive).map_err(|source| TelemetryError::Filter {
         directive: directive.clone(),

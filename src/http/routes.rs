@@ -8,7 +8,6 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::config::Dependency;
 use crate::deadline::Deadline;
 use crate::http::body::{
     PredictContent, RequestBody, decode_tabular, predict_content, read_limited,
@@ -18,6 +17,7 @@ use crate::http::multipart;
 use crate::http::{HttpResponse, Timing};
 use crate::predict::{ImageInput, RequestOptions};
 use crate::prediction_log::DbStatus;
+use crate::state::Dependency;
 use crate::state::Gateway;
 use crate::stats::Source;
 

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use http::Method;
 
-use crate::config::OtlpConfig;
 use crate::trace_context::TraceContext;
 
 #[cfg(feature = "otlp")]
@@ -19,6 +18,23 @@ pub enum TracesError {
     /// The OTLP exporter refused its settings (the endpoint, most likely).
     #[error("cannot start the OTLP trace export to {endpoint}: {reason}")]
     Exporter { endpoint: String, reason: String },
+}
+
+/// The export (`[otlp]`), when it is on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSettings {
+    /// The collector's URL spans are posted to, the traces path included.
+    pub url: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of new traces sampled, 0 to 1.
+    pub sample_ratio: f64,
+    /// Longest a span waits for its batch to be exported.
+    pub export_interval: Duration,
+    /// Spans waiting for export; more are dropped.
+    pub queue_capacity: usize,
+    /// Longest one export may take.
+    pub timeout: Duration,
 }
 
 /// One answered request, as its span is exported.
@@ -60,12 +76,13 @@ impl Traces {
         }
     }
 
-    /// The export `cfg` asks for (off without `endpoint`). Validation has refused an
-    /// endpoint in a binary without the `otlp` feature.
-    pub fn start(cfg: &OtlpConfig) -> Result<Self, TracesError> {
-        let Some(url) = cfg.traces_url() else {
+    /// The export `cfg` asks for (off with `None`). Validation has refused an endpoint in
+    /// a binary without the `otlp` feature.
+    pub fn start(cfg: Option<&TraceSettings>) -> Result<Self, TracesError> {
+        let Some(cfg) = cfg else {
             return Ok(Self::off());
         };
+        let url = cfg.url.clone();
         #[cfg(feature = "otlp")]
         {
             let export = otlp::Export::start(cfg, &url)?;
