@@ -75,8 +75,8 @@ pub use crate::config::shutdown::ShutdownSection;
 pub use crate::config::tls::TlsSection;
 
 /// The whole configuration: one field per `[section]`, each documented on its type, in the
-/// order `print-config` and `config/default.toml` list them. Every section has defaults;
-/// an empty file is valid.
+/// order `config/default.toml` lists them. Every section has defaults; an empty file is
+/// valid.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -117,18 +117,18 @@ impl Config {
         self.rate_limit.validate(&mut checks);
         self.admission.validate(&mut checks);
         self.compute.validate(&mut checks);
-        self.cache.validate(&mut checks);
-        self.redis.validate(&mut checks);
-        self.database.validate(&mut checks);
-        self.prediction_log.validate(&mut checks);
-        self.batch.validate(&mut checks);
-        let redis_on = self.redis.url.is_some() && self.cache.enabled;
-        let database_on = self.database.url.is_some();
-        self.ready.validate(redis_on, database_on, &mut checks);
         self.model.validate(&mut checks);
         self.image.validate(&mut checks);
         self.repository.validate(&mut checks);
         self.shadow.validate(&mut checks);
+        self.cache.validate(&mut checks);
+        self.redis.validate(&mut checks);
+        self.batch.validate(&mut checks);
+        self.database.validate(&mut checks);
+        self.prediction_log.validate(&mut checks);
+        let redis_on = self.redis.url.is_some() && self.cache.enabled;
+        let database_on = self.database.url.is_some();
+        self.ready.validate(redis_on, database_on, &mut checks);
         self.log.validate(&mut checks);
         self.otlp.validate(&mut checks);
         self.shutdown.validate(&mut checks);
