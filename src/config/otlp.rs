@@ -30,6 +30,10 @@ pub struct OtlpSection {
     pub export_interval_ms: u64,
     /// Spans waiting for export; more are dropped rather than slowing a request.
     pub queue_capacity: usize,
+    /// Most spans in one export post; a full batch is posted at once, without waiting for
+    /// `export_interval_ms`. Lower it for a collector that limits the size of a request;
+    /// at most `queue_capacity` count.
+    pub max_export_batch_size: usize,
     /// Milliseconds one export may take.
     pub timeout_ms: u64,
 }
@@ -42,6 +46,7 @@ impl Default for OtlpSection {
             sample_ratio: 1.0,
             export_interval_ms: 5_000,
             queue_capacity: 4_096,
+            max_export_batch_size: 512,
             timeout_ms: 10_000,
         }
     }
@@ -71,6 +76,7 @@ impl OtlpSection {
             sample_ratio: self.sample_ratio,
             export_interval: Duration::from_millis(self.export_interval_ms),
             queue_capacity: self.queue_capacity,
+            max_export_batch_size: self.max_export_batch_size,
             timeout: Duration::from_millis(self.timeout_ms),
         })
     }
@@ -105,6 +111,11 @@ impl OtlpSection {
         checks.check(
             self.queue_capacity > 0,
             "otlp.queue_capacity",
+            "must be above 0",
+        );
+        checks.check(
+            self.max_export_batch_size > 0,
+            "otlp.max_export_batch_size",
             "must be above 0",
         );
         checks.check(self.timeout_ms > 0, "otlp.timeout_ms", "must be above 0");
@@ -149,17 +160,37 @@ mod tests {
     }
 
     #[test]
+    fn the_export_gets_its_batch_size_and_durations() {
+        let settings = OtlpSection {
+            max_export_batch_size: 16,
+            export_interval_ms: 250,
+            ..with("http://collector:4318")
+        }
+        .settings()
+        .unwrap();
+        assert_eq!(settings.max_export_batch_size, 16);
+        assert_eq!(settings.export_interval, Duration::from_millis(250));
+        assert_eq!(
+            OtlpSection::default().settings(),
+            None,
+            "off without an endpoint"
+        );
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let cfg = OtlpSection {
             endpoint: Some("collector:4318".into()),
             sample_ratio: 1.5,
             export_interval_ms: 0,
+            max_export_batch_size: 0,
             ..OtlpSection::default()
         };
         let failed: Vec<&str> = failures(&cfg).iter().map(|f| f.key).collect();
         assert!(failed.contains(&"otlp.endpoint"));
         assert!(failed.contains(&"otlp.sample_ratio"));
         assert!(failed.contains(&"otlp.export_interval_ms"));
+        assert!(failed.contains(&"otlp.max_export_batch_size"));
         let failed = failures(&OtlpSection::default()).len();
         assert_eq!(failed, 0, "the defaults (no endpoint) are valid");
     }

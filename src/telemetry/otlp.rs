@@ -38,7 +38,7 @@ impl Export {
             })?;
         let batch = BatchConfigBuilder::default()
             .with_max_queue_size(cfg.queue_capacity)
-            .with_max_export_batch_size(cfg.queue_capacity.min(512))
+            .with_max_export_batch_size(cfg.max_export_batch_size.min(cfg.queue_capacity))
             .with_scheduled_delay(cfg.export_interval)
             .build();
         let mut processor = BatchSpanProcessor::builder(exporter)

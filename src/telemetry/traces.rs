@@ -33,6 +33,8 @@ pub struct TraceSettings {
     pub export_interval: Duration,
     /// Spans waiting for export; more are dropped.
     pub queue_capacity: usize,
+    /// Most spans in one export post (a full batch is posted at once).
+    pub max_export_batch_size: usize,
     /// Longest one export may take.
     pub timeout: Duration,
 }
