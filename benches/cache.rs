@@ -10,7 +10,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use infergate::cache::CachedAnswer;
 use infergate::cache::key::{CacheKey, Input};
-use infergate::cache::l1::{L1, L1Config};
+use infergate::cache::l1::{L1, L1Settings};
 
 fn key(i: u32) -> CacheKey {
     CacheKey::new(
@@ -33,7 +33,7 @@ fn l1_ops(c: &mut Criterion) {
         body: Bytes::from(vec![b'x'; 280]),
         probs: std::sync::Arc::from([0.99, 0.007, 0.003]),
     };
-    let l1 = L1::new(&L1Config {
+    let l1 = L1::new(&L1Settings {
         max_entries: 100_000,
         max_bytes: 64 << 20,
         ttl: Duration::from_secs(3600),

@@ -20,7 +20,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use infergate::admission::Admission;
 use infergate::auth::{Auth, KeySet, Scope, Scopes, keys};
-use infergate::config::{AdmissionConfig, RateLimitConfig};
+use infergate::config::{AdmissionSection, RateLimitSection};
 use infergate::deadline::DeadlinePolicy;
 use infergate::rate_limit::{Client, RateLimits};
 use infergate::server::h1_framing::Framing;
@@ -56,13 +56,16 @@ fn auth(c: &mut Criterion) {
 }
 
 fn rate_limit(c: &mut Criterion) {
-    let limits = RateLimits::new(&RateLimitConfig {
-        per_key_rps: 1e6,
-        per_key_burst: 1_000_000,
-        per_ip_rps: 1e6,
-        per_ip_burst: 1_000_000,
-        ..RateLimitConfig::default()
-    });
+    let limits = RateLimits::new(
+        &RateLimitSection {
+            per_key_rps: 1e6,
+            per_key_burst: 1_000_000,
+            per_ip_rps: 1e6,
+            per_ip_burst: 1_000_000,
+            ..RateLimitSection::default()
+        }
+        .settings(),
+    );
     let key = Client::Key(Arc::from("bench"));
     for i in 0..100_000u32 {
         limits.check(Client::Addr(IpAddr::from(i.to_be_bytes())));
@@ -113,7 +116,7 @@ fn request(c: &mut Criterion) {
     group.bench_function("h1_framing_one_cached_predict", |b| {
         b.iter(|| framing.feed(black_box(request.as_bytes())))
     });
-    let admission = Admission::new(&AdmissionConfig::default(), ["iris-mlp"]);
+    let admission = Admission::new(AdmissionSection::default().limit_settings(), ["iris-mlp"]);
     let deadline = policy.default_for(tokio::time::Instant::now());
     group.bench_function("admission_permit", |b| {
         b.iter(|| admission.admit("iris-mlp", &deadline).map(|p| p.finished()))

@@ -12,10 +12,10 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use infergate::prediction_log::db::{self, Connector, DbConfig};
+use infergate::prediction_log::db::{self, Connector, DbSettings};
 use infergate::prediction_log::record::{LogRow, LoggedInput, Record};
-use infergate::prediction_log::writer::WriterConfig;
-use infergate::prediction_log::{LogConfig, PredictionLog, schema};
+use infergate::prediction_log::writer::WriterSettings;
+use infergate::prediction_log::{PredictionLog, PredictionLogSettings, schema};
 use uuid::Uuid;
 
 const ANSWER: &str = r#""model":{"name":"iris-mlp","version":"1.0.0"},"prediction":"setosa","confidence":0.97,"class_id":0,"top_k":[{"class_id":0,"label":"setosa","confidence":0.97},{"class_id":1,"label":"versicolor","confidence":0.02},{"class_id":2,"label":"virginica","confidence":0.01}]"#;
@@ -49,7 +49,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let cfg = DbConfig {
+    let cfg = DbSettings {
         url,
         password: None,
         connect_timeout: Duration::from_secs(5),
@@ -113,9 +113,9 @@ fn main() {
     // half full, as a gateway's steady request rate would: a burst faster than the writer
     // would measure the queue, not the sink.
     let spool = tempfile::tempdir().expect("temp dir");
-    let log = PredictionLog::start(LogConfig {
+    let log = PredictionLog::start(PredictionLogSettings {
         db: cfg,
-        writer: WriterConfig {
+        writer: WriterSettings {
             batch_rows: 1000,
             flush_interval: Duration::from_millis(200),
             write_timeout: Duration::from_secs(30),

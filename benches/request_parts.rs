@@ -22,10 +22,10 @@ use hyper::HeaderMap;
 use infergate::encode;
 use infergate::http::request_id;
 use infergate::infer::demo;
-use infergate::prediction_log::db::DbConfig;
+use infergate::prediction_log::db::DbSettings;
 use infergate::prediction_log::record::{LogRow, LoggedInput};
-use infergate::prediction_log::writer::WriterConfig;
-use infergate::prediction_log::{LogConfig, PredictionLog};
+use infergate::prediction_log::writer::WriterSettings;
+use infergate::prediction_log::{PredictionLog, PredictionLogSettings};
 use uuid::Uuid;
 
 fn encode_answers(c: &mut Criterion) {
@@ -61,15 +61,15 @@ fn ids(c: &mut Criterion) {
 
 fn log_submit(c: &mut Criterion) {
     let spool = tempfile::tempdir().unwrap();
-    let log = PredictionLog::start(LogConfig {
-        db: DbConfig {
+    let log = PredictionLog::start(PredictionLogSettings {
+        db: DbSettings {
             // A closed port: the writer spools what it takes and retries in the background.
             url: "postgres://bench@127.0.0.1:1/none".into(),
             password: None,
             connect_timeout: Duration::from_millis(100),
             tls_ca: None,
         },
-        writer: WriterConfig {
+        writer: WriterSettings {
             batch_rows: 1000,
             flush_interval: Duration::from_millis(20),
             write_timeout: Duration::from_secs(5),

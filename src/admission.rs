@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::admission::limit::{LimitConfig, LimitState};
-use crate::config::AdmissionConfig;
+use crate::admission::limit::{LimitSettings, LimitState};
 use crate::deadline::Deadline;
 use crate::metrics::{ADMISSION_IN_FLIGHT, ADMISSION_LIMIT, SHED_TOTAL};
 
@@ -118,7 +117,7 @@ pub struct Admission {
 /// One gate per model name, made when the model is first seen (models come and go with
 /// the repository); the versions of a model share its gate.
 struct Gates {
-    limit: LimitConfig,
+    limit: LimitSettings,
     by_model: RwLock<HashMap<String, Arc<Gate>>>,
 }
 
@@ -142,7 +141,7 @@ impl Gates {
 }
 
 impl Gate {
-    fn new(name: &str, limit: LimitConfig) -> Self {
+    fn new(name: &str, limit: LimitSettings) -> Self {
         // Model names are few and live as long as the process: leaked once, so a shed
         // error and the metric labels carry a `&'static str`, not a fresh String.
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
@@ -161,20 +160,17 @@ impl Gate {
 }
 
 impl Admission {
-    /// A limit for each of `models` now (and for any model seen later), from `cfg`.
-    pub fn new<'a>(cfg: &AdmissionConfig, models: impl IntoIterator<Item = &'a str>) -> Self {
-        if !cfg.adaptive {
+    /// A limit for each of `models` now (and for any model seen later), each starting as
+    /// `limit` says; `None` (adaptive admission off) admits everything.
+    pub fn new<'a>(
+        limit: Option<LimitSettings>,
+        models: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let Some(limit) = limit else {
             return Self { gates: None };
-        }
+        };
         let gates = Gates {
-            limit: LimitConfig {
-                initial: cfg.initial_limit,
-                min: cfg.min_limit,
-                max: cfg.max_limit,
-                tolerance: cfg.tolerance,
-                slack: cfg.slack(),
-                backoff: cfg.backoff,
-            },
+            limit,
             by_model: RwLock::new(HashMap::new()),
         };
         for name in models {
@@ -301,12 +297,17 @@ impl Drop for Permit {
 mod tests {
     use super::*;
 
+    /// The defaults of `[admission]`, starting at `initial`.
     fn admission(initial: usize) -> Admission {
         Admission::new(
-            &AdmissionConfig {
-                initial_limit: initial,
-                ..AdmissionConfig::default()
-            },
+            Some(LimitSettings {
+                initial,
+                min: 1,
+                max: 4096,
+                tolerance: 2.0,
+                slack: Duration::from_millis(50),
+                backoff: 0.5,
+            }),
             ["iris"],
         )
     }
@@ -354,13 +355,7 @@ mod tests {
         drop(a.admit("iris", &far()).unwrap());
         assert_eq!(a.snapshot()[0].baseline_ms, None);
         assert_eq!(a.snapshot()[0].in_flight, 0);
-        let off = Admission::new(
-            &AdmissionConfig {
-                adaptive: false,
-                ..AdmissionConfig::default()
-            },
-            ["iris"],
-        );
+        let off = Admission::new(None, ["iris"]);
         assert!(off.snapshot().is_empty());
         assert!(off.admit("iris", &far()).is_ok());
     }

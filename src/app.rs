@@ -26,7 +26,6 @@ use crate::idle_exit::IdleExit;
 use crate::infer::InferError;
 use crate::infer::model::{Batch, ModelError};
 use crate::prediction_log::LogError;
-use crate::prediction_log::db::DbConfig;
 use crate::server::activation::Handover;
 use crate::server::backend::{self, UringRefused};
 use crate::server::check_socket::{self, CheckSocket, CheckSocketError};
@@ -34,7 +33,7 @@ use crate::server::conn::ConnSettings;
 use crate::server::peer_cap::PeerCap;
 use crate::server::redirect::{self, RedirectError, RedirectSettings};
 use crate::server::tls::{self, CertSource, TlsError};
-use crate::server::{ListenConfig, ServerError, Source};
+use crate::server::{ServerError, Source};
 use crate::state::Gateway;
 use crate::telemetry::client_noise::{self, NoiseSummary};
 
@@ -113,7 +112,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
     let backend = backend::choose(config.server.io)?;
     let Assembled { gateway, metrics } = assemble(config, backend)?;
     let tls = if config.tls.enabled {
-        let (server_config, source, certificates) = tls::server_config(&config.tls)?;
+        let (server_config, source, certificates) = tls::server_config(&config.tls.settings())?;
         if source == CertSource::SelfSignedDev {
             tracing::warn!(
                 "no TLS certificate configured: serving a self-signed development certificate \
@@ -142,7 +141,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
         header_read_timeout: config.server.header_read_timeout(),
         idle_timeout: config.server.keepalive_idle_timeout(),
         linger: config.shutdown.linger(),
-        http: config.http.clone(),
+        http: config.http.settings(),
         peer_cap: Arc::clone(&peer_cap),
     };
     let settings = Arc::new(conn_settings(tls));
@@ -176,18 +175,9 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
         }
         Handover::None => Source::Bind,
     };
-    let io_threads = config.server.resolved_io_threads();
-    let mut public = PublicListener::new(
-        ListenConfig {
-            addr: config.server.listen,
-            threads: io_threads,
-            backlog: config.server.backlog,
-            max_connections: config.server.max_connections,
-            backend,
-        },
-        source,
-        settings,
-    );
+    let listen = config.server.listen_settings(backend);
+    let io_threads = listen.threads;
+    let mut public = PublicListener::new(listen, source, settings);
     let standby = config.server.standby && {
         let peer = public.peer_listening();
         if !peer {
@@ -229,7 +219,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
     if let Some(listen) = config.redirect.listen {
         let addr = redirect::start(RedirectSettings {
             listen,
-            https_port: config.redirect.https_port.unwrap_or(public.addr().port()),
+            https_port: config.redirect.https_port(public.addr().port()),
             header_read_timeout: config.server.header_read_timeout(),
             gateway: Arc::clone(&gateway),
         })?;
@@ -272,23 +262,12 @@ fn control_runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// The database settings, for `serve` and `migrate`; `None` without `database.url`.
-pub fn db_config(config: &Config) -> Option<DbConfig> {
-    let d = &config.database;
-    Some(DbConfig {
-        url: d.url.as_ref()?.expose().to_owned(),
-        password: d.password.as_ref().map(|p| p.expose().to_owned()),
-        connect_timeout: Duration::from_millis(d.connect_timeout_ms),
-        tls_ca: d.tls_ca_path.clone(),
-    })
-}
-
 /// `infergate migrate`: applies the embedded migrations and reports the schema version.
 pub fn migrate(
     config: &Config,
 ) -> Result<crate::prediction_log::schema::MigrationReport, MigrateError> {
     // No process-wide rustls provider needed: the Postgres TLS config names ring itself.
-    let db = db_config(config).ok_or(MigrateError::NoDatabase)?;
+    let db = config.database.settings().ok_or(MigrateError::NoDatabase)?;
     let runtime = control_runtime().map_err(MigrateError::Runtime)?;
     runtime.block_on(async {
         let connector = crate::prediction_log::db::Connector::new(&db)?;

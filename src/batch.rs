@@ -25,7 +25,7 @@ use crate::stats::Stats;
 
 /// Batching knobs.
 #[derive(Debug, Clone, Copy)]
-pub struct BatchConfig {
+pub struct BatchSettings {
     /// Most rows in one forward pass; 1 disables batching.
     pub max_size: usize,
     /// Longest a request waits for company while every compute slot is busy.
@@ -188,7 +188,7 @@ impl Batcher {
     pub fn start(
         infer: Arc<Infer>,
         stats: Arc<Stats>,
-        cfg: BatchConfig,
+        cfg: BatchSettings,
     ) -> Result<Self, background::SpawnError> {
         let capacity = cfg.queue_capacity.max(1);
         let (tx, rx) = mpsc::channel(capacity);
@@ -224,7 +224,12 @@ impl Batcher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<Job>, infer: Arc<Infer>, stats: Arc<Stats>, cfg: BatchConfig) {
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    infer: Arc<Infer>,
+    stats: Arc<Stats>,
+    cfg: BatchSettings,
+) {
     let mut queues: HashMap<ModelId, BatchState<Job>> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<()>();
     let mut in_flight = 0usize;
@@ -272,7 +277,7 @@ impl ModelId {
     }
 }
 
-fn enqueue(queues: &mut HashMap<ModelId, BatchState<Job>>, job: Job, cfg: &BatchConfig) {
+fn enqueue(queues: &mut HashMap<ModelId, BatchState<Job>>, job: Job, cfg: &BatchSettings) {
     let info = job.model.info();
     let max_size = cfg.max_size.min(info.max_batch);
     queues

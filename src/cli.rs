@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{FlagOverrides, IoBackend, LoadOptions, LogFormat};
+use crate::config::{FlagOverrides, LoadOptions};
+use crate::server::backend::IoBackend;
+use crate::telemetry::LogFormat;
 
 /// infergate: an HTTPS inference gateway in one process.
 ///
@@ -39,6 +41,14 @@ pub enum Command {
         /// Add a comment above each key naming the layer that set it.
         #[arg(long)]
         sources: bool,
+        /// Print the built-in defaults instead, each key under its documentation (what
+        /// config/default.toml holds); no configuration is read.
+        #[arg(long, conflicts_with_all = ["sources", "reference"])]
+        defaults: bool,
+        /// Print the configuration reference instead: a Markdown table per section (key,
+        /// default, environment variable, what it does; docs/configuration.md holds it).
+        #[arg(long, conflicts_with = "sources")]
+        reference: bool,
     },
     /// Apply the embedded database migrations (the prediction log's schema) and exit: 0
     /// when the schema is current, 1 when the database cannot be reached, 2 when no

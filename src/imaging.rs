@@ -74,7 +74,7 @@ pub struct Prepared {
 
 /// Decoding limits and threads.
 #[derive(Debug, Clone, Copy)]
-pub struct ImagingConfig {
+pub struct ImagingSettings {
     /// What an upload may decode to.
     pub limits: DecodeLimits,
     /// Decode threads, at least 1.
@@ -91,7 +91,7 @@ pub struct Imaging {
 
 impl Imaging {
     /// Starts the decode threads.
-    pub fn start(cfg: &ImagingConfig) -> std::io::Result<Self> {
+    pub fn start(cfg: &ImagingSettings) -> std::io::Result<Self> {
         Ok(Self {
             pool: DecodePool::start(cfg.threads, cfg.queue_capacity)?,
             limits: cfg.limits,

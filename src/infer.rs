@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::infer::manifest::InputKind;
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 use crate::infer::registry::{Catalog, Chosen, Registry};
-use crate::infer::worker::{ComputePool, PoolConfig};
+use crate::infer::worker::{ComputePool, PoolSettings};
 
 /// Why an inference did not produce outputs.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +88,7 @@ pub struct Infer {
 
 impl Infer {
     /// Starts the compute threads to serve `catalog`.
-    pub fn start(catalog: Catalog, cfg: &PoolConfig) -> Result<Self, InferError> {
+    pub fn start(catalog: Catalog, cfg: &PoolSettings) -> Result<Self, InferError> {
         let pool = ComputePool::start(cfg).map_err(InferError::Spawn)?;
         Ok(Self {
             registry: Registry::new(catalog),

@@ -27,6 +27,15 @@ fn main() -> ExitCode {
     if let Command::HashKey(args) = &command {
         return hash_key(args);
     }
+    if let Command::PrintConfig {
+        defaults,
+        reference,
+        ..
+    } = command
+        && (defaults || reference)
+    {
+        return print_generated(defaults);
+    }
     let loaded = match config::load(&cli.global.load_options()) {
         Ok(loaded) => loaded,
         Err(errors) => {
@@ -39,7 +48,7 @@ fn main() -> ExitCode {
             eprintln!("configuration is valid");
             ExitCode::SUCCESS
         }
-        Command::PrintConfig { sources } => {
+        Command::PrintConfig { sources, .. } => {
             // print-config's output is the one thing this program writes to stdout.
             #[allow(clippy::print_stdout)]
             {
@@ -65,6 +74,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// `print-config --defaults` (config/default.toml) or `--reference` (the Markdown tables
+/// of docs/configuration.md), generated from the built-in sections; reads no configuration.
+fn print_generated(defaults: bool) -> ExitCode {
+    let text = match defaults {
+        true => config::reference::defaults_toml(),
+        false => config::reference::reference_markdown(),
+    };
+    // print-config's output is the one thing this program writes to stdout.
+    #[allow(clippy::print_stdout)]
+    {
+        print!("{text}");
+    }
+    ExitCode::SUCCESS
+}
+
 /// A failure that a configuration change fixes, found only at start (exit 2, as for an
 /// invalid file): `server.io = "uring"` where io_uring is refused, or an API key file that
 /// cannot be used.
@@ -76,7 +100,7 @@ fn is_config_refusal(e: &anyhow::Error) -> bool {
 }
 
 fn migrate(config: &Config) -> ExitCode {
-    if let Err(e) = infergate::telemetry::init(&config.log) {
+    if let Err(e) = infergate::telemetry::init(&config.log.settings()) {
         eprintln!("infergate migrate: cannot start logging: {e}");
     }
     match infergate::app::migrate(config) {
@@ -105,7 +129,7 @@ fn serve(loaded: &config::Loaded, options: config::LoadOptions) -> anyhow::Resul
     // Before any thread exists: taking a socket handed over by socket activation removes
     // LISTEN_PID and LISTEN_FDS from the environment.
     let handover = infergate::server::activation::take_from_env()?;
-    infergate::telemetry::init(&config.log).context("cannot start logging")?;
+    infergate::telemetry::init(&config.log.settings()).context("cannot start logging")?;
     infergate::app::serve(loaded, options, handover)?;
     Ok(())
 }

@@ -239,7 +239,7 @@ pub enum PredictError {
 
 /// How the predictor behaves.
 #[derive(Debug, Clone, Copy)]
-pub struct PredictConfig {
+pub struct PredictSettings {
     /// Whether identical concurrent misses share one inference.
     pub coalesce: bool,
     /// Whether the log stores the client's address.
@@ -282,12 +282,12 @@ pub struct Predictor {
     log: Option<Arc<PredictionLog>>,
     /// L1 hit and miss counters, resolved once: they count every request.
     l1_counts: [metrics::Counter; 2],
-    cfg: PredictConfig,
+    cfg: PredictSettings,
 }
 
 impl Predictor {
     /// A predictor from its parts.
-    pub fn new(parts: PredictorParts, cfg: PredictConfig) -> Self {
+    pub fn new(parts: PredictorParts, cfg: PredictSettings) -> Self {
         Self {
             infer: parts.infer,
             imaging: parts.imaging,
@@ -694,14 +694,14 @@ mod tests {
     //! reaching the deadline while the model sleeps is the point.
 
     use super::*;
-    use crate::batch::BatchConfig;
-    use crate::cache::l1::L1Config;
-    use crate::config::{AdmissionConfig, ShadowConfig};
+    use crate::admission::limit::LimitSettings;
+    use crate::batch::BatchSettings;
+    use crate::cache::l1::L1Settings;
     use crate::infer::delayed::Delayed;
     use crate::infer::model::testing::{Calls, fixed};
     use crate::infer::registry::{Catalog, Origin, Served};
-    use crate::infer::worker::PoolConfig;
-    use crate::shadow::ShadowParts;
+    use crate::infer::worker::PoolSettings;
+    use crate::shadow::{ShadowParts, ShadowSettings};
 
     /// A deadline no test here comes near.
     const AMPLE: Duration = Duration::from_secs(30);
@@ -716,14 +716,14 @@ mod tests {
 
     /// A predictor over one 4-feature model `m` answering `probs` after `delay`: its own
     /// compute thread, batcher, L1, shadow runner; no Redis, log nor imaging.
-    fn rig(probs: &[f32], delay: Duration, admission: &AdmissionConfig) -> Rig {
+    fn rig(probs: &[f32], delay: Duration, admission: Option<LimitSettings>) -> Rig {
         let (model, calls) = fixed("m", 4, probs);
         let model: Arc<dyn Model> = Arc::new(Delayed::new(model, delay));
         let catalog = Catalog::new(vec![Served::new("m".into(), Origin::Config, vec![model])]);
         let infer = Arc::new(
             Infer::start(
                 catalog,
-                &PoolConfig {
+                &PoolSettings {
                     threads: 1,
                     queue_capacity: 64,
                 },
@@ -734,7 +734,7 @@ mod tests {
         let batcher = Batcher::start(
             Arc::clone(&infer),
             Arc::clone(&stats),
-            BatchConfig {
+            BatchSettings {
                 max_size: 8,
                 max_wait: Duration::from_millis(1),
                 max_in_flight: 1,
@@ -748,7 +748,11 @@ mod tests {
                 imaging: None,
                 log: None,
             },
-            &ShadowConfig::default(),
+            &ShadowSettings {
+                queue_capacity: 16,
+                max_in_flight: 1,
+                timeout: AMPLE,
+            },
         )
         .unwrap();
         let predictor = Predictor::new(
@@ -756,7 +760,7 @@ mod tests {
                 admission: Admission::new(admission, ["m"]),
                 infer,
                 batcher,
-                l1: Some(L1::new(&L1Config {
+                l1: Some(L1::new(&L1Settings {
                     max_entries: 1024,
                     max_bytes: 1 << 20,
                     ttl: Duration::from_secs(600),
@@ -768,7 +772,7 @@ mod tests {
                 imaging: None,
                 shadow,
             },
-            PredictConfig {
+            PredictSettings {
                 coalesce: true,
                 log_client_addr: false,
             },
@@ -780,11 +784,9 @@ mod tests {
         }
     }
 
-    fn no_shedding() -> AdmissionConfig {
-        AdmissionConfig {
-            adaptive: false,
-            ..AdmissionConfig::default()
-        }
+    /// Adaptive admission off: everything is admitted.
+    fn no_shedding() -> Option<LimitSettings> {
+        None
     }
 
     fn input(features: &[f32]) -> TabularInput {
@@ -830,7 +832,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_miss_fills_l1_and_the_same_request_is_then_a_hit_with_the_same_answer() {
-        let rig = rig(&PROBS, FORWARD, &no_shedding());
+        let rig = rig(&PROBS, FORWARD, no_shedding());
         let miss = rig.predictor.tabular(input(&ROW), opts(AMPLE, false)).await;
         let miss = miss.unwrap();
         assert_eq!(miss.cache, CacheStatus::Miss);
@@ -858,7 +860,7 @@ mod tests {
 
     #[tokio::test]
     async fn bypass_computes_again_and_still_fills_the_cache() {
-        let rig = rig(&PROBS, FORWARD, &no_shedding());
+        let rig = rig(&PROBS, FORWARD, no_shedding());
         let first = rig.predictor.tabular(input(&ROW), opts(AMPLE, true)).await;
         assert_eq!(first.unwrap().cache, CacheStatus::Bypass);
         assert_eq!(rig.calls.passes(), 1);
@@ -883,7 +885,7 @@ mod tests {
     #[tokio::test]
     async fn identical_concurrent_misses_cost_one_forward_pass() {
         const N: usize = 8;
-        let rig = rig(&PROBS, FORWARD, &no_shedding());
+        let rig = rig(&PROBS, FORWARD, no_shedding());
         // All N are polled once, in order, before any can finish: the first leads the
         // flight, the others join it whatever the machine's speed.
         let all = futures_util::future::join_all(
@@ -912,7 +914,7 @@ mod tests {
         // The model sleeps 500 ms of real time; the paused clock reaches the 50 ms
         // deadline as soon as the runtime has nothing else to do.
         let slow = Duration::from_millis(500);
-        let rig = rig(&PROBS, slow, &no_shedding());
+        let rig = rig(&PROBS, slow, no_shedding());
         let late = rig
             .predictor
             .tabular(input(&ROW), opts(Duration::from_millis(50), false))
@@ -936,7 +938,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_feature_count_is_refused_before_any_model_work() {
-        let rig = rig(&PROBS, FORWARD, &no_shedding());
+        let rig = rig(&PROBS, FORWARD, no_shedding());
         let short = rig
             .predictor
             .tabular(input(&[1.0, 2.0, 3.0]), opts(AMPLE, false))
@@ -958,7 +960,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_non_finite_output_is_refused_and_never_cached() {
-        let rig = rig(&[f32::NAN, 1.0], FORWARD, &no_shedding());
+        let rig = rig(&[f32::NAN, 1.0], FORWARD, no_shedding());
         for pass in 1..=2 {
             let answer = rig.predictor.tabular(input(&ROW), opts(AMPLE, false)).await;
             assert!(
@@ -978,14 +980,15 @@ mod tests {
 
     #[tokio::test]
     async fn work_beyond_the_admission_limit_is_shed_without_running_the_model() {
-        let one_at_a_time = AdmissionConfig {
-            adaptive: true,
-            initial_limit: 1,
-            min_limit: 1,
-            max_limit: 1,
-            ..AdmissionConfig::default()
+        let one_at_a_time = LimitSettings {
+            initial: 1,
+            min: 1,
+            max: 1,
+            tolerance: 2.0,
+            slack: Duration::from_millis(50),
+            backoff: 0.5,
         };
-        let rig = rig(&PROBS, FORWARD, &one_at_a_time);
+        let rig = rig(&PROBS, FORWARD, Some(one_at_a_time));
         // Two distinct misses (no coalescing): the first holds the model's one place
         // while the second asks for it.
         let (first, second) = tokio::join!(

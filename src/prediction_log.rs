@@ -27,18 +27,18 @@ use tokio_postgres::Client;
 
 use crate::background;
 use crate::metrics::{LOG_ROWS_TOTAL, LOG_SPOOL_TORN_TOTAL};
-use crate::prediction_log::db::{Connector, DbConfig, DbCounts, DbError};
+use crate::prediction_log::db::{Connector, DbCounts, DbError, DbSettings};
 use crate::prediction_log::record::LogRow;
 use crate::prediction_log::spool::{Spool, SpoolError};
-use crate::prediction_log::writer::{Outcome, Writer, WriterConfig, WriterParts};
+use crate::prediction_log::writer::{Outcome, Writer, WriterParts, WriterSettings};
 
 /// Everything the prediction log is built from.
 #[derive(Debug, Clone)]
-pub struct LogConfig {
+pub struct PredictionLogSettings {
     /// How to reach Postgres.
-    pub db: DbConfig,
+    pub db: DbSettings,
     /// Batching, timeouts, retries.
-    pub writer: WriterConfig,
+    pub writer: WriterSettings,
     /// Rows the queue holds between the request path and the writer.
     pub queue_capacity: usize,
     /// Where rows wait while Postgres is away.
@@ -48,12 +48,12 @@ pub struct LogConfig {
     /// How long a `/stats` reading of the table is reused.
     pub stats_cache: Duration,
     /// Time-based retention, when on.
-    pub retention: Option<RetentionConfig>,
+    pub retention: Option<RetentionSettings>,
 }
 
 /// Deleting old rows, in small batches.
 #[derive(Debug, Clone, Copy)]
-pub struct RetentionConfig {
+pub struct RetentionSettings {
     /// Rows older than this go.
     pub max_age: Duration,
     /// How often to look.
@@ -198,7 +198,7 @@ const STATS_TIMEOUT: Duration = Duration::from_millis(500);
 impl PredictionLog {
     /// Opens the spool and starts the log thread. Never waits for Postgres: the gateway
     /// starts while it is down, and spools.
-    pub fn start(cfg: LogConfig) -> Result<Arc<Self>, LogError> {
+    pub fn start(cfg: PredictionLogSettings) -> Result<Arc<Self>, LogError> {
         let connector = Connector::new(&cfg.db)?;
         let spool = Spool::open_shared(&cfg.spool_dir, cfg.spool_max_bytes)?;
         if !spool.is_empty() {
@@ -338,7 +338,7 @@ impl PredictionLog {
     }
 }
 
-async fn retention_loop(cfg: RetentionConfig, connector: Connector) {
+async fn retention_loop(cfg: RetentionSettings, connector: Connector) {
     let mut client: Option<Client> = None;
     let mut tick = tokio::time::interval(cfg.interval);
     loop {

@@ -20,11 +20,28 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use ipnet::IpNet;
 use lru::LruCache;
 
-use crate::config::rate_limit::RateLimitConfig;
 use crate::metrics::RATE_LIMITED_TOTAL;
 use crate::rate_limit::client_addr::TrustedProxies;
+
+/// The limits (`[rate_limit]`); a rate of 0 turns one off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitSettings {
+    /// Requests per second each API key may make, on average.
+    pub per_key_rps: f64,
+    /// Requests a key may make at once.
+    pub per_key_burst: u32,
+    /// Requests per second each client address may make without a key.
+    pub per_ip_rps: f64,
+    /// Requests an address may make at once without a key.
+    pub per_ip_burst: u32,
+    /// Most clients whose buckets are kept (least recently seen forgotten first).
+    pub max_tracked_clients: usize,
+    /// Peers whose forwarding headers name the client.
+    pub trusted_proxies: Vec<IpNet>,
+}
 
 /// Who a bucket belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -110,7 +127,7 @@ impl std::fmt::Debug for RateLimits {
 
 impl RateLimits {
     /// The limits `cfg` sets (a rate of 0 turns one off).
-    pub fn new(cfg: &RateLimitConfig) -> Self {
+    pub fn new(cfg: &RateLimitSettings) -> Self {
         // Never more than the cap in all (validation keeps it at least one per shard).
         let per_shard = (cfg.max_tracked_clients / SHARDS).max(1);
         let capacity = NonZeroUsize::new(per_shard).unwrap_or(NonZeroUsize::MIN);
@@ -121,7 +138,7 @@ impl RateLimits {
                 .map(|_| Mutex::new(LruCache::new(capacity)))
                 .collect(),
             clock: DefaultClock::default(),
-            proxies: TrustedProxies::new(cfg.trusted_proxies.iter().map(|n| n.0).collect()),
+            proxies: TrustedProxies::new(cfg.trusted_proxies.clone()),
         }
     }
 
@@ -203,7 +220,7 @@ mod tests {
     use super::*;
 
     fn limits(per_key_rps: f64, per_ip_rps: f64, max: usize) -> RateLimits {
-        RateLimits::new(&RateLimitConfig {
+        RateLimits::new(&RateLimitSettings {
             per_key_rps,
             per_key_burst: 3,
             per_ip_rps,

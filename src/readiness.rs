@@ -6,8 +6,8 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::config::Dependency;
 use crate::prediction_log::DbStatus;
+use crate::state::Dependency;
 use crate::state::Gateway;
 
 /// `GET /health`: the process serves.

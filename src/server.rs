@@ -53,7 +53,7 @@ pub enum ServerError {
 /// Where the public listening sockets come from.
 #[derive(Debug)]
 pub enum Source {
-    /// Bind [`ListenConfig::addr`]: one `SO_REUSEPORT` socket per I/O thread.
+    /// Bind [`ListenSettings::addr`]: one `SO_REUSEPORT` socket per I/O thread.
     Bind,
     /// A listening socket handed over at start (socket activation); every I/O thread
     /// accepts on a duplicate of it, and `addr` is ignored.
@@ -62,7 +62,7 @@ pub enum Source {
 
 /// How to listen.
 #[derive(Debug, Clone, Copy)]
-pub struct ListenConfig {
+pub struct ListenSettings {
     /// Address to bind (with [`Source::Bind`]); port 0 picks a free port.
     pub addr: SocketAddr,
     /// I/O threads, each with its own listener.
@@ -91,7 +91,7 @@ impl Running {
 
 /// Binds the listeners (or shares the inherited one) and starts the I/O threads.
 pub fn start(
-    listen: &ListenConfig,
+    listen: &ListenSettings,
     source: &Source,
     settings: Arc<ConnSettings>,
 ) -> Result<Running, ServerError> {

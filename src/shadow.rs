@@ -17,7 +17,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::background;
 use crate::batch::Batcher;
-use crate::config::ShadowConfig;
 use crate::imaging::Imaging;
 use crate::imaging::decode::Format;
 use crate::infer::manifest::InputSpec;
@@ -76,6 +75,17 @@ pub fn compare(primary: &[f32], candidate: &[f32]) -> Option<Comparison> {
     })
 }
 
+/// The runner's bounds (`[shadow]`); past them a request is not mirrored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShadowSettings {
+    /// Mirrored requests waiting for the runner.
+    pub queue_capacity: usize,
+    /// Mirrored requests computed at once.
+    pub max_in_flight: usize,
+    /// Longest a mirrored computation may take before it is given up.
+    pub timeout: Duration,
+}
+
 /// The parts the runner computes with.
 pub struct ShadowParts {
     /// The batcher the candidate's rows go through, beside everyone else's.
@@ -96,7 +106,7 @@ pub struct Shadow {
 
 impl Shadow {
     /// Starts the runner thread.
-    pub fn start(parts: ShadowParts, cfg: &ShadowConfig) -> Result<Self, background::SpawnError> {
+    pub fn start(parts: ShadowParts, cfg: &ShadowSettings) -> Result<Self, background::SpawnError> {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let (closing, closing_rx) = watch::channel(false);
         let (done_tx, done) = oneshot::channel();
@@ -106,7 +116,7 @@ impl Shadow {
             log: parts.log.clone(),
             max_in_flight: cfg.max_in_flight.max(1),
             in_flight: Arc::new(AtomicUsize::new(0)),
-            timeout: Duration::from_millis(cfg.timeout_ms),
+            timeout: cfg.timeout,
         };
         background::spawn("infergate-shadow", move || async move {
             runner.run(rx, closing_rx).await;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::Auth;
-use crate::config::Dependency;
 use crate::deadline::DeadlinePolicy;
 use crate::idle_exit::LastRequest;
 use crate::infer::Infer;
@@ -139,4 +138,14 @@ pub struct GatewayParts {
     pub cache_mode: &'static str,
     /// Dependencies whose outage makes `/ready` 503.
     pub ready_require: Vec<Dependency>,
+}
+
+/// A shared dependency `/ready` may require (`ready.require`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dependency {
+    /// The L2 cache.
+    Redis,
+    /// The prediction log's PostgreSQL.
+    Database,
 }

@@ -12,14 +12,34 @@ pub mod request_span;
 pub mod traces;
 
 use std::io::IsTerminal as _;
+use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+use serde::{Deserialize, Serialize};
+
 use crate::telemetry::client_noise::HoldBack;
 
-use crate::config::{LogConfig, LogFormat};
+/// Log line format (`log.format`, `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, coloured when stderr is a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How the process logs (`[log]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Pretty or JSON lines.
+    pub format: LogFormat,
+    /// The tracing filter, unless `RUST_LOG` is set.
+    pub level: String,
+}
 
 /// Why the subscriber could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +57,7 @@ pub enum TelemetryError {
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `log.level`.
-pub fn init(cfg: &LogConfig) -> Result<(), TelemetryError> {
+pub fn init(cfg: &LogSettings) -> Result<(), TelemetryError> {
     let directive = std::env::var("RUST_LOG").unwrap_or_else(|_| cfg.level.clone());
     let filter = EnvFilter::try_new(&directive).map_err(|source| TelemetryError::Filter {
         directive: directive.clone(),
@@ -61,4 +81,23 @@ pub fn init(cfg: &LogConfig) -> Result<(), TelemetryError> {
             .try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadySet)
+}
+
+/// The export (`[otlp]`), when it is on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSettings {
+    /// The collector's URL spans are posted to, the traces path included.
+    pub url: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+    /// Share of new traces sampled, 0 to 1.
+    pub sample_ratio: f64,
+    /// Longest a span waits for its batch to be exported.
+    pub export_interval: Duration,
+    /// Spans waiting for export; more are dropped.
+    pub queue_capacity: usize,
+    /// Most spans in one export post (a full batch is posted at once).
+    pub max_export_batch_size: usize,
+    /// Longest one export may take.
+    pub timeout: Duration,
 }

@@ -2,7 +2,7 @@
 //! hyper server decoding the protobuf the real exporter posts, receives one server span per
 //! request whose ids are the ones the answer's `traceparent` names; a client's unsampled
 //! trace and (at ratio 0) new traces are not sent; the spans queued at the drain go out
-//! before the process exits.
+//! before the process exits; a full batch (`otlp.max_export_batch_size`) goes out at once.
 #![cfg(feature = "otlp")]
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -318,5 +318,45 @@ fn spans_queued_at_the_drain_are_sent_before_exit_and_the_ratio_samples_new_trac
         assert_eq!(hex(&span.trace_id), CLIENT_TRACE);
         assert_eq!(span.name, "GET /ready");
         assert_eq!(service.as_deref(), Some("infergate"));
+    });
+}
+
+#[test]
+fn a_full_batch_is_posted_at_once_without_waiting_for_the_export_interval() {
+    let rt = runtime();
+    let (addr, mut rx) = rt.block_on(collector());
+    let gw = Gateway::start(
+        Options::default()
+            .tabular_only()
+            .env("INFERGATE_OTLP__ENDPOINT", format!("http://{addr}"))
+            // Far beyond the test: only full batches are posted.
+            .env("INFERGATE_OTLP__EXPORT_INTERVAL_MS", 600_000)
+            .env("INFERGATE_OTLP__MAX_EXPORT_BATCH_SIZE", 2),
+    );
+    rt.block_on(async {
+        let client = h1_client();
+        for _ in 0..4 {
+            let r = client.get(gw.url("/health")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let mut sizes = Vec::new();
+        while sizes.iter().sum::<usize>() < 4 {
+            let post = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .expect("a full batch is posted without waiting for the interval")
+                .unwrap();
+            sizes.push(
+                post.request
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len())
+                    .sum(),
+            );
+        }
+        assert!(
+            sizes.iter().all(|&n| n <= 2),
+            "posts of at most 2: {sizes:?}"
+        );
     });
 }

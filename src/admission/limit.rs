@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 /// The knobs of one limit.
 #[derive(Debug, Clone, Copy)]
-pub struct LimitConfig {
+pub struct LimitSettings {
     /// Where the limit starts.
     pub initial: usize,
     /// Lowest limit.
@@ -41,7 +41,7 @@ const SMOOTHING: f64 = 0.2;
 /// One model's limit and what it has learnt of its latency.
 #[derive(Debug, Clone)]
 pub struct LimitState {
-    cfg: LimitConfig,
+    cfg: LimitSettings,
     limit: f64,
     baseline: Option<Duration>,
     smoothed: Option<Duration>,
@@ -51,11 +51,11 @@ pub struct LimitState {
 
 impl LimitState {
     /// A limit at `cfg.initial`, with nothing learnt yet.
-    pub fn new(cfg: LimitConfig) -> Self {
+    pub fn new(cfg: LimitSettings) -> Self {
         let min = cfg.min.max(1);
         let max = cfg.max.max(min);
         Self {
-            cfg: LimitConfig { min, max, ..cfg },
+            cfg: LimitSettings { min, max, ..cfg },
             limit: cfg.initial.clamp(min, max) as f64,
             baseline: None,
             smoothed: None,
@@ -149,8 +149,8 @@ impl LimitState {
 mod tests {
     use super::*;
 
-    fn cfg() -> LimitConfig {
-        LimitConfig {
+    fn cfg() -> LimitSettings {
+        LimitSettings {
             initial: 10,
             min: 1,
             max: 100,
@@ -207,7 +207,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_shrink_keeps_half_the_work_in_flight() {
-        let mut s = LimitState::new(LimitConfig {
+        let mut s = LimitState::new(LimitSettings {
             initial: 1000,
             max: 1000,
             ..cfg()
@@ -219,7 +219,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn queueing_within_the_slack_is_not_congestion() {
-        let mut s = LimitState::new(LimitConfig {
+        let mut s = LimitState::new(LimitSettings {
             slack: 5 * MS,
             ..cfg()
         });

@@ -2,30 +2,25 @@
 //! threads, batcher, caches and prediction log, wired into one [`Gateway`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use super::{AppError, db_config};
+use super::AppError;
 use crate::admission::Admission;
 use crate::auth::Auth;
-use crate::batch::{BatchConfig, Batcher};
-use crate::cache::l1::{L1, L1Config};
-use crate::cache::l2::{L2, L2Config};
+use crate::batch::Batcher;
+use crate::cache::l1::L1;
+use crate::cache::l2::L2;
 use crate::config::Config;
-use crate::deadline::DeadlinePolicy;
-use crate::imaging::decode::DecodeLimits;
-use crate::imaging::{Imaging, ImagingConfig};
+use crate::imaging::Imaging;
 use crate::infer::delayed::Delayed;
 use crate::infer::image::{ImageModel, ImageModelOptions};
 use crate::infer::manifest::InputKind;
 use crate::infer::model::{Model, ModelError};
 use crate::infer::tabular::TabularModel;
-use crate::infer::worker::PoolConfig;
 use crate::infer::{Infer, InferError, demo};
-use crate::predict::{PredictConfig, Predictor, PredictorParts};
-use crate::prediction_log::writer::WriterConfig;
-use crate::prediction_log::{LogConfig, PredictionLog, RetentionConfig};
+use crate::predict::{PredictSettings, Predictor, PredictorParts};
+use crate::prediction_log::PredictionLog;
 use crate::rate_limit::RateLimits;
 use crate::repository::load::LoadOptions;
 use crate::repository::{RepoState, Repository, RepositoryParts};
@@ -71,10 +66,7 @@ pub fn assemble_with_metrics(
     let imaging = start_imaging(config, &models, compute_threads)?.map(Arc::new);
     let infer = Arc::new(Infer::start(
         RepoState::new(models.clone()).catalog(),
-        &PoolConfig {
-            threads: compute_threads,
-            queue_capacity: config.compute.queue_capacity,
-        },
+        &config.compute.pool_settings(),
     )?);
     // The repository's models join the configured ones before anything listens; one that
     // fails to load is reported and the rest serve.
@@ -83,11 +75,10 @@ pub fn assemble_with_metrics(
             let repository = Repository::start(
                 RepositoryParts {
                     root: root.clone(),
-                    poll_interval: (config.repository.poll_interval_ms > 0)
-                        .then(|| Duration::from_millis(config.repository.poll_interval_ms)),
+                    poll_interval: config.repository.poll_interval(),
                     load: LoadOptions {
                         image: image_options,
-                        forward_delay: Duration::from_millis(config.model.forward_delay_ms),
+                        forward_delay: config.model.forward_delay().unwrap_or_default(),
                     },
                     configured: models,
                 },
@@ -107,35 +98,14 @@ pub fn assemble_with_metrics(
     let batcher = Batcher::start(
         Arc::clone(&infer),
         Arc::clone(&stats),
-        BatchConfig {
-            max_size: config.batch.max_size,
-            max_wait: Duration::from_millis(config.batch.max_wait_ms),
-            max_in_flight: compute_threads,
-            queue_capacity: config.batch.queue_capacity,
-        },
+        config.batch.settings(compute_threads),
     )?;
-    let l1 = config.cache.enabled.then(|| {
-        L1::new(&L1Config {
-            max_entries: config.cache.l1.max_entries,
-            max_bytes: config.cache.l1.max_bytes,
-            ttl: config.cache.ttl(),
-            shards: config.cache.l1.shards,
-        })
-    });
-    let l2 = match (config.cache.enabled, config.redis.connection_url()) {
-        (true, Some(url)) => Some(L2::start(L2Config {
-            url,
-            pool_size: config.redis.pool_size,
-            connect_timeout: Duration::from_millis(config.redis.connect_timeout_ms),
-            op_timeout: Duration::from_millis(config.redis.timeout_ms),
-            ttl: config.cache.ttl(),
-            breaker_threshold: config.redis.breaker_threshold,
-            breaker_cooldown: Duration::from_millis(config.redis.breaker_cooldown_ms),
-            health_interval: Duration::from_millis(config.redis.health_interval_ms),
-        })?),
-        _ => None,
+    let l1 = config.cache.l1_settings().map(|s| L1::new(&s));
+    let l2 = match config.redis.l2_settings(&config.cache) {
+        Some(settings) => Some(L2::start(settings)?),
+        None => None,
     };
-    let log = match log_config(config) {
+    let log = match config.prediction_log.settings(&config.database) {
         Some(cfg) => {
             let log = PredictionLog::start(cfg)?;
             tracing::info!(
@@ -160,7 +130,7 @@ pub fn assemble_with_metrics(
             imaging: imaging.clone(),
             log: log.clone(),
         },
-        &config.shadow,
+        &config.shadow.settings(),
     )?;
     let predictor = Predictor::new(
         PredictorParts {
@@ -173,11 +143,11 @@ pub fn assemble_with_metrics(
             log: log.clone(),
             imaging,
             admission: Admission::new(
-                &config.admission,
+                config.admission.limit_settings(),
                 infer.catalog().defaults().map(|m| m.info().name.as_str()),
             ),
         },
-        PredictConfig {
+        PredictSettings {
             coalesce: config.coalesce.enabled,
             log_client_addr: config.prediction_log.log_client_addr,
         },
@@ -194,17 +164,14 @@ pub fn assemble_with_metrics(
                 max_bytes: config.server.max_body_bytes,
                 timeout: config.server.request_timeout(),
                 min_bytes_per_s: config.http.min_body_bytes_per_s,
-                grace: Duration::from_millis(config.http.body_pace_grace_ms),
+                grace: config.http.body_pace_grace(),
             },
             max_headers: config.http.max_headers,
-            deadline: DeadlinePolicy {
-                default: config.server.request_timeout(),
-                max: config.admission.max_deadline(),
-            },
+            deadline: config.admission.deadline_policy(&config.server),
         },
         auth: Arc::new(load_auth(config)?),
-        rate_limits: RateLimits::new(&config.rate_limit),
-        traces: Arc::new(Traces::start(&config.otlp)?),
+        rate_limits: RateLimits::new(&config.rate_limit.settings()),
+        traces: Arc::new(Traces::start(config.otlp.settings().as_ref())?),
         io_backend: backend.name(),
         cache_mode,
         ready_require: config.ready.require.clone(),
@@ -232,30 +199,6 @@ fn load_auth(config: &Config) -> Result<Auth, AppError> {
     Ok(auth)
 }
 
-fn log_config(config: &Config) -> Option<LogConfig> {
-    let p = &config.prediction_log;
-    Some(LogConfig {
-        db: db_config(config)?,
-        writer: WriterConfig {
-            batch_rows: p.batch_rows,
-            flush_interval: Duration::from_millis(p.flush_interval_ms),
-            write_timeout: Duration::from_millis(p.write_timeout_ms),
-            retry_initial: Duration::from_millis(p.retry_initial_ms),
-            retry_max: Duration::from_millis(p.retry_max_ms),
-            migrate: config.database.migrate_on_start,
-        },
-        queue_capacity: p.queue_capacity,
-        spool_dir: p.spool_dir.clone(),
-        spool_max_bytes: p.spool_max_bytes,
-        stats_cache: Duration::from_millis(p.stats_cache_ms),
-        retention: (p.retention_days > 0).then(|| RetentionConfig {
-            max_age: Duration::from_secs(u64::from(p.retention_days) * 86_400),
-            interval: Duration::from_secs(p.retention_interval_s),
-            batch_rows: i64::from(p.retention_batch_rows),
-        }),
-    })
-}
-
 /// The tabular model first (the `/health` default), then the image models: the configured
 /// ones, then the bundled one; `image.default_model` goes first among them.
 fn load_models(
@@ -263,14 +206,14 @@ fn load_models(
     opts: &ImageModelOptions,
 ) -> Result<Vec<Arc<dyn Model>>, ModelError> {
     let tabular = load_tabular(config)?;
-    let mut models: Vec<Arc<dyn Model>> = vec![match config.model.forward_delay_ms {
-        0 => Arc::new(tabular),
-        ms => {
+    let mut models: Vec<Arc<dyn Model>> = vec![match config.model.forward_delay() {
+        None => Arc::new(tabular),
+        Some(delay) => {
             tracing::warn!(
-                delay_ms = ms,
+                delay_ms = config.model.forward_delay_ms,
                 "model.forward_delay_ms: the tabular model sleeps before every forward pass (a test aid)"
             );
-            Arc::new(Delayed::new(tabular, Duration::from_millis(ms)))
+            Arc::new(Delayed::new(tabular, delay))
         }
     }];
     let mut images: Vec<Arc<dyn Model>> = Vec::new();
@@ -318,16 +261,9 @@ fn load_models(
 }
 
 fn load_tabular(config: &Config) -> Result<TabularModel, ModelError> {
-    let model = match &config.model.path {
-        Some(weights) => {
-            let manifest = config
-                .model
-                .manifest_path
-                .clone()
-                .unwrap_or_else(|| weights.with_file_name("manifest.json"));
-            TabularModel::from_files(weights, &manifest)?
-        }
-        None => demo::load()?,
+    let model = match (&config.model.path, config.model.manifest()) {
+        (Some(weights), Some(manifest)) => TabularModel::from_files(weights, &manifest)?,
+        _ => demo::load()?,
     };
     let m = model.manifest();
     tracing::info!(
@@ -364,19 +300,7 @@ fn start_imaging(
     {
         return Ok(None);
     }
-    let c = &config.image;
-    let imaging = Imaging::start(&ImagingConfig {
-        limits: DecodeLimits {
-            max_dimension: c.max_dimension,
-            max_pixels: c.max_pixels,
-            max_alloc: c.max_decode_bytes,
-        },
-        threads: match c.decode_threads {
-            0 => compute_threads,
-            n => n,
-        },
-        queue_capacity: c.queue_capacity,
-    })
-    .map_err(InferError::Spawn)?;
+    let imaging = Imaging::start(&config.image.imaging_settings(compute_threads))
+        .map_err(InferError::Spawn)?;
     Ok(Some(imaging))
 }

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::server::conn::ConnSettings;
-use crate::server::{ListenConfig, Running, ServerError, Source};
+use crate::server::{ListenSettings, Running, ServerError, Source};
 
 /// The public listener, open or waiting to be.
 pub(crate) struct PublicListener {
-    listen: ListenConfig,
+    listen: ListenSettings,
     /// Where the sockets come from; dropped once the I/O threads hold their own.
     source: Option<Source>,
     settings: Arc<ConnSettings>,
@@ -19,7 +19,7 @@ pub(crate) struct PublicListener {
 
 impl PublicListener {
     /// A listener that opens on [`PublicListener::open`].
-    pub(crate) fn new(listen: ListenConfig, source: Source, settings: Arc<ConnSettings>) -> Self {
+    pub(crate) fn new(listen: ListenSettings, source: Source, settings: Arc<ConnSettings>) -> Self {
         Self {
             listen,
             source: Some(source),

@@ -107,7 +107,7 @@ impl TlsReload {
                 return Outcome::Refused(format!("the configuration is invalid:\n{errors}"));
             }
         };
-        match tls::certified_key(&loaded.config.tls) {
+        match tls::certified_key(&loaded.config.tls.settings()) {
             Ok((key, CertSource::Configured)) => {
                 self.certificates.replace(key);
                 self.configured = true;

@@ -16,7 +16,7 @@ const ENTRY_OVERHEAD: usize = 64;
 
 /// Size and lifetime bounds of the L1.
 #[derive(Debug, Clone, Copy)]
-pub struct L1Config {
+pub struct L1Settings {
     /// Entries kept, across all shards.
     pub max_entries: usize,
     /// Bytes kept (values plus a fixed per-entry overhead), across all shards.
@@ -87,7 +87,7 @@ pub struct L1 {
 
 impl L1 {
     /// An empty L1 bounded by `cfg`.
-    pub fn new(cfg: &L1Config) -> Self {
+    pub fn new(cfg: &L1Settings) -> Self {
         let shards = cfg.shards.clamp(1, 256);
         let entries =
             NonZeroUsize::new((cfg.max_entries / shards).max(1)).unwrap_or(NonZeroUsize::MIN);
@@ -166,7 +166,7 @@ mod tests {
     }
 
     fn l1(max_entries: usize, max_bytes: usize) -> L1 {
-        L1::new(&L1Config {
+        L1::new(&L1Settings {
             max_entries,
             max_bytes,
             ttl: Duration::from_secs(60),

@@ -26,7 +26,7 @@ use crate::metrics::{L2_CIRCUIT_OPEN, L2_ERRORS_TOTAL};
 
 /// How to reach Redis and how patient to be.
 #[derive(Debug, Clone)]
-pub struct L2Config {
+pub struct L2Settings {
     /// `redis://[:password@]host:port/db` or `rediss://…` for TLS.
     pub url: String,
     /// Pooled connections.
@@ -107,7 +107,7 @@ pub struct L2 {
     /// Whether Redis has answered at least once: until then its health is unknown, and a
     /// replica that requires it is not ready (a closed breaker alone proves nothing).
     reached: AtomicBool,
-    cfg: L2Config,
+    cfg: L2Settings,
 }
 
 /// What the gateway knows of Redis, for `/ready`.
@@ -135,7 +135,7 @@ impl L2Health {
 impl L2 {
     /// Starts the Redis thread, the pool (connecting lazily) and the health loop. Never
     /// waits for Redis: a gateway starts while Redis is down.
-    pub fn start(cfg: L2Config) -> Result<Arc<Self>, L2Error> {
+    pub fn start(cfg: L2Settings) -> Result<Arc<Self>, L2Error> {
         let manager = Manager(RedisConnectionManager::new(cfg.url.as_str()).map_err(L2Error::Url)?);
         // The thread only runs what the pool and the request path spawn onto its runtime.
         let handle = background::spawn("infergate-redis", std::future::pending::<()>)?.runtime;

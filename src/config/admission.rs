@@ -3,39 +3,54 @@
 
 use std::time::Duration;
 
+use documented::{Documented, DocumentedFields};
 use serde::{Deserialize, Serialize};
 
-/// Deadlines and the adaptive limit (see `deadline` and `admission`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+use crate::admission::limit::LimitSettings;
+use crate::config::check::Checks;
+use crate::config::server::ServerSection;
+use crate::deadline::DeadlinePolicy;
+
+/// Request deadlines, and the adaptive concurrency limit in front of each model.
+#[derive(Debug, Clone, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
-pub struct AdmissionConfig {
-    /// Longest deadline a request may ask for with `X-Request-Timeout` or `grpc-timeout`,
-    /// ms; a longer ask is cut to it. A request asking none gets
-    /// `server.request_timeout_ms`, cut to this too.
+pub struct AdmissionSection {
+    /// Longest deadline a request may ask for, ms: `X-Request-Timeout: 250ms` (or 2s,
+    /// 1.5s, 100us) or gRPC's `grpc-timeout: 250m`; a longer ask is cut to it, an
+    /// unreadable one gets 400 invalid_timeout. A request asking none gets
+    /// `server.request_timeout_ms`, cut to this too. The deadline counts from the request
+    /// head; work still queued when it passes (in the batcher, at batch assembly, for a
+    /// compute thread) is dropped, never computed, and the client gets 504
+    /// deadline_exceeded.
     pub max_deadline_ms: u64,
-    /// Adapt a concurrency limit per model from the latency of its work; off: only the
-    /// fixed queue capacities shed.
+    /// Adapt a concurrency limit per model: how much model work (cache misses; hits never
+    /// wait) is admitted at once. It grows by one per limit's worth of work answered near
+    /// the model's best latency, and shrinks when work queues (see `tolerance`). Past the
+    /// limit: 503 overloaded, with a Retry-After computed from the model's latency; a
+    /// request with less time left than the model's best gets 504 at once. /ready is not
+    /// affected. `false`: only the fixed queue capacities shed.
     pub adaptive: bool,
-    /// The limit a model starts at: model work (cache misses) admitted at once.
+    /// The limit a model starts at: model work admitted at once. It starts high: a burst
+    /// on a model that keeps up is never shed; only work that queues brings it down.
     pub initial_limit: usize,
-    /// The limit never falls below this...
+    /// The limit never falls below this.
     pub min_limit: usize,
-    /// ...nor rises above this.
+    /// The limit never rises above this.
     pub max_limit: usize,
-    /// Work slower than `tolerance` × the model's baseline latency (its recent best)
-    /// and also slower than baseline + `slack_ms`, on average over the last few pieces,
-    /// counts as queueing: the limit shrinks.
+    /// Work slower than `tolerance` × the model's baseline latency (its recent best) and
+    /// also slower than baseline + `slack_ms`, on average over the last few pieces (or
+    /// work that runs out of time), counts as queueing: the limit shrinks to what would
+    /// finish within that (Little's law).
     pub tolerance: f64,
     /// Latency within this much of the baseline never counts as queueing, ms: a wait that
     /// short costs a client little, and on a model that answers in microseconds it is the
     /// noise of a busy machine (a burst's own queue), not congestion.
     pub slack_ms: u64,
-    /// One shrink (to what Little's law says fits, at most once per latency) never takes
-    /// the limit below this share of the work in flight.
+    /// One shrink never takes the limit below this share of the work in flight.
     pub backoff: f64,
 }
 
-impl Default for AdmissionConfig {
+impl Default for AdmissionSection {
     fn default() -> Self {
         Self {
             max_deadline_ms: 30_000,
@@ -50,45 +65,56 @@ impl Default for AdmissionConfig {
     }
 }
 
-impl AdmissionConfig {
-    /// The cap on a request's deadline.
-    pub fn max_deadline(&self) -> Duration {
-        Duration::from_millis(self.max_deadline_ms)
+impl AdmissionSection {
+    /// The adaptive limit each model gets; `None` with `adaptive = false`.
+    pub fn limit_settings(&self) -> Option<LimitSettings> {
+        self.adaptive.then(|| LimitSettings {
+            initial: self.initial_limit,
+            min: self.min_limit,
+            max: self.max_limit,
+            tolerance: self.tolerance,
+            slack: Duration::from_millis(self.slack_ms),
+            backoff: self.backoff,
+        })
     }
 
-    /// The slack below which latency is noise.
-    pub fn slack(&self) -> Duration {
-        Duration::from_millis(self.slack_ms)
+    /// How long a request is given: `server.request_timeout_ms` unless it asks, never
+    /// more than `max_deadline_ms`.
+    pub fn deadline_policy(&self, server: &ServerSection) -> DeadlinePolicy {
+        DeadlinePolicy {
+            default: server.request_timeout(),
+            max: Duration::from_millis(self.max_deadline_ms),
+        }
     }
 
-    /// Checks ranges; `check(ok, key, message)` records a failure.
-    pub fn validate(&self, check: &mut dyn FnMut(bool, &str, &str)) {
-        check(
+    /// Checks ranges.
+    pub fn validate(&self, checks: &mut Checks) {
+        checks.check(
             self.max_deadline_ms >= 1,
             "admission.max_deadline_ms",
             "must be at least 1",
         );
-        check(
+        checks.check(
             self.min_limit >= 1,
             "admission.min_limit",
             "must be at least 1",
         );
-        check(
+        checks.check(
             self.min_limit <= self.max_limit,
             "admission.max_limit",
             "must be at least admission.min_limit",
         );
-        check(
+        checks.check(
             (self.min_limit..=self.max_limit).contains(&self.initial_limit),
             "admission.initial_limit",
             "must be between admission.min_limit and admission.max_limit",
         );
-        check(
+        checks.check(
             self.tolerance.is_finite() && self.tolerance > 1.0,
             "admission.tolerance",
             "must be above 1 (a multiple of the baseline latency)",
         );
-        check(
+        checks.check(
             self.backoff.is_finite() && self.backoff > 0.0 && self.backoff < 1.0,
             "admission.backoff",
             "must be between 0 and 1, exclusive",

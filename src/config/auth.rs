@@ -4,21 +4,31 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use documented::{Documented, DocumentedFields};
 use serde::{Deserialize, Serialize};
 
-/// API keys (see `auth`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+use crate::config::check::Checks;
+
+/// API keys: who may call which routes.
+#[derive(Debug, Clone, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// The API key file (`NAME SCOPES sha256:HEX` per line; `infergate hash-key` prints
-    /// one); default `<secrets.dir>/api_keys`. Where no file exists the gateway is open.
+pub struct AuthSection {
+    /// The API key file: one `NAME SCOPES sha256:HEX` line per key (scopes: `predict`,
+    /// `admin`), holding hashes, never keys; `infergate hash-key --name NAME --scopes
+    /// predict` makes a key and prints its line. Unset: `<secrets.dir>/api_keys` (the
+    /// Docker secret `api_keys`). With no file the gateway is open (one WARN at start);
+    /// with one, /predict needs a `predict` key, /metrics and /stats an `admin` key
+    /// (admin implies predict); /health, /ready and /openapi.json stay open. Clients send
+    /// `Authorization: Bearer KEY` or `X-API-Key: KEY`.
+    /// Example: `"/etc/infergate/api_keys"`
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keys_path: Option<PathBuf>,
-    /// How often the key file is looked at for changes, ms (SIGHUP looks at once).
+    /// Milliseconds between looks at the key file for changes; SIGHUP looks at once. A
+    /// file that turns invalid or goes away keeps the keys in force (with an ERROR).
     pub reload_interval_ms: u64,
 }
 
-impl Default for AuthConfig {
+impl Default for AuthSection {
     fn default() -> Self {
         Self {
             keys_path: None,
@@ -30,7 +40,7 @@ impl Default for AuthConfig {
 /// The key file's name in the secrets directory.
 pub const KEYS_SECRET: &str = "api_keys";
 
-impl AuthConfig {
+impl AuthSection {
     /// The key file: `keys_path`, or `api_keys` in `secrets_dir`.
     pub fn keys_path(&self, secrets_dir: &Path) -> PathBuf {
         self.keys_path
@@ -43,14 +53,14 @@ impl AuthConfig {
         Duration::from_millis(self.reload_interval_ms)
     }
 
-    /// Checks ranges; `check(ok, key, message)` records a failure.
-    pub fn validate(&self, check: &mut dyn FnMut(bool, &str, &str)) {
-        check(
+    /// Checks ranges.
+    pub fn validate(&self, checks: &mut Checks) {
+        checks.check(
             (100..=3_600_000).contains(&self.reload_interval_ms),
             "auth.reload_interval_ms",
             "must be between 100 and 3600000",
         );
-        check(
+        checks.check(
             self.keys_path
                 .as_ref()
                 .is_none_or(|p| !p.as_os_str().is_empty()),

@@ -3,47 +3,61 @@
 
 use std::path::PathBuf;
 
+use documented::{Documented, DocumentedFields};
 use serde::{Deserialize, Serialize};
 
-/// Image classification: models, upload limits and decode threads.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+use crate::config::check::Checks;
+use crate::imaging::ImagingSettings;
+use crate::imaging::decode::DecodeLimits;
+
+/// Image classification: POST /predict with `multipart/form-data` (field `file`, as
+/// `curl -F file=@photo.jpg`) or an `image/jpeg`, `image/png` or `image/webp` body.
+#[derive(Debug, Clone, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
-pub struct ImageConfig {
-    /// Serve the bundled EfficientNet-Lite0 (ImageNet-1k) beside the other models.
+pub struct ImageSection {
+    /// Serve the bundled EfficientNet-Lite0 (ImageNet-1k, 1000 classes, top-5 answers)
+    /// beside the other models.
     pub bundled: bool,
-    /// More image models, each a safetensors file and its manifest.
-    pub models: Vec<ImageModelConfig>,
-    /// The model an image goes to without `?model=`; default: the first image model
-    /// (the configured ones, then the bundled one).
+    /// More image models, each a safetensors file (`path`) and its manifest
+    /// (`manifest_path`, default `manifest.json` beside it);
+    /// scripts/models/convert-torchvision.py makes both from a torchvision ResNet checkpoint.
+    /// Example: `[{ path = "/models/resnet18/model.safetensors" }]`
+    pub models: Vec<ImageModelSection>,
+    /// The model an image goes to without `?model=`; unset: the first image model (the
+    /// configured ones, then the bundled one).
+    /// Example: `"resnet18"`
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_model: Option<String>,
-    /// Widest and tallest image accepted, pixels (413 above).
+    /// Widest and tallest image accepted, pixels: a larger upload is refused with 413
+    /// before it is decoded (a decompression bomb never allocates).
     pub max_dimension: u32,
     /// Most pixels (width × height) accepted (413 above).
     pub max_pixels: u64,
     /// Most bytes decoding one upload may allocate (413 above).
     pub max_decode_bytes: u64,
-    /// Decode threads (decoding and preprocessing run there, never on I/O threads);
-    /// 0 = as many as compute threads.
+    /// Decode threads (decoding and preprocessing never run on I/O threads); 0 = as many
+    /// as compute threads.
     pub decode_threads: usize,
-    /// Uploads waiting for a decode thread; more answer 503.
+    /// Uploads waiting for a decode thread; more answer 503 with Retry-After.
     pub queue_capacity: usize,
-    /// Most images in one forward pass.
+    /// Most images in one forward pass; the default is 8 on the CPU and 64 in a build
+    /// with the `cuda` feature.
+    /// Example: `8`
     pub max_batch_size: usize,
 }
 
-/// One image model on disk.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One more image model on disk (an element of `image.models`).
+#[derive(Debug, Clone, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(deny_unknown_fields)]
-pub struct ImageModelConfig {
+pub struct ImageModelSection {
     /// The safetensors weights file.
     pub path: PathBuf,
-    /// Its manifest; default `manifest.json` beside `path`.
+    /// Its manifest; unset: `manifest.json` beside `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_path: Option<PathBuf>,
 }
 
-impl ImageModelConfig {
+impl ImageModelSection {
     /// The manifest's path.
     pub fn manifest(&self) -> PathBuf {
         self.manifest_path
@@ -56,7 +70,7 @@ impl ImageModelConfig {
 /// little per image and adds the batch's latency to each.
 const DEFAULT_MAX_BATCH: usize = if cfg!(feature = "cuda") { 64 } else { 8 };
 
-impl Default for ImageConfig {
+impl Default for ImageSection {
     fn default() -> Self {
         Self {
             bundled: true,
@@ -72,45 +86,62 @@ impl Default for ImageConfig {
     }
 }
 
-impl ImageConfig {
+impl ImageSection {
     /// Whether any image model is configured.
     pub fn any_model(&self) -> bool {
         self.bundled || !self.models.is_empty()
     }
 
-    /// Range and consistency checks; `check(ok, key, message)` records a failure.
-    pub fn validate(&self, check: &mut dyn FnMut(bool, &str, &str)) {
-        check(
+    /// The decode threads and limits, with `decode_threads = 0` resolved to
+    /// `compute_threads`.
+    pub fn imaging_settings(&self, compute_threads: usize) -> ImagingSettings {
+        ImagingSettings {
+            limits: DecodeLimits {
+                max_dimension: self.max_dimension,
+                max_pixels: self.max_pixels,
+                max_alloc: self.max_decode_bytes,
+            },
+            threads: match self.decode_threads {
+                0 => compute_threads,
+                n => n,
+            },
+            queue_capacity: self.queue_capacity,
+        }
+    }
+
+    /// Range and consistency checks.
+    pub fn validate(&self, checks: &mut Checks) {
+        checks.check(
             (1..=65_535).contains(&self.max_dimension),
             "image.max_dimension",
             "must be between 1 and 65535",
         );
-        check(
+        checks.check(
             self.max_pixels >= 1,
             "image.max_pixels",
             "must be at least 1",
         );
-        check(
+        checks.check(
             self.max_decode_bytes >= 1024 * 1024,
             "image.max_decode_bytes",
             "must be at least 1 MiB",
         );
-        check(
+        checks.check(
             self.decode_threads <= 1024,
             "image.decode_threads",
             "must be at most 1024",
         );
-        check(
+        checks.check(
             self.queue_capacity >= 1,
             "image.queue_capacity",
             "must be at least 1",
         );
-        check(
+        checks.check(
             (1..=4096).contains(&self.max_batch_size),
             "image.max_batch_size",
             "must be between 1 and 4096",
         );
-        check(
+        checks.check(
             self.default_model.is_none() || self.any_model(),
             "image.default_model",
             "is set but no image model is configured (image.bundled = false, no image.models)",

@@ -8,7 +8,9 @@ use figment::value::{Dict, Map};
 use figment::{Error, Figment, Metadata, Profile, Provider, Source};
 use serde::Serialize;
 
-use crate::config::{Config, ConfigError, IoBackend, LogFormat};
+use crate::config::{Config, ConfigError};
+use crate::server::backend::IoBackend;
+use crate::telemetry::LogFormat;
 
 /// Prefix of every environment variable we read.
 pub(crate) const ENV_PREFIX: &str = "INFERGATE_";
@@ -39,8 +41,8 @@ pub struct FlagOverrides {
     pub idle_exit_s: Option<u64>,
 }
 
-/// Which flag sets which key, for naming a flag in messages.
-const FLAGS: [(&str, &str); 7] = [
+/// Which flag sets which key, for naming a flag in messages and the reference.
+pub(crate) const FLAGS: [(&str, &str); 7] = [
     ("server.listen", "--listen"),
     ("server.io_threads", "--io-threads"),
     ("server.io", "--io"),

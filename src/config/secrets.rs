@@ -3,16 +3,36 @@
 //!
 //! Two ways a file becomes a value: a known name in the secrets directory (`tls_cert`,
 //! `tls_key`), or `INFERGATE_<KEY>_FILE=/path` for any key (`INFERGATE_TLS__KEY_FILE`).
-//! One trailing newline is stripped, since `echo x > file` and editors add one.
+//! One trailing newline is stripped, since `echo x > file` and editors add one. Where the
+//! directory is, is the `[secrets]` section.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use documented::{Documented, DocumentedFields};
 use figment::value::{Dict, Map, Value};
 use figment::{Error, Metadata, Profile, Provider};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::layers::{ENV_PREFIX, SECRET_NAME};
+
+/// Where Docker secrets are read from.
+#[derive(Debug, Clone, Serialize, Deserialize, Documented, DocumentedFields)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsSection {
+    /// Directory holding Docker secret files: `tls_cert` and `tls_key` (PEM),
+    /// `redis_url`, `redis_password`, `database_url`, `database_password`, and `api_keys`
+    /// (see `auth.keys_path`).
+    pub dir: PathBuf,
+}
+
+impl Default for SecretsSection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/run/secrets"),
+        }
+    }
+}
 
 /// Secret file names looked for in the secrets directory, and the key each one sets.
 pub const KNOWN_SECRETS: [(&str, &str); 6] = [

@@ -23,7 +23,7 @@ use crate::metrics::{
 
 /// How many compute threads to run and how many jobs may wait for them.
 #[derive(Debug, Clone, Copy)]
-pub struct PoolConfig {
+pub struct PoolSettings {
     /// Compute threads, at least 1.
     pub threads: usize,
     /// Jobs that may wait in the queue before submissions are refused.
@@ -47,7 +47,7 @@ pub struct ComputePool {
 
 impl ComputePool {
     /// Spawns `cfg.threads` compute threads.
-    pub fn start(cfg: &PoolConfig) -> std::io::Result<Self> {
+    pub fn start(cfg: &PoolSettings) -> std::io::Result<Self> {
         let capacity = cfg.queue_capacity.max(1);
         let (tx, rx) = crossbeam_channel::bounded::<Job>(capacity);
         for i in 0..cfg.threads.max(1) {
@@ -201,7 +201,7 @@ mod tests {
             gate: Mutex::new(gate),
         });
         let pool = Arc::new(
-            ComputePool::start(&PoolConfig {
+            ComputePool::start(&PoolSettings {
                 threads: 1,
                 queue_capacity: 1,
             })

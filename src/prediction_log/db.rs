@@ -18,7 +18,7 @@ use crate::prediction_log::record::Record;
 
 /// How to reach the database.
 #[derive(Debug, Clone)]
-pub struct DbConfig {
+pub struct DbSettings {
     /// `postgres://user@host:5432/db` or a key=value connection string.
     pub url: String,
     /// Password, when not in the URL.
@@ -71,7 +71,7 @@ pub struct Connector {
 
 impl Connector {
     /// Checks the URL and loads the CA bundle; connects to nothing.
-    pub fn new(cfg: &DbConfig) -> Result<Self, DbError> {
+    pub fn new(cfg: &DbSettings) -> Result<Self, DbError> {
         let mut config: tokio_postgres::Config = cfg.url.parse().map_err(DbError::Url)?;
         if let Some(password) = &cfg.password
             && config.get_password().is_none()

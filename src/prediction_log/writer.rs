@@ -23,7 +23,7 @@ use crate::prediction_log::{DbStatus, Shared};
 
 /// The writer's knobs.
 #[derive(Debug, Clone)]
-pub struct WriterConfig {
+pub struct WriterSettings {
     /// Rows per COPY batch.
     pub batch_rows: usize,
     /// Longest a row waits for its batch.
@@ -56,7 +56,7 @@ pub struct Writer {
     spool: Spool,
     pending: Pending<Record>,
     backoff: Backoff,
-    cfg: WriterConfig,
+    cfg: WriterSettings,
     /// Whether the spool's cap was hit (logged once per episode).
     spool_full: bool,
     /// Whether the spool goes next (replay and new batches take turns).
@@ -84,7 +84,7 @@ const PENDING_BATCHES: usize = 8;
 
 impl Writer {
     /// A writer over `parts`.
-    pub fn new(parts: WriterParts, cfg: WriterConfig) -> Self {
+    pub fn new(parts: WriterParts, cfg: WriterSettings) -> Self {
         Self {
             rx: parts.rx,
             close: Some(parts.close),

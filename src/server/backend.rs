@@ -5,8 +5,23 @@
 //! its errno, with the fix. `auto` then serves on epoll after one WARN; `uring` does not
 //! start (the caller exits 2).
 
-use crate::config::IoBackend;
+use serde::{Deserialize, Serialize};
+
 use crate::server::uring::{self, ProbeError, Ring};
+
+/// Which I/O backend is asked for (`server.io`, `--io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBackend {
+    /// io_uring where the kernel and the sandbox allow it (probed once at start), else
+    /// epoll with one WARN saying why.
+    Auto,
+    /// io_uring (tokio-uring): one ring and runtime per I/O thread; refusing to start
+    /// (exit 2) where io_uring is refused.
+    Uring,
+    /// Plain tokio (epoll): one current-thread runtime per I/O thread.
+    Epoll,
+}
 
 /// The backend serving connections, once chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

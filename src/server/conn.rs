@@ -29,7 +29,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::HttpConfig;
 use crate::metrics::CONNECTION_TIMEOUTS_TOTAL;
 use crate::server::idle::{Activity, Tracked};
 use crate::server::peer_cap::PeerCap;
@@ -41,6 +40,19 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// hyper's HTTP/1 header count limit when none is set.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
+/// What one connection's requests and HTTP/2 streams may hold (`[http]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Largest request head, bytes (431 above); on HTTP/2 the header list size.
+    pub max_header_bytes: usize,
+    /// Most header fields one request may carry (431 above).
+    pub max_headers: usize,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub h2_max_concurrent_streams: u32,
+    /// Requests one connection may carry before it is closed; 0 = no cap.
+    pub max_requests_per_connection: u64,
+}
 
 /// Timeouts and TLS settings for every connection; shared by all I/O threads.
 pub struct ConnSettings {
@@ -57,7 +69,7 @@ pub struct ConnSettings {
     /// Once the drain has begun, an HTTP/1.1 connection silent this long is closed.
     pub linger: Duration,
     /// Request head and HTTP/2 limits.
-    pub http: HttpConfig,
+    pub http: HttpSettings,
     /// `Strict-Transport-Security` for every answer (TLS only).
     pub hsts: Option<HeaderValue>,
     /// Open connections per client address, against `http.max_connections_per_ip`.

@@ -16,8 +16,6 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
-use crate::config::TlsConfig;
-
 /// ALPN protocol id of HTTP/2.
 pub const ALPN_H2: &[u8] = b"h2";
 /// ALPN protocol id of HTTP/1.1.
@@ -56,6 +54,45 @@ pub enum TlsError {
     /// The client CA bundle (`tls.client_ca_path`) cannot be used.
     #[error("the client CA bundle cannot verify client certificates")]
     ClientCa(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// Where a PEM document comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Pem {
+    /// The text itself (from a secret): never shown by `Debug`, as it may be a key.
+    Text(String),
+    /// A file, read at every (re)load.
+    File(PathBuf),
+}
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Text(_) => f.write_str("Text([redacted])"),
+            Self::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+impl Pem {
+    /// The PEM bytes; `what` names the document in an error.
+    fn read(&self, what: &'static str) -> Result<Vec<u8>, TlsError> {
+        match self {
+            Self::Text(text) => Ok(text.as_bytes().to_vec()),
+            Self::File(path) => read(path, what),
+        }
+    }
+}
+
+/// What TLS is set up from (`[tls]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain; with no key either, a development certificate is made.
+    pub cert: Option<Pem>,
+    /// The private key.
+    pub key: Option<Pem>,
+    /// The CA bundle client certificates are verified against (mTLS); `None`: none asked.
+    pub client_ca_path: Option<PathBuf>,
 }
 
 /// Where the certificate came from, for the start-up log.
@@ -106,7 +143,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// Builds the rustls server configuration from `cfg`, and the handle that swaps its
 /// certificate.
 pub fn server_config(
-    cfg: &TlsConfig,
+    cfg: &TlsSettings,
 ) -> Result<(Arc<ServerConfig>, CertSource, Arc<Certificates>), TlsError> {
     let (key, source) = certified_key(cfg)?;
     let certificates = Arc::new(Certificates {
@@ -126,17 +163,17 @@ pub fn server_config(
 
 /// The certificate chain and key `cfg` names, checked to belong together; or, with
 /// neither configured, a fresh development certificate.
-pub fn certified_key(cfg: &TlsConfig) -> Result<(CertifiedKey, CertSource), TlsError> {
-    let cert_pem = match (&cfg.cert, &cfg.cert_path) {
-        (Some(pem), _) => Some(pem.as_bytes().to_vec()),
-        (None, Some(path)) => Some(read(path, "certificate")?),
-        (None, None) => None,
-    };
-    let key_pem = match (&cfg.key, &cfg.key_path) {
-        (Some(secret), _) => Some(secret.expose().as_bytes().to_vec()),
-        (None, Some(path)) => Some(read(path, "private key")?),
-        (None, None) => None,
-    };
+pub fn certified_key(cfg: &TlsSettings) -> Result<(CertifiedKey, CertSource), TlsError> {
+    let cert_pem = cfg
+        .cert
+        .as_ref()
+        .map(|pem| pem.read("certificate"))
+        .transpose()?;
+    let key_pem = cfg
+        .key
+        .as_ref()
+        .map(|pem| pem.read("private key"))
+        .transpose()?;
     let (certs, key, source) = match (cert_pem, key_pem) {
         (Some(cert), Some(key)) => {
             let certs = CertificateDer::pem_slice_iter(&cert)
@@ -223,7 +260,7 @@ mod tests {
 
     #[test]
     fn generates_a_dev_certificate_when_none_is_configured() {
-        let (config, source, _) = server_config(&TlsConfig::default()).expect("dev cert");
+        let (config, source, _) = server_config(&TlsSettings::default()).expect("dev cert");
         assert_eq!(source, CertSource::SelfSignedDev);
         assert_eq!(
             config.alpn_protocols,
@@ -233,9 +270,9 @@ mod tests {
 
     #[test]
     fn half_configured_tls_is_refused() {
-        let cfg = TlsConfig {
-            cert: Some("-----BEGIN CERTIFICATE-----".into()),
-            ..TlsConfig::default()
+        let cfg = TlsSettings {
+            cert: Some(Pem::Text("-----BEGIN CERTIFICATE-----".into())),
+            ..TlsSettings::default()
         };
         assert!(matches!(
             server_config(&cfg),
@@ -245,10 +282,10 @@ mod tests {
 
     #[test]
     fn missing_files_name_their_path() {
-        let cfg = TlsConfig {
-            cert_path: Some("/nonexistent/cert.pem".into()),
-            key_path: Some("/nonexistent/key.pem".into()),
-            ..TlsConfig::default()
+        let cfg = TlsSettings {
+            cert: Some(Pem::File("/nonexistent/cert.pem".into())),
+            key: Some(Pem::File("/nonexistent/key.pem".into())),
+            ..TlsSettings::default()
         };
         let err = server_config(&cfg).expect_err("error");
         assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");

@@ -3,7 +3,7 @@
 //! own span id, which the answer's `traceparent` could not name) and handed to the SDK's
 //! batch processor, whose thread posts them; a request only enqueues.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
@@ -15,7 +15,7 @@ use opentelemetry_sdk::trace::{
     BatchConfigBuilder, BatchSpanProcessor, SpanData, SpanEvents, SpanLinks, SpanProcessor as _,
 };
 
-use crate::config::OtlpConfig;
+use crate::telemetry::TraceSettings;
 use crate::telemetry::request_span::FinishedRequest;
 
 /// The exporter refused its settings (the endpoint, most likely).
@@ -31,18 +31,18 @@ pub struct Export {
 
 impl Export {
     /// Starts the exporter and its batch thread, posting to `url`.
-    pub fn start(cfg: &OtlpConfig, url: &str) -> Result<Self, ExporterError> {
+    pub fn start(cfg: &TraceSettings, url: &str) -> Result<Self, ExporterError> {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(url)
-            .with_timeout(Duration::from_millis(cfg.timeout_ms))
+            .with_timeout(cfg.timeout)
             .build()
             .map_err(|e| ExporterError(e.to_string()))?;
         let batch = BatchConfigBuilder::default()
             .with_max_queue_size(cfg.queue_capacity)
-            .with_max_export_batch_size(cfg.queue_capacity.min(512))
-            .with_scheduled_delay(Duration::from_millis(cfg.export_interval_ms))
+            .with_max_export_batch_size(cfg.max_export_batch_size.min(cfg.queue_capacity))
+            .with_scheduled_delay(cfg.export_interval)
             .build();
         let mut processor = BatchSpanProcessor::builder(exporter)
             .with_batch_config(batch)

@@ -3,7 +3,7 @@
 //! in the collector, the client's trace and the row are the same one. Off (and free)
 //! unless `otlp.endpoint` is set in a binary built with the `otlp` feature.
 
-use crate::config::OtlpConfig;
+pub use crate::telemetry::TraceSettings;
 pub use crate::telemetry::request_span::FinishedRequest;
 use crate::trace_context::TraceContext;
 
@@ -35,12 +35,13 @@ impl Traces {
         }
     }
 
-    /// The export `cfg` asks for (off without `endpoint`). Validation has refused an
-    /// endpoint in a binary without the `otlp` feature.
-    pub fn start(cfg: &OtlpConfig) -> Result<Self, TracesError> {
-        let Some(url) = cfg.traces_url() else {
+    /// The export `cfg` asks for (off with `None`). Validation has refused an endpoint in
+    /// a binary without the `otlp` feature.
+    pub fn start(cfg: Option<&TraceSettings>) -> Result<Self, TracesError> {
+        let Some(cfg) = cfg else {
             return Ok(Self::off());
         };
+        let url = cfg.url.clone();
         #[cfg(feature = "otlp")]
         {
             let export = otlp::Export::start(cfg, &url).map_err(|e| TracesError::Exporter {

@@ -291,3 +291,33 @@ fn database_secrets_are_read_never_printed_and_bad_values_name_their_source() {
     );
     assert!(e.contains("prediction_log.spool_max_bytes"), "{e}");
 }
+
+#[test]
+fn print_config_defaults_and_reference_are_the_committed_files() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let print = |flag: &str| {
+        // A config directory that does not parse: the generated files read no configuration.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("default.toml"), "not toml [").unwrap();
+        let out = Command::new(bin())
+            .arg("--config-dir")
+            .arg(dir.path())
+            .args(["print-config", flag])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let committed = std::fs::read_to_string(repo.join("config/default.toml")).unwrap();
+    assert_eq!(
+        print("--defaults"),
+        committed,
+        "regenerate config/default.toml"
+    );
+    let docs = std::fs::read_to_string(repo.join("docs/configuration.md")).unwrap();
+    let reference = print("--reference");
+    assert!(
+        docs.contains(reference.trim()),
+        "regenerate the reference in docs/configuration.md"
+    );
+}

@@ -968,11 +968,11 @@ fn log_row(request_id: &str, shadow: Option<ShadowDiff>) -> LogRow {
 
 #[test]
 fn shadow_comparisons_land_in_the_primary_rows_columns_after_migrating_from_version_4() {
-    use infergate::prediction_log::db::DbConfig;
+    use infergate::prediction_log::db::DbSettings;
     use infergate::prediction_log::record::Record;
     use infergate::prediction_log::spool::Spool;
-    use infergate::prediction_log::writer::WriterConfig;
-    use infergate::prediction_log::{DbStatus, LogConfig, PredictionLog};
+    use infergate::prediction_log::writer::WriterSettings;
+    use infergate::prediction_log::{DbStatus, PredictionLog, PredictionLogSettings};
 
     let pg = PostgresServer::start();
     // A database a gateway from before shadow mirroring left: migrations 1-4 applied and
@@ -1019,14 +1019,14 @@ fn shadow_comparisons_land_in_the_primary_rows_columns_after_migrating_from_vers
     spool.append(std::slice::from_ref(&spooled)).unwrap();
     drop(spool);
 
-    let log = PredictionLog::start(LogConfig {
-        db: DbConfig {
+    let log = PredictionLog::start(PredictionLogSettings {
+        db: DbSettings {
             url: pg.url(),
             password: None,
             connect_timeout: Duration::from_secs(5),
             tls_ca: None,
         },
-        writer: WriterConfig {
+        writer: WriterSettings {
             batch_rows: 100,
             flush_interval: Duration::from_millis(20),
             write_timeout: Duration::from_secs(10),

@@ -200,7 +200,7 @@ fn run(
             header_read_timeout: config.server.header_read_timeout(),
             idle_timeout: config.server.keepalive_idle_timeout(),
             linger: config.shutdown.linger(),
-            http: config.http.clone(),
+            http: config.http.settings(),
             hsts: None,
             peer_cap: PeerCap::new(config.http.max_connections_per_ip),
         });
