@@ -23,7 +23,7 @@ const ANSWER: &str = r#""model":{"name":"iris-mlp","version":"1.0.0"},"predictio
 fn row(i: u64) -> LogRow {
     LogRow {
         prediction_id: Uuid::now_v7(),
-        request_id: format!("bench-{i}"),
+        request_id: format!("bench-{i}").into(),
         created_at: SystemTime::now(),
         model_name: "iris-mlp".into(),
         model_version: "1.0.0".into(),

@@ -92,7 +92,7 @@ fn log_submit(c: &mut Criterion) {
         b.iter(|| {
             log.submit(LogRow {
                 prediction_id: Uuid::now_v7(),
-                request_id: "bench".to_owned(),
+                request_id: "bench".into(),
                 created_at: SystemTime::now(),
                 model_name: "iris-mlp".into(),
                 model_version: "1.0.0".into(),

@@ -60,7 +60,7 @@ pub type ResponseBody = http_body_util::Either<Full<Bytes>, tonic::body::Body>;
 #[derive(Debug, Default)]
 pub struct Timing {
     entries: Vec<(&'static str, Duration)>,
-    answered_by: Option<(String, &'static str)>,
+    answered_by: Option<(Arc<str>, &'static str)>,
 }
 
 impl Timing {
@@ -70,8 +70,8 @@ impl Timing {
     }
 
     /// Notes the model and cache outcome of a prediction, for its trace span.
-    pub fn answered_by(&mut self, model: &str, cache: &'static str) {
-        self.answered_by = Some((model.to_owned(), cache));
+    pub fn answered_by(&mut self, model: &Arc<str>, cache: &'static str) {
+        self.answered_by = Some((Arc::clone(model), cache));
     }
 
     fn header(&self, total: Duration) -> String {
@@ -173,7 +173,7 @@ pub fn json_response(status: StatusCode, body: &impl Serialize) -> HttpResponse 
 
 /// The client's `X-Request-Id` if it is sane (1–128 visible ASCII characters from a safe
 /// set), else a fresh UUIDv7.
-pub fn request_id(headers: &HeaderMap) -> String {
+pub fn request_id(headers: &HeaderMap) -> Arc<str> {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -183,7 +183,7 @@ pub fn request_id(headers: &HeaderMap) -> String {
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
         })
-        .map_or_else(|| Uuid::now_v7().to_string(), str::to_owned)
+        .map_or_else(|| Uuid::now_v7().to_string().into(), Arc::from)
 }
 
 // The route table.
@@ -282,9 +282,9 @@ mod tests {
     fn request_ids_are_honoured_only_when_sane() {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&h), "abc-123");
+        assert_eq!(&*request_id(&h), "abc-123");
         h.insert("x-request-id", HeaderValue::from_static("has space"));
-        assert_ne!(request_id(&h), "has space");
+        assert_ne!(&*request_id(&h), "has space");
         h.insert(
             "x-request-id",
             HeaderValue::from_str(&"a".repeat(129)).unwrap(),

@@ -76,8 +76,9 @@ enum Pending {
 pub struct RequestOptions {
     /// `Cache-Control: no-cache`: skip the lookup, compute, still fill the cache.
     pub bypass_cache: bool,
-    /// The request's id, for the log.
-    pub request_id: String,
+    /// The request's id, for the log (shared: a row and each of an OIP request's rows
+    /// take it without a copy).
+    pub request_id: Arc<str>,
     /// The client's address, for the log (stored only when configured).
     pub client_addr: Option<IpAddr>,
     /// When the request head arrived (the log's latency is measured from here).
@@ -445,8 +446,8 @@ impl Predictor {
                 prediction_id,
                 request_id: opts.request_id,
                 created_at: SystemTime::now(),
-                model_name: info.name.clone(),
-                model_version: info.version.clone(),
+                model_name: Arc::clone(&info.name),
+                model_version: Arc::clone(&info.version),
                 cache_status: cache.as_str(),
                 input_hash: key.hash(),
                 input,
@@ -462,7 +463,7 @@ impl Predictor {
         match shadow {
             Some((candidate, input)) => self.shadow.mirror(ShadowJob {
                 candidate,
-                primary_version: model.info().version.clone(),
+                primary_version: Arc::clone(&model.info().version),
                 primary_probs: Arc::clone(&computed.answer.probs),
                 input,
                 row,
@@ -648,7 +649,7 @@ impl Predictor {
             .map_err(FlightError::Infer)?;
         if !row.probs.iter().all(|p| p.is_finite()) {
             return Err(FlightError::NonFiniteOutput {
-                model: model.info().name.clone(),
+                model: model.info().name.to_string(),
             });
         }
         let answer = match image_hash {

@@ -39,8 +39,8 @@ impl Health {
         let default = catalog.defaults().next().map(|m| m.info());
         Self {
             status: HealthStatus::Healthy,
-            model: default.map(|info| info.name.clone()),
-            version: default.map(|info| info.version.clone()),
+            model: default.map(|info| info.name.to_string()),
+            version: default.map(|info| info.version.to_string()),
             uptime_s: gw.stats.snapshot().uptime_s,
         }
     }

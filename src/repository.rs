@@ -126,7 +126,7 @@ impl RepoState {
     }
 
     fn is_configured(&self, name: &str) -> bool {
-        self.configured.iter().any(|m| m.info().name == name)
+        self.configured.iter().any(|m| &*m.info().name == name)
     }
 
     /// Brings the models in `dirs` (one look; `only`: just this model, the others as they
@@ -216,7 +216,13 @@ impl RepoState {
         let mut models: Vec<Served> = self
             .configured
             .iter()
-            .map(|m| Served::new(m.info().name.clone(), Origin::Config, vec![Arc::clone(m)]))
+            .map(|m| {
+                Served::new(
+                    m.info().name.to_string(),
+                    Origin::Config,
+                    vec![Arc::clone(m)],
+                )
+            })
             .collect();
         for (name, entry) in &self.entries {
             // A directory named as a configured model is reported, never served.
@@ -249,7 +255,7 @@ fn served(name: &str, entry: &Entry) -> Served {
         served
             .versions
             .iter()
-            .position(|m| m.info().version == version)
+            .position(|m| &*m.info().version == version)
     };
     let settings = &entry.settings;
     let weights: Vec<(usize, u32)> = settings
@@ -616,7 +622,7 @@ fn publish(
     let catalog = state.catalog();
     let now: BTreeSet<(String, String)> = catalog
         .loaded()
-        .map(|m| (m.info().name.clone(), m.info().version.clone()))
+        .map(|m| (m.info().name.to_string(), m.info().version.to_string()))
         .collect();
     for (name, version) in served.difference(&now) {
         metrics::gauge!(MODEL_READY, "model" => name.clone(), "version" => version.clone())
@@ -678,7 +684,7 @@ mod tests {
             .unwrap()
             .versions
             .iter()
-            .map(|m| m.info().version.clone())
+            .map(|m| m.info().version.to_string())
             .collect()
     }
 
@@ -765,14 +771,14 @@ mod tests {
                 let c = catalog
                     .choose(Some("m"), None, InputKind::Features)
                     .unwrap();
-                c.model.info().version.clone()
+                c.model.info().version.to_string()
             })
             .collect();
         assert_eq!(picks.iter().filter(|v| *v == "2").count(), 100);
         let c = catalog
             .choose(Some("m"), Some("3"), InputKind::Features)
             .unwrap();
-        assert_eq!(c.shadow.unwrap().info().version, "2");
+        assert_eq!(&*c.shadow.unwrap().info().version, "2");
 
         // Broken settings keep the last good ones in force, and are reported.
         std::fs::write(

@@ -39,7 +39,7 @@ pub struct ShadowJob {
     /// The candidate version.
     pub candidate: Arc<dyn Model>,
     /// The version that answered.
-    pub primary_version: String,
+    pub primary_version: Arc<str>,
     /// The answer's class probabilities.
     pub primary_probs: Arc<[f32]>,
     /// The input.
@@ -249,9 +249,9 @@ impl Runner {
         count(&job, "compared");
         let info = job.candidate.info();
         let labels = [
-            ("model", info.name.clone()),
-            ("primary", job.primary_version.clone()),
-            ("candidate", info.version.clone()),
+            ("model", info.name.to_string()),
+            ("primary", job.primary_version.to_string()),
+            ("candidate", info.version.to_string()),
         ];
         let top1 = if cmp.top1_agree { "agree" } else { "disagree" };
         let mut with_top1 = labels.to_vec();
@@ -260,7 +260,7 @@ impl Runner {
         metrics::histogram!(SHADOW_MAX_PROB_DELTA, &labels).record(f64::from(cmp.max_delta));
         if let Some(mut row) = job.row.take() {
             row.shadow = Some(ShadowDiff {
-                version: info.version.clone(),
+                version: info.version.to_string(),
                 top1_agree: cmp.top1_agree,
                 max_delta: cmp.max_delta,
             });

@@ -144,7 +144,7 @@ pub fn assemble_with_metrics(
             imaging,
             admission: Admission::new(
                 config.admission.limit_settings(),
-                infer.catalog().defaults().map(|m| m.info().name.as_str()),
+                infer.catalog().defaults().map(|m| &*m.info().name),
             ),
         },
         PredictSettings {
@@ -230,7 +230,7 @@ fn load_models(
     if let Some(name) = &config.image.default_model {
         let at = images
             .iter()
-            .position(|m| &m.info().name == name)
+            .position(|m| *m.info().name == **name)
             .ok_or_else(|| {
                 ModelError::Load(format!(
                     "image.default_model {name:?} is not a loaded model"

@@ -424,7 +424,7 @@ impl ModelStats {
         let versions: Vec<String> = m
             .versions
             .iter()
-            .map(|v| v.info().version.clone())
+            .map(|v| v.info().version.to_string())
             .collect();
         Self {
             name: m.name.clone(),

@@ -2,6 +2,8 @@
 //! answers one), its headers (`X-Request-Id`, `Server-Timing`, `traceparent`, the rate
 //! limit's), the request metrics, the exported trace span, and the log line.
 
+use std::sync::Arc;
+
 use http::header::HeaderValue;
 use http::{HeaderMap, Method, Request, Response};
 use http_body_util::Either;
@@ -25,7 +27,7 @@ pub(crate) type Outcome = Result<Result<Response<ResponseBody>, ApiError>, Panic
 pub struct Exchange {
     started: Instant,
     route: &'static RouteDef,
-    request_id: String,
+    request_id: Arc<str>,
     trace: TraceContext,
     method: Method,
     /// Whether the span was made up front (this module's debug events are on).
@@ -102,7 +104,7 @@ impl Exchange {
                 duration: total,
                 request_id: &self.request_id,
                 key: self.admission.key.as_deref(),
-                model: answered_by.map(|(model, _)| model.as_str()),
+                model: answered_by.map(|(model, _)| &**model),
                 cache: answered_by.map(|&(_, cache)| cache),
                 phases: &self.timing.entries,
             });

@@ -161,8 +161,8 @@ impl GrpcInferenceService for Oip {
             shape: t.shape,
         };
         Ok(tonic::Response::new(ModelMetadataResponse {
-            name: info.name.clone(),
-            versions: vec![info.version.clone()],
+            name: info.name.to_string(),
+            versions: vec![info.version.to_string()],
             platform: oip::PLATFORM.into(),
             inputs: vec![meta(input)],
             outputs: vec![meta(output)],
@@ -195,8 +195,8 @@ impl GrpcInferenceService for Oip {
             .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
             .collect();
         Ok(tonic::Response::new(ModelInferResponse {
-            model_name: info.name.clone(),
-            model_version: info.version.clone(),
+            model_name: info.name.to_string(),
+            model_version: info.version.to_string(),
             id: req.id,
             parameters: HashMap::new(),
             outputs: vec![InferOutputTensor {

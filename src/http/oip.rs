@@ -95,7 +95,7 @@ pub async fn model_metadata(call: Call<'_>) -> Result<HttpResponse, ApiError> {
                 meta.versions = served
                     .versions
                     .iter()
-                    .map(|m| m.info().version.clone())
+                    .map(|m| m.info().version.to_string())
                     .collect();
                 if let Some(problem) = &served.problem {
                     meta.state = Some(problem.state());
@@ -178,8 +178,8 @@ pub(crate) fn tensor_specs(info: &ModelInfo) -> (OipTensorMetadata, OipTensorMet
 fn model_metadata_of(info: &ModelInfo) -> OipModelMetadata {
     let (input, output) = tensor_specs(info);
     OipModelMetadata {
-        name: info.name.clone(),
-        versions: vec![info.version.clone()],
+        name: info.name.to_string(),
+        versions: vec![info.version.to_string()],
         platform: PLATFORM,
         inputs: vec![input],
         outputs: vec![output],
@@ -404,9 +404,9 @@ pub(crate) async fn predict_rows(
     opts: &RequestOptions,
 ) -> Result<Vec<Prediction>, ApiError> {
     let predictor = &gw.predictor;
-    let model_name = || Some(info.name.clone());
+    let model_name = || Some(info.name.to_string());
     // The version routed to once for the whole request: its rows never split.
-    let version = || Some(info.version.clone());
+    let version = || Some(info.version.to_string());
     let predictions = match rows {
         Rows::Features(rows) => {
             futures_util::future::try_join_all(rows.into_iter().map(|features| {

@@ -48,7 +48,7 @@ pub fn index_of(catalog: &Catalog) -> Vec<IndexEntry> {
         for model in &served.versions {
             entries.push(IndexEntry {
                 name: served.name.clone(),
-                version: model.info().version.clone(),
+                version: model.info().version.to_string(),
                 state: "READY",
                 reason: String::new(),
             });

@@ -101,7 +101,7 @@ fn predict_answer(gw: &Gateway, prediction: &Prediction, timing: &mut Timing) ->
     }
     let info = prediction.model.info();
     let span = tracing::Span::current();
-    span.record("model", info.name.as_str());
+    span.record("model", &*info.name);
     span.record("cache", prediction.cache.as_str());
     if gw.traces.is_on() {
         timing.answered_by(&info.name, prediction.cache.as_str());

@@ -95,8 +95,8 @@ impl ImageModel {
         let network = cnn::build(manifest.architecture, vb, labels.len())
             .map_err(|e| ModelError::Load(format!("{}: {e}", manifest.name)))?;
         let info = ModelInfo {
-            name: manifest.name.clone(),
-            version: manifest.version.clone(),
+            name: manifest.name.as_str().into(),
+            version: manifest.version.as_str().into(),
             labels,
             input: InputSpec::Image(manifest.preprocess),
             max_batch: opts.max_batch.max(1),

@@ -1,5 +1,7 @@
 //! The manifest shipped beside a model's weights: what the model is and how to feed it.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// Describes one model: identity, inputs, outputs, preprocessing and provenance.
@@ -73,10 +75,11 @@ impl Manifest {
 /// labels, and the input it takes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
-    /// Name, as clients pick it and as answers, logs and cache keys carry it.
-    pub name: String,
+    /// Name, as clients pick it and as answers, logs and cache keys carry it; shared, so
+    /// that a request's answer, span and log row take it without a copy.
+    pub name: Arc<str>,
     /// Version; a new version never shares cache entries with an old one.
-    pub version: String,
+    pub version: Arc<str>,
     /// Output class labels, indexed by class id.
     pub labels: Vec<String>,
     /// The input the model takes.

@@ -188,7 +188,7 @@ impl Served {
 
     /// The loaded version called `version`.
     pub fn version(&self, version: &str) -> Option<&Arc<dyn Model>> {
-        self.versions.iter().find(|m| m.info().version == version)
+        self.versions.iter().find(|m| &*m.info().version == version)
     }
 
     /// `version`, or as the split says, else the newest.
@@ -361,11 +361,7 @@ fn unknown_version(served: &Served, version: &str) -> InferError {
             reason: format!("version {version}: {}", failed.reason),
         };
     }
-    let loaded: Vec<&str> = served
-        .versions
-        .iter()
-        .map(|m| m.info().version.as_str())
-        .collect();
+    let loaded: Vec<&str> = served.versions.iter().map(|m| &*m.info().version).collect();
     InferError::UnknownVersion {
         name: served.name.clone(),
         version: version.to_owned(),
@@ -444,7 +440,7 @@ mod tests {
                 if let Some(s) = &c.shadow {
                     assert!(!Arc::ptr_eq(s, &c.model));
                 }
-                c.model.info().version.clone()
+                c.model.info().version.to_string()
             })
             .collect();
         assert_eq!(picked.iter().filter(|v| *v == "2").count(), 2);

@@ -77,8 +77,8 @@ impl TabularModel {
         let mean = Tensor::from_slice(&manifest.normalization.mean, (1, n), device)?;
         let std = Tensor::from_slice(&manifest.normalization.std, (1, n), device)?;
         let info = ModelInfo {
-            name: manifest.name.clone(),
-            version: manifest.version.clone(),
+            name: manifest.name.as_str().into(),
+            version: manifest.version.as_str().into(),
             labels: manifest.labels.clone(),
             input: InputSpec::Features {
                 names: manifest.feature_names.clone(),

@@ -37,12 +37,13 @@ pub struct LogRow {
     /// The UUIDv7 the client got.
     pub prediction_id: Uuid,
     /// The request's `X-Request-Id`.
-    pub request_id: String,
+    pub request_id: Arc<str>,
     /// When the answer was ready.
     pub created_at: SystemTime,
-    /// Model name and version.
-    pub model_name: String,
-    pub model_version: String,
+    /// Model name and version (shared with the model: the row costs no copy on the
+    /// request path; the log's thread copies them into the stored [`Record`]).
+    pub model_name: Arc<str>,
+    pub model_version: Arc<str>,
     /// `hit-l1`, `hit-l2`, `miss`, `coalesced` or `bypass`.
     pub cache_status: &'static str,
     /// The cache key's hash, 32 hex digits.
@@ -153,9 +154,9 @@ impl Record {
         Self {
             prediction_id: row.prediction_id,
             created_at_us: unix_micros(row.created_at),
-            request_id: clean(row.request_id),
-            model_name: clean(row.model_name),
-            model_version: clean(row.model_version),
+            request_id: clean_shared(&row.request_id),
+            model_name: clean_shared(&row.model_name),
+            model_version: clean_shared(&row.model_version),
             cache_status: row.cache_status.to_owned(),
             input_hash: format!("{:032x}", row.input_hash),
             input_features,
@@ -194,6 +195,15 @@ fn unix_micros(t: SystemTime) -> i64 {
 }
 
 /// Postgres `text` and `jsonb` cannot hold U+0000.
+/// [`clean`] for a string the request path shares: copied here, on the log's thread.
+fn clean_shared(s: &str) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s.to_owned()
+    }
+}
+
 fn clean(s: String) -> String {
     if s.contains('\0') {
         s.replace('\0', "")

@@ -91,8 +91,8 @@ pub fn load_version(
         }
     };
     let mut info = inner.info().clone();
-    info.name = name.to_owned();
-    info.version = version.to_owned();
+    info.name = name.into();
+    info.version = version.into();
     // Never 0: that is the configured models' revision, which adds nothing to a key.
     info.revision = digest.digest().max(1);
     Ok(Arc::new(Versioned { inner, info }))
@@ -131,8 +131,8 @@ mod tests {
         std::fs::write(dir.path().join(WEIGHTS), demo::WEIGHTS).unwrap();
         std::fs::write(dir.path().join(MANIFEST), demo::MANIFEST).unwrap();
         let model = load_version("flowers", "7", dir.path(), &options()).unwrap();
-        assert_eq!(model.info().name, "flowers");
-        assert_eq!(model.info().version, "7");
+        assert_eq!(&*model.info().name, "flowers");
+        assert_eq!(&*model.info().version, "7");
         assert_ne!(model.info().revision, 0);
         let again = load_version("flowers", "7", dir.path(), &options()).unwrap();
         assert_eq!(again.info().revision, model.info().revision);
@@ -165,7 +165,7 @@ mod tests {
         .unwrap();
         let model = load_version("cats", "2", dir.path(), &options()).unwrap();
         let info = model.info();
-        assert_eq!((info.name.as_str(), info.version.as_str()), ("cats", "2"));
+        assert_eq!((&*info.name, &*info.version), ("cats", "2"));
         assert_eq!(info.kind(), crate::infer::manifest::InputKind::Image);
         assert_eq!(info.labels.len(), 1000);
     }

@@ -947,7 +947,7 @@ fn every_image_answer_is_one_row_with_its_image_hash_top5_and_size() {
 fn log_row(request_id: &str, shadow: Option<ShadowDiff>) -> LogRow {
     LogRow {
         prediction_id: uuid::Uuid::now_v7(),
-        request_id: request_id.to_owned(),
+        request_id: request_id.into(),
         created_at: std::time::SystemTime::now(),
         model_name: "iris-mlp".into(),
         model_version: "1.0.0".into(),

@@ -536,7 +536,8 @@ fn shadow_diffs_reach_the_metrics_and_the_log_rows() {
         assert_eq!(deltas, 20.0);
     });
     let deadline = Instant::now() + Duration::from_secs(30);
-    while pg.count("predictions WHERE model_name = 's'") < 40 {
+    // The table exists once the log has migrated (its thread, in its own time).
+    while !pg.has_table("predictions") || pg.count("predictions WHERE model_name = 's'") < 40 {
         assert!(Instant::now() < deadline, "rows did not arrive");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -269,6 +269,12 @@ impl PostgresServer {
     }
 
     /// `SELECT count(*)` of a query's rows.
+    /// Whether `table` exists yet (the gateway's log creates it when it first connects).
+    pub fn has_table(&self, table: &str) -> bool {
+        let rows = self.query(&format!("SELECT to_regclass('{table}') IS NOT NULL AS ok"));
+        rows[0]["ok"].as_bool().expect("a boolean")
+    }
+
     pub fn count(&self, sql_from_where: &str) -> i64 {
         let rows = self.query(&format!("SELECT count(*) AS n FROM {sql_from_where}"));
         rows[0]["n"].as_i64().expect("count")
