@@ -208,7 +208,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
         tracing::info!(
             addr = %addr,
             tls = tls_enabled,
-            io_backend = gateway.io_backend,
+            io_backend = gateway.lifecycle.io_backend.as_str(),
             io_threads,
             compute_threads = config.compute.resolved_threads(),
             "listening"
@@ -225,8 +225,8 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
         })?;
         tracing::info!(%addr, "redirect listener: plain HTTP sent to HTTPS, and /health");
     }
-    let traces = Arc::clone(&gateway.traces);
-    let repository = gateway.repository.as_ref().map(|r| r.look_now());
+    let traces = Arc::clone(&gateway.serving.traces);
+    let repository = gateway.lifecycle.repository.as_ref().map(|r| r.look_now());
     let served = runtime.block_on(control(Control {
         gateway,
         metrics,
@@ -397,12 +397,12 @@ async fn control(c: Control) -> Result<(), AppError> {
         idle_exit,
         reloads,
     } = c;
-    let reload = reloads.start(&gateway.auth);
+    let reload = reloads.start(&gateway.serving.auth);
     // A stop signal during the warm-up ends it: the drain follows, nothing is served.
     let stop = tokio::select! {
         warmed = warm_up(&gateway) => {
             warmed?;
-            gateway.mark_models_warm();
+            gateway.lifecycle.flags.mark_models_warm();
             tracing::info!(listening = public.is_open(), "ready");
             let serving = Serving { reload: &reload, idle_exit };
             serve_until_stop(&gateway, &metrics, &mut signals, &mut public, serving).await
@@ -412,11 +412,11 @@ async fn control(c: Control) -> Result<(), AppError> {
             Stop::Signal(name)
         }
     };
-    let shutdown = &gateway.shutdown;
+    let shutdown = &gateway.lifecycle.shutdown;
     let drain_deadline = tokio::time::Instant::now() + drain_timeout;
     shutdown.begin_drain();
     // The accept loops stop now; the check socket serves until the end.
-    gateway.set_listening(false);
+    gateway.lifecycle.flags.set_listening(false);
     match stop {
         Stop::Signal(name) => tracing::info!(
             signal = name,
@@ -451,10 +451,10 @@ async fn control(c: Control) -> Result<(), AppError> {
             .saturating_duration_since(tokio::time::Instant::now())
             .max(Duration::from_millis(500))
             / 5;
-    if !gateway.predictor.shadow().close(shadow_deadline).await {
+    if !gateway.lifecycle.shadow.close(shadow_deadline).await {
         tracing::warn!("the shadow runner did not stop in time");
     }
-    if let Some(log) = gateway.predictor.log() {
+    if let Some(log) = &gateway.lifecycle.log {
         // Requests are answered; their rows go to Postgres, or to the spool, before exit.
         // The log gets what is left of the drain deadline, and at least a second.
         let deadline = drain_deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
@@ -491,9 +491,12 @@ async fn serve_until_stop(
     serving: Serving<'_>,
 ) -> Stop {
     let Serving { reload, idle_exit } = serving;
-    let idle = idle_exit.map(|after| IdleExit::new(&gateway.last_request, after));
+    let idle = idle_exit.map(|after| IdleExit::new(&gateway.serving.last_request, after));
     // Idle time counts from when the gateway can be reached at all.
-    gateway.last_request.stamp(tokio::time::Instant::now());
+    gateway
+        .serving
+        .last_request
+        .stamp(tokio::time::Instant::now());
     let mut upkeep = tokio::time::interval(METRICS_UPKEEP);
     let mut noise = NoiseSummary::new(client_noise::SUMMARY_INTERVAL);
     loop {
@@ -516,7 +519,7 @@ async fn serve_until_stop(
                 }
                 match public.open() {
                     Ok(addr) => {
-                        gateway.last_request.stamp(tokio::time::Instant::now());
+                        gateway.serving.last_request.stamp(tokio::time::Instant::now());
                         tracing::info!(addr = %addr, "activated: listening on {addr}");
                     }
                     Err(e) => tracing::error!(
@@ -552,14 +555,14 @@ fn second_signal(name: &str, check: Option<check_socket::Serving>) -> ! {
 /// Runs one inference per model (on an all-zero input) so `/ready` only turns 200 once
 /// every model really answers.
 pub async fn warm_up(gateway: &Gateway) -> Result<(), InferError> {
-    for model in gateway.infer.catalog().loaded() {
+    for model in gateway.serving.infer.catalog().loaded() {
         let features = model.info().row_len();
         let batch = Batch {
             rows: 1,
             features,
             data: vec![0.0; features],
         };
-        gateway.infer.forward(model, batch, None).await?;
+        gateway.serving.infer.forward(model, batch, None).await?;
     }
     Ok(())
 }

@@ -22,6 +22,38 @@ const HEADER_LEN: usize = 4 + 8 + 4 + 4;
 /// More classes than any classifier has: a count above it is corruption.
 const MAX_CLASSES: usize = 1 << 20;
 
+/// Which cache tiers are on, as `/stats` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// The in-process LRU and Redis.
+    L1AndL2,
+    /// The in-process LRU alone.
+    L1,
+    /// No cache.
+    Disabled,
+}
+
+impl CacheMode {
+    /// The mode with the in-process tier on (`l1`) and Redis on (`l2`); Redis without the
+    /// in-process tier counts as no cache.
+    pub fn of(l1: bool, l2: bool) -> Self {
+        match (l1, l2) {
+            (true, true) => Self::L1AndL2,
+            (true, false) => Self::L1,
+            (false, _) => Self::Disabled,
+        }
+    }
+
+    /// The name `/stats` shows: `l1+l2`, `l1` or `disabled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::L1AndL2 => "l1+l2",
+            Self::L1 => "l1",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
 /// A cached answer: the model-dependent JSON members of the answer (without the braces),
 /// the winning confidence (for `/stats`), and every class's probability (for answers
 /// that carry the whole output tensor, as the Open Inference Protocol's do).

@@ -103,15 +103,17 @@ pub async fn handle(
     peer: Option<IpAddr>,
 ) -> Response<ResponseBody> {
     let started = Instant::now();
-    gateway.last_request.stamp(started);
+    // The edge stages see only the request path; a route's handler sees the whole gateway.
+    let serving = &gateway.serving;
+    serving.last_request.stamp(started);
     // Every route's body, read or not, is drained once the answer is out (see RequestBody).
     let req = req.map(RequestBody::new);
     let route = route_of(req.uri().path());
-    let admission = admit::admit(gateway, &req, route, peer);
-    let mut exchange = Exchange::begin(gateway, &req, route, started, admission);
+    let admission = admit::admit(serving, &req, route, peer);
+    let mut exchange = Exchange::begin(serving, &req, route, started, admission);
     let outcome = match exchange.admission.refused.take() {
         None => {
-            let meta = exchange.options(gateway);
+            let meta = exchange.options(serving);
             AssertUnwindSafe(dispatch(gateway, route, req, meta, &mut exchange.timing))
                 .catch_unwind()
                 .instrument(exchange.span.clone())
@@ -120,7 +122,7 @@ pub async fn handle(
         }
         Some(refused) => Ok(Err(refused)),
     };
-    exchange.finish(gateway, outcome)
+    exchange.finish(serving, outcome)
 }
 
 /// A handler panicked (answered 500; the connection and the process carry on).

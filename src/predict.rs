@@ -247,7 +247,9 @@ pub struct PredictSettings {
     pub log_client_addr: bool,
 }
 
-/// The parts a predictor is built from.
+/// What a predictor reads through: the models, the caches, the queues and the side paths
+/// (kept whole inside the [`Predictor`], private: the request path predicts through it and
+/// reaches none of them directly).
 pub struct PredictorParts {
     /// The models.
     pub infer: Arc<Infer>,
@@ -264,23 +266,15 @@ pub struct PredictorParts {
     /// The decode threads; `None` when no image model is loaded.
     pub imaging: Option<Arc<Imaging>>,
     /// The runner that mirrors requests to shadow versions.
-    pub shadow: Shadow,
+    pub shadow: Arc<Shadow>,
     /// The adaptive concurrency limit in front of each model.
-    pub admission: Admission,
+    pub admission: Arc<Admission>,
 }
 
 /// Runs predictions; one per process, shared by every I/O thread.
 pub struct Predictor {
-    infer: Arc<Infer>,
-    imaging: Option<Arc<Imaging>>,
-    shadow: Shadow,
-    batcher: Batcher,
-    admission: Admission,
-    l1: Option<L1>,
-    l2: Option<Arc<L2>>,
+    parts: PredictorParts,
     coalescer: Coalescer<Computed, FlightError>,
-    stats: Arc<Stats>,
-    log: Option<Arc<PredictionLog>>,
     /// L1 hit and miss counters, resolved once: they count every request.
     l1_counts: [metrics::Counter; 2],
     cfg: PredictSettings,
@@ -290,45 +284,13 @@ impl Predictor {
     /// A predictor from its parts.
     pub fn new(parts: PredictorParts, cfg: PredictSettings) -> Self {
         Self {
-            infer: parts.infer,
-            imaging: parts.imaging,
-            shadow: parts.shadow,
-            batcher: parts.batcher,
-            admission: parts.admission,
-            l1: parts.l1,
-            l2: parts.l2,
+            parts,
             coalescer: Coalescer::new(),
-            stats: parts.stats,
-            log: parts.log,
             l1_counts: ["hit", "miss"].map(|result| {
                 metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => "l1", "result" => result)
             }),
             cfg,
         }
-    }
-
-    /// Redis as `/ready` reports it: `ok`, `down` (circuit open, or never answered yet) or
-    /// `disabled`.
-    pub fn redis_status(&self) -> &'static str {
-        match &self.l2 {
-            None => "disabled",
-            Some(l2) => l2.health().as_str(),
-        }
-    }
-
-    /// The adaptive limits, for `/stats`.
-    pub fn admission(&self) -> &Admission {
-        &self.admission
-    }
-
-    /// The prediction log, when one is configured.
-    pub fn log(&self) -> Option<&Arc<PredictionLog>> {
-        self.log.as_ref()
-    }
-
-    /// The shadow runner (the drain closes it before the log).
-    pub fn shadow(&self) -> &Shadow {
-        &self.shadow
     }
 
     /// Predicts a tabular input.
@@ -337,7 +299,7 @@ impl Predictor {
         input: TabularInput,
         opts: RequestOptions,
     ) -> Result<Prediction, PredictError> {
-        let chosen = self.infer.choose(
+        let chosen = self.parts.infer.choose(
             input.model.as_deref(),
             input.version.as_deref(),
             InputKind::Features,
@@ -359,6 +321,7 @@ impl Predictor {
         let key = CacheKey::for_model(info, Input::Features(&input.features));
         // The log keeps the features only when a log exists; the model takes the vector.
         let logged = self
+            .parts
             .log
             .as_ref()
             .map(|_| LoggedInput::Features(input.features.clone()));
@@ -377,19 +340,20 @@ impl Predictor {
         input: ImageInput,
         opts: RequestOptions,
     ) -> Result<Prediction, PredictError> {
-        let chosen = self.infer.choose(
+        let chosen = self.parts.infer.choose(
             input.model.as_deref(),
             input.version.as_deref(),
             InputKind::Image,
         )?;
         let model = chosen.model;
         let info = model.info();
-        let (InputSpec::Image(preprocess), Some(imaging)) = (&info.input, &self.imaging) else {
+        let (InputSpec::Image(preprocess), Some(imaging)) = (&info.input, &self.parts.imaging)
+        else {
             return Err(PredictError::Image(ImageError::Stopped));
         };
         let format = imaging.validate(&input.bytes)?;
         let key = CacheKey::for_model(info, Input::Image(&input.bytes));
-        let logged = self.log.as_ref().map(|_| LoggedInput::Image {
+        let logged = self.parts.log.as_ref().map(|_| LoggedInput::Image {
             bytes: input.bytes.len(),
         });
         let shadow = chosen.shadow.map(|candidate| {
@@ -437,7 +401,8 @@ impl Predictor {
             Ok(Err(e)) if e.is_deadline() => return Err(expired()),
             Ok(outcome) => outcome.map_err(PredictError::Flight)?,
         };
-        self.stats
+        self.parts
+            .stats
             .record_prediction(computed.answer.confidence, cache.source());
         let prediction_id = Uuid::now_v7();
         let row = logged.map(|input| {
@@ -461,7 +426,7 @@ impl Predictor {
             }
         });
         match shadow {
-            Some((candidate, input)) => self.shadow.mirror(ShadowJob {
+            Some((candidate, input)) => self.parts.shadow.mirror(ShadowJob {
                 candidate,
                 primary_version: Arc::clone(&model.info().version),
                 primary_probs: Arc::clone(&computed.answer.probs),
@@ -469,7 +434,7 @@ impl Predictor {
                 row,
             }),
             None => {
-                if let (Some(log), Some(row)) = (&self.log, row) {
+                if let (Some(log), Some(row)) = (&self.parts.log, row) {
                     log.submit(row);
                 }
             }
@@ -502,7 +467,10 @@ impl Predictor {
         deadline: &Deadline,
     ) -> Result<(Computed, CacheStatus), FlightError> {
         if bypass_cache {
-            let tiers = [("l1", self.l1.is_some()), ("l2", self.l2.is_some())];
+            let tiers = [
+                ("l1", self.parts.l1.is_some()),
+                ("l2", self.parts.l2.is_some()),
+            ];
             for (tier, _) in tiers.into_iter().filter(|(_, on)| *on) {
                 metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => tier, "result" => "bypass")
                     .increment(1);
@@ -525,7 +493,7 @@ impl Predictor {
             .run(key.hash(), || async {
                 // Double-checked: the flight before ours may have filled the cache between
                 // our lookup and our taking the lead.
-                match self.l1.as_ref().and_then(|l1| l1.get(key)) {
+                match self.parts.l1.as_ref().and_then(|l1| l1.get(key)) {
                     Some(answer) => Ok(cached(answer, CacheStatus::HitL1)),
                     None => self.miss(model, key, pending.clone(), deadline).await,
                 }
@@ -552,7 +520,7 @@ impl Predictor {
         pending: Pending,
         deadline: &Deadline,
     ) -> Result<Computed, FlightError> {
-        if let Some(l2) = &self.l2 {
+        if let Some(l2) = &self.parts.l2 {
             let lookup = l2.get(key).await;
             let result = match &lookup {
                 Lookup::Hit(_) => "hit",
@@ -563,7 +531,7 @@ impl Predictor {
             metrics::counter!(CACHE_REQUESTS_TOTAL, "tier" => "l2", "result" => result)
                 .increment(1);
             if let Lookup::Hit(answer) = lookup {
-                if let Some(l1) = &self.l1 {
+                if let Some(l1) = &self.parts.l1 {
                     l1.insert(key, answer.clone());
                 }
                 return Ok(cached(answer, CacheStatus::HitL2));
@@ -573,7 +541,7 @@ impl Predictor {
     }
 
     fn lookup(&self, key: &CacheKey) -> Option<Computed> {
-        let l1 = self.l1.as_ref()?;
+        let l1 = self.parts.l1.as_ref()?;
         let hit = l1.get(key);
         self.l1_counts[usize::from(hit.is_none())].increment(1);
         hit.map(|answer| cached(answer, CacheStatus::HitL1))
@@ -589,7 +557,7 @@ impl Predictor {
         deadline: &Deadline,
     ) -> Result<Computed, FlightError> {
         let name = &model.info().name;
-        let permit = self.admission.admit(name, deadline).map_err(|shed| {
+        let permit = self.parts.admission.admit(name, deadline).map_err(|shed| {
             match shed {
                 Shed::Concurrency { .. } => count_shed(name, ShedReason::Concurrency),
                 Shed::Deadline { .. } => {
@@ -627,6 +595,7 @@ impl Predictor {
                 preprocess,
             } => {
                 let imaging = self
+                    .parts
                     .imaging
                     .as_ref()
                     .ok_or(FlightError::Image(ImageError::Stopped))?;
@@ -643,6 +612,7 @@ impl Predictor {
             }
         };
         let row = self
+            .parts
             .batcher
             .predict(model, row, deadline.at())
             .await
@@ -656,10 +626,10 @@ impl Predictor {
             None => crate::encode::tabular(model.info(), &row.probs),
             Some(hash) => crate::encode::image(model.info(), &hash, &row.probs),
         };
-        if let Some(l1) = &self.l1 {
+        if let Some(l1) = &self.parts.l1 {
             l1.insert(key, answer.clone());
         }
-        if let Some(l2) = &self.l2 {
+        if let Some(l2) = &self.parts.l2 {
             l2.set(key, &answer);
         }
         Ok(Computed {
@@ -702,7 +672,7 @@ mod tests {
     use crate::infer::model::testing::{Calls, fixed};
     use crate::infer::registry::{Catalog, Origin, Served};
     use crate::infer::worker::PoolSettings;
-    use crate::shadow::{ShadowParts, ShadowSettings};
+    use crate::shadow::ShadowSettings;
 
     /// A deadline no test here comes near.
     const AMPLE: Duration = Duration::from_secs(30);
@@ -744,11 +714,9 @@ mod tests {
         )
         .unwrap();
         let shadow = Shadow::start(
-            ShadowParts {
-                batcher: batcher.clone(),
-                imaging: None,
-                log: None,
-            },
+            batcher.clone(),
+            None,
+            None,
             &ShadowSettings {
                 queue_capacity: 16,
                 max_in_flight: 1,
@@ -758,7 +726,7 @@ mod tests {
         .unwrap();
         let predictor = Predictor::new(
             PredictorParts {
-                admission: Admission::new(admission, ["m"]),
+                admission: Arc::new(Admission::new(admission, ["m"])),
                 infer,
                 batcher,
                 l1: Some(L1::new(&L1Settings {
@@ -771,7 +739,7 @@ mod tests {
                 stats: Arc::clone(&stats),
                 log: None,
                 imaging: None,
-                shadow,
+                shadow: Arc::new(shadow),
             },
             PredictSettings {
                 coalesce: true,
@@ -821,11 +789,12 @@ mod tests {
     fn in_l1(rig: &Rig, features: &[f32]) -> bool {
         let chosen = rig
             .predictor
+            .parts
             .infer
             .choose(None, None, InputKind::Features)
             .unwrap();
         let key = CacheKey::for_model(chosen.model.info(), Input::Features(features));
-        rig.predictor.l1.as_ref().unwrap().get(&key).is_some()
+        rig.predictor.parts.l1.as_ref().unwrap().get(&key).is_some()
     }
 
     const PROBS: [f32; 3] = [0.1, 0.7, 0.2];

@@ -30,7 +30,7 @@ use crate::metrics::{LOG_ROWS_TOTAL, LOG_SPOOL_TORN_TOTAL};
 use crate::prediction_log::db::{Connector, DbCounts, DbError, DbSettings};
 use crate::prediction_log::record::LogRow;
 use crate::prediction_log::spool::{Spool, SpoolError};
-use crate::prediction_log::writer::{Outcome, Writer, WriterParts, WriterSettings};
+use crate::prediction_log::writer::{Outcome, Writer, WriterSettings};
 
 /// Everything the prediction log is built from.
 #[derive(Debug, Clone)]
@@ -213,13 +213,11 @@ impl PredictionLog {
         let (done_tx, done_rx) = oneshot::channel();
         let shared = Arc::new(Shared::new());
         let writer = Writer::new(
-            WriterParts {
-                rx,
-                close: close_rx,
-                shared: Arc::clone(&shared),
-                connector: connector.clone(),
-                spool,
-            },
+            rx,
+            close_rx,
+            Arc::clone(&shared),
+            connector.clone(),
+            spool,
             cfg.writer.clone(),
         );
         let retention = cfg.retention.map(|r| (r, connector.clone()));

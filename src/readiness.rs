@@ -6,6 +6,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::cache::l2::L2Health;
 use crate::prediction_log::DbStatus;
 use crate::state::Dependency;
 use crate::state::Gateway;
@@ -35,13 +36,13 @@ pub enum HealthStatus {
 impl Health {
     /// The process serves: which default model, for how long.
     pub fn of(gw: &Gateway) -> Self {
-        let catalog = gw.infer.catalog();
+        let catalog = gw.serving.infer.catalog();
         let default = catalog.defaults().next().map(|m| m.info());
         Self {
             status: HealthStatus::Healthy,
             model: default.map(|info| info.name.to_string()),
             version: default.map(|info| info.version.to_string()),
-            uptime_s: gw.stats.snapshot().uptime_s,
+            uptime_s: gw.lifecycle.stats.snapshot().uptime_s,
         }
     }
 }
@@ -62,7 +63,7 @@ pub enum DependencyState {
 impl DependencyState {
     /// The prediction log's database, as its writer last found it.
     pub fn database(gw: &Gateway) -> Self {
-        match gw.predictor.log().map(|log| log.status()) {
+        match gw.lifecycle.log.as_ref().map(|log| log.status()) {
             None => Self::Disabled,
             Some(DbStatus::Ok) => Self::Ok,
             Some(DbStatus::Down) => Self::Down,
@@ -71,10 +72,10 @@ impl DependencyState {
 
     /// Redis (the L2 cache): one that never answered is not one a replica can count on.
     pub fn redis(gw: &Gateway) -> Self {
-        match gw.predictor.redis_status() {
-            "disabled" => Self::Disabled,
-            "ok" => Self::Ok,
-            _ => Self::Down,
+        match gw.lifecycle.redis.as_ref().map(|l2| l2.health()) {
+            None => Self::Disabled,
+            Some(L2Health::Ok) => Self::Ok,
+            Some(L2Health::Connecting | L2Health::Down) => Self::Down,
         }
     }
 }
@@ -103,6 +104,7 @@ impl Readiness {
         let redis = DependencyState::redis(gw);
         let database = DependencyState::database(gw);
         let required_down = gw
+            .lifecycle
             .ready_require
             .iter()
             .filter_map(|d| match d {
@@ -111,9 +113,9 @@ impl Readiness {
             })
             .collect();
         Self {
-            warm: gw.models_warm(),
-            draining: gw.shutdown.is_draining(),
-            listening: gw.is_listening(),
+            warm: gw.lifecycle.flags.models_warm(),
+            draining: gw.lifecycle.shutdown.is_draining(),
+            listening: gw.lifecycle.flags.is_listening(),
             redis,
             database,
             required_down,

@@ -86,16 +86,6 @@ pub struct ShadowSettings {
     pub timeout: Duration,
 }
 
-/// The parts the runner computes with.
-pub struct ShadowParts {
-    /// The batcher the candidate's rows go through, beside everyone else's.
-    pub batcher: Batcher,
-    /// The decode threads, for images.
-    pub imaging: Option<Arc<Imaging>>,
-    /// Where rows go.
-    pub log: Option<Arc<PredictionLog>>,
-}
-
 /// The handle the request path mirrors through; one per process.
 pub struct Shadow {
     tx: mpsc::Sender<ShadowJob>,
@@ -105,15 +95,21 @@ pub struct Shadow {
 }
 
 impl Shadow {
-    /// Starts the runner thread.
-    pub fn start(parts: ShadowParts, cfg: &ShadowSettings) -> Result<Self, background::SpawnError> {
+    /// Starts the runner thread, which computes through `batcher` (beside everyone else's
+    /// rows) and `imaging` (for images), and hands every row to `log`.
+    pub fn start(
+        batcher: Batcher,
+        imaging: Option<Arc<Imaging>>,
+        log: Option<Arc<PredictionLog>>,
+        cfg: &ShadowSettings,
+    ) -> Result<Self, background::SpawnError> {
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
         let (closing, closing_rx) = watch::channel(false);
         let (done_tx, done) = oneshot::channel();
         let runner = Runner {
-            batcher: parts.batcher,
-            imaging: parts.imaging,
-            log: parts.log.clone(),
+            batcher,
+            imaging,
+            log: log.clone(),
             max_in_flight: cfg.max_in_flight.max(1),
             in_flight: Arc::new(AtomicUsize::new(0)),
             timeout: cfg.timeout,
@@ -126,7 +122,7 @@ impl Shadow {
             tx,
             closing,
             done: std::sync::Mutex::new(Some(done)),
-            log: parts.log,
+            log,
         })
     }
 

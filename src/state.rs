@@ -1,4 +1,6 @@
-//! The state every request sees, built once at start by `app` and shared by all threads.
+//! The state every request sees, built once at start by `app` and shared by all threads:
+//! what the request path needs ([`Serving`]) beside what starting, draining and reporting
+//! on the gateway need ([`Lifecycle`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -6,13 +8,18 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::admission::Admission;
 use crate::auth::Auth;
+use crate::cache::CacheMode;
+use crate::cache::l2::L2;
 use crate::deadline::DeadlinePolicy;
 use crate::idle_exit::LastRequest;
 use crate::infer::Infer;
 use crate::predict::Predictor;
+use crate::prediction_log::PredictionLog;
 use crate::rate_limit::RateLimits;
 use crate::repository::Repository;
+use crate::shadow::Shadow;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::telemetry::traces::Traces;
@@ -44,19 +51,19 @@ pub struct Limits {
 
 /// Shared, thread-safe gateway state.
 pub struct Gateway {
+    /// What a request meets on its way through.
+    pub serving: Serving,
+    /// What starting, draining and reporting on the gateway need.
+    pub lifecycle: Lifecycle,
+}
+
+/// What the request path needs: admission at the edge, the models, the read-through.
+pub struct Serving {
     /// The read-through to the models.
     pub predictor: Predictor,
-    /// The models and compute pool.
+    /// The models and compute pool: requests find and route a model through its catalog.
     pub infer: Arc<Infer>,
-    /// The model repository, when `repository.path` is set.
-    pub repository: Option<Arc<Repository>>,
-    /// Prediction counters for `/stats`.
-    pub stats: Arc<Stats>,
-    /// Drain state and open connections.
-    pub shutdown: Arc<Shutdown>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// Body limits.
+    /// Body, header and deadline limits.
     pub limits: Limits,
     /// The API keys.
     pub auth: Arc<Auth>,
@@ -64,41 +71,49 @@ pub struct Gateway {
     pub rate_limits: RateLimits,
     /// Where finished request spans go (an OTLP collector, or nowhere).
     pub traces: Arc<Traces>,
-    /// Name of the I/O backend serving connections (`epoll`).
-    pub io_backend: &'static str,
-    /// Which cache tiers are on: `"l1+l2"`, `"l1"` or `"disabled"`.
-    pub cache_mode: &'static str,
-    /// Dependencies whose outage makes `/ready` 503.
-    pub ready_require: Vec<Dependency>,
     /// When a request last started or ended, for `server.idle_exit_s`.
     pub last_request: LastRequest,
+}
+
+/// What lifecycle and introspection need: the drain, readiness, `/stats` and `/metrics`,
+/// and shared handles to what the read-through also holds (the drain closes the shadow
+/// runner and the log; `/ready` and `/stats` read their health).
+pub struct Lifecycle {
+    /// Drain state and open connections.
+    pub shutdown: Arc<Shutdown>,
+    /// Whether the models are warm and the public listener open.
+    pub flags: Flags,
+    /// Dependencies whose outage makes `/ready` 503.
+    pub ready_require: Vec<Dependency>,
+    /// The I/O backend serving connections.
+    pub io_backend: IoKind,
+    /// Which cache tiers are on.
+    pub cache_mode: CacheMode,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Prediction counters for `/stats`.
+    pub stats: Arc<Stats>,
+    /// The model repository, when `repository.path` is set: loads and unloads, SIGHUP's look.
+    pub repository: Option<Arc<Repository>>,
+    /// The prediction log, when a database is configured: its health and counters, closed
+    /// last by the drain.
+    pub log: Option<Arc<PredictionLog>>,
+    /// The runner mirroring requests to shadow versions (the drain closes it before the log).
+    pub shadow: Arc<Shadow>,
+    /// The adaptive limits, for `/stats`.
+    pub admission: Arc<Admission>,
+    /// Redis (the L2 cache), for its health; `None` when it is off.
+    pub redis: Option<Arc<L2>>,
+}
+
+/// How far the gateway has come: models warm, public listener open. Both start false.
+#[derive(Debug, Default)]
+pub struct Flags {
     models_warm: AtomicBool,
     listening: AtomicBool,
 }
 
-impl Gateway {
-    /// Gateway state; not ready until [`Gateway::mark_models_warm`].
-    pub fn new(parts: GatewayParts) -> Self {
-        Self {
-            predictor: parts.predictor,
-            infer: parts.infer,
-            repository: parts.repository,
-            stats: parts.stats,
-            shutdown: parts.shutdown,
-            metrics: parts.metrics,
-            limits: parts.limits,
-            auth: parts.auth,
-            rate_limits: parts.rate_limits,
-            traces: parts.traces,
-            io_backend: parts.io_backend,
-            cache_mode: parts.cache_mode,
-            ready_require: parts.ready_require,
-            last_request: LastRequest::new(),
-            models_warm: AtomicBool::new(false),
-            listening: AtomicBool::new(false),
-        }
-    }
-
+impl Flags {
     /// Records that every model has answered a warm-up inference.
     pub fn mark_models_warm(&self) {
         self.models_warm.store(true, Ordering::SeqCst);
@@ -121,23 +136,24 @@ impl Gateway {
     }
 }
 
-/// What [`Gateway::new`] is built from.
-pub struct GatewayParts {
-    pub predictor: Predictor,
-    pub infer: Arc<Infer>,
-    pub repository: Option<Arc<Repository>>,
-    pub stats: Arc<Stats>,
-    pub shutdown: Arc<Shutdown>,
-    pub metrics: PrometheusHandle,
-    pub limits: Limits,
-    pub auth: Arc<Auth>,
-    pub rate_limits: RateLimits,
-    pub traces: Arc<Traces>,
-    pub io_backend: &'static str,
-    /// Which cache tiers are on: `"l1+l2"`, `"l1"` or `"disabled"`.
-    pub cache_mode: &'static str,
-    /// Dependencies whose outage makes `/ready` 503.
-    pub ready_require: Vec<Dependency>,
+/// The I/O backend serving connections: `server::backend::Backend` without its rings'
+/// setup, which nothing but the listener needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    /// io_uring through tokio-uring.
+    Uring,
+    /// Plain tokio (epoll).
+    Epoll,
+}
+
+impl IoKind {
+    /// The name `/stats`, `/ready`, the log and the metrics show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Uring => "uring",
+            Self::Epoll => "epoll",
+        }
+    }
 }
 
 /// A shared dependency `/ready` may require (`ready.require`).

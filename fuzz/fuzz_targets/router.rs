@@ -72,8 +72,8 @@ fn world() -> &'static World {
         runtime
             .block_on(infergate::app::warm_up(&gateway))
             .expect("the bundled models warm up");
-        gateway.mark_models_warm();
-        gateway.set_listening(true);
+        gateway.lifecycle.flags.mark_models_warm();
+        gateway.lifecycle.flags.set_listening(true);
         World { runtime, gateway }
     })
 }

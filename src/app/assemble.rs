@@ -9,9 +9,11 @@ use super::AppError;
 use crate::admission::Admission;
 use crate::auth::Auth;
 use crate::batch::Batcher;
+use crate::cache::CacheMode;
 use crate::cache::l1::L1;
 use crate::cache::l2::L2;
 use crate::config::Config;
+use crate::idle_exit::LastRequest;
 use crate::imaging::Imaging;
 use crate::infer::delayed::Delayed;
 use crate::infer::image::{ImageModel, ImageModelOptions};
@@ -25,9 +27,9 @@ use crate::rate_limit::RateLimits;
 use crate::repository::load::LoadOptions;
 use crate::repository::{RepoState, Repository, RepositoryParts};
 use crate::server::backend::Backend;
-use crate::shadow::{Shadow, ShadowParts};
+use crate::shadow::Shadow;
 use crate::shutdown::Shutdown;
-use crate::state::{BodyLimits, Gateway, GatewayParts, Limits};
+use crate::state::{BodyLimits, Flags, Gateway, Lifecycle, Limits, Serving};
 use crate::stats::Stats;
 use crate::telemetry::traces::Traces;
 
@@ -119,63 +121,68 @@ pub fn assemble_with_metrics(
             None
         }
     };
-    let cache_mode = match (&l1, &l2) {
-        (Some(_), Some(_)) => "l1+l2",
-        (Some(_), None) => "l1",
-        _ => "disabled",
-    };
-    let shadow = Shadow::start(
-        ShadowParts {
-            batcher: batcher.clone(),
-            imaging: imaging.clone(),
-            log: log.clone(),
-        },
+    let cache_mode = CacheMode::of(l1.is_some(), l2.is_some());
+    let shadow = Arc::new(Shadow::start(
+        batcher.clone(),
+        imaging.clone(),
+        log.clone(),
         &config.shadow.settings(),
-    )?;
+    )?);
+    let admission = Arc::new(Admission::new(
+        config.admission.limit_settings(),
+        infer.catalog().defaults().map(|m| &*m.info().name),
+    ));
     let predictor = Predictor::new(
         PredictorParts {
             infer: Arc::clone(&infer),
-            shadow,
+            shadow: Arc::clone(&shadow),
             batcher,
             l1,
-            l2,
+            l2: l2.clone(),
             stats: Arc::clone(&stats),
             log: log.clone(),
             imaging,
-            admission: Admission::new(
-                config.admission.limit_settings(),
-                infer.catalog().defaults().map(|m| &*m.info().name),
-            ),
+            admission: Arc::clone(&admission),
         },
         PredictSettings {
             coalesce: config.coalesce.enabled,
             log_client_addr: config.prediction_log.log_client_addr,
         },
     );
-    let gateway = Arc::new(Gateway::new(GatewayParts {
-        predictor,
-        infer: Arc::clone(&infer),
-        repository,
-        stats,
-        shutdown: Arc::clone(&shutdown),
-        metrics: metrics.clone(),
-        limits: Limits {
-            body: BodyLimits {
-                max_bytes: config.server.max_body_bytes,
-                timeout: config.server.request_timeout(),
-                min_bytes_per_s: config.http.min_body_bytes_per_s,
-                grace: config.http.body_pace_grace(),
+    let gateway = Arc::new(Gateway {
+        serving: Serving {
+            predictor,
+            infer,
+            limits: Limits {
+                body: BodyLimits {
+                    max_bytes: config.server.max_body_bytes,
+                    timeout: config.server.request_timeout(),
+                    min_bytes_per_s: config.http.min_body_bytes_per_s,
+                    grace: config.http.body_pace_grace(),
+                },
+                max_headers: config.http.max_headers,
+                deadline: config.admission.deadline_policy(&config.server),
             },
-            max_headers: config.http.max_headers,
-            deadline: config.admission.deadline_policy(&config.server),
+            auth: Arc::new(load_auth(config)?),
+            rate_limits: RateLimits::new(&config.rate_limit.settings()),
+            traces: Arc::new(Traces::start(config.otlp.settings().as_ref())?),
+            last_request: LastRequest::new(),
         },
-        auth: Arc::new(load_auth(config)?),
-        rate_limits: RateLimits::new(&config.rate_limit.settings()),
-        traces: Arc::new(Traces::start(config.otlp.settings().as_ref())?),
-        io_backend: backend.name(),
-        cache_mode,
-        ready_require: config.ready.require.clone(),
-    }));
+        lifecycle: Lifecycle {
+            shutdown,
+            flags: Flags::default(),
+            ready_require: config.ready.require.clone(),
+            io_backend: backend.kind(),
+            cache_mode,
+            metrics: metrics.clone(),
+            stats,
+            repository,
+            log,
+            shadow,
+            admission,
+            redis: l2,
+        },
+    });
     Ok(Assembled { gateway, metrics })
 }
 

@@ -76,7 +76,7 @@ impl PublicListener {
         self.running = Some(running);
         // The I/O threads hold their own duplicates of an inherited socket.
         self.source = None;
-        self.settings.gateway.set_listening(true);
+        self.settings.gateway.lifecycle.flags.set_listening(true);
         Ok(addr)
     }
 }

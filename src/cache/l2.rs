@@ -121,17 +121,6 @@ pub enum L2Health {
     Down,
 }
 
-impl L2Health {
-    /// The word `/ready` shows: the API contract knows `ok` and `down` only, and a Redis
-    /// that never answered is not one a replica can count on.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Connecting | Self::Down => "down",
-        }
-    }
-}
-
 impl L2 {
     /// Starts the Redis thread, the pool (connecting lazily) and the health loop. Never
     /// waits for Redis: a gateway starts while Redis is down.

@@ -12,7 +12,7 @@ use crate::http::error::ApiError;
 use crate::http::route::RouteDef;
 use crate::http::{AmbiguousFraming, ClientCert};
 use crate::rate_limit::{Client, Verdict};
-use crate::state::Gateway;
+use crate::state::Serving;
 
 /// What admission found.
 pub struct Admission {
@@ -29,16 +29,16 @@ pub struct Admission {
 
 /// Admits (or refuses) a request on `route` from `peer` (`None`: the check socket).
 pub fn admit<B>(
-    gateway: &Gateway,
+    serving: &Serving,
     req: &Request<B>,
     route: &RouteDef,
     peer: Option<IpAddr>,
 ) -> Admission {
-    let caller = caller(gateway, req, route, peer);
+    let caller = caller(serving, req, route, peer);
     let key = caller.as_ref().ok().and_then(Caller::key_name).cloned();
-    let client_addr = peer.map(|p| gateway.rate_limits.client_addr(p, req.headers()));
+    let client_addr = peer.map(|p| serving.rate_limits.client_addr(p, req.headers()));
     let verdict = match &caller {
-        Ok(caller) if route.scope.is_some() => rate_limit(gateway, caller, client_addr),
+        Ok(caller) if route.scope.is_some() => rate_limit(serving, caller, client_addr),
         _ => None,
     };
     let refused = match (caller, &verdict) {
@@ -66,12 +66,12 @@ pub fn admit<B>(
 /// its file reaches it; a verified client certificate is an admin (no key is looked at);
 /// anyone else shows a key with the route's scope, when keys are on.
 fn caller<B>(
-    gateway: &Gateway,
+    serving: &Serving,
     req: &Request<B>,
     route: &RouteDef,
     peer: Option<IpAddr>,
 ) -> Result<Caller, ApiError> {
-    if let Some(refused) = refuse_head(gateway, req) {
+    if let Some(refused) = refuse_head(serving, req) {
         return Err(refused);
     }
     if peer.is_none() {
@@ -79,7 +79,7 @@ fn caller<B>(
     }
     match req.extensions().get::<ClientCert>() {
         Some(ClientCert(name)) => Ok(Caller::Cert(Arc::clone(name))),
-        None => gateway
+        None => serving
             .auth
             .authorize(req.headers(), route.scope)
             .map_err(ApiError::from),
@@ -89,19 +89,19 @@ fn caller<B>(
 /// A request head refused before routing: one framed two ways (a smuggling attempt), or
 /// more header fields than `http.max_headers` (hyper enforces the count itself on
 /// HTTP/1.1; on HTTP/2 only their bytes are bounded).
-fn refuse_head<B>(gateway: &Gateway, req: &Request<B>) -> Option<ApiError> {
+fn refuse_head<B>(serving: &Serving, req: &Request<B>) -> Option<ApiError> {
     if req.extensions().get::<AmbiguousFraming>().is_some() {
         return Some(ApiError::AmbiguousFraming);
     }
-    (req.headers().len() > gateway.limits.max_headers).then_some(ApiError::TooManyHeaders {
-        limit: gateway.limits.max_headers,
+    (req.headers().len() > serving.limits.max_headers).then_some(ApiError::TooManyHeaders {
+        limit: serving.limits.max_headers,
     })
 }
 
 /// The caller's rate limit verdict: its key's bucket, or without a key its address's; the
 /// check socket's requests (no address) are not limited.
-fn rate_limit(gateway: &Gateway, caller: &Caller, client: Option<IpAddr>) -> Option<Verdict> {
-    let limits = &gateway.rate_limits;
+fn rate_limit(serving: &Serving, caller: &Caller, client: Option<IpAddr>) -> Option<Verdict> {
+    let limits = &serving.rate_limits;
     if !limits.is_on() {
         return None;
     }

@@ -87,6 +87,7 @@ impl Ready {
     /// others' replica unready.
     pub fn new(readiness: &Readiness, gw: &Gateway) -> Self {
         let models = gw
+            .serving
             .infer
             .catalog()
             .models()
@@ -101,7 +102,7 @@ impl Ready {
             },
             draining: readiness.draining,
             listening: readiness.listening,
-            io_backend: gw.io_backend,
+            io_backend: gw.lifecycle.io_backend.as_str(),
             checks: ReadyChecks {
                 model: if readiness.warm {
                     WarmUp::Ok
@@ -300,10 +301,10 @@ impl Stats {
     /// (a reading at most `prediction_log.stats_cache_ms` old); without one, or while
     /// Postgres has never answered, from this process's memory.
     pub async fn of(gw: &Gateway) -> Self {
-        let s = gw.stats.snapshot();
-        let log = gw.predictor.log();
+        let s = gw.lifecycle.stats.snapshot();
+        let log = gw.lifecycle.log.as_ref();
         let totals = Totals::of(log.map(|log| &**log), &s).await;
-        let catalog = gw.infer.catalog();
+        let catalog = gw.serving.infer.catalog();
         Self {
             total_predictions: totals.total,
             predictions_last_hour: totals.last_hour,
@@ -314,7 +315,7 @@ impl Stats {
                 None => PredictionLogStats::disabled(),
                 Some(log) => PredictionLogStats::of(DependencyState::database(gw), log.counters()),
             },
-            cache: gw.cache_mode,
+            cache: gw.lifecycle.cache_mode.as_str(),
             cache_hits: s.cache_hits(),
             cache_misses: s.cache_misses(),
             cache_hit_rate: s.cache_hit_rate(),
@@ -323,18 +324,18 @@ impl Stats {
             coalesced: s.from_source(Source::Coalesced),
             cache_bypassed: s.from_source(Source::Bypass),
             batches: BatchStats::of(&s),
-            inference_queue_depth: gw.infer.queue_depth() as u64,
-            connections_active: gw.shutdown.open_connections() as u64,
-            listening: gw.is_listening(),
-            io_backend: gw.io_backend,
-            api_keys: gw.auth.keys().map(|k| k.len() as u64),
+            inference_queue_depth: gw.serving.infer.queue_depth() as u64,
+            connections_active: gw.lifecycle.shutdown.open_connections() as u64,
+            listening: gw.lifecycle.flags.is_listening(),
+            io_backend: gw.lifecycle.io_backend.as_str(),
+            api_keys: gw.serving.auth.keys().map(|k| k.len() as u64),
             rate_limit: RateLimitStats {
-                on: gw.rate_limits.is_on(),
-                tracked_clients: gw.rate_limits.tracked() as u64,
+                on: gw.serving.rate_limits.is_on(),
+                tracked_clients: gw.serving.rate_limits.tracked() as u64,
             },
             admission: gw
-                .predictor
-                .admission()
+                .lifecycle
+                .admission
                 .snapshot()
                 .into_iter()
                 .map(AdmissionGate::from)

@@ -136,12 +136,13 @@ pub async fn deadline_and_body(
     timing: &mut Timing,
 ) -> Result<(Deadline, Bytes), ApiError> {
     let deadline = gw
+        .serving
         .limits
         .deadline
         .for_request(&parts.headers, received)
         .map_err(|e| ApiError::InvalidTimeout(e.to_string()))?;
     let started = Instant::now();
-    let bytes = read_limited(body, &parts.headers, &gw.limits.body).await?;
+    let bytes = read_limited(body, &parts.headers, &gw.serving.limits.body).await?;
     timing.add("read", started.elapsed());
     Ok((deadline, bytes))
 }

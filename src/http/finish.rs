@@ -16,7 +16,7 @@ use crate::http::route::{Protocol, RouteDef};
 use crate::http::{Panicked, ResponseBody, Timing, grpc, request_id, request_metrics};
 use crate::predict::RequestOptions;
 use crate::rate_limit::Verdict;
-use crate::state::Gateway;
+use crate::state::Serving;
 use crate::telemetry::traces::FinishedRequest;
 use crate::trace_context::{TRACEPARENT, TraceContext};
 
@@ -41,13 +41,13 @@ pub struct Exchange {
 impl Exchange {
     /// Starts following a request admitted (or refused) as `admission` says.
     pub fn begin<B>(
-        gateway: &Gateway,
+        serving: &Serving,
         req: &Request<B>,
         route: &'static RouteDef,
         started: Instant,
         admission: Admission,
     ) -> Self {
-        let trace = gateway
+        let trace = serving
             .traces
             .sample(TraceContext::from_headers(req.headers()));
         let mut exchange = Self {
@@ -73,30 +73,30 @@ impl Exchange {
     }
 
     /// The options the request's handler runs with.
-    pub fn options(&self, gateway: &Gateway) -> RequestOptions {
+    pub fn options(&self, serving: &Serving) -> RequestOptions {
         RequestOptions {
             bypass_cache: false,
             request_id: self.request_id.clone(),
             client_addr: self.admission.client_addr,
             received: self.started,
             api_key: self.admission.key.clone(),
-            deadline: gateway.limits.deadline.default_for(self.started),
+            deadline: serving.limits.deadline.default_for(self.started),
             trace: self.trace,
         }
     }
 
     /// Turns the outcome into the answer, with its headers, and accounts for it.
-    pub(crate) fn finish(self, gateway: &Gateway, outcome: Outcome) -> Response<ResponseBody> {
+    pub(crate) fn finish(self, serving: &Serving, outcome: Outcome) -> Response<ResponseBody> {
         let (mut response, span) = self.answer(outcome);
         let total = self.started.elapsed();
         // Stamped at both ends, so a request counts as activity until it is answered.
-        gateway.last_request.stamp(self.started + total);
+        serving.last_request.stamp(self.started + total);
         self.headers(response.headers_mut(), total);
         let status = response.status().as_u16();
         request_metrics::record(self.route.label, status, total.as_secs_f64());
-        if gateway.traces.is_on() {
+        if serving.traces.is_on() {
             let answered_by = self.timing.answered_by.as_ref();
-            gateway.traces.finish(&FinishedRequest {
+            serving.traces.finish(&FinishedRequest {
                 trace: &self.trace,
                 method: &self.method,
                 route: self.route.label,

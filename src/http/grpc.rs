@@ -61,7 +61,7 @@ pub async fn serve(call: Call<'_>) -> Result<http::Response<tonic::body::Body>, 
     let (parts, body) = req.into_parts();
     let (deadline, bytes) = deadline_and_body(gateway, &parts, body, meta.received, timing).await?;
     let opts = RequestOptions { deadline, ..meta };
-    let limit = gateway.limits.body.max_bytes;
+    let limit = gateway.serving.limits.body.max_bytes;
     let mut req = Request::from_parts(parts, Full::new(bytes));
     req.extensions_mut().insert(opts);
     let mut service = GrpcInferenceServiceServer::new(Oip {

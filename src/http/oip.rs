@@ -45,7 +45,7 @@ pub(crate) fn find(
     name: &str,
     version: Option<&str>,
 ) -> Result<Arc<dyn Model>, ApiError> {
-    Ok(gw.infer.catalog().find(name, version)?)
+    Ok(gw.serving.infer.catalog().find(name, version)?)
 }
 
 /// The version of `name` an inference goes to: `version`, or as the model's traffic
@@ -55,7 +55,7 @@ pub(crate) fn route(
     name: &str,
     version: Option<&str>,
 ) -> Result<Arc<dyn Model>, ApiError> {
-    Ok(gw.infer.catalog().route(name, version)?)
+    Ok(gw.serving.infer.catalog().route(name, version)?)
 }
 
 /// `GET /v2/health/live`.
@@ -84,7 +84,7 @@ pub async fn server_metadata(_: Call<'_>) -> Result<HttpResponse, ApiError> {
 pub async fn model_metadata(call: Call<'_>) -> Result<HttpResponse, ApiError> {
     let path = call.req.uri().path();
     let (name, version) = call.route.model_in(path)?;
-    let catalog = call.gateway.infer.catalog();
+    let catalog = call.gateway.serving.infer.catalog();
     let served = catalog.get(name);
     let meta = match served {
         Some(served) if version.is_none() && !served.is_available() => unserved_metadata(served),
@@ -130,7 +130,7 @@ pub(crate) fn model_serves(
     name: &str,
     version: Option<&str>,
 ) -> Result<bool, ApiError> {
-    match gw.infer.catalog().find(name, version) {
+    match gw.serving.infer.catalog().find(name, version) {
         Err(e @ (InferError::UnknownModel { .. } | InferError::UnknownVersion { .. })) => {
             Err(e.into())
         }
@@ -365,7 +365,7 @@ pub async fn infer(call: Call<'_>) -> Result<HttpResponse, ApiError> {
             timing.add("queue", one.queue_wait);
             timing.add("infer", one.compute);
         }
-        if gw.traces.is_on() {
+        if gw.serving.traces.is_on() {
             timing.answered_by(&info.name, one.cache.as_str());
         }
     }
@@ -403,7 +403,7 @@ pub(crate) async fn predict_rows(
     rows: Rows,
     opts: &RequestOptions,
 ) -> Result<Vec<Prediction>, ApiError> {
-    let predictor = &gw.predictor;
+    let predictor = &gw.serving.predictor;
     let model_name = || Some(info.name.to_string());
     // The version routed to once for the whole request: its rows never split.
     let version = || Some(info.version.to_string());

@@ -88,7 +88,7 @@ pub async fn index(call: Call<'_>) -> Result<HttpResponse, ApiError> {
             ))
         })?
     };
-    let mut entries = index_of(&gw.infer.catalog());
+    let mut entries = index_of(&gw.serving.infer.catalog());
     if asked.ready {
         entries.retain(|e| e.state == "READY");
     }
@@ -118,10 +118,10 @@ async fn load_or_unload(call: Call<'_>, load: bool) -> Result<HttpResponse, ApiE
     let path = call.req.uri().path().to_owned();
     let (name, _) = row.model_in(&path)?;
     let (gw, _) = read_body(call).await?;
-    let result = match &gw.repository {
+    let result = match &gw.lifecycle.repository {
         Some(repository) if load => repository.load(name).await,
         Some(repository) => repository.unload(name).await,
-        None => Err(match gw.infer.catalog().get(name) {
+        None => Err(match gw.serving.infer.catalog().get(name) {
             Some(_) => RepositoryError::Configured(name.to_owned()),
             None => RepositoryError::UnknownModel(name.to_owned()),
         }),
@@ -129,7 +129,7 @@ async fn load_or_unload(call: Call<'_>, load: bool) -> Result<HttpResponse, ApiE
     result.map_err(|e| match e {
         RepositoryError::UnknownModel(_) => ApiError::UnknownModel(format!(
             "{e}{}",
-            if gw.repository.is_none() {
+            if gw.lifecycle.repository.is_none() {
                 " (no repository.path is configured)"
             } else {
                 ""

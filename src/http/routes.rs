@@ -64,7 +64,7 @@ pub async fn predict(call: Call<'_>) -> Result<HttpResponse, ApiError> {
                 input.version = query_version();
             }
             timing.add("decode", decoded_at.elapsed());
-            gw.predictor.tabular(input, opts).await?
+            gw.serving.predictor.tabular(input, opts).await?
         }
         PredictContent::Multipart { boundary } => {
             let upload = multipart::upload(bytes, &boundary).await?;
@@ -74,7 +74,7 @@ pub async fn predict(call: Call<'_>) -> Result<HttpResponse, ApiError> {
                 version: query_version(),
                 bytes: upload.file,
             };
-            gw.predictor.image(input, opts).await?
+            gw.serving.predictor.image(input, opts).await?
         }
         PredictContent::Image => {
             let input = ImageInput {
@@ -82,7 +82,7 @@ pub async fn predict(call: Call<'_>) -> Result<HttpResponse, ApiError> {
                 version: query_version(),
                 bytes,
             };
-            gw.predictor.image(input, opts).await?
+            gw.serving.predictor.image(input, opts).await?
         }
     };
     Ok(predict_answer(gw, &prediction, timing))
@@ -103,7 +103,7 @@ fn predict_answer(gw: &Gateway, prediction: &Prediction, timing: &mut Timing) ->
     let span = tracing::Span::current();
     span.record("model", &*info.name);
     span.record("cache", prediction.cache.as_str());
-    if gw.traces.is_on() {
+    if gw.serving.traces.is_on() {
         timing.answered_by(&info.name, prediction.cache.as_str());
     }
     let body = crate::encode::answer(
@@ -141,7 +141,9 @@ pub async fn stats(call: Call<'_>) -> Result<HttpResponse, ApiError> {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(call: Call<'_>) -> Result<HttpResponse, ApiError> {
-    let mut response = Response::new(Full::new(Bytes::from(call.gateway.metrics.render())));
+    let mut response = Response::new(Full::new(Bytes::from(
+        call.gateway.lifecycle.metrics.render(),
+    )));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -63,15 +63,6 @@ pub struct Writer {
     replay_turn: bool,
 }
 
-/// What [`Writer::run`] needs.
-pub struct WriterParts {
-    pub rx: mpsc::Receiver<LogRow>,
-    pub close: oneshot::Receiver<Instant>,
-    pub shared: Arc<Shared>,
-    pub connector: Connector,
-    pub spool: Spool,
-}
-
 /// Time kept back before the drain deadline to spool what could not be written.
 const SPOOL_RESERVE: Duration = Duration::from_millis(300);
 /// How often an idle writer checks that its connection is alive.
@@ -83,15 +74,24 @@ const BACKLOG_RECHECK: Duration = Duration::from_millis(5);
 const PENDING_BATCHES: usize = 8;
 
 impl Writer {
-    /// A writer over `parts`.
-    pub fn new(parts: WriterParts, cfg: WriterSettings) -> Self {
+    /// A writer taking rows from `rx` until `close` says by when to be done, writing
+    /// through `connector` (or to `spool` while Postgres is away) and publishing its state
+    /// in `shared`.
+    pub fn new(
+        rx: mpsc::Receiver<LogRow>,
+        close: oneshot::Receiver<Instant>,
+        shared: Arc<Shared>,
+        connector: Connector,
+        spool: Spool,
+        cfg: WriterSettings,
+    ) -> Self {
         Self {
-            rx: parts.rx,
-            close: Some(parts.close),
-            shared: parts.shared,
-            connector: parts.connector,
+            rx,
+            close: Some(close),
+            shared,
+            connector,
             client: None,
-            spool: parts.spool,
+            spool,
             pending: Pending::new(cfg.batch_rows, cfg.flush_interval),
             backoff: Backoff::new(cfg.retry_initial, cfg.retry_max),
             cfg,

@@ -157,7 +157,7 @@ pub async fn serve_public<L: Listener>(
     settings: Arc<ConnSettings>,
     all: Arc<Semaphore>,
 ) {
-    let mut drain = settings.gateway.shutdown.subscribe();
+    let mut drain = settings.gateway.lifecycle.shutdown.subscribe();
     let caps = Caps {
         all,
         per_peer: Some(Arc::clone(&settings.peer_cap)),

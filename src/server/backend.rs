@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::server::uring::{self, ProbeError, Ring};
+use crate::state::IoKind;
 
 /// Which I/O backend is asked for (`server.io`, `--io`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -33,12 +34,17 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Which backend this is, as the gateway reports it.
+    pub fn kind(self) -> IoKind {
+        match self {
+            Self::Uring(_) => IoKind::Uring,
+            Self::Epoll => IoKind::Epoll,
+        }
+    }
+
     /// The name `/stats`, `/ready`, the log and the metrics show.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Uring(_) => "uring",
-            Self::Epoll => "epoll",
-        }
+        self.kind().as_str()
     }
 }
 

@@ -116,8 +116,8 @@ pub async fn serve<S>(stream: S, peer: Peer, settings: Arc<ConnSettings>)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let drain = settings.gateway.shutdown.subscribe();
-    let _guard = settings.gateway.shutdown.track_connection();
+    let drain = settings.gateway.lifecycle.shutdown.subscribe();
+    let _guard = settings.gateway.lifecycle.shutdown.track_connection();
     // A connection the drain catches before its first request still gets the linger: it
     // may be a deploy script on the check socket, or a client that connected just before
     // the listener closed.

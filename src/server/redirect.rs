@@ -80,7 +80,7 @@ async fn serve(listener: StdTcpListener, settings: RedirectSettings) {
         }
     };
     let settings = Arc::new(settings);
-    let mut drain = settings.gateway.shutdown.subscribe();
+    let mut drain = settings.gateway.lifecycle.shutdown.subscribe();
     let caps = Caps {
         all: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         per_peer: None,

@@ -93,7 +93,8 @@ impl hyper::service::Service<Request<Incoming>> for GatewayService {
                     .insert(STRICT_TRANSPORT_SECURITY, hsts);
             }
             if ambiguous
-                || close_when_draining && (last_on_connection || gateway.shutdown.is_draining())
+                || close_when_draining
+                    && (last_on_connection || gateway.lifecycle.shutdown.is_draining())
             {
                 // hyper closes an HTTP/1.1 connection after an answer saying so.
                 response

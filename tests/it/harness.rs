@@ -76,7 +76,7 @@ async fn a_prediction_is_a_miss_then_an_l1_hit_over_h1_and_h2() {
     let mut h2 = gw.connect(Protocol::Http2).await;
     let answer = h2.post_json("/predict", &features(SETOSA)).await;
     assert_eq!(answer.header("x-cache"), Some("hit-l1"));
-    let stats = gw.gateway().stats.snapshot();
+    let stats = gw.gateway().lifecycle.stats.snapshot();
     assert_eq!((stats.cache_hits(), stats.cache_misses()), (3, 2));
 }
 

@@ -191,8 +191,8 @@ fn run(
         let Assembled { gateway, .. } =
             assemble_with_metrics(config, Backend::Epoll, metrics).map_err(|e| chain(&e))?;
         runtime.block_on(warm_up(&gateway)).map_err(|e| chain(&e))?;
-        gateway.mark_models_warm();
-        gateway.set_listening(true);
+        gateway.lifecycle.flags.mark_models_warm();
+        gateway.lifecycle.flags.set_listening(true);
         let settings = Arc::new(ConnSettings {
             gateway: Arc::clone(&gateway),
             tls: None,
