@@ -330,6 +330,25 @@ mod paths {
     use crate::http::types::TabularRequest;
     use crate::readiness::Health;
 
+    /// `{model}` in an Open Inference Protocol path.
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Path)]
+    #[allow(dead_code)] // read by the document only
+    struct OipModel {
+        /// The model's name.
+        #[param(example = "iris-mlp")]
+        model: String,
+    }
+
+    /// `{model}` in a repository path.
+    #[derive(utoipa::IntoParams)]
+    #[into_params(parameter_in = Path)]
+    #[allow(dead_code)] // read by the document only
+    struct RepositoryModel {
+        /// The model's name in the repository.
+        model: String,
+    }
+
     /// Liveness
     ///
     /// 200 while the process serves, whatever its readiness.
@@ -472,7 +491,7 @@ mod paths {
         get,
         path = "/v2/models/{model}",
         tag = "oip",
-        params(("model" = String, Path, description = "The model's name.", example = "iris-mlp")),
+        params(OipModel),
         responses(
             (status = 200, description = "The model's metadata.", body = OipModelMetadata),
             (status = 404, description = "No model (or version) by that name.", body = OipErrorBody),
@@ -486,7 +505,7 @@ mod paths {
         get,
         path = "/v2/models/{model}/ready",
         tag = "oip",
-        params(("model" = String, Path, description = "The model's name.", example = "iris-mlp")),
+        params(OipModel),
         responses(
             (status = 200, description = "It serves and the gateway is ready.", body = OipModelReady<'_>),
             (status = 503, description = "It does not serve, or the gateway is not ready.", body = OipModelReady<'_>),
@@ -506,7 +525,7 @@ mod paths {
         path = "/v2/models/{model}/infer",
         tag = "oip",
         params(
-            ("model" = String, Path, description = "The model's name.", example = "iris-mlp"),
+            OipModel,
             ("Inference-Header-Content-Length" = Option<u64>, Header, description = "With binary tensor data: the length of the JSON that starts the body."),
             ("X-Request-Timeout" = Option<String>, Header, description = "This request's deadline (`250ms`, `2s`, `1.5s`, `100us`), cut to `admission.max_deadline_ms`."),
             ("Cache-Control" = Option<String>, Header, description = "`no-cache`, `no-store` or `max-age=0`: compute every row afresh."),
@@ -566,7 +585,7 @@ mod paths {
         post,
         path = "/v2/repository/models/{model}/load",
         tag = "repository",
-        params(("model" = String, Path, description = "The model's name in the repository.")),
+        params(RepositoryModel),
         request_body(content = Option<RepositoryModelRequest>, description = "Optional, ignored."),
         responses(
             (status = 200, description = "Loaded.", body = RepositoryModelDone),
@@ -586,7 +605,7 @@ mod paths {
         post,
         path = "/v2/repository/models/{model}/unload",
         tag = "repository",
-        params(("model" = String, Path, description = "The model's name in the repository.")),
+        params(RepositoryModel),
         request_body(content = Option<RepositoryModelRequest>, description = "Optional, ignored."),
         responses(
             (status = 200, description = "Unloaded.", body = RepositoryModelDone),
