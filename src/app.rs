@@ -128,22 +128,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
     let (tls, tls_reload) = tls.unzip();
     let tls_enabled = tls.is_some();
     let peer_cap = PeerCap::new(config.http.max_connections_per_ip);
-    let hsts = config
-        .tls
-        .hsts()
-        .and_then(|v| http::HeaderValue::from_str(&v).ok());
-    let conn_settings = |tls: Option<tokio_rustls::TlsAcceptor>| ConnSettings {
-        // Only on the TLS listener: the check socket is plaintext.
-        hsts: tls.as_ref().and(hsts.clone()),
-        gateway: Arc::clone(&gateway),
-        tls,
-        handshake_timeout: config.server.tls_handshake_timeout(),
-        header_read_timeout: config.server.header_read_timeout(),
-        idle_timeout: config.server.keepalive_idle_timeout(),
-        linger: config.shutdown.linger(),
-        http: config.http.settings(),
-        peer_cap: Arc::clone(&peer_cap),
-    };
+    let conn_settings = |tls| conn_settings(config, &gateway, tls, &peer_cap);
     let settings = Arc::new(conn_settings(tls));
     let check = match &config.server.check_socket {
         Some(path) => {
@@ -542,6 +527,34 @@ async fn idle_expired(idle: Option<&IdleExit<'_>>) -> Duration {
     match idle {
         Some(idle) => idle.expired().await,
         None => std::future::pending().await,
+    }
+}
+
+/// What every connection of a listener is served with: the gateway, the config's
+/// timeouts and HTTP limits, the per-address cap the listeners share, and HSTS on a TLS
+/// listener only (`tls` is `None` for the check socket, which is plaintext).
+pub fn conn_settings(
+    config: &Config,
+    gateway: &Arc<Gateway>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    peer_cap: &Arc<PeerCap>,
+) -> ConnSettings {
+    let hsts = tls.as_ref().and_then(|_| {
+        config
+            .tls
+            .hsts()
+            .and_then(|v| http::HeaderValue::from_str(&v).ok())
+    });
+    ConnSettings {
+        gateway: Arc::clone(gateway),
+        tls,
+        handshake_timeout: config.server.tls_handshake_timeout(),
+        header_read_timeout: config.server.header_read_timeout(),
+        idle_timeout: config.server.keepalive_idle_timeout(),
+        linger: config.shutdown.linger(),
+        http: config.http.settings(),
+        hsts,
+        peer_cap: Arc::clone(peer_cap),
     }
 }
 

@@ -29,7 +29,7 @@ use http::{HeaderMap, Method, Request, StatusCode, Version, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use infergate::app::{Assembled, assemble_with_metrics, warm_up};
+use infergate::app::{Assembled, assemble_with_metrics, conn_settings, warm_up};
 use infergate::config::{self, Config, LoadOptions};
 use infergate::server::backend::Backend;
 use infergate::server::conn::{self, ConnSettings, Peer};
@@ -193,17 +193,8 @@ fn run(
         runtime.block_on(warm_up(&gateway)).map_err(|e| chain(&e))?;
         gateway.lifecycle.flags.mark_models_warm();
         gateway.lifecycle.flags.set_listening(true);
-        let settings = Arc::new(ConnSettings {
-            gateway: Arc::clone(&gateway),
-            tls: None,
-            handshake_timeout: config.server.tls_handshake_timeout(),
-            header_read_timeout: config.server.header_read_timeout(),
-            idle_timeout: config.server.keepalive_idle_timeout(),
-            linger: config.shutdown.linger(),
-            http: config.http.settings(),
-            hsts: None,
-            peer_cap: PeerCap::new(config.http.max_connections_per_ip),
-        });
+        let peer_cap = PeerCap::new(config.http.max_connections_per_ip);
+        let settings = Arc::new(conn_settings(config, &gateway, None, &peer_cap));
         let _ = started.send(Ok(gateway));
         // Connections are served on this thread (`serve` spawns HTTP/2 streams locally).
         let local = tokio::task::LocalSet::new();
