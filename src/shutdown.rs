@@ -6,6 +6,7 @@
 //! next answer, or after `shutdown.linger_ms` of silence). The check socket keeps serving.
 //! The control thread then waits for [`Shutdown::wait_closed`] up to the drain deadline.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -51,6 +52,14 @@ impl Shutdown {
     /// A receiver whose value turns `true` when the drain starts.
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.drain_tx.subscribe()
+    }
+
+    /// Resolves once the drain has started (at once if it has).
+    pub fn drain_started(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut drain = self.subscribe();
+        async move {
+            let _ = drain.wait_for(|d| *d).await;
+        }
     }
 
     /// Registers an open connection; the guard unregisters it when dropped.

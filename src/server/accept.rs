@@ -68,6 +68,18 @@ pub struct Caps {
     pub counted: bool,
 }
 
+impl Caps {
+    /// A listener's own cap of `max` connections, uncounted, with none per address (the
+    /// check socket's and the redirect listener's).
+    pub fn own(max: usize) -> Self {
+        Self {
+            all: Arc::new(Semaphore::new(max)),
+            per_peer: None,
+            counted: false,
+        }
+    }
+}
+
 /// Longest a connection's sent data may stay unacknowledged (a peer that stops reading
 /// an answer) before the kernel closes it: nginx's `send_timeout` default.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -157,15 +169,12 @@ pub async fn serve_public<L: Listener>(
     settings: Arc<ConnSettings>,
     all: Arc<Semaphore>,
 ) {
-    let mut drain = settings.gateway.lifecycle.shutdown.subscribe();
     let caps = Caps {
         all,
         per_peer: Some(Arc::clone(&settings.peer_cap)),
         counted: true,
     };
-    let stop = async move {
-        let _ = drain.wait_for(|d| *d).await;
-    };
+    let stop = settings.gateway.lifecycle.shutdown.drain_started();
     let open = serve(listener, caps, stop, |stream, peer| {
         conn::serve(stream, peer, Arc::clone(&settings))
     })

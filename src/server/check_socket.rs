@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 use tokio::net::UnixListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 
 use crate::background;
 use crate::server::accept::{self, Caps};
@@ -110,19 +110,17 @@ impl CheckSocket {
                     return;
                 }
             };
-            let caps = Caps {
-                all: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-                per_peer: None,
-                counted: false,
-            };
             let stop = async move {
                 let _ = stop_rx.await;
             };
             // Once accepting stops (the drain is over), the connections left are dropped
             // with the thread's LocalSet: the process is about to exit.
-            accept::serve(listener, caps, stop, |stream, peer| {
-                conn::serve(stream, peer, Arc::clone(&settings))
-            })
+            accept::serve(
+                listener,
+                Caps::own(MAX_CONNECTIONS),
+                stop,
+                |stream, peer| conn::serve(stream, peer, Arc::clone(&settings)),
+            )
             .await;
         })?;
         Ok(Serving {

@@ -20,7 +20,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::Semaphore;
 
 use crate::background;
 use crate::server::accept::{self, Caps};
@@ -80,18 +79,13 @@ async fn serve(listener: StdTcpListener, settings: RedirectSettings) {
         }
     };
     let settings = Arc::new(settings);
-    let mut drain = settings.gateway.lifecycle.shutdown.subscribe();
-    let caps = Caps {
-        all: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-        per_peer: None,
-        counted: false,
-    };
-    let stop = async move {
-        let _ = drain.wait_for(|d| *d).await;
-    };
-    accept::serve(listener, caps, stop, |stream, _peer| {
-        serve_conn(stream, Arc::clone(&settings))
-    })
+    let stop = settings.gateway.lifecycle.shutdown.drain_started();
+    accept::serve(
+        listener,
+        Caps::own(MAX_CONNECTIONS),
+        stop,
+        |stream, _peer| serve_conn(stream, Arc::clone(&settings)),
+    )
     .await;
 }
 
