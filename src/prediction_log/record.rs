@@ -137,7 +137,7 @@ impl Record {
             LoggedInput::Features(f) => (Some(f), None, None),
             LoggedInput::Image { bytes } => (
                 None,
-                members["image_hash"].as_str().map(|h| clean(h.to_owned())),
+                members["image_hash"].as_str().map(clean),
                 Some(i32::try_from(bytes).unwrap_or(i32::MAX)),
             ),
         };
@@ -154,9 +154,9 @@ impl Record {
         Self {
             prediction_id: row.prediction_id,
             created_at_us: unix_micros(row.created_at),
-            request_id: clean_shared(&row.request_id),
-            model_name: clean_shared(&row.model_name),
-            model_version: clean_shared(&row.model_version),
+            request_id: clean(&*row.request_id),
+            model_name: clean(&*row.model_name),
+            model_version: clean(&*row.model_version),
             cache_status: row.cache_status.to_owned(),
             input_hash: format!("{:032x}", row.input_hash),
             input_features,
@@ -168,7 +168,7 @@ impl Record {
             all_predictions: strip_nul(all_predictions),
             latency_us: i64::try_from(row.latency.as_micros()).unwrap_or(i64::MAX),
             client_addr: row.client_addr,
-            api_key: row.api_key.map(|k| clean(k.to_string())),
+            api_key: row.api_key.map(|k| clean(&*k)),
             trace_id: row.trace_id.map(clean),
             shadow_version,
             shadow_top1_agree,
@@ -194,21 +194,14 @@ fn unix_micros(t: SystemTime) -> i64 {
     }
 }
 
-/// Postgres `text` and `jsonb` cannot hold U+0000.
-/// [`clean`] for a string the request path shares: copied here, on the log's thread.
-fn clean_shared(s: &str) -> String {
-    if s.contains('\0') {
-        s.replace('\0', "")
+/// `s` without U+0000, which Postgres `text` and `jsonb` cannot hold: an owned `String` is
+/// kept as it is when clean, a shared `&str` (the request path's) is copied here, on the
+/// log's thread.
+fn clean(s: impl AsRef<str> + Into<String>) -> String {
+    if s.as_ref().contains('\0') {
+        s.as_ref().replace('\0', "")
     } else {
-        s.to_owned()
-    }
-}
-
-fn clean(s: String) -> String {
-    if s.contains('\0') {
-        s.replace('\0', "")
-    } else {
-        s
+        s.into()
     }
 }
 
