@@ -5,6 +5,7 @@
 
 pub mod in_process;
 pub mod launcher;
+pub mod listening;
 pub mod postgres_server;
 pub mod redis_server;
 pub mod unix;
