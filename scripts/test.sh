@@ -43,7 +43,24 @@ mkdir -p target
 export FUZZ_BUILD=smoke
 nice -n 19 ionice -c 3 scripts/test/fuzz.sh build >target/fuzz-build.log 2>&1 &
 fuzz_build=$!
-trap 'kill "$fuzz_build" 2>/dev/null || true' EXIT
+background=("$fuzz_build")
+trap 'kill "${background[@]}" 2>/dev/null || true' EXIT
+
+# The container checks' images but the gateway's (a Debian base by debootstrap, then Redis,
+# PostgreSQL and Prometheus from Debian's packages): minutes of downloads and unpacking that
+# need nothing built, so they start now and are ready when the gateway binary is. The lock
+# makes the container checks' own call wait for this one (and retry, should it fail).
+engine=
+if docker info >/dev/null 2>&1; then
+    engine=1
+    # What the image builds and the container checks install, installed here: two apt-gets
+    # at once fail on dpkg's lock.
+    need debootstrap wrk openssl sysctl=procps
+    step "container images (base, Redis, PostgreSQL, Prometheus): building in the background"
+    nice -n 10 flock target/images.lock scripts/deploy/images.sh base redis postgres prometheus \
+        >target/images.log 2>&1 &
+    background+=("$!")
+fi
 
 step "reference environment (numpy, Pillow, the EfficientNet-Lite0 checkpoint)"
 scripts/models/setup.sh
@@ -64,19 +81,23 @@ export RUSTC_WORKSPACE_WRAPPER=$clippy_driver
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 step "cargo test: building, with clippy's lints (-D warnings) on every target"
 cargo test --locked --all-targets --no-run
-# The gateway image takes the release binary (no toolchain inside a build on an engine
-# without a registry); scripts/test/containers.sh skips, loudly, without an engine. It
-# builds while the tests run (they mostly wait on the servers they start), ahead of the
-# fuzz build (nice 19) for the CPU they leave. Not the tests' dev binary: under the Swarm
-# rollback check, new connections to a dev build's warming task waited past wrk's 2 s.
-release_build=
-if docker info >/dev/null 2>&1; then
-    step "cargo build --release: in the background while the tests run"
-    # Linted already; the shipped binary is built by rustc itself.
-    env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS nice -n 10 cargo build --release --locked \
-        --bin infergate >target/release-build.log 2>&1 &
-    release_build=$!
-    trap 'kill "$fuzz_build" $release_build 2>/dev/null || true' EXIT
+# The container checks run beside the test passes below (which mostly wait on the servers
+# they start), on the binary the test build just made: the dev profile optimises every
+# dependency and, for the gateway's own code, enough to serve under load (Cargo.toml), so a
+# second build of every dependency for `--release` would buy CI nothing but ten minutes.
+containers=
+if [ -n "$engine" ]; then
+    step "containers: images, compose.yml, compose.prod.yml, monitoring, deploy.sh, Swarm (in the background)"
+    # A copy, without its DWARF (line tables for backtraces; the image needs none): the
+    # otlp step below rebuilds target/debug/infergate with that feature.
+    mkdir -p target/containers
+    strip --strip-debug -o target/containers/infergate target/debug/infergate
+    {
+        flock target/images.lock scripts/deploy/images.sh base redis postgres prometheus &&
+            GATEWAY_BIN=target/containers/infergate scripts/test/containers.sh
+    } >target/containers.log 2>&1 &
+    containers=$!
+    background+=("$containers")
 fi
 # The integration suite once per I/O backend (tests/it/support: TEST_IO_BACKEND sets
 # server.io for every gateway a test starts): all of it on io_uring, then again on epoll
@@ -102,16 +123,15 @@ step "cargo test: the otlp feature, spans posted to a collector (linted too)"
 cargo test --locked --features otlp --test otlp
 unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 
-if [ -n "$release_build" ]; then
-    step "cargo build --release: waiting for it"
-    if ! wait "$release_build"; then
-        tail -40 target/release-build.log >&2
-        echo "FAIL: the release build failed (log: target/release-build.log)" >&2
-        exit 1
-    fi
+if [ -n "$containers" ]; then
+    step "containers: waiting for them"
+    status=0
+    wait "$containers" || status=$?
+    cat target/containers.log
+    ((status == 0)) || { echo "FAIL: the container checks (log: target/containers.log)" >&2; exit 1; }
+else
+    scripts/test/containers.sh # says, loudly, that it skips
 fi
-step "containers: images, compose.yml, compose.prod.yml, monitoring, deploy.sh, Swarm"
-scripts/test/containers.sh
 
 step "fuzz smoke: every libFuzzer target for 20 s from its corpus (scripts/test/fuzz.sh)"
 # A target that stops building, or crashes at once, fails here; the long runs are by hand.
@@ -120,5 +140,5 @@ if ! wait "$fuzz_build"; then
     echo "FAIL: the fuzz targets do not build (log: target/fuzz-build.log)" >&2
     exit 1
 fi
-scripts/test/fuzz.sh all 20
+FUZZ_JOBS=$(nproc) scripts/test/fuzz.sh all 20
 step "all checks passed"

@@ -8,6 +8,7 @@
 #   scripts/test/fuzz.sh build             only build every target (scripts/test.sh does
 #                                          this in the background while the tests run)
 #   FUZZ_BUILD=smoke scripts/test/fuzz.sh  the cheaper build CI's smoke uses (see below)
+#   FUZZ_JOBS=2 scripts/test/fuzz.sh       two targets at a time (one core each)
 #
 # Installs cargo-fuzz when it is missing. Without a nightly toolchain, RUSTC_BOOTSTRAP=1
 # lets stable rustc take cargo-fuzz's flags.
@@ -50,17 +51,29 @@ else
     targets=("$TARGET")
 fi
 workdir
-log=$WORK/fuzz.log
-for t in "${targets[@]}"; do
+# fuzz_one TARGET: runs it for SECONDS_EACH; on a crash prints the tail of its log and fails.
+fuzz_one() {
+    local t=$1 log=$WORK/$1.log
     mkdir -p "corpus/$t"
-    step "fuzz: $t for ${SECONDS_EACH}s"
     # Image decoding may legitimately take a few hundred MB on a large upload.
     if ! cargo fuzz run "$t" "corpus/$t" --sanitizer none -- \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
         tail -40 "$log" >&2
         echo "FAIL: $t crashed; its input is in fuzz/artifacts/$t/" >&2
-        exit 1
+        return 1
     fi
-    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|DONE' "$log" | sed 's/^/    /' || true
+    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb)|DONE' "$log" | sed "s/^/    $t: /" || true
+}
+# FUZZ_JOBS targets at a time (each libFuzzer process is one core; default 1).
+jobs=${FUZZ_JOBS:-1}
+for ((i = 0; i < ${#targets[@]}; i += jobs)); do
+    batch=("${targets[@]:i:jobs}")
+    step "fuzz: ${batch[*]} for ${SECONDS_EACH}s"
+    pids=()
+    for t in "${batch[@]}"; do
+        fuzz_one "$t" &
+        pids+=("$!")
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
 done
 echo "==> fuzz: ${#targets[@]} target(s), no crash"
