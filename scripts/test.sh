@@ -81,10 +81,18 @@ export RUSTC_WORKSPACE_WRAPPER=$clippy_driver
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 step "cargo test: building, with clippy's lints (-D warnings) on every target"
 cargo test --locked --all-targets --no-run
-# The container checks run beside the test passes below (which mostly wait on the servers
-# they start), on the binary the test build just made: the dev profile optimises every
-# dependency and, for the gateway's own code, enough to serve under load (Cargo.toml), so a
-# second build of every dependency for `--release` would buy CI nothing but ten minutes.
+# The integration suite once per I/O backend (tests/it/support: TEST_IO_BACKEND sets
+# server.io for every gateway a test starts): all of it on io_uring, then again on epoll
+# every test module that speaks to the server, which leaves out only the prediction log's
+# and the model's (the same code above the listener, minutes of Postgres and pixels).
+step "cargo test: running, on io_uring"
+TEST_IO_BACKEND=uring cargo test --locked --all-targets
+cargo test --locked --doc
+# The container checks run beside the epoll, keys-on and otlp passes (which mostly wait on
+# the servers they start; the first pass, with the model and image suites, runs alone), on
+# the binary the test build made. Its dependencies are optimised (Cargo.toml's dev
+# profile), and it passes the Swarm checks under load: a `--release` build, a second build
+# of every dependency, would buy CI nothing but ten minutes.
 containers=
 if [ -n "$engine" ]; then
     step "containers: images, compose.yml, compose.prod.yml, monitoring, deploy.sh, Swarm (in the background)"
@@ -99,13 +107,6 @@ if [ -n "$engine" ]; then
     containers=$!
     background+=("$containers")
 fi
-# The integration suite once per I/O backend (tests/it/support: TEST_IO_BACKEND sets
-# server.io for every gateway a test starts): all of it on io_uring, then again on epoll
-# every test module that speaks to the server, which leaves out only the prediction log's
-# and the model's (the same code above the listener, minutes of Postgres and pixels).
-step "cargo test: running, on io_uring"
-TEST_IO_BACKEND=uring cargo test --locked --all-targets
-cargo test --locked --doc
 step "cargo test: the server's tests again, on epoll"
 TEST_IO_BACKEND=epoll cargo test --locked --test it -- \
     auth:: bad_input:: cache:: check_socket:: cli:: http_api:: image_api:: io_backend:: \

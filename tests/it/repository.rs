@@ -30,11 +30,19 @@ const INPUTS: [[f64; 4]; 3] = [
 /// first feature's normalisation mean moved by `shift` (another shift, other outputs).
 fn write_version(root: &Path, name: &str, version: u32, shift: f64) -> PathBuf {
     let dir = root.join(name).join(version.to_string());
-    std::fs::create_dir_all(&dir).unwrap();
+    // A new version is made beside and renamed in, as docs/models.md says: a look never
+    // sees it half written. An existing one has its files replaced one by one, each
+    // renamed in (never half a file).
+    let fresh = !dir.exists();
+    let target = if fresh {
+        root.join(name).join(format!(".{version}.new"))
+    } else {
+        dir.clone()
+    };
+    std::fs::create_dir_all(&target).unwrap();
     let mut manifest: Value = serde_json::from_str(infergate::infer::demo::MANIFEST).unwrap();
     let mean = manifest["normalization"]["mean"][0].as_f64().unwrap();
     manifest["normalization"]["mean"][0] = json!(mean + shift);
-    // Written beside, then renamed in: a look never sees half a file.
     for (file, bytes) in [
         (
             "model.safetensors",
@@ -42,9 +50,12 @@ fn write_version(root: &Path, name: &str, version: u32, shift: f64) -> PathBuf {
         ),
         ("manifest.json", serde_json::to_vec(&manifest).unwrap()),
     ] {
-        let tmp = dir.join(format!(".{file}.tmp"));
+        let tmp = target.join(format!(".{file}.tmp"));
         std::fs::write(&tmp, bytes).unwrap();
-        std::fs::rename(&tmp, dir.join(file)).unwrap();
+        std::fs::rename(&tmp, target.join(file)).unwrap();
+    }
+    if fresh {
+        std::fs::rename(&target, &dir).unwrap();
     }
     dir
 }
