@@ -41,10 +41,11 @@ step "fuzz targets: building in the background, at idle priority, while the chec
 # trades the long runs' optimisation for a build whose last steps use both cores.
 mkdir -p target
 export FUZZ_BUILD=smoke
-nice -n 19 ionice -c 3 scripts/test/fuzz.sh build >target/fuzz-build.log 2>&1 &
+# Its own session (setsid), so that a failed run stops its cargo too, not only the script.
+nice -n 19 ionice -c 3 setsid scripts/test/fuzz.sh build >target/fuzz-build.log 2>&1 &
 fuzz_build=$!
 background=("$fuzz_build")
-trap 'kill "${background[@]}" 2>/dev/null || true' EXIT
+trap 'kill -- -"$fuzz_build" "${background[@]}" 2>/dev/null || true' EXIT
 
 # The container checks' images but the gateway's (a Debian base by debootstrap, then Redis,
 # PostgreSQL and Prometheus from Debian's packages): minutes of downloads and unpacking that
