@@ -33,15 +33,17 @@ for component in rustfmt clippy; do
     fi
 done
 
-step "fuzz targets: building in the background, at idle priority, while the checks run"
+step "fuzz targets: building in the background, beside the test build"
 # libFuzzer's coverage-instrumented build of the fuzz/ workspace (its own dependencies, and
-# cargo-fuzz itself on a fresh machine) is a second build of every dependency; started first, it takes
-# the CPU the steps below leave idle while they download, wait on servers and build
-# containers. nice/ionice keep it from slowing them. FUZZ_BUILD=smoke (scripts/test/fuzz.sh)
-# trades the long runs' optimisation for a build whose last steps use both cores.
+# cargo-fuzz itself on a fresh machine) is a second build of every dependency. It runs in
+# its own session (setsid): where the kernel schedules by autogroup (Debian's default),
+# that gives it an equal share of the CPU beside the test build, whatever its nice value,
+# and it is done long before the smoke needs it (BENCHMARKS.md, CI time); a failed run
+# stops its cargo too (the session's process group). ionice keeps its disk writes behind
+# the tests'. FUZZ_BUILD=smoke (scripts/test/fuzz.sh) trades the long runs' optimisation for
+# a build whose last steps use both cores.
 mkdir -p target
 export FUZZ_BUILD=smoke
-# Its own session (setsid), so that a failed run stops its cargo too, not only the script.
 nice -n 19 ionice -c 3 setsid scripts/test/fuzz.sh build >target/fuzz-build.log 2>&1 &
 fuzz_build=$!
 background=("$fuzz_build")
