@@ -32,7 +32,7 @@ use crate::auth::Scope;
 use crate::http::HttpResponse;
 use crate::http::ROUTES;
 use crate::http::error::{ApiError, ErrorBody, OipErrorBody};
-use crate::http::route::{Call, RouteDef};
+use crate::http::route::{Call, Methods, RouteDef};
 
 /// The document as served and committed: pretty JSON, built on first use, then shared.
 pub static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| Bytes::from(render()));
@@ -266,7 +266,8 @@ fn decorate(op: &mut Operation, route: &RouteDef) {
     } else {
         &[]
     };
-    for &(status, description, retry_after) in HEAD_REFUSALS.iter().chain(keyed) {
+    let derived = route_answers(route);
+    for &(status, description, retry_after) in HEAD_REFUSALS.iter().chain(keyed).chain(&derived) {
         op.responses
             .responses
             .entry(status.to_string())
@@ -275,6 +276,21 @@ fn decorate(op: &mut Operation, route: &RouteDef) {
     if let Some(scope) = route.scope {
         needs_key(op, scope);
     }
+}
+
+/// What a route answers by its row in the table, where its stub says nothing more
+/// particular: a body (every `POST`) may arrive too slowly or be too large, and a model
+/// named in the path may not exist.
+fn route_answers(route: &RouteDef) -> Vec<(u16, &'static str, bool)> {
+    let mut answers = Vec::new();
+    if route.methods == Methods::Post {
+        answers.push((408, "The body arrived too slowly.", false));
+        answers.push((413, "The body is too large.", false));
+    }
+    if route.path.contains("{model}") {
+        answers.push((404, "No model (or version) by that name.", false));
+    }
+    answers
 }
 
 /// A refusal with the error body named `body`.
@@ -407,7 +423,6 @@ mod paths {
                 headers(("X-Cache" = String, description = "`hit-l1`, `hit-l2`, `miss`, `coalesced` or `bypass`."))),
             (status = 400, description = "Malformed JSON or multipart body, or an unreadable `X-Request-Timeout`.", body = ErrorBody<'_>),
             (status = 404, description = "No model (or version) by that name.", body = ErrorBody<'_>),
-            (status = 408, description = "The body arrived too slowly.", body = ErrorBody<'_>),
             (status = 413, description = "The body, or the image's dimensions, are too large.", body = ErrorBody<'_>),
             (status = 415, description = "A content type, image format or input kind the model does not take.", body = ErrorBody<'_>),
             (status = 422, description = "Valid JSON or upload whose values cannot be used: wrong feature count, not numbers, not finite, empty, not an image.", body = ErrorBody<'_>),
@@ -494,7 +509,6 @@ mod paths {
         params(OipModel),
         responses(
             (status = 200, description = "The model's metadata.", body = OipModelMetadata),
-            (status = 404, description = "No model (or version) by that name.", body = OipErrorBody),
             (status = 503, description = "The model (or version) does not serve.", body = OipErrorBody),
         )
     )]
@@ -509,7 +523,6 @@ mod paths {
         responses(
             (status = 200, description = "It serves and the gateway is ready.", body = OipModelReady<'_>),
             (status = 503, description = "It does not serve, or the gateway is not ready.", body = OipModelReady<'_>),
-            (status = 404, description = "No model (or version) by that name.", body = OipErrorBody),
         )
     )]
     fn oip_model_ready() {}
@@ -548,8 +561,6 @@ mod paths {
                     ("Inference-Header-Content-Length" = u64, description = "With binary outputs: the length of the JSON that starts the body."),
                 )),
             (status = 400, description = "Malformed JSON, or an unreadable `X-Request-Timeout`.", body = OipErrorBody),
-            (status = 404, description = "No model (or version) by that name.", body = OipErrorBody),
-            (status = 408, description = "The body arrived too slowly.", body = OipErrorBody),
             (status = 413, description = "The body, or an image's dimensions, are too large.", body = OipErrorBody),
             (status = 415, description = "An input kind the model does not take, or an image format not accepted.", body = OipErrorBody),
             (status = 422, description = "Tensors that cannot be used: names, datatypes, shapes, counts, values.", body = OipErrorBody),
@@ -571,8 +582,6 @@ mod paths {
         responses(
             (status = 200, description = "The index.", body = Vec<IndexEntry>),
             (status = 400, description = "The body is not `{\"ready\": true|false}`.", body = OipErrorBody),
-            (status = 408, description = "The body arrived too slowly.", body = OipErrorBody),
-            (status = 413, description = "The body is too large.", body = OipErrorBody),
         )
     )]
     fn repository_index() {}
@@ -591,8 +600,6 @@ mod paths {
             (status = 200, description = "Loaded.", body = RepositoryModelDone),
             (status = 400, description = "The load failed (its files, its manifest, its `model.toml`), or there is no repository.", body = OipErrorBody),
             (status = 404, description = "The repository has no model by that name.", body = OipErrorBody),
-            (status = 408, description = "The body arrived too slowly.", body = OipErrorBody),
-            (status = 413, description = "The body is too large.", body = OipErrorBody),
             (status = 503, description = "The gateway is shutting down.", body = OipErrorBody),
         )
     )]
@@ -611,8 +618,6 @@ mod paths {
             (status = 200, description = "Unloaded.", body = RepositoryModelDone),
             (status = 400, description = "The unload failed, or there is no repository.", body = OipErrorBody),
             (status = 404, description = "The repository has no model by that name.", body = OipErrorBody),
-            (status = 408, description = "The body arrived too slowly.", body = OipErrorBody),
-            (status = 413, description = "The body is too large.", body = OipErrorBody),
             (status = 503, description = "The gateway is shutting down.", body = OipErrorBody),
         )
     )]
