@@ -1,7 +1,7 @@
 # The gateway image: one static-ish binary, the C libraries it links, its config, no shell.
 #
 # Two ways to get the binary (build arg BUILDER):
-#   source (default)  compile in BUILDER_IMAGE, a Debian bookworm image with Rust 1.89+:
+#   source (default)  compile in BUILDER_IMAGE, a Debian bookworm image with Rust 1.91+:
 #                       docker build -t infergate .
 #   host              copy prebuilt/infergate, built on a bookworm-compatible host (glibc
 #                     2.36): where no toolchain can be fetched inside a build, as on an

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod image;
 pub mod manifest;
 pub mod model;
+pub mod onnx;
 pub mod registry;
 pub mod tabular;
 pub mod train;

@@ -55,9 +55,10 @@ workdir
 fuzz_one() {
     local t=$1 log=$WORK/$1.log
     mkdir -p "corpus/$t"
-    # Image decoding may legitimately take a few hundred MB on a large upload.
+    # Image decoding may legitimately take a few hundred MB on a large upload; one input
+    # past 20 s is a hang (libFuzzer's own default is 20 minutes).
     if ! cargo fuzz run "$t" "corpus/$t" --sanitizer none -- \
-        -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+        -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
         tail -40 "$log" >&2
         echo "FAIL: $t crashed; its input is in fuzz/artifacts/$t/" >&2
         return 1

@@ -46,6 +46,10 @@ pub enum ModelError {
     /// The tensor library failed.
     #[error("tensor operation failed")]
     Tensor(#[from] candle_core::Error),
+    /// The inference engine of a user's model (tract, for ONNX) failed, or gave what the
+    /// model's signature does not allow (wrong shape, a non-finite score).
+    #[error("inference engine: {0}")]
+    Engine(String),
 }
 
 /// A loaded model. `forward` is called from compute threads, possibly several at once.

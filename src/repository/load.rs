@@ -1,5 +1,6 @@
 //! Loading one version directory: `model.safetensors` and `manifest.json` (a tabular
-//! manifest, or an image manifest with its labels file), as the model the directory names
+//! manifest, or an image manifest with its labels file), or `model.onnx` with an optional
+//! sidecar `manifest.json` ([`crate::infer::onnx`]), as the model the directory names
 //! — the directories decide the name and version, whatever the manifest says — with a
 //! revision digest of the files, which the cache keys carry.
 
@@ -13,6 +14,8 @@ use crate::infer::delayed::Delayed;
 use crate::infer::image::{ImageModel, ImageModelOptions};
 use crate::infer::manifest::ModelInfo;
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
+use crate::infer::onnx::sidecar::Sidecar;
+use crate::infer::onnx::{self, LoadInputs, OnnxModel};
 use crate::infer::tabular::TabularModel;
 
 /// The weights' file name in a version directory.
@@ -54,6 +57,15 @@ pub fn load_version(
     opts: &LoadOptions,
 ) -> Result<Arc<dyn Model>, String> {
     let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"));
+    if dir.join(onnx::MODEL_FILE).exists() {
+        if dir.join(WEIGHTS).exists() {
+            return Err(format!(
+                "both {} and {WEIGHTS}: a version directory holds one model; keep one",
+                onnx::MODEL_FILE
+            ));
+        }
+        return load_onnx(name, version, dir);
+    }
     let manifest = read(MANIFEST)?;
     let weights = read(WEIGHTS)?;
     let parsed: serde_json::Value =
@@ -66,12 +78,7 @@ pub fn load_version(
     let inner: Box<dyn Model> = match parsed.get("labels_file").and_then(|v| v.as_str()) {
         // An image manifest names its labels file; a tabular one lists its labels.
         Some(labels_file) => {
-            if labels_file.contains('/') || labels_file.starts_with('.') {
-                return Err(format!(
-                    "{MANIFEST}: labels_file {labels_file:?} must be a file in the version directory"
-                ));
-            }
-            let labels = read(labels_file)?;
+            let labels = read(checked_labels_file(labels_file)?)?;
             digest.update(&labels);
             let labels =
                 String::from_utf8(labels).map_err(|_| format!("{labels_file}: not UTF-8 text"))?;
@@ -96,6 +103,48 @@ pub fn load_version(
     // Never 0: that is the configured models' revision, which adds nothing to a key.
     info.revision = digest.digest().max(1);
     Ok(Arc::new(Versioned { inner, info }))
+}
+
+/// Loads `model.onnx`, with the optional sidecar `manifest.json` and the labels file it
+/// names.
+fn load_onnx(name: &str, version: &str, dir: &Path) -> Result<Arc<dyn Model>, String> {
+    let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"));
+    let bytes = read(onnx::MODEL_FILE)?;
+    let mut digest = Xxh3::new();
+    digest.update(&(bytes.len() as u64).to_le_bytes());
+    digest.update(&bytes);
+    let mut inputs = LoadInputs::default();
+    if dir.join(MANIFEST).exists() {
+        let manifest = read(MANIFEST)?;
+        digest.update(&manifest);
+        inputs.sidecar = Sidecar::parse(&manifest).map_err(|e| format!("{MANIFEST}: {e}"))?;
+    }
+    if let Some(file) = inputs.sidecar.labels_file.clone() {
+        let labels = read(checked_labels_file(&file)?)?;
+        digest.update(&labels);
+        let labels = String::from_utf8(labels).map_err(|_| format!("{file}: not UTF-8 text"))?;
+        inputs.labels_file = Some(labels.lines().map(str::to_owned).collect());
+    }
+    let model = OnnxModel::load(&bytes, name, version, &inputs)
+        .map_err(|e| format!("{}: {e}", onnx::MODEL_FILE))?;
+    let info = ModelInfo {
+        revision: digest.digest().max(1),
+        ..model.info().clone()
+    };
+    Ok(Arc::new(Versioned {
+        inner: Box::new(model),
+        info,
+    }))
+}
+
+/// `file` when it names a file in the version directory itself.
+fn checked_labels_file(file: &str) -> Result<&str, String> {
+    if file.contains('/') || file.starts_with('.') {
+        return Err(format!(
+            "{MANIFEST}: labels_file {file:?} must be a file in the version directory"
+        ));
+    }
+    Ok(file)
 }
 
 /// A load error with its causes, in one line.

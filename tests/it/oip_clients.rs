@@ -13,20 +13,11 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use support::{Gateway, Options, h1_client, keys_on, runtime};
+use support::{Gateway, Options, h1_client, keys_on, repo, runtime};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The clients' Python, set up by `scripts/lib/venv.sh` when missing.
+/// The clients' Python, in its venv.
 fn python() -> PathBuf {
-    let status = Command::new(repo().join("scripts/lib/venv.sh"))
-        .arg(repo().join("scripts/requirements/clients.txt"))
-        .status()
-        .expect("run scripts/lib/venv.sh");
-    assert!(status.success(), "scripts/lib/venv.sh failed");
-    repo().join("target/pyclients/bin/python")
+    support::venv("clients").join("bin/python")
 }
 
 fn close(a: f64, b: f64) -> bool {

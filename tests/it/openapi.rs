@@ -13,20 +13,11 @@ use std::process::Command;
 #[allow(clippy::disallowed_types)]
 use std::time::Instant;
 
-use support::{Gateway, Options, bare_builder, keys_on, runtime};
+use support::{Gateway, Options, bare_builder, keys_on, repo, runtime};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// schemathesis, set up by `scripts/lib/venv.sh` when missing.
+/// schemathesis, in its venv.
 fn schemathesis() -> PathBuf {
-    let status = Command::new(repo().join("scripts/lib/venv.sh"))
-        .arg(repo().join("scripts/requirements/schema.txt"))
-        .status()
-        .expect("run scripts/lib/venv.sh");
-    assert!(status.success(), "scripts/lib/venv.sh failed");
-    repo().join("target/pyschema/bin/schemathesis")
+    support::venv("schema").join("bin/schemathesis")
 }
 
 #[test]

@@ -123,6 +123,22 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_infergate")
 }
 
+/// The repository's root directory.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python virtual environment of `scripts/requirements/<name>.txt`, `target/py<name>`,
+/// set up by `scripts/lib/venv.sh` (a fast no-op once it is).
+pub fn venv(name: &str) -> PathBuf {
+    let status = Command::new(repo().join("scripts/lib/venv.sh"))
+        .arg(repo().join(format!("scripts/requirements/{name}.txt")))
+        .status()
+        .expect("run scripts/lib/venv.sh");
+    assert!(status.success(), "scripts/lib/venv.sh {name}.txt failed");
+    repo().join(format!("target/py{name}"))
+}
+
 /// The I/O backend this run of the suite serves on (`TEST_IO_BACKEND`: `uring` or
 /// `epoll`); `None` leaves the gateway's default (`auto`).
 pub fn io_backend_under_test() -> Option<String> {

@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Export the ONNX test models with the real exporters, into tests/fixtures/onnx/.
+
+Each model is fitted here on a dataset scikit-learn ships (seeded, so the same packages give
+the same files) and exported by the exporter its users use: skl2onnx for scikit-learn,
+onnxmltools for XGBoost and LightGBM. The files are kilobytes and committed; rerun this after
+changing a pin in scripts/requirements/onnx.in and commit what changes.
+
+    scripts/lib/venv.sh scripts/requirements/onnx.txt
+    target/pyonnx/bin/python scripts/models/export-onnx.py
+
+Each model lands as <name>/model.onnx (copy it to <repo>/<name>/<version>/ to serve it), with
+inputs.json beside: rows to ask it, the first ones from the dataset, then perturbed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "tests/fixtures/onnx"
+SEED = 20261205
+# ai.onnx 17 and ai.onnx.ml 3 for skl2onnx, 15 for onnxmltools (the newest it converts to):
+# what ONNX Runtime and tract both read.
+OPSETS = {"": 17, "ai.onnx.ml": 3}
+ONNXMLTOOLS_OPSET = 15
+
+
+def rows_to_ask(x: np.ndarray, rng: np.random.Generator) -> list[list[float]]:
+    """Every 10th dataset row, then as many again jittered by 10 % of each column's spread."""
+    picked = x[::10]
+    jitter = rng.normal(0.0, 0.1, size=picked.shape) * x.std(axis=0)
+    rows = np.concatenate([picked, picked + jitter]).astype(np.float32)
+    # float32 first: the rows are what a JSON client sends and the float input receives.
+    return [[float(v) for v in row] for row in rows]
+
+
+def write(name: str, onnx_model, rows: list[list[float]]) -> None:
+    # The exporters name the graph with a random UUID (the directory's name instead keeps
+    # the bytes the same from run to run)...
+    onnx_model.graph.name = name
+    # ...and may list the operator sets in set order, which varies with the hash seed.
+    imports = sorted(onnx_model.opset_import, key=lambda o: o.domain)
+    del onnx_model.opset_import[:]
+    onnx_model.opset_import.extend(imports)
+    out = OUT / name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.onnx").write_bytes(onnx_model.SerializeToString())
+    (out / "inputs.json").write_text(json.dumps({"rows": rows}, indent=1) + "\n")
+    print(f"{name}: {len(onnx_model.SerializeToString())} bytes, {len(rows)} rows to ask")
+
+
+def iris() -> tuple[np.ndarray, np.ndarray]:
+    data = load_iris()
+    return data.data.astype(np.float32), data.target_names[data.target]
+
+
+def sklearn_iris_logreg(rng: np.random.Generator) -> None:
+    """StandardScaler + LogisticRegression: Scaler, LinearClassifier, Normalizer, ZipMap."""
+    x, y = iris()
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    onnx_model = convert_sklearn(
+        model, initial_types=[("input", FloatTensorType([None, 4]))], target_opset=OPSETS
+    )
+    write("sklearn-iris-logreg", onnx_model, rows_to_ask(x, rng))
+
+
+def sklearn_iris_forest(rng: np.random.Generator) -> None:
+    """RandomForestClassifier, integer labels: TreeEnsembleClassifier, ZipMap."""
+    x, _ = iris()
+    y = load_iris().target
+    model = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=SEED).fit(x, y)
+    onnx_model = convert_sklearn(
+        model, initial_types=[("input", FloatTensorType([None, 4]))], target_opset=OPSETS
+    )
+    write("sklearn-iris-forest", onnx_model, rows_to_ask(x, rng))
+
+
+def xgboost_iris(rng: np.random.Generator) -> None:
+    """XGBClassifier through onnxmltools: TreeEnsembleClassifier (softmax post-transform)."""
+    from onnxmltools import convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType as MlFloat
+    from xgboost import XGBClassifier
+
+    x, _ = iris()
+    y = load_iris().target
+    model = XGBClassifier(n_estimators=20, max_depth=3, random_state=SEED).fit(x, y)
+    onnx_model = convert_xgboost(
+        model, initial_types=[("input", MlFloat([None, 4]))], target_opset=ONNXMLTOOLS_OPSET
+    )
+    write("xgboost-iris", onnx_model, rows_to_ask(x, rng))
+
+
+def lightgbm_iris(rng: np.random.Generator) -> None:
+    """LGBMClassifier through onnxmltools: TreeEnsembleClassifier, ZipMap."""
+    from lightgbm import LGBMClassifier
+    from onnxmltools import convert_lightgbm
+    from onnxmltools.convert.common.data_types import FloatTensorType as MlFloat
+
+    x, _ = iris()
+    y = load_iris().target
+    model = LGBMClassifier(n_estimators=20, num_leaves=8, random_state=SEED, verbose=-1)
+    model.fit(x, y)
+    onnx_model = convert_lightgbm(
+        model, initial_types=[("input", MlFloat([None, 4]))], target_opset=ONNXMLTOOLS_OPSET
+    )
+    write("lightgbm-iris", onnx_model, rows_to_ask(x, rng))
+
+
+EXPORTS = [sklearn_iris_logreg, sklearn_iris_forest, xgboost_iris, lightgbm_iris]
+
+
+def main() -> int:
+    for export in EXPORTS:
+        # One generator per model: adding a model never changes another's rows.
+        export(np.random.default_rng(SEED))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Run an ONNX classifier with ONNX Runtime (CPU, one thread): the reference the gateway's
+answers are checked against (tests/it/onnx_models.rs).
+
+    target/pyonnx/bin/python scripts/models/onnx-reference.py MODEL.onnx INPUTS.json
+
+INPUTS.json is {"rows": [[...], ...]}. Prints one JSON object: {"rows": [{"label": ...,
+"probabilities": {label: p, ...}}, ...]}, labels as text (integer labels written out), in
+the order of the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64}
+
+
+def class_labels(model: onnx.ModelProto) -> list[str] | None:
+    for node in model.graph.node:
+        if node.domain == "ai.onnx.ml" and node.op_type.endswith("Classifier"):
+            for attr in node.attribute:
+                if attr.name.startswith("classlabels_"):
+                    values = onnx.helper.get_attribute_value(attr)
+                    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+    return None
+
+
+def main(model_path: str, inputs_path: str) -> int:
+    model = onnx.load(model_path)
+    labels = class_labels(model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    (feed,) = session.get_inputs()
+    rows = np.array(json.load(open(inputs_path))["rows"], dtype=TYPES[feed.type])
+    label_out, prob_out = session.run(None, {feed.name: rows})
+    answers = []
+    for label, probs in zip(label_out, prob_out):
+        if isinstance(probs, dict):  # ZipMap: {label: p}
+            by_label = {str(k): float(v) for k, v in probs.items()}
+        else:
+            by_label = {lab: float(p) for lab, p in zip(labels, probs)}
+        label = label.decode() if isinstance(label, bytes) else str(label)
+        answers.append({"label": label, "probabilities": by_label})
+    json.dump({"rows": answers}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,534 @@
+//! The user's own models, as ONNX files, run by tract (pure Rust: no native library, no
+//! `protoc`).
+//!
+//! Loading (on the repository's thread): decode the protobuf, rewrite the `ai.onnx.ml`
+//! nodes tract lacks where that is exact ([`rewrite`]), name the first operator still
+//! unsupported, read the signature ([`graph`]) and decide the kind, then fix the input
+//! with a symbolic batch dimension, optimise and make runnable. Running (on the compute
+//! threads, through the batcher): a batch of N rows is one run. A panic inside tract,
+//! loading or running, is caught: that version, or that request, fails; the process lives.
+//!
+//! Served so far: tabular classifiers (one `[N, F]` numeric input; probabilities or logits
+//! out, labels from the classifier's attributes or the sidecar manifest).
+
+pub mod graph;
+pub mod rewrite;
+pub mod sidecar;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use tract_onnx::pb::{GraphProto, ModelProto};
+use tract_onnx::prelude::{
+    Datum, DatumType, Framework as _, InferenceFact, InferenceModelExt as _, IntoRunnable as _,
+    Tensor, ToDim as _, TypedRunnableModel, tvec,
+};
+
+use crate::infer::manifest::{InputSpec, ModelInfo};
+use crate::infer::model::{Batch, Model, ModelError, Outputs};
+use graph::{Elem, Signature, Value};
+use sidecar::{Kind, OutputMeaning, Sidecar};
+
+/// The file name of an ONNX model in a version directory.
+pub const MODEL_FILE: &str = "model.onnx";
+
+/// Why an ONNX file could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    /// The bytes are not an ONNX model.
+    #[error("not an ONNX model: {0}")]
+    NotOnnx(String),
+    /// A node uses an operator nothing here runs.
+    #[error("unsupported operator {0}")]
+    Unsupported(String),
+    /// A node's attributes do not make sense.
+    #[error("node {node:?} ({op}): {why}")]
+    BadNode {
+        node: String,
+        op: String,
+        why: String,
+    },
+    /// A constant tensor does not hold what it declares, or lives in another file.
+    #[error("{0}")]
+    Constant(String),
+    /// The graph's inputs or outputs do not fit any kind served.
+    #[error("{0}")]
+    Signature(String),
+    /// The sidecar manifest contradicts the graph.
+    #[error("manifest.json: {0}")]
+    Sidecar(String),
+    /// tract refused the graph.
+    #[error("tract: {0}")]
+    Engine(String),
+    /// tract panicked.
+    #[error("tract panicked: {0}")]
+    Panicked(String),
+}
+
+/// An ONNX tabular classifier, ready to run batches.
+pub struct OnnxModel {
+    info: ModelInfo,
+    plan: Arc<TypedRunnableModel>,
+    input: Elem,
+    classes: usize,
+    meaning: OutputMeaning,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel")
+            .field("name", &self.info.name)
+            .field("input", &self.input)
+            .field("classes", &self.classes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a load needs besides the file: the sidecar manifest (default when there is none)
+/// and the labels of its `labels_file`, read by the caller.
+#[derive(Debug, Clone, Default)]
+pub struct LoadInputs {
+    pub sidecar: Sidecar,
+    pub labels_file: Option<Vec<String>>,
+}
+
+impl OnnxModel {
+    /// Loads `bytes` as a model called `name` at `version`. A panic inside tract is an
+    /// error here.
+    pub fn load(
+        bytes: &[u8],
+        name: &str,
+        version: &str,
+        inputs: &LoadInputs,
+    ) -> Result<Self, OnnxError> {
+        catch_unwind(AssertUnwindSafe(|| {
+            Self::load_unguarded(bytes, name, version, inputs)
+        }))
+        .unwrap_or_else(|panic| Err(OnnxError::Panicked(panic_message(&*panic))))
+    }
+
+    fn load_unguarded(
+        bytes: &[u8],
+        name: &str,
+        version: &str,
+        inputs: &LoadInputs,
+    ) -> Result<Self, OnnxError> {
+        let onnx = tract_onnx::onnx();
+        let mut proto: ModelProto = onnx
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(|e| OnnxError::NotOnnx(e.to_string()))?;
+        let graph = proto.graph.as_mut().filter(|g| !g.output.is_empty());
+        let graph = graph.ok_or_else(|| OnnxError::NotOnnx("no graph with outputs".into()))?;
+        graph::check_constants(graph).map_err(OnnxError::Constant)?;
+        // Before the rewrites, which replace string labels by indices.
+        let own_labels = graph::class_labels(graph);
+        rewrite::apply(graph)?;
+        if let Some(op) = graph::first_unsupported(graph, |op| onnx.op_register.0.contains_key(op))
+        {
+            return Err(OnnxError::Unsupported(op));
+        }
+        let plan = Tabular::decide(graph, &inputs.sidecar, own_labels.is_some())?;
+        let labels = plan.labels(own_labels, inputs)?;
+        graph.output.retain(|o| o.name == plan.output);
+        let features = plan.features;
+        let model = onnx
+            .model_for_proto_model(&proto)
+            .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
+        let batch = model.symbols.sym("N");
+        let fact = InferenceFact::dt_shape(
+            plan.input.datum()?,
+            tvec!(batch.to_dim(), features.to_dim()),
+        );
+        let runnable = model
+            .with_input_fact(0, fact)
+            .and_then(|m| m.with_output_fact(0, InferenceFact::default()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
+        let names = match &inputs.sidecar.feature_names {
+            Some(names) if names.len() != features => {
+                return Err(OnnxError::Sidecar(format!(
+                    "feature_names lists {} names, the graph takes {features} features",
+                    names.len()
+                )));
+            }
+            Some(names) => names.clone(),
+            None => (0..features).map(|i| format!("x{i}")).collect(),
+        };
+        Ok(Self {
+            classes: labels.len(),
+            info: ModelInfo {
+                name: name.into(),
+                version: version.into(),
+                labels,
+                input: InputSpec::Features { names },
+                max_batch: plan.max_batch,
+                revision: 0,
+            },
+            plan: runnable,
+            input: plan.input,
+            meaning: plan.meaning,
+        })
+    }
+
+    fn run(&self, batch: &Batch) -> Result<Outputs, ModelError> {
+        let features = self.info.row_len();
+        if batch.features != features {
+            return Err(ModelError::Shape {
+                expected: features,
+                got: batch.features,
+            });
+        }
+        let input = input_tensor(self.input, batch).map_err(engine)?;
+        let outputs = self.plan.run(tvec!(input.into())).map_err(engine)?;
+        let out = outputs
+            .first()
+            .ok_or_else(|| ModelError::Engine("the graph gave no output".into()))?;
+        let out = out.cast_to::<f32>().map_err(engine)?;
+        let view = out.to_plain_array_view::<f32>().map_err(engine)?;
+        let mut probs: Vec<f32> = view.iter().copied().collect();
+        if probs.len() != batch.rows * self.classes {
+            return Err(ModelError::Engine(format!(
+                "the graph gave {} values for {} rows of {} classes (shape {:?})",
+                probs.len(),
+                batch.rows,
+                self.classes,
+                out.shape()
+            )));
+        }
+        if let Some(bad) = probs.iter().find(|p| !p.is_finite()) {
+            return Err(ModelError::Engine(format!(
+                "the graph gave a non-finite score ({bad})"
+            )));
+        }
+        if self.meaning == OutputMeaning::Logits {
+            probs.chunks_mut(self.classes).for_each(softmax);
+        }
+        Ok(Outputs {
+            rows: batch.rows,
+            classes: self.classes,
+            probs,
+        })
+    }
+}
+
+impl Model for OnnxModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError> {
+        catch_unwind(AssertUnwindSafe(|| self.run(batch))).unwrap_or_else(|panic| {
+            Err(ModelError::Engine(format!(
+                "tract panicked: {}",
+                panic_message(&*panic)
+            )))
+        })
+    }
+}
+
+/// How a tabular graph is served: which input type, how many features, which output.
+struct Tabular {
+    input: Elem,
+    features: usize,
+    output: String,
+    meaning: OutputMeaning,
+    max_batch: usize,
+}
+
+impl Tabular {
+    /// Decides from the signature (and the sidecar's `kind`, when given) that the graph is
+    /// a tabular classifier, or says why not.
+    fn decide(
+        graph: &GraphProto,
+        sidecar: &Sidecar,
+        from_ml_classifier: bool,
+    ) -> Result<Self, OnnxError> {
+        let Signature { inputs, outputs } = graph::signature(graph);
+        let kind = sidecar.kind.unwrap_or_else(|| guess_kind(&inputs));
+        if kind != Kind::Tabular {
+            return Err(OnnxError::Signature(format!(
+                "{kind:?} models (inputs {}) are not served from ONNX yet; tabular ones are",
+                describe(&inputs)
+            )));
+        }
+        let [input] = inputs.as_slice() else {
+            return Err(OnnxError::Signature(format!(
+                "a tabular model takes one input, this graph takes {}",
+                describe(&inputs)
+            )));
+        };
+        let elem = input.elem.filter(|e| e.is_numeric()).ok_or_else(|| {
+            OnnxError::Signature(format!(
+                "a tabular input must be numeric; {:?} is {}",
+                input.name,
+                input.elem.map_or("not a tensor".into(), Elem::onnx_name)
+            ))
+        })?;
+        let (max_batch, features) = match input.dims.as_deref() {
+            Some([batch, Some(features)]) if *features > 0 => (
+                batch.map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX)),
+                usize::try_from(*features).map_err(|_| {
+                    OnnxError::Signature(format!("{features} features is too many"))
+                })?,
+            ),
+            _ => {
+                return Err(OnnxError::Signature(format!(
+                    "a tabular input is [N, features] with the feature count fixed; {}",
+                    describe(&inputs)
+                )));
+            }
+        };
+        // Labels (int64, string) are recomputed from the scores: the one float output
+        // left is what the model answers with.
+        let output = outputs
+            .iter()
+            .find(|o| !matches!(o.elem, Some(Elem::I64 | Elem::I32 | Elem::String)))
+            .ok_or_else(|| {
+                OnnxError::Signature(format!("no output holds scores: {}", describe(&outputs)))
+            })?;
+        let meaning = sidecar.outputs.unwrap_or(if from_ml_classifier {
+            OutputMeaning::Probabilities
+        } else {
+            OutputMeaning::Logits
+        });
+        Ok(Self {
+            input: elem,
+            features,
+            output: output.name.clone(),
+            meaning,
+            max_batch,
+        })
+    }
+
+    /// The class labels: the sidecar's, its labels file's, or the classifier's own.
+    fn labels(
+        &self,
+        own: Option<Vec<String>>,
+        inputs: &LoadInputs,
+    ) -> Result<Vec<String>, OnnxError> {
+        let labels = inputs
+            .sidecar
+            .labels
+            .clone()
+            .or_else(|| inputs.labels_file.clone())
+            .or(own)
+            .ok_or_else(|| {
+                OnnxError::Sidecar(
+                    "the graph has no ai.onnx.ml classifier to take labels from: give labels \
+                     or labels_file"
+                        .into(),
+                )
+            })?;
+        if labels.is_empty() {
+            return Err(OnnxError::Sidecar("labels must not be empty".into()));
+        }
+        Ok(labels)
+    }
+}
+
+/// The kind a signature suggests: one `[N, 3, H, W]` input is an image, one `[N, F]` input
+/// is tabular, anything else is a tensor model.
+fn guess_kind(inputs: &[Value]) -> Kind {
+    match inputs {
+        [one] => match one.dims.as_deref() {
+            Some([_, Some(3), _, _]) => Kind::Image,
+            Some([_, _]) => Kind::Tabular,
+            _ => Kind::Tensor,
+        },
+        _ => Kind::Tensor,
+    }
+}
+
+/// `name: type [dims]` for each value, for messages.
+fn describe(values: &[Value]) -> String {
+    let one = |v: &Value| {
+        let elem = v.elem.map_or("non-tensor".into(), Elem::onnx_name);
+        let dims = v.dims.as_ref().map_or("?".into(), |dims| {
+            let dims: Vec<String> = dims
+                .iter()
+                .map(|d| d.map_or("N".into(), |n| n.to_string()))
+                .collect();
+            format!("[{}]", dims.join(", "))
+        });
+        format!("{:?}: {elem} {dims}", v.name)
+    };
+    if values.is_empty() {
+        return "none".into();
+    }
+    values.iter().map(one).collect::<Vec<_>>().join("; ")
+}
+
+impl Elem {
+    /// tract's type for it.
+    fn datum(self) -> Result<DatumType, OnnxError> {
+        Ok(match self {
+            Self::F32 => f32::datum_type(),
+            Self::F64 => f64::datum_type(),
+            Self::I32 => i32::datum_type(),
+            Self::I64 => i64::datum_type(),
+            other => {
+                return Err(OnnxError::Signature(format!(
+                    "inputs of {} are not served",
+                    other.onnx_name()
+                )));
+            }
+        })
+    }
+}
+
+/// The batch as a `[rows, features]` tensor of the graph's input type. JSON numbers for an
+/// integer input must be whole.
+fn input_tensor(elem: Elem, batch: &Batch) -> Result<Tensor, String> {
+    let shape = [batch.rows, batch.features];
+    let floats = Tensor::from_shape(&shape, &batch.data).map_err(|e| e.to_string())?;
+    let cast_to = match elem {
+        Elem::F32 => return Ok(floats),
+        Elem::F64 => f64::datum_type(),
+        Elem::I32 | Elem::I64 => {
+            if let Some(v) = batch.data.iter().find(|v| v.fract() != 0.0) {
+                return Err(format!("the model takes whole numbers, not {v}"));
+            }
+            elem.datum().map_err(|e| e.to_string())?
+        }
+        other => return Err(format!("inputs of {} are not served", other.onnx_name())),
+    };
+    floats
+        .cast_to_dt(cast_to)
+        .map(|t| t.into_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    row.iter_mut().for_each(|v| *v /= sum);
+}
+
+fn engine(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Engine(e.to_string())
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOGREG: &[u8] =
+        include_bytes!("../../tests/fixtures/onnx/sklearn-iris-logreg/model.onnx");
+    const FOREST: &[u8] =
+        include_bytes!("../../tests/fixtures/onnx/sklearn-iris-forest/model.onnx");
+
+    fn load(bytes: &[u8], sidecar: Sidecar) -> Result<OnnxModel, OnnxError> {
+        let inputs = LoadInputs {
+            sidecar,
+            labels_file: None,
+        };
+        OnnxModel::load(bytes, "m", "1", &inputs)
+    }
+
+    fn batch(rows: &[[f32; 4]]) -> Batch {
+        Batch {
+            rows: rows.len(),
+            features: 4,
+            data: rows.iter().flatten().copied().collect(),
+        }
+    }
+
+    const SETOSA: [f32; 4] = [5.1, 3.5, 1.4, 0.2];
+    const VIRGINICA: [f32; 4] = [6.9, 3.1, 5.4, 2.1];
+
+    #[test]
+    fn a_scikit_learn_pipeline_loads_with_its_labels_and_answers_a_batch() {
+        let model = load(LOGREG, Sidecar::default()).unwrap();
+        let info = model.info();
+        assert_eq!(info.labels, ["setosa", "versicolor", "virginica"]);
+        assert_eq!(info.row_len(), 4);
+        assert_eq!(info.max_batch, usize::MAX);
+        let out = model.forward(&batch(&[SETOSA, VIRGINICA])).unwrap();
+        assert_eq!((out.rows, out.classes), (2, 3));
+        let best = |row: &[f32]| (0..3).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+        assert_eq!(best(out.row(0)), 0);
+        assert_eq!(best(out.row(1)), 2);
+        for r in 0..2 {
+            let sum: f32 = out.row(r).iter().sum();
+            assert!((sum - 1.0).abs() < 1e-5, "{:?}", out.row(r));
+        }
+    }
+
+    #[test]
+    fn a_forest_with_integer_labels_loads_them_as_text() {
+        let model = load(FOREST, Sidecar::default()).unwrap();
+        assert_eq!(model.info().labels, ["0", "1", "2"]);
+        let out = model.forward(&batch(&[SETOSA])).unwrap();
+        assert!(out.row(0)[0] > 0.9, "{:?}", out.row(0));
+    }
+
+    #[test]
+    fn a_batch_of_the_wrong_width_is_refused_before_the_engine() {
+        let model = load(LOGREG, Sidecar::default()).unwrap();
+        let narrow = Batch {
+            rows: 1,
+            features: 3,
+            data: vec![1.0, 2.0, 3.0],
+        };
+        assert!(matches!(
+            model.forward(&narrow),
+            Err(ModelError::Shape {
+                expected: 4,
+                got: 3
+            })
+        ));
+    }
+
+    #[test]
+    fn the_sidecar_overrides_labels_and_names_and_is_checked_against_the_graph() {
+        let sidecar = Sidecar {
+            labels: Some(vec!["a".into(), "b".into(), "c".into()]),
+            feature_names: Some(vec!["sl".into(), "sw".into(), "pl".into(), "pw".into()]),
+            ..Sidecar::default()
+        };
+        let model = load(LOGREG, sidecar).unwrap();
+        assert_eq!(model.info().labels, ["a", "b", "c"]);
+        let too_few = Sidecar {
+            feature_names: Some(vec!["one".into()]),
+            ..Sidecar::default()
+        };
+        let err = load(LOGREG, too_few).unwrap_err().to_string();
+        assert!(err.contains("feature_names"), "{err}");
+        let image = Sidecar {
+            kind: Some(Kind::Image),
+            ..Sidecar::default()
+        };
+        let err = load(LOGREG, image).unwrap_err().to_string();
+        assert!(err.contains("not served from ONNX yet"), "{err}");
+    }
+
+    #[test]
+    fn bytes_that_are_not_onnx_are_named_so() {
+        for bytes in [&b""[..], b"not a model", &FOREST[..FOREST.len() / 3]] {
+            let err = load(bytes, Sidecar::default()).unwrap_err();
+            assert!(matches!(err, OnnxError::NotOnnx(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn logits_become_probabilities_by_softmax() {
+        let mut row = [1.0f32, 2.0, 3.0];
+        softmax(&mut row);
+        let sum: f32 = row.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-6);
+        assert!(row[2] > row[1] && row[1] > row[0]);
+    }
+}
