@@ -37,6 +37,7 @@ pub mod stats;
 pub mod shutdown;
 pub mod file_watch;
 pub mod hex;
+pub mod panic_message;
 pub mod background;
 pub mod idle_exit;
 pub mod telemetry;

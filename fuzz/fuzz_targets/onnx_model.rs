@@ -1,9 +1,13 @@
 //! Any bytes as a version's `model.onnx`: loading gives a model or an error, and a loaded
-//! model runs a batch or gives an error. tract's own panics are caught and reported by the
-//! loader (the version is `UNAVAILABLE`), so they are not crashes here; a panic anywhere
-//! else is (libFuzzer-sys aborts on a panic that leaves the target). A hang or an unbounded
-//! allocation fails by libFuzzer's `-timeout` and `-rss_limit_mb` (scripts/test/fuzz.sh).
+//! model runs a batch or gives an error. tract's own panics are caught where the gateway
+//! catches them, so they are not crashes here: by the loader (the version is
+//! `UNAVAILABLE`), and around a run as the compute thread does (`infer/worker.rs`: that
+//! request fails). A panic anywhere else is a crash (libFuzzer-sys aborts on a panic that
+//! leaves the target). A hang or an unbounded allocation fails by libFuzzer's `-timeout`
+//! and `-rss_limit_mb` (scripts/test/fuzz.sh).
 #![no_main]
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use infergate::infer::model::{Batch, Model};
 use infergate::infer::onnx::{LoadInputs, OnnxModel};
@@ -11,7 +15,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(
     init: {
-        // libFuzzer-sys's hook aborts on every panic, even one the loader catches.
+        // libFuzzer-sys's hook aborts on every panic, even one the gateway catches.
         std::panic::set_hook(Box::new(|_| {}));
     },
     |data: &[u8]| {
@@ -24,6 +28,6 @@ fuzz_target!(
             features,
             data: vec![0.5; 2 * features],
         };
-        let _ = model.forward(&batch);
+        let _ = catch_unwind(AssertUnwindSafe(|| model.forward(&batch)));
     }
 );

@@ -61,14 +61,15 @@ def write(name: str, onnx_model, rows: list[list[float]]) -> None:
     print(f"{name}: {len(onnx_model.SerializeToString())} bytes, {len(rows)} rows to ask")
 
 
-def iris() -> tuple[np.ndarray, np.ndarray]:
+def iris() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The features (float32), the class indices and the class names of each row."""
     data = load_iris()
-    return data.data.astype(np.float32), data.target_names[data.target]
+    return data.data.astype(np.float32), data.target, data.target_names[data.target]
 
 
 def sklearn_iris_logreg(rng: np.random.Generator) -> None:
     """StandardScaler + LogisticRegression: Scaler, LinearClassifier, Normalizer, ZipMap."""
-    x, y = iris()
+    x, _, y = iris()
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
     onnx_model = convert_sklearn(
         model, initial_types=[("input", FloatTensorType([None, 4]))], target_opset=OPSETS
@@ -78,8 +79,7 @@ def sklearn_iris_logreg(rng: np.random.Generator) -> None:
 
 def sklearn_iris_forest(rng: np.random.Generator) -> None:
     """RandomForestClassifier, integer labels: TreeEnsembleClassifier, ZipMap."""
-    x, _ = iris()
-    y = load_iris().target
+    x, y, _ = iris()
     model = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=SEED).fit(x, y)
     onnx_model = convert_sklearn(
         model, initial_types=[("input", FloatTensorType([None, 4]))], target_opset=OPSETS
@@ -93,8 +93,7 @@ def xgboost_iris(rng: np.random.Generator) -> None:
     from onnxmltools.convert.common.data_types import FloatTensorType as MlFloat
     from xgboost import XGBClassifier
 
-    x, _ = iris()
-    y = load_iris().target
+    x, y, _ = iris()
     model = XGBClassifier(n_estimators=20, max_depth=3, random_state=SEED).fit(x, y)
     onnx_model = convert_xgboost(
         model, initial_types=[("input", MlFloat([None, 4]))], target_opset=ONNXMLTOOLS_OPSET
@@ -108,8 +107,7 @@ def lightgbm_iris(rng: np.random.Generator) -> None:
     from onnxmltools import convert_lightgbm
     from onnxmltools.convert.common.data_types import FloatTensorType as MlFloat
 
-    x, _ = iris()
-    y = load_iris().target
+    x, y, _ = iris()
     model = LGBMClassifier(n_estimators=20, num_leaves=8, random_state=SEED, verbose=-1)
     model.fit(x, y)
     onnx_model = convert_lightgbm(

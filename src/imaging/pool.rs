@@ -60,14 +60,8 @@ impl DecodePool {
             if reply.is_closed() {
                 return;
             }
-            let outcome = catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                PoolError::Panicked(message)
-            });
+            let outcome = catch_unwind(AssertUnwindSafe(f))
+                .map_err(|payload| PoolError::Panicked(crate::panic_message::of(&*payload)));
             let _ = reply.send(outcome);
         });
         match self.tx.try_send(job) {

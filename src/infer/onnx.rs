@@ -5,8 +5,9 @@
 //! nodes tract lacks where that is exact ([`rewrite`]), name the first operator still
 //! unsupported, read the signature ([`graph`]) and decide the kind, then fix the input
 //! with a symbolic batch dimension, optimise and make runnable. Running (on the compute
-//! threads, through the batcher): a batch of N rows is one run. A panic inside tract,
-//! loading or running, is caught: that version, or that request, fails; the process lives.
+//! threads, through the batcher): a batch of N rows is one run. A panic inside tract is
+//! caught: while loading, here (that version fails); while running, by the compute thread
+//! as for every model (`infer/worker.rs`: that request fails). The process lives.
 //!
 //! Served so far: tabular classifiers (one `[N, F]` numeric input; probabilities or logits
 //! out, labels from the classifier's attributes or the sidecar manifest).
@@ -70,7 +71,6 @@ pub struct OnnxModel {
     info: ModelInfo,
     plan: Arc<TypedRunnableModel>,
     input: Elem,
-    classes: usize,
     meaning: OutputMeaning,
 }
 
@@ -79,7 +79,7 @@ impl std::fmt::Debug for OnnxModel {
         f.debug_struct("OnnxModel")
             .field("name", &self.info.name)
             .field("input", &self.input)
-            .field("classes", &self.classes)
+            .field("classes", &self.info.labels.len())
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +104,7 @@ impl OnnxModel {
         catch_unwind(AssertUnwindSafe(|| {
             Self::load_unguarded(bytes, name, version, inputs)
         }))
-        .unwrap_or_else(|panic| Err(OnnxError::Panicked(panic_message(&*panic))))
+        .unwrap_or_else(|panic| Err(OnnxError::Panicked(crate::panic_message::of(&*panic))))
     }
 
     fn load_unguarded(
@@ -128,7 +128,7 @@ impl OnnxModel {
             return Err(OnnxError::Unsupported(op));
         }
         let plan = Tabular::decide(graph, &inputs.sidecar, own_labels.is_some())?;
-        let labels = plan.labels(own_labels, inputs)?;
+        let labels = labels(own_labels, inputs)?;
         graph.output.retain(|o| o.name == plan.output);
         let features = plan.features;
         let model = onnx
@@ -156,7 +156,6 @@ impl OnnxModel {
             None => (0..features).map(|i| format!("x{i}")).collect(),
         };
         Ok(Self {
-            classes: labels.len(),
             info: ModelInfo {
                 name: name.into(),
                 version: version.into(),
@@ -170,8 +169,14 @@ impl OnnxModel {
             meaning: plan.meaning,
         })
     }
+}
 
-    fn run(&self, batch: &Batch) -> Result<Outputs, ModelError> {
+impl Model for OnnxModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError> {
         let features = self.info.row_len();
         if batch.features != features {
             return Err(ModelError::Shape {
@@ -179,6 +184,7 @@ impl OnnxModel {
                 got: batch.features,
             });
         }
+        let classes = self.info.labels.len();
         let input = input_tensor(self.input, batch).map_err(engine)?;
         let outputs = self.plan.run(tvec!(input.into())).map_err(engine)?;
         let out = outputs
@@ -187,12 +193,12 @@ impl OnnxModel {
         let out = out.cast_to::<f32>().map_err(engine)?;
         let view = out.to_plain_array_view::<f32>().map_err(engine)?;
         let mut probs: Vec<f32> = view.iter().copied().collect();
-        if probs.len() != batch.rows * self.classes {
+        if probs.len() != batch.rows * classes {
             return Err(ModelError::Engine(format!(
                 "the graph gave {} values for {} rows of {} classes (shape {:?})",
                 probs.len(),
                 batch.rows,
-                self.classes,
+                classes,
                 out.shape()
             )));
         }
@@ -202,27 +208,12 @@ impl OnnxModel {
             )));
         }
         if self.meaning == OutputMeaning::Logits {
-            probs.chunks_mut(self.classes).for_each(softmax);
+            probs.chunks_mut(classes).for_each(softmax);
         }
         Ok(Outputs {
             rows: batch.rows,
-            classes: self.classes,
+            classes,
             probs,
-        })
-    }
-}
-
-impl Model for OnnxModel {
-    fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
-    fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError> {
-        catch_unwind(AssertUnwindSafe(|| self.run(batch))).unwrap_or_else(|panic| {
-            Err(ModelError::Engine(format!(
-                "tract panicked: {}",
-                panic_message(&*panic)
-            )))
         })
     }
 }
@@ -300,31 +291,27 @@ impl Tabular {
             max_batch,
         })
     }
+}
 
-    /// The class labels: the sidecar's, its labels file's, or the classifier's own.
-    fn labels(
-        &self,
-        own: Option<Vec<String>>,
-        inputs: &LoadInputs,
-    ) -> Result<Vec<String>, OnnxError> {
-        let labels = inputs
-            .sidecar
-            .labels
-            .clone()
-            .or_else(|| inputs.labels_file.clone())
-            .or(own)
-            .ok_or_else(|| {
-                OnnxError::Sidecar(
-                    "the graph has no ai.onnx.ml classifier to take labels from: give labels \
-                     or labels_file"
-                        .into(),
-                )
-            })?;
-        if labels.is_empty() {
-            return Err(OnnxError::Sidecar("labels must not be empty".into()));
-        }
-        Ok(labels)
+/// The class labels: the sidecar's, its labels file's, or the classifier's own.
+fn labels(own: Option<Vec<String>>, inputs: &LoadInputs) -> Result<Vec<String>, OnnxError> {
+    let labels = inputs
+        .sidecar
+        .labels
+        .clone()
+        .or_else(|| inputs.labels_file.clone())
+        .or(own)
+        .ok_or_else(|| {
+            OnnxError::Sidecar(
+                "the graph has no ai.onnx.ml classifier to take labels from: give labels \
+                 or labels_file"
+                    .into(),
+            )
+        })?;
+    if labels.is_empty() {
+        return Err(OnnxError::Sidecar("labels must not be empty".into()));
     }
+    Ok(labels)
 }
 
 /// The kind a signature suggests: one `[N, 3, H, W]` input is an image, one `[N, F]` input
@@ -411,14 +398,6 @@ fn softmax(row: &mut [f32]) {
 
 fn engine(e: impl std::fmt::Display) -> ModelError {
     ModelError::Engine(e.to_string())
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 #[cfg(test)]

@@ -131,11 +131,7 @@ fn run_forward(model: &dyn Model, batch: &Batch) -> Result<Outputs, InferError> 
     match catch_unwind(AssertUnwindSafe(|| model.forward(batch))) {
         Ok(result) => result.map_err(InferError::from),
         Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_owned());
+            let message = crate::panic_message::of(&*payload);
             tracing::error!(%message, "model panicked; the compute thread carries on");
             Err(InferError::Panicked(message))
         }

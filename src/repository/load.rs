@@ -56,32 +56,45 @@ pub fn load_version(
     dir: &Path,
     opts: &LoadOptions,
 ) -> Result<Arc<dyn Model>, String> {
-    let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"));
-    if dir.join(onnx::MODEL_FILE).exists() {
+    let mut digest = Xxh3::new();
+    let inner = if dir.join(onnx::MODEL_FILE).exists() {
         if dir.join(WEIGHTS).exists() {
             return Err(format!(
                 "both {} and {WEIGHTS}: a version directory holds one model; keep one",
                 onnx::MODEL_FILE
             ));
         }
-        return load_onnx(name, version, dir);
-    }
-    let manifest = read(MANIFEST)?;
-    let weights = read(WEIGHTS)?;
+        load_onnx(name, version, dir, &mut digest)?
+    } else {
+        load_native(dir, opts, &mut digest)?
+    };
+    let mut info = inner.info().clone();
+    info.name = name.into();
+    info.version = version.into();
+    // Never 0: that is the configured models' revision, which adds nothing to a key.
+    info.revision = digest.digest().max(1);
+    Ok(Arc::new(Versioned { inner, info }))
+}
+
+/// Loads `model.safetensors` with its `manifest.json` (and an image manifest's labels
+/// file), adding the files to `digest`.
+fn load_native(
+    dir: &Path,
+    opts: &LoadOptions,
+    digest: &mut Xxh3,
+) -> Result<Box<dyn Model>, String> {
+    let manifest = read(dir, MANIFEST)?;
+    let weights = read(dir, WEIGHTS)?;
     let parsed: serde_json::Value =
         serde_json::from_slice(&manifest).map_err(|e| format!("{MANIFEST}: {e}"))?;
-    let mut digest = Xxh3::new();
     for part in [&weights, &manifest] {
         digest.update(&(part.len() as u64).to_le_bytes());
         digest.update(part);
     }
-    let inner: Box<dyn Model> = match parsed.get("labels_file").and_then(|v| v.as_str()) {
+    Ok(match parsed.get("labels_file").and_then(|v| v.as_str()) {
         // An image manifest names its labels file; a tabular one lists its labels.
         Some(labels_file) => {
-            let labels = read(checked_labels_file(labels_file)?)?;
-            digest.update(&labels);
-            let labels =
-                String::from_utf8(labels).map_err(|_| format!("{labels_file}: not UTF-8 text"))?;
+            let labels = read_labels(dir, labels_file, digest)?;
             Box::new(
                 ImageModel::from_bytes(weights, &manifest, &labels, &opts.image)
                     .map_err(|e| describe(&e))?,
@@ -96,45 +109,45 @@ pub fn load_version(
                 Box::new(Delayed::new(model, opts.forward_delay))
             }
         }
-    };
-    let mut info = inner.info().clone();
-    info.name = name.into();
-    info.version = version.into();
-    // Never 0: that is the configured models' revision, which adds nothing to a key.
-    info.revision = digest.digest().max(1);
-    Ok(Arc::new(Versioned { inner, info }))
+    })
 }
 
 /// Loads `model.onnx`, with the optional sidecar `manifest.json` and the labels file it
-/// names.
-fn load_onnx(name: &str, version: &str, dir: &Path) -> Result<Arc<dyn Model>, String> {
-    let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"));
-    let bytes = read(onnx::MODEL_FILE)?;
-    let mut digest = Xxh3::new();
+/// names, adding the files to `digest`.
+fn load_onnx(
+    name: &str,
+    version: &str,
+    dir: &Path,
+    digest: &mut Xxh3,
+) -> Result<Box<dyn Model>, String> {
+    let bytes = read(dir, onnx::MODEL_FILE)?;
     digest.update(&(bytes.len() as u64).to_le_bytes());
     digest.update(&bytes);
     let mut inputs = LoadInputs::default();
     if dir.join(MANIFEST).exists() {
-        let manifest = read(MANIFEST)?;
+        let manifest = read(dir, MANIFEST)?;
         digest.update(&manifest);
         inputs.sidecar = Sidecar::parse(&manifest).map_err(|e| format!("{MANIFEST}: {e}"))?;
     }
-    if let Some(file) = inputs.sidecar.labels_file.clone() {
-        let labels = read(checked_labels_file(&file)?)?;
-        digest.update(&labels);
-        let labels = String::from_utf8(labels).map_err(|_| format!("{file}: not UTF-8 text"))?;
+    if let Some(file) = &inputs.sidecar.labels_file {
+        let labels = read_labels(dir, file, digest)?;
         inputs.labels_file = Some(labels.lines().map(str::to_owned).collect());
     }
     let model = OnnxModel::load(&bytes, name, version, &inputs)
         .map_err(|e| format!("{}: {e}", onnx::MODEL_FILE))?;
-    let info = ModelInfo {
-        revision: digest.digest().max(1),
-        ..model.info().clone()
-    };
-    Ok(Arc::new(Versioned {
-        inner: Box::new(model),
-        info,
-    }))
+    Ok(Box::new(model))
+}
+
+/// The file `file` of the version directory; the error names it.
+fn read(dir: &Path, file: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(dir.join(file)).map_err(|e| format!("{file}: {e}"))
+}
+
+/// A manifest's labels file, as text, added to `digest`.
+fn read_labels(dir: &Path, file: &str, digest: &mut Xxh3) -> Result<String, String> {
+    let labels = read(dir, checked_labels_file(file)?)?;
+    digest.update(&labels);
+    String::from_utf8(labels).map_err(|_| format!("{file}: not UTF-8 text"))
 }
 
 /// `file` when it names a file in the version directory itself.

@@ -24,6 +24,8 @@ const MODELS: [&str; 4] = [
     "xgboost-iris",
     "lightgbm-iris",
 ];
+/// An iris row (setosa), for the broken-files test.
+const SETOSA: [f64; 4] = [5.1, 3.5, 1.4, 0.2];
 /// How far a probability may be from ONNX Runtime's.
 const TOLERANCE: f64 = 1e-5;
 
@@ -93,6 +95,24 @@ fn with_repository(root: &Path) -> Options {
         .env("INFERGATE_REPOSITORY__PATH", root.display())
 }
 
+/// `POST /predict?model=MODEL` with `features`; `fresh` asks for it computed afresh
+/// (`Cache-Control: no-cache`).
+async fn predict(
+    c: &reqwest::Client,
+    gw: &Gateway,
+    model: &str,
+    features: &[f64],
+    fresh: bool,
+) -> reqwest::Response {
+    let mut req = c
+        .post(gw.url(&format!("/predict?model={model}")))
+        .json(&json!({ "features": features }));
+    if fresh {
+        req = req.header("cache-control", "no-cache");
+    }
+    req.send().await.unwrap()
+}
+
 /// Checks one `/predict` answer against ONNX Runtime's for the same row.
 fn check_answer(model: &str, row: usize, answer: &Value, want: &Expected) {
     assert_eq!(answer["model"]["name"], model, "{answer}");
@@ -138,13 +158,7 @@ fn onnx_classifiers_answer_as_onnx_runtime_over_h1_h2_and_oip() {
             assert_eq!(rows.len(), expected.len());
             for (c, protocol) in [(h1_client(), "HTTP/1.1"), (h2_client(), "HTTP/2.0")] {
                 for (i, (row, want)) in rows.iter().zip(&expected).enumerate() {
-                    let r = c
-                        .post(gw.url(&format!("/predict?model={model}")))
-                        .header("cache-control", "no-cache")
-                        .json(&json!({ "features": row }))
-                        .send()
-                        .await
-                        .unwrap();
+                    let r = predict(&c, &gw, model, row, true).await;
                     assert_eq!(format!("{:?}", r.version()), protocol);
                     assert_eq!(r.status(), 200);
                     check_answer(model, i, &r.json().await.unwrap(), want);
@@ -184,12 +198,7 @@ fn onnx_classifiers_answer_as_onnx_runtime_over_h1_h2_and_oip() {
 
 /// The model's labels in class-id order, from its `/predict` answer's `top_k`.
 async fn want_classes(gw: &Gateway, model: &str) -> Vec<String> {
-    let r = h1_client()
-        .post(gw.url(&format!("/predict?model={model}")))
-        .json(&json!({ "features": rows(model)[0] }))
-        .send()
-        .await
-        .unwrap();
+    let r = predict(&h1_client(), gw, model, &rows(model)[0], false).await;
     let v: Value = r.json().await.unwrap();
     let mut top: Vec<(u64, String)> = v["top_k"]
         .as_array()
@@ -279,30 +288,15 @@ fn broken_onnx_files_are_unavailable_with_their_reason_while_the_rest_serve() {
                 reason.contains(why),
                 "{name}: {reason:?} should say {why:?}"
             );
-            let r = h1_client()
-                .post(gw.url(&format!("/predict?model={name}")))
-                .json(&json!({ "features": [5.1, 3.5, 1.4, 0.2] }))
-                .send()
-                .await
-                .unwrap();
+            let r = predict(&h1_client(), &gw, name, &SETOSA, false).await;
             assert_eq!(r.status(), 503, "{name}");
             let v: Value = r.json().await.unwrap();
             assert_eq!(v["error"]["code"], "model_unavailable", "{v}");
         }
-        let r = h2_client()
-            .post(gw.url("/predict?model=good"))
-            .json(&json!({ "features": [5.1, 3.5, 1.4, 0.2] }))
-            .send()
-            .await
-            .unwrap();
+        let r = predict(&h2_client(), &gw, "good", &SETOSA, false).await;
         assert_eq!(r.status(), 200);
         // A row of the wrong width: the documented 422, not a failed run.
-        let r = h1_client()
-            .post(gw.url("/predict?model=good"))
-            .json(&json!({ "features": [5.1, 3.5] }))
-            .send()
-            .await
-            .unwrap();
+        let r = predict(&h1_client(), &gw, "good", &SETOSA[..2], false).await;
         assert_eq!(r.status(), 422);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "wrong_feature_count", "{v}");
