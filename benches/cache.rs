@@ -28,7 +28,7 @@ fn l1_ops(c: &mut Criterion) {
         .unwrap();
     let _guard = rt.enter();
     let answer = CachedAnswer {
-        confidence: 0.99,
+        confidence: Some(0.99),
         // About the size of an Iris answer's cacheable members.
         body: Bytes::from(vec![b'x'; 280]),
         probs: std::sync::Arc::from([0.99, 0.007, 0.003]),

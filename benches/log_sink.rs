@@ -31,7 +31,7 @@ fn row(i: u64) -> LogRow {
         input_hash: u128::from(i) * 0x9e37_79b9_7f4a_7c15,
         input: LoggedInput::Features(vec![5.1, 3.5, 1.4, i as f32 / 1000.0]),
         answer: Bytes::from_static(ANSWER.as_bytes()),
-        confidence: 0.97,
+        confidence: Some(0.97),
         latency: Duration::from_micros(350),
         client_addr: Some(IpAddr::from([10, 0, 0, 1])),
         api_key: Some("mobile-app".into()),

@@ -100,7 +100,7 @@ fn log_submit(c: &mut Criterion) {
                 input_hash: 0x9e37_79b9_7f4a_7c15,
                 input: LoggedInput::Features(vec![5.1, 3.5, 1.4, 0.2]),
                 answer: answer.clone(),
-                confidence: 0.97,
+                confidence: Some(0.97),
                 latency: Duration::from_micros(80),
                 client_addr: Some(IpAddr::from([10, 0, 0, 1])),
                 api_key: None,

@@ -2,7 +2,8 @@
 //! check socket and (unless in standby) the I/O threads, then runs the control loop on the
 //! calling thread — warm-up, metrics upkeep, signals (SIGUSR2 opens a standby instance's
 //! public listener, SIGHUP re-reads the API keys and the TLS certificate), the idle exit
-//! and the drain.
+//! and the drain. An instance started beside another that serves its port opens its
+//! listener only once ready ([`Opening`]).
 
 mod assemble;
 mod public_listener;
@@ -26,6 +27,7 @@ use crate::idle_exit::IdleExit;
 use crate::infer::InferError;
 use crate::infer::model::{Batch, ModelError};
 use crate::prediction_log::LogError;
+use crate::readiness::Readiness;
 use crate::server::activation::Handover;
 use crate::server::backend::{self, UringRefused};
 use crate::server::check_socket::{self, CheckSocket, CheckSocketError};
@@ -39,6 +41,9 @@ use crate::telemetry::client_noise::{self, NoiseSummary};
 
 /// How often histogram samples are drained into the exporter's buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// How often an instance waiting to open beside a serving one asks whether it is ready.
+const READY_POLL: Duration = Duration::from_millis(100);
 
 /// Why the gateway could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -163,41 +168,47 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
     let listen = config.server.listen_settings(backend);
     let io_threads = listen.threads;
     let mut public = PublicListener::new(listen, source, settings);
-    let standby = config.server.standby && {
-        let peer = public.peer_listening();
-        if !peer {
-            // A standby instance exists to take over from a peer on this port; with none
-            // (the peer is gone, or this is a restart of the one instance left), waiting
-            // for a SIGUSR2 that nobody will send would be an outage.
+    let opening = Opening::decide(config.server.standby, &public);
+    match opening {
+        Opening::OnSignal => {
             tracing::info!(
                 addr = %public.addr(),
-                "standby: nothing else listens on this port; opening it now"
+                tls = tls_enabled,
+                "standby: the public listener opens on SIGUSR2"
             );
+            if check.is_none() {
+                tracing::warn!(
+                    "standby without server.check_socket: nothing can check this instance \
+                     before its activation"
+                );
+            }
         }
-        peer
-    };
-    if standby {
-        tracing::info!(
+        Opening::WhenReady => tracing::info!(
             addr = %public.addr(),
             tls = tls_enabled,
-            "standby: the public listener opens on SIGUSR2"
-        );
-        if check.is_none() {
-            tracing::warn!(
-                "standby without server.check_socket: nothing can check this instance before \
-                 its activation"
+            "standby: another instance serves this port; the public listener opens once \
+             this one is ready"
+        ),
+        Opening::Now => {
+            if config.server.standby {
+                // A standby instance exists to take over from a peer on this port; with
+                // none (the peer is gone, or this is a restart of the one instance left),
+                // waiting for a SIGUSR2 that nobody will send would be an outage.
+                tracing::info!(
+                    addr = %public.addr(),
+                    "standby: nothing else listens on this port; opening it now"
+                );
+            }
+            let addr = public.open()?;
+            tracing::info!(
+                addr = %addr,
+                tls = tls_enabled,
+                io_backend = gateway.lifecycle.io_backend.as_str(),
+                io_threads,
+                compute_threads = config.compute.resolved_threads(),
+                "listening"
             );
         }
-    } else {
-        let addr = public.open()?;
-        tracing::info!(
-            addr = %addr,
-            tls = tls_enabled,
-            io_backend = gateway.lifecycle.io_backend.as_str(),
-            io_threads,
-            compute_threads = config.compute.resolved_threads(),
-            "listening"
-        );
     }
     // After the public listener opened: with port 0 (tests), the redirects name the
     // port it got.
@@ -217,6 +228,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
         metrics,
         signals,
         public,
+        opening,
         check,
         drain_timeout: config.shutdown.drain_timeout(),
         idle_exit: config.server.idle_exit(),
@@ -327,6 +339,38 @@ impl StopSignals {
 enum Stop {
     Signal(&'static str),
     Idle(Duration),
+    /// The public listener, deferred until ready, could not open.
+    OpenFailed(ServerError),
+}
+
+/// When the public listener opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// At start, before the warm-up: with no other instance on the port, a client's
+    /// connection waits in the queue rather than being refused.
+    Now,
+    /// In standby, on SIGUSR2 (a deploy script's gate passed).
+    OnSignal,
+    /// Once ready (`/ready` would say 200), because another instance already serves the
+    /// port: SO_REUSEPORT would otherwise hand this cold one its share of new connections
+    /// while it loads and warms up (a Swarm rolling update starts the new task beside the
+    /// old one), and one that never turns ready would take traffic until it is killed.
+    WhenReady,
+}
+
+impl Opening {
+    /// From `server.standby` and whether a peer listens where `public` will.
+    fn decide(standby: bool, public: &PublicListener) -> Self {
+        // An inherited socket is ours to serve (its launcher only holds it for us).
+        if public.is_inherited() {
+            return if standby { Self::OnSignal } else { Self::Now };
+        }
+        match (standby, public.peer_listening()) {
+            (_, false) => Self::Now,
+            (true, true) => Self::OnSignal,
+            (false, true) => Self::WhenReady,
+        }
+    }
 }
 
 /// What the control loop runs.
@@ -335,6 +379,7 @@ struct Control {
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     signals: Signals,
     public: PublicListener,
+    opening: Opening,
     check: Option<check_socket::Serving>,
     drain_timeout: Duration,
     idle_exit: Option<Duration>,
@@ -377,6 +422,7 @@ async fn control(c: Control) -> Result<(), AppError> {
         metrics,
         mut signals,
         mut public,
+        opening,
         mut check,
         drain_timeout,
         idle_exit,
@@ -389,7 +435,11 @@ async fn control(c: Control) -> Result<(), AppError> {
             warmed?;
             gateway.lifecycle.flags.mark_models_warm();
             tracing::info!(listening = public.is_open(), "ready");
-            let serving = Serving { reload: &reload, idle_exit };
+            let serving = Serving {
+                reload: &reload,
+                idle_exit,
+                opening,
+            };
             serve_until_stop(&gateway, &metrics, &mut signals, &mut public, serving).await
         }
         name = signals.stop.next() => {
@@ -416,6 +466,7 @@ async fn control(c: Control) -> Result<(), AppError> {
             "no request for {} s (server.idle_exit_s): draining and exiting",
             idle.as_secs()
         ),
+        Stop::OpenFailed(_) => tracing::info!("draining: the public listener did not open"),
     }
     tokio::select! {
         () = shutdown.wait_closed() => {
@@ -456,7 +507,10 @@ async fn control(c: Control) -> Result<(), AppError> {
         check.close();
     }
     drop(public);
-    Ok(())
+    match stop {
+        Stop::OpenFailed(e) => Err(e.into()),
+        Stop::Signal(_) | Stop::Idle(_) => Ok(()),
+    }
 }
 
 /// What the serving phase answers besides the listener and the signals.
@@ -464,6 +518,7 @@ struct Serving<'a> {
     /// The reload loops SIGHUP asks for a look.
     reload: &'a [LookNow],
     idle_exit: Option<Duration>,
+    opening: Opening,
 }
 
 /// Serves until a signal or the idle exit says stop; opens the public listener on SIGUSR2,
@@ -475,7 +530,11 @@ async fn serve_until_stop(
     public: &mut PublicListener,
     serving: Serving<'_>,
 ) -> Stop {
-    let Serving { reload, idle_exit } = serving;
+    let Serving {
+        reload,
+        idle_exit,
+        opening,
+    } = serving;
     let idle = idle_exit.map(|after| IdleExit::new(&gateway.serving.last_request, after));
     // Idle time counts from when the gateway can be reached at all.
     gateway
@@ -484,8 +543,28 @@ async fn serve_until_stop(
         .stamp(tokio::time::Instant::now());
     let mut upkeep = tokio::time::interval(METRICS_UPKEEP);
     let mut noise = NoiseSummary::new(client_noise::SUMMARY_INTERVAL);
+    let mut ready_poll = tokio::time::interval(READY_POLL);
     loop {
         tokio::select! {
+            _ = ready_poll.tick(), if opening == Opening::WhenReady && !public.is_open() => {
+                if !Readiness::of(gateway).is_ready() {
+                    continue;
+                }
+                match public.open() {
+                    Ok(addr) => {
+                        gateway.serving.last_request.stamp(tokio::time::Instant::now());
+                        tracing::info!(addr = %addr, "ready beside the serving instance: listening on {addr}");
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            error = %e,
+                            cause = std::error::Error::source(&e).map(ToString::to_string),
+                            "cannot open the public listener"
+                        );
+                        return Stop::OpenFailed(e);
+                    }
+                }
+            }
             now = upkeep.tick() => {
                 metrics.run_upkeep();
                 noise.write_if_due(now);
@@ -565,17 +644,17 @@ fn second_signal(name: &str, check: Option<check_socket::Serving>) -> ! {
     std::process::exit(130);
 }
 
-/// Runs one inference per model (on an all-zero input) so `/ready` only turns 200 once
+/// Runs one inference per model ([`Batch::warm_up`]) so `/ready` only turns 200 once
 /// every model really answers.
 pub async fn warm_up(gateway: &Gateway) -> Result<(), InferError> {
     for model in gateway.serving.infer.catalog().loaded() {
-        let features = model.info().row_len();
-        let batch = Batch {
-            rows: 1,
-            features,
-            data: vec![0.0; features],
-        };
-        gateway.serving.infer.forward(model, batch, None).await?;
+        let batch = Batch::warm_up(model.info());
+        match gateway.serving.infer.forward(model, batch, None).await {
+            Err(InferError::Model(e)) if e.is_input_refusal() => {}
+            other => {
+                other?;
+            }
+        }
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::background;
 use crate::deadline::Stage;
-use crate::infer::model::{Batch, Model};
+use crate::infer::model::{Batch, Model, ModelError};
 use crate::infer::{Infer, InferError};
 use crate::metrics::{BATCH_SIZE, WORK_CANCELLED_TOTAL};
 use crate::stats::Stats;
@@ -346,6 +346,14 @@ async fn run_batch(infer: &Infer, mut jobs: Vec<Job>) {
                     compute: fwd.compute,
                 }));
             }
+        }
+        // One row's input refused by the model fails the whole run; the rows are run
+        // again one by one, so that only that row's client gets the refusal.
+        Err(InferError::Model(ModelError::UnseenCategory(_))) if rows > 1 => {
+            let alone = jobs
+                .into_iter()
+                .map(|job| Box::pin(run_batch(infer, vec![job])));
+            futures_util::future::join_all(alone).await;
         }
         Err(e) => {
             let e = Arc::new(e);

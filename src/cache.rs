@@ -55,15 +55,17 @@ impl CacheMode {
 }
 
 /// A cached answer: the model-dependent JSON members of the answer (without the braces),
-/// the winning confidence (for `/stats`), and every class's probability (for answers
-/// that carry the whole output tensor, as the Open Inference Protocol's do).
+/// the winning confidence (for `/stats`; a regressor's answer has none), and the model's
+/// whole output row (for answers that carry the output tensor, as the Open Inference
+/// Protocol's do).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedAnswer {
-    /// Confidence of the top class.
-    pub confidence: f32,
+    /// Confidence of the top class; `None` for a regressor's value.
+    pub confidence: Option<f32>,
     /// JSON members, e.g. `"model":{..},"prediction":"setosa",..,"top_k":[..]`.
     pub body: Bytes,
-    /// The model's output: one probability per class, in class order.
+    /// The model's output: one probability per class, in class order (a regressor's: its
+    /// value).
     pub probs: Arc<[f32]>,
 }
 
@@ -73,13 +75,13 @@ impl CachedAnswer {
         self.body.len() + 4 * self.probs.len()
     }
 
-    /// The bytes stored outside the process: magic, checksum, confidence, the
-    /// probabilities (a count, then little-endian `f32`s), body.
+    /// The bytes stored outside the process: magic, checksum, confidence (NaN for none),
+    /// the probabilities (a count, then little-endian `f32`s), body.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + self.size());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&[0; 8]);
-        out.extend_from_slice(&self.confidence.to_le_bytes());
+        out.extend_from_slice(&self.confidence.unwrap_or(f32::NAN).to_le_bytes());
         let count = u32::try_from(self.probs.len()).unwrap_or(u32::MAX);
         out.extend_from_slice(&count.to_le_bytes());
         for p in self.probs.iter() {
@@ -103,9 +105,10 @@ impl CachedAnswer {
         }
         let confidence = f32::from_le_bytes(bytes[12..16].try_into().ok()?);
         let count = u32::from_le_bytes(bytes[16..20].try_into().ok()?) as usize;
-        if !confidence.is_finite() || count > MAX_CLASSES {
+        if confidence.is_infinite() || count > MAX_CLASSES {
             return None;
         }
+        let confidence = (!confidence.is_nan()).then_some(confidence);
         let rest = &bytes[HEADER_LEN..];
         let (probs, body) = rest.split_at_checked(4 * count)?;
         let probs = probs
@@ -128,12 +131,18 @@ mod tests {
     #[test]
     fn encoding_round_trips_and_garbage_is_refused() {
         let a = CachedAnswer {
-            confidence: 0.75,
+            confidence: Some(0.75),
             body: Bytes::from_static(br#""prediction":"setosa""#),
             probs: Arc::from([0.75, 0.2, 0.05]),
         };
         let bytes = a.encode();
         assert_eq!(CachedAnswer::decode(&bytes), Some(a));
+        let regression = CachedAnswer {
+            confidence: None,
+            body: Bytes::from_static(br#""prediction":151.5"#),
+            probs: Arc::from([151.5]),
+        };
+        assert_eq!(CachedAnswer::decode(&regression.encode()), Some(regression));
         assert_eq!(CachedAnswer::decode(b"garbage"), None);
         assert_eq!(CachedAnswer::decode(&bytes[..bytes.len() - 1]), None);
         let mut flipped = bytes.clone();

@@ -50,6 +50,15 @@ struct TabularMembers<'a> {
     top_k: Vec<ClassScore<'a>>,
 }
 
+/// The cacheable members of a regressor's answer, in wire order.
+#[derive(Debug, Serialize, ToSchema)]
+struct RegressionMembers<'a> {
+    /// The model that answered.
+    model: ModelRef<'a>,
+    /// The model's value for the row.
+    prediction: f32,
+}
+
 /// The cacheable members of an image answer, in wire order (the replaced stack's fields,
 /// plus `model` and each class's `label`).
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,15 +72,17 @@ struct ImageMembers<'a> {
     predictions: Vec<ClassScore<'a>>,
 }
 
-/// `POST /predict`'s answer: `prediction_id`, a tabular or an image model's members,
-/// `cached`.
+/// `POST /predict`'s answer: `prediction_id`, a tabular classifier's, a regressor's or an
+/// image model's members, `cached`.
 // The OpenAPI document's schema of what [`answer`] splices: the bytes are never serialized
 // from this, and a test holds the two together.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum PredictAnswer<'a> {
-    /// From a tabular model (JSON `features`).
+    /// From a tabular classifier (JSON `features`).
     Tabular(TabularAnswer<'a>),
+    /// From a regressor (JSON `features`; ONNX models).
+    Regression(RegressionAnswer<'a>),
     /// From an image model (an upload or a raw `image/*` body).
     Image(ImageAnswer<'a>),
 }
@@ -84,6 +95,18 @@ pub struct TabularAnswer<'a> {
     prediction_id: Uuid,
     #[serde(flatten)]
     members: TabularMembers<'a>,
+    /// Answered from a cache tier (`X-Cache` says which), not computed for this request.
+    cached: bool,
+}
+
+/// `POST /predict`'s answer from a regressor: its value.
+#[derive(Serialize, ToSchema)]
+pub struct RegressionAnswer<'a> {
+    /// A UUIDv7 the gateway made; the prediction log's row has it too.
+    #[schema(value_type = String, format = "uuid")]
+    prediction_id: Uuid,
+    #[serde(flatten)]
+    members: RegressionMembers<'a>,
     /// Answered from a cache tier (`X-Cache` says which), not computed for this request.
     cached: bool,
 }
@@ -119,7 +142,17 @@ pub fn tabular(info: &ModelInfo, probs: &[f32]) -> CachedAnswer {
         class_id: best,
         top_k: top(info, probs, &ranked),
     };
-    cached(confidence, &members, probs)
+    cached(Some(confidence), &members, probs)
+}
+
+/// Encodes a regressor's value (the one number of `values`) as the cacheable part of the
+/// answer.
+pub fn regression(info: &ModelInfo, values: &[f32]) -> CachedAnswer {
+    let members = RegressionMembers {
+        model: model_ref(info),
+        prediction: values.first().copied().unwrap_or_default(),
+    };
+    cached(None, &members, values)
 }
 
 /// Encodes an image classifier's probabilities for the upload whose MD5 is `image_hash`.
@@ -131,7 +164,7 @@ pub fn image(info: &ModelInfo, image_hash: &str, probs: &[f32]) -> CachedAnswer 
         image_hash,
         predictions: top(info, probs, &ranked),
     };
-    cached(confidence, &members, probs)
+    cached(Some(confidence), &members, probs)
 }
 
 fn model_ref(info: &ModelInfo) -> ModelRef<'_> {
@@ -159,7 +192,7 @@ fn top<'a>(info: &'a ModelInfo, probs: &[f32], ranked: &[usize]) -> Vec<ClassSco
 
 /// The members of `object` without its braces, with its confidence and the
 /// probabilities.
-fn cached(confidence: f32, object: &impl Serialize, probs: &[f32]) -> CachedAnswer {
+fn cached(confidence: Option<f32>, object: &impl Serialize, probs: &[f32]) -> CachedAnswer {
     // Serializing plain structs of strings and numbers cannot fail; an empty object is
     // the harmless fallback if it ever did.
     let object = serde_json::to_vec(object).unwrap_or_else(|_| b"{}".to_vec());
@@ -199,13 +232,14 @@ pub fn answer(prediction_id: Uuid, members: &[u8], cached: bool) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::infer::manifest::Task;
     use crate::infer::model::Model as _;
 
     #[test]
     fn spliced_answer_is_the_documented_json() {
         let model = crate::infer::demo::load().unwrap();
         let cached = tabular(model.info(), &[0.1, 0.7, 0.2]);
-        assert_eq!(cached.confidence, 0.7);
+        assert_eq!(cached.confidence, Some(0.7));
         let id = Uuid::now_v7();
         let body = answer(id, &cached.body, true);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -225,13 +259,15 @@ mod tests {
             name: "net".into(),
             version: "2".into(),
             labels: (0..8).map(|i| format!("class {i}")).collect(),
+            task: Task::Classification,
             input: crate::infer::manifest::InputSpec::Features { names: Vec::new() },
+            takes_missing: false,
             max_batch: 1,
             revision: 0,
         };
         let probs = [0.01, 0.3, 0.05, 0.4, 0.02, 0.1, 0.07, 0.05];
         let cached = image(&info, "900150983cd24fb0d6963f7d28e17f72", &probs);
-        assert_eq!(cached.confidence, 0.4);
+        assert_eq!(cached.confidence, Some(0.4));
         let body = answer(Uuid::now_v7(), &cached.body, false);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["image_hash"], "900150983cd24fb0d6963f7d28e17f72");
@@ -268,7 +304,7 @@ mod tests {
             class_id: 1,
             top_k: top(),
         };
-        let spliced = answer(id, &cached(0.75, &tabular(), &[0.75]).body, true);
+        let spliced = answer(id, &cached(Some(0.75), &tabular(), &[0.75]).body, true);
         let typed = PredictAnswer::Tabular(TabularAnswer {
             prediction_id: id,
             members: tabular(),
@@ -280,12 +316,49 @@ mod tests {
             image_hash: "900150983cd24fb0d6963f7d28e17f72",
             predictions: top(),
         };
-        let spliced = answer(id, &cached(0.75, &image(), &[0.75]).body, false);
+        let spliced = answer(id, &cached(Some(0.75), &image(), &[0.75]).body, false);
         let typed = PredictAnswer::Image(ImageAnswer {
             prediction_id: id,
             members: image(),
             cached: false,
         });
         assert_eq!(spliced, serde_json::to_vec(&typed).unwrap());
+        let regression = || RegressionMembers {
+            model: model(),
+            prediction: 151.5,
+        };
+        let spliced = answer(id, &cached(None, &regression(), &[151.5]).body, false);
+        let typed = PredictAnswer::Regression(RegressionAnswer {
+            prediction_id: id,
+            members: regression(),
+            cached: false,
+        });
+        assert_eq!(spliced, serde_json::to_vec(&typed).unwrap());
+    }
+
+    #[test]
+    fn a_regression_answer_is_its_number_and_the_model() {
+        let info = ModelInfo {
+            name: "diabetes".into(),
+            version: "1".into(),
+            labels: vec!["prediction".into()],
+            task: Task::Regression,
+            input: crate::infer::manifest::InputSpec::Features { names: Vec::new() },
+            takes_missing: false,
+            max_batch: 1,
+            revision: 0,
+        };
+        let cached = regression(&info, &[151.25]);
+        assert_eq!(cached.confidence, None);
+        let v: serde_json::Value =
+            serde_json::from_slice(&answer(Uuid::now_v7(), &cached.body, false)).unwrap();
+        assert_eq!(v["prediction"], 151.25);
+        assert_eq!(v["model"]["name"], "diabetes");
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["cached", "model", "prediction", "prediction_id"],
+            "(sorted)"
+        );
     }
 }

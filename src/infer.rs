@@ -54,7 +54,7 @@ pub enum InferError {
     #[error("the inference queue is full ({capacity} jobs waiting)")]
     Overloaded { capacity: usize },
     /// The model returned an error.
-    #[error("the model failed")]
+    #[error("the model failed: {0}")]
     Model(#[from] ModelError),
     /// The model panicked on this batch; the compute thread survived.
     #[error("the model panicked: {0}")]

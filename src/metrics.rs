@@ -96,10 +96,11 @@ pub const REPOSITORY_RELOADS_TOTAL: &str = "infergate_repository_reloads_total";
 /// (`compared`, `failed`, `timeout`, `busy`, `dropped`).
 pub const SHADOW_REQUESTS_TOTAL: &str = "infergate_shadow_requests_total";
 /// Counter: shadow comparisons by `model`, `primary`, `candidate` and `top1`
-/// (`agree` / `disagree`).
+/// (`agree` / `disagree`; `none` for regressors).
 pub const SHADOW_COMPARISONS_TOTAL: &str = "infergate_shadow_comparisons_total";
 /// Histogram: the largest absolute difference between the answer's and the candidate's
-/// class probabilities, by `model`, `primary` and `candidate`.
+/// class probabilities (a regressor's: between the two values), by `model`, `primary` and
+/// `candidate`.
 pub const SHADOW_MAX_PROB_DELTA: &str = "infergate_shadow_max_prob_delta";
 
 /// Request latency buckets, seconds: from half a millisecond to a few seconds.
@@ -233,12 +234,12 @@ fn describe() {
     describe_counter!(
         SHADOW_COMPARISONS_TOTAL,
         "Shadow comparisons by model, primary and candidate version, and whether their top-1 \
-         classes agree (top1=agree|disagree)."
+         classes agree (top1=agree|disagree; none for regressors)."
     );
     describe_histogram!(
         SHADOW_MAX_PROB_DELTA,
         "Largest absolute difference between the answer's and the shadow candidate's class \
-         probabilities."
+         probabilities (regressors: between the two values)."
     );
     describe_counter!(
         DEADLINE_EXCEEDED_TOTAL,

@@ -26,7 +26,7 @@ use crate::coalesce::{Coalescer, Role, Shareable};
 use crate::deadline::{Deadline, Stage};
 use crate::imaging::decode::Format;
 use crate::imaging::{ImageError, Imaging};
-use crate::infer::manifest::{InputKind, InputSpec, Preprocess};
+use crate::infer::manifest::{InputKind, InputSpec, Preprocess, Task};
 use crate::infer::model::Model;
 use crate::infer::{Infer, InferError};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, COALESCED_TOTAL};
@@ -43,10 +43,12 @@ pub struct TabularInput {
     pub model: Option<String>,
     /// Version picked; `None`: as the model's traffic split says, else its newest.
     pub version: Option<String>,
-    /// The feature values.
+    /// The feature values; NaN for a missing one.
     pub features: Vec<f32>,
     /// Length of the array the client sent (may exceed `features.len()` for huge arrays).
     pub len: usize,
+    /// The index of the first missing value (JSON `null`), if any.
+    pub missing: Option<usize>,
 }
 
 /// An uploaded image, as the client sent it.
@@ -224,6 +226,9 @@ pub enum PredictError {
         got: usize,
         names: Vec<String>,
     },
+    /// A feature is missing (`null`) and the model takes no missing values.
+    #[error("features[{index}] is missing; model {model:?} takes no missing values")]
+    MissingFeature { index: usize, model: String },
     /// The request's deadline passed (or too little of it was left) before an answer.
     #[error("no answer within the request's {budget_ms} ms")]
     DeadlineExceeded { budget_ms: u64 },
@@ -316,6 +321,12 @@ impl Predictor {
                 expected,
                 got: input.len,
                 names,
+            });
+        }
+        if let Some(index) = input.missing.filter(|_| !info.takes_missing) {
+            return Err(PredictError::MissingFeature {
+                index,
+                model: info.name.to_string(),
             });
         }
         let key = CacheKey::for_model(info, Input::Features(&input.features));
@@ -622,9 +633,11 @@ impl Predictor {
                 model: model.info().name.to_string(),
             });
         }
-        let answer = match image_hash {
-            None => crate::encode::tabular(model.info(), &row.probs),
-            Some(hash) => crate::encode::image(model.info(), &hash, &row.probs),
+        let info = model.info();
+        let answer = match (image_hash, info.task) {
+            (Some(hash), _) => crate::encode::image(info, &hash, &row.probs),
+            (None, Task::Regression) => crate::encode::regression(info, &row.probs),
+            (None, Task::Classification) => crate::encode::tabular(info, &row.probs),
         };
         if let Some(l1) = &self.parts.l1 {
             l1.insert(key, answer.clone());
@@ -764,6 +777,7 @@ mod tests {
             version: None,
             features: features.to_vec(),
             len: features.len(),
+            missing: None,
         }
     }
 
@@ -815,7 +829,7 @@ mod tests {
         assert!(hit.cache.is_cached());
         assert_eq!(hit.answer.body, miss.answer.body);
         assert_eq!(hit.answer.probs, miss.answer.probs);
-        assert!((hit.answer.confidence - 0.7).abs() < 1e-6);
+        assert!((hit.answer.confidence.unwrap() - 0.7).abs() < 1e-6);
         // A hit did no model work and says so.
         assert_eq!((hit.batch_size, hit.compute), (0, Duration::ZERO));
         assert_ne!(hit.prediction_id, miss.prediction_id);

@@ -466,16 +466,12 @@ struct PoolLoader {
 impl Loader for PoolLoader {
     async fn load(&self, name: &str, dir: &VersionDir) -> Result<Arc<dyn Model>, String> {
         let model = load::load_version(name, &dir.number.to_string(), &dir.path, &self.opts)?;
-        let features = model.info().row_len();
         // A busy compute queue is no reason to fail a load: try again for a few seconds.
         for _ in 0..50 {
-            let batch = Batch {
-                rows: 1,
-                features,
-                data: vec![0.0; features],
-            };
+            let batch = Batch::warm_up(model.info());
             match self.infer.forward(&model, batch, None).await {
                 Ok(_) => return Ok(model),
+                Err(InferError::Model(e)) if e.is_input_refusal() => return Ok(model),
                 Err(InferError::Overloaded { .. }) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

@@ -19,7 +19,7 @@ use crate::background;
 use crate::batch::Batcher;
 use crate::imaging::Imaging;
 use crate::imaging::decode::Format;
-use crate::infer::manifest::InputSpec;
+use crate::infer::manifest::{InputSpec, Task};
 use crate::infer::model::Model;
 use crate::metrics::{SHADOW_COMPARISONS_TOTAL, SHADOW_MAX_PROB_DELTA, SHADOW_REQUESTS_TOTAL};
 use crate::prediction_log::PredictionLog;
@@ -51,15 +51,16 @@ pub struct ShadowJob {
 /// How one candidate's output compares with the answer.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Comparison {
-    /// Whether the two top classes are the same.
-    pub top1_agree: bool,
-    /// The largest absolute difference between two probabilities of one class.
+    /// Whether the two top classes are the same; `None` for regressors, which have none.
+    pub top1_agree: Option<bool>,
+    /// The largest absolute difference between two probabilities of one class (for
+    /// regressors: between the two values).
     pub max_delta: f32,
 }
 
-/// Compares the answer's probabilities with the candidate's; `None` when they are not
-/// over the same classes.
-pub fn compare(primary: &[f32], candidate: &[f32]) -> Option<Comparison> {
+/// Compares the answer's output with the candidate's, both of `task`; `None` when they
+/// are not over the same classes.
+pub fn compare(task: Task, primary: &[f32], candidate: &[f32]) -> Option<Comparison> {
     if primary.len() != candidate.len() || primary.is_empty() {
         return None;
     }
@@ -70,7 +71,7 @@ pub fn compare(primary: &[f32], candidate: &[f32]) -> Option<Comparison> {
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     Some(Comparison {
-        top1_agree: top(primary) == top(candidate),
+        top1_agree: (task == Task::Classification).then(|| top(primary) == top(candidate)),
         max_delta,
     })
 }
@@ -222,7 +223,9 @@ impl Runner {
         let outcome = tokio::select! {
             probs = tokio::time::timeout_at(deadline, self.candidate_probs(&job, deadline)) => {
                 match probs {
-                    Ok(Some(probs)) => compare(&job.primary_probs, &probs),
+                    Ok(Some(probs)) => {
+                        compare(job.candidate.info().task, &job.primary_probs, &probs)
+                    }
                     Ok(None) => None,
                     Err(_) => {
                         count(&job, "timeout");
@@ -249,7 +252,11 @@ impl Runner {
             ("primary", job.primary_version.to_string()),
             ("candidate", info.version.to_string()),
         ];
-        let top1 = if cmp.top1_agree { "agree" } else { "disagree" };
+        let top1 = match cmp.top1_agree {
+            Some(true) => "agree",
+            Some(false) => "disagree",
+            None => "none",
+        };
         let mut with_top1 = labels.to_vec();
         with_top1.push(("top1", top1.to_owned()));
         metrics::counter!(SHADOW_COMPARISONS_TOTAL, &with_top1).increment(1);
@@ -315,13 +322,18 @@ mod tests {
 
     #[test]
     fn comparisons_say_top1_agreement_and_the_largest_difference() {
-        let same = compare(&[0.1, 0.7, 0.2], &[0.2, 0.6, 0.2]).unwrap();
-        assert!(same.top1_agree);
+        let classes = Task::Classification;
+        let same = compare(classes, &[0.1, 0.7, 0.2], &[0.2, 0.6, 0.2]).unwrap();
+        assert_eq!(same.top1_agree, Some(true));
         assert!((same.max_delta - 0.1).abs() < 1e-6);
-        let other = compare(&[0.1, 0.7, 0.2], &[0.8, 0.1, 0.1]).unwrap();
-        assert!(!other.top1_agree);
+        let other = compare(classes, &[0.1, 0.7, 0.2], &[0.8, 0.1, 0.1]).unwrap();
+        assert_eq!(other.top1_agree, Some(false));
         assert!((other.max_delta - 0.7).abs() < 1e-6);
-        assert_eq!(compare(&[0.5, 0.5], &[1.0]), None);
-        assert_eq!(compare(&[], &[]), None);
+        assert_eq!(compare(classes, &[0.5, 0.5], &[1.0]), None);
+        assert_eq!(compare(classes, &[], &[]), None);
+        // Regressors: no top class, the absolute difference of the values.
+        let values = compare(Task::Regression, &[151.5], &[149.0]).unwrap();
+        assert_eq!(values.top1_agree, None);
+        assert!((values.max_delta - 2.5).abs() < 1e-6);
     }
 }

@@ -16,6 +16,8 @@ pub struct Stats {
     total: AtomicU64,
     /// Sum of confidences in millionths, so it can be an atomic integer.
     confidence_micros: AtomicU64,
+    /// Predictions that had a confidence (a regressor's value has none).
+    with_confidence: AtomicU64,
     recent: Mutex<Window>,
     /// Answers by where they came from, indexed by [`Source`].
     sources: [AtomicU64; SOURCES],
@@ -55,7 +57,8 @@ struct Window {
 pub struct Snapshot {
     pub total_predictions: u64,
     pub predictions_last_hour: u64,
-    /// Mean confidence of every prediction so far; 0 when there is none.
+    /// Mean confidence of every prediction so far that has one (a regressor's value has
+    /// none); 0 when there is none.
     pub average_confidence: f64,
     pub uptime_s: u64,
     /// Answers from L1, L2, computed, coalesced, bypassed (in [`Source`] order).
@@ -104,6 +107,7 @@ impl Stats {
             started: Instant::now(),
             total: AtomicU64::new(0),
             confidence_micros: AtomicU64::new(0),
+            with_confidence: AtomicU64::new(0),
             recent: Mutex::new(Window {
                 minutes: [0; BUCKETS],
                 stamp: [u64::MAX; BUCKETS],
@@ -115,12 +119,16 @@ impl Stats {
         }
     }
 
-    /// Counts one prediction with its confidence (0..=1) and where it came from.
-    pub fn record_prediction(&self, confidence: f32, source: Source) {
+    /// Counts one prediction with its confidence (0..=1; none for a regressor's value)
+    /// and where it came from.
+    pub fn record_prediction(&self, confidence: Option<f32>, source: Source) {
         self.total.fetch_add(1, Ordering::Relaxed);
         self.sources[source as usize].fetch_add(1, Ordering::Relaxed);
-        let micros = (f64::from(confidence.clamp(0.0, 1.0)) * 1e6).round() as u64;
-        self.confidence_micros.fetch_add(micros, Ordering::Relaxed);
+        if let Some(confidence) = confidence {
+            let micros = (f64::from(confidence.clamp(0.0, 1.0)) * 1e6).round() as u64;
+            self.confidence_micros.fetch_add(micros, Ordering::Relaxed);
+            self.with_confidence.fetch_add(1, Ordering::Relaxed);
+        }
         let minute = self.minute_now();
         let slot = (minute % BUCKETS as u64) as usize;
         let mut w = self.recent.lock().unwrap_or_else(|p| p.into_inner());
@@ -142,6 +150,7 @@ impl Stats {
     pub fn snapshot(&self) -> Snapshot {
         let total = self.total.load(Ordering::Relaxed);
         let micros = self.confidence_micros.load(Ordering::Relaxed);
+        let with_confidence = self.with_confidence.load(Ordering::Relaxed);
         let now = self.minute_now();
         let w = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         let last_hour = (0..BUCKETS)
@@ -151,10 +160,10 @@ impl Stats {
         Snapshot {
             total_predictions: total,
             predictions_last_hour: last_hour,
-            average_confidence: if total == 0 {
+            average_confidence: if with_confidence == 0 {
                 0.0
             } else {
-                micros as f64 / 1e6 / total as f64
+                micros as f64 / 1e6 / with_confidence as f64
             },
             uptime_s: self.started.elapsed().as_secs(),
             sources: std::array::from_fn(|i| self.sources[i].load(Ordering::Relaxed)),
@@ -182,19 +191,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn last_hour_forgets_old_minutes() {
         let stats = Stats::new();
-        stats.record_prediction(0.5, Source::Computed);
+        stats.record_prediction(Some(0.5), Source::Computed);
         tokio::time::advance(Duration::from_secs(30 * 60)).await;
-        stats.record_prediction(1.0, Source::Computed);
-        stats.record_prediction(1.0, Source::Computed);
+        stats.record_prediction(Some(1.0), Source::Computed);
+        stats.record_prediction(Some(1.0), Source::Computed);
+        // A regressor's value counts as a prediction, not in the mean confidence.
+        stats.record_prediction(None, Source::Computed);
         let s = stats.snapshot();
-        assert_eq!(s.total_predictions, 3);
-        assert_eq!(s.predictions_last_hour, 3);
+        assert_eq!(s.total_predictions, 4);
+        assert_eq!(s.predictions_last_hour, 4);
         assert!((s.average_confidence - 2.5 / 3.0).abs() < 1e-6);
         tokio::time::advance(Duration::from_secs(31 * 60)).await;
         let s = stats.snapshot();
-        assert_eq!(s.predictions_last_hour, 2);
+        assert_eq!(s.predictions_last_hour, 3);
         tokio::time::advance(Duration::from_secs(60 * 60)).await;
         assert_eq!(stats.snapshot().predictions_last_hour, 0);
-        assert_eq!(stats.snapshot().total_predictions, 3);
+        assert_eq!(stats.snapshot().total_predictions, 4);
     }
 }

@@ -103,8 +103,9 @@ def render(config, args):
     env = dict(gateway.get("environment") or {})
     env.update({
         "INFERGATE_SERVER__LISTEN": f"0.0.0.0:{args.https_port}",
-        # No deploy.sh to activate a standby task: each task opens the port at start and
-        # Swarm's health-gated start-first update decides when the old one stops.
+        # No deploy.sh to activate a standby task: a task beside a serving one opens the
+        # port once ready (the gateway's own rule), and Swarm's health-gated start-first
+        # update decides when the old one stops.
         "INFERGATE_SERVER__STANDBY": "false",
         "INFERGATE_REDIS__URL": f"redis://{args.data_host}:{args.redis_port}/0",
         "INFERGATE_DATABASE__URL":

@@ -10,7 +10,8 @@ changing a pin in scripts/requirements/onnx.in and commit what changes.
     target/pyonnx/bin/python scripts/models/export-onnx.py
 
 Each model lands as <name>/model.onnx (copy it to <repo>/<name>/<version>/ to serve it), with
-inputs.json beside: rows to ask it, the first ones from the dataset, then perturbed ones.
+inputs.json beside: rows to ask it, the first ones from the dataset, then perturbed ones; a
+missing value is null (as a client sends it).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_iris
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 
@@ -57,6 +60,7 @@ def write(name: str, onnx_model, rows: list[list[float]]) -> None:
     out = OUT / name
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.onnx").write_bytes(onnx_model.SerializeToString())
+    rows = [[None if np.isnan(v) else v for v in row] for row in rows]
     (out / "inputs.json").write_text(json.dumps({"rows": rows}, indent=1) + "\n")
     print(f"{name}: {len(onnx_model.SerializeToString())} bytes, {len(rows)} rows to ask")
 
@@ -65,6 +69,13 @@ def iris() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The features (float32), the class indices and the class names of each row."""
     data = load_iris()
     return data.data.astype(np.float32), data.target, data.target_names[data.target]
+
+
+def diabetes() -> tuple[np.ndarray, np.ndarray]:
+    """The diabetes set in its original units (age in years, sex coded 1 or 2, ...), float32,
+    and the disease progression a year later."""
+    data = load_diabetes(scaled=False)
+    return data.data.astype(np.float32), data.target
 
 
 def sklearn_iris_logreg(rng: np.random.Generator) -> None:
@@ -116,7 +127,67 @@ def lightgbm_iris(rng: np.random.Generator) -> None:
     write("lightgbm-iris", onnx_model, rows_to_ask(x, rng))
 
 
-EXPORTS = [sklearn_iris_logreg, sklearn_iris_forest, xgboost_iris, lightgbm_iris]
+def sklearn_diabetes_gbr(rng: np.random.Generator) -> None:
+    """GradientBoostingRegressor: TreeEnsembleRegressor (SUM, a base value)."""
+    x, y = diabetes()
+    model = GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=SEED).fit(x, y)
+    onnx_model = convert_sklearn(
+        model, initial_types=[("input", FloatTensorType([None, 10]))], target_opset=OPSETS
+    )
+    write("sklearn-diabetes-gbr", onnx_model, rows_to_ask(x, rng))
+
+
+def xgboost_diabetes(rng: np.random.Generator) -> None:
+    """XGBRegressor through onnxmltools: TreeEnsembleRegressor (SUM, base_values)."""
+    from onnxmltools import convert_xgboost
+    from onnxmltools.convert.common.data_types import FloatTensorType as MlFloat
+    from xgboost import XGBRegressor
+
+    x, y = diabetes()
+    model = XGBRegressor(n_estimators=30, max_depth=3, random_state=SEED).fit(x, y)
+    onnx_model = convert_xgboost(
+        model, initial_types=[("input", MlFloat([None, 10]))], target_opset=ONNXMLTOOLS_OPSET
+    )
+    write("xgboost-diabetes", onnx_model, rows_to_ask(x, rng))
+
+
+def sklearn_diabetes_pipeline(rng: np.random.Generator) -> None:
+    """A scikit-learn pipeline on a table with holes: SimpleImputer (median) + StandardScaler
+    on the eight measurements, SimpleImputer (most frequent) + OneHotEncoder on the two
+    numeric-coded columns (age in decades, sex), LogisticRegression (progression above the
+    median: "high", else "low"). ArrayFeatureExtractor, Imputer, Scaler, Cast, OneHotEncoder
+    (unseen categories refused: scikit-learn's default), Concat, LinearClassifier, ZipMap."""
+    x, y = diabetes()
+    x[:, 0] = np.floor(x[:, 0] / 10)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    labels = np.where(y > np.median(y), "high", "low")
+    measured, coded = list(range(2, 10)), [0, 1]
+    columns = ColumnTransformer([
+        ("measured", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), measured),
+        ("coded", make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder()), coded),
+    ])
+    model = make_pipeline(columns, LogisticRegression(max_iter=1000)).fit(x, labels)
+    onnx_model = convert_sklearn(
+        model, initial_types=[("input", FloatTensorType([None, 10]))], target_opset=OPSETS
+    )
+    # The measurements jittered, the codes (and the holes) kept: a code the encoder never
+    # saw is refused, by ONNX Runtime's run and by the gateway (a test of its own).
+    picked = x[::10]
+    jitter = rng.normal(0.0, 0.1, size=picked.shape) * np.nanstd(x, axis=0)
+    jitter[:, coded] = 0.0
+    rows = np.concatenate([picked, picked + jitter]).astype(np.float32)
+    write("sklearn-diabetes-pipeline", onnx_model, [[float(v) for v in row] for row in rows])
+
+
+EXPORTS = [
+    sklearn_iris_logreg,
+    sklearn_iris_forest,
+    xgboost_iris,
+    lightgbm_iris,
+    sklearn_diabetes_gbr,
+    xgboost_diabetes,
+    sklearn_diabetes_pipeline,
+]
 
 
 def main() -> int:

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Run an ONNX classifier with ONNX Runtime (CPU, one thread): the reference the gateway's
-answers are checked against (tests/it/onnx_models.rs).
+"""Run an ONNX classifier or regressor with ONNX Runtime (CPU, one thread): the reference
+the gateway's answers are checked against (tests/it/onnx_models.rs).
 
     target/pyonnx/bin/python scripts/models/onnx-reference.py MODEL.onnx INPUTS.json
 
-INPUTS.json is {"rows": [[...], ...]}. Prints one JSON object: {"rows": [{"label": ...,
-"probabilities": {label: p, ...}}, ...]}, labels as text (integer labels written out), in
-the order of the rows.
+INPUTS.json is {"rows": [[...], ...]}, a missing value null (NaN here). Prints one JSON object, rows in the order given:
+{"rows": [{"label": ..., "probabilities": {label: p, ...}}, ...]} for a classifier (labels
+as text, integer labels written out), {"rows": [{"value": v}, ...]} for a regressor (one
+output, one value per row).
 """
 
 from __future__ import annotations
@@ -39,8 +40,14 @@ def main(model_path: str, inputs_path: str) -> int:
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
     (feed,) = session.get_inputs()
-    rows = np.array(json.load(open(inputs_path))["rows"], dtype=TYPES[feed.type])
-    label_out, prob_out = session.run(None, {feed.name: rows})
+    rows = json.load(open(inputs_path))["rows"]
+    rows = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=TYPES[feed.type])
+    outputs = session.run(None, {feed.name: rows})
+    if len(outputs) == 1:
+        (values,) = outputs
+        json.dump({"rows": [{"value": float(v)} for v in values.reshape(len(rows))]}, sys.stdout)
+        return 0
+    label_out, prob_out = outputs
     answers = []
     for label, probs in zip(label_out, prob_out):
         if isinstance(probs, dict):  # ZipMap: {label: p}

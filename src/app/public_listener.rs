@@ -44,6 +44,11 @@ impl PublicListener {
         }
     }
 
+    /// Whether it serves a socket handed over at start (socket activation).
+    pub(crate) fn is_inherited(&self) -> bool {
+        matches!(self.source, Some(Source::Inherited(_)))
+    }
+
     /// Whether another process already accepts on the address this listener will bind:
     /// a connect to it (loopback for a wildcard address) succeeds within 300 ms. Always
     /// true for an inherited socket, whose launcher holds it for us.

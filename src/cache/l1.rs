@@ -159,7 +159,7 @@ mod tests {
 
     fn answer(len: usize) -> CachedAnswer {
         CachedAnswer {
-            confidence: 0.5,
+            confidence: Some(0.5),
             body: Bytes::from(vec![b'x'; len]),
             probs: std::sync::Arc::from([]),
         }

@@ -54,7 +54,8 @@ pub struct ServerSection {
     pub check_socket: Option<PathBuf>,
     /// Start in standby: load and warm up the models and serve `check_socket`, but open
     /// the public listener only on SIGUSR2 (at once when nothing else listens on the
-    /// port).
+    /// port). Without it, an instance started where another already listens on the port
+    /// opens its listener once ready, not before.
     pub standby: bool,
     /// Seconds without any request after which the gateway drains and exits 0; 0 = never.
     /// For socket activation (config/systemd/).

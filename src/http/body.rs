@@ -227,7 +227,8 @@ async fn collect_up_to(body: &mut Incoming, limits: &BodyLimits) -> Result<Optio
 }
 
 /// Decodes and validates a tabular JSON body: an object with a non-empty `features` array
-/// of finite numbers, and an optional `model` name.
+/// of finite numbers (or `null`s, missing values, which only some models take: checked
+/// once the model is known), and an optional `model` name.
 pub fn decode_tabular(bytes: &[u8]) -> Result<TabularInput, ApiError> {
     // serde would also read a struct from an array (`[[1,2]]`); only an object is an answer
     // the client meant.
@@ -270,6 +271,7 @@ pub fn decode_tabular(bytes: &[u8]) -> Result<TabularInput, ApiError> {
         version: request.version,
         features: features.values,
         len: features.len,
+        missing: features.first_missing,
     })
 }
 

@@ -16,6 +16,7 @@ use crate::auth::AuthError;
 use crate::imaging::ImageError;
 use crate::infer::InferError;
 use crate::infer::manifest::InputKind;
+use crate::infer::model::ModelError;
 use crate::predict::{FlightError, PredictError};
 
 /// A failure answered to the client.
@@ -341,6 +342,13 @@ impl From<PredictError> for ApiError {
                     names.join(", ")
                 ),
             },
+            PredictError::MissingFeature { index, ref model } => Self::InvalidInput {
+                code: "non_numeric_feature",
+                message: format!(
+                    "features[{index}] is null; model {model:?} takes no missing values, so \
+                     every feature must be a number"
+                ),
+            },
             PredictError::DeadlineExceeded { budget_ms } => Self::DeadlineExceeded { budget_ms },
             PredictError::Model(e) => e.into(),
             PredictError::Image(e) | PredictError::Flight(FlightError::Image(e)) => e.into(),
@@ -391,6 +399,10 @@ impl ApiError {
             InferError::Overloaded { .. } => Self::Overloaded { retry_after_s: 1 },
             InferError::Stopped => Self::ShuttingDown,
             InferError::DeadlineExceeded => Self::DeadlineExceeded { budget_ms: 0 },
+            InferError::Model(ModelError::UnseenCategory(message)) => Self::InvalidInput {
+                code: "unseen_category",
+                message: message.clone(),
+            },
             InferError::Model(_) | InferError::Panicked(_) | InferError::Spawn(_) => {
                 tracing::error!(error = %err, source = ?std::error::Error::source(err), "inference failed");
                 Self::Internal

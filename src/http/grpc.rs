@@ -28,7 +28,7 @@ use tonic::{Code, Status};
 use crate::http::answers::OipTensorMetadata;
 use crate::http::body::deadline_and_body;
 use crate::http::error::ApiError;
-use crate::http::oip::{self, PROBABILITIES, Wanted};
+use crate::http::oip::{self, PREDICTION, PROBABILITIES, Wanted};
 use crate::http::route::Call;
 use crate::http::tensor::{Datatype, Tensor, Values};
 use crate::predict::RequestOptions;
@@ -184,6 +184,7 @@ impl GrpcInferenceService for Oip {
             oip::route(gw, &req.model_name, version(&req.model_version)).map_err(to_status)?;
         let info = model.info();
         let wanted = wanted(&req).map_err(to_status)?;
+        wanted.check(info).map_err(to_status)?;
         let rows = oip::rows(info, inputs(&req).map_err(to_status)?).map_err(to_status)?;
         let predictions = oip::predict_rows(gw, info, rows, &opts)
             .await
@@ -286,8 +287,8 @@ fn typed(
     }
 }
 
-/// The output asked for: `probabilities`, with the classification extension's
-/// `classification` parameter (an integer) for the top k.
+/// The output asked for (checked against the model by [`Wanted::check`]), with the
+/// classification extension's `classification` parameter (an integer) for the top k.
 fn wanted(req: &ModelInferRequest) -> Result<Wanted, ApiError> {
     let mut outputs = req.outputs.iter();
     let output = match (outputs.next(), outputs.next()) {
@@ -295,22 +296,17 @@ fn wanted(req: &ModelInferRequest) -> Result<Wanted, ApiError> {
         (Some(o), None) => Some(o),
         (Some(_), Some(_)) => {
             return Err(bad(format!(
-                "the models have one output, {PROBABILITIES:?}"
+                "the models have one output, {PROBABILITIES:?} (regressors: {PREDICTION:?})"
             )));
         }
     };
     let Some(output) = output else {
         return Ok(Wanted {
+            name: None,
             classification: None,
             binary: true,
         });
     };
-    if output.name != PROBABILITIES {
-        return Err(bad(format!(
-            "no output {:?}; the output is {PROBABILITIES:?}",
-            output.name
-        )));
-    }
     let classification = match output.parameters.get("classification") {
         None => None,
         Some(InferParameter {
@@ -326,6 +322,7 @@ fn wanted(req: &ModelInferRequest) -> Result<Wanted, ApiError> {
         }
     };
     Ok(Wanted {
+        name: Some(output.name.clone()),
         classification,
         binary: true,
     })

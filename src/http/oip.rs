@@ -21,15 +21,17 @@ use crate::http::route::Call;
 use crate::http::tensor::{self, Datatype, HEADER_LENGTH, Output, OutputData, Tensor, Values};
 use crate::http::{HttpResponse, json_response};
 use crate::infer::InferError;
-use crate::infer::manifest::{InputSpec, ModelInfo};
+use crate::infer::manifest::{InputSpec, ModelInfo, Task};
 use crate::infer::model::Model;
 use crate::infer::registry::Served;
 use crate::predict::{CacheStatus, ImageInput, Prediction, RequestOptions, TabularInput};
 use crate::readiness::Readiness;
 use crate::state::Gateway;
 
-/// The one output every model has: a probability per class.
+/// A classifier's one output: a probability per class.
 pub const PROBABILITIES: &str = "probabilities";
+/// A regressor's one output: its value, `[N, 1]`.
+pub const PREDICTION: &str = "prediction";
 /// The input name of a tabular model.
 pub const FEATURES: &str = "features";
 /// The input name of an image model: encoded image files (JPEG, PNG, WebP) as `BYTES`.
@@ -167,11 +169,19 @@ pub(crate) fn tensor_specs(info: &ModelInfo) -> (OipTensorMetadata, OipTensorMet
         },
     };
     let output = OipTensorMetadata {
-        name: PROBABILITIES,
+        name: output_name(info),
         datatype: Datatype::F32,
         shape: vec![-1, width(info.labels.len())],
     };
     (input, output)
+}
+
+/// The name of the model's one output.
+pub(crate) fn output_name(info: &ModelInfo) -> &'static str {
+    match info.task {
+        Task::Classification => PROBABILITIES,
+        Task::Regression => PREDICTION,
+    }
 }
 
 /// `$metadata_model_response`.
@@ -244,7 +254,8 @@ pub(crate) fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiEr
     }
 }
 
-/// A tabular model's rows: `[N, F]` (or `[F]`) finite numbers, F its feature count.
+/// A tabular model's rows: `[N, F]` (or `[F]`) finite numbers, F its feature count; NaN
+/// (a missing value) too, for a model that takes missing values.
 fn feature_rows(
     info: &ModelInfo,
     shape: &[usize],
@@ -265,7 +276,8 @@ fn feature_rows(
             });
         }
     };
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+    let usable = |v: &f32| v.is_finite() || info.takes_missing && v.is_nan();
+    if let Some(i) = values.iter().position(|v| !usable(v)) {
         return Err(ApiError::InvalidInput {
             code: "non_finite_feature",
             message: format!("element {i} of {FEATURES:?} is not a finite number"),
@@ -283,16 +295,37 @@ fn feature_rows(
 /// What the request asks of the output: top `classification` classes or every
 /// probability, as JSON or binary.
 pub(crate) struct Wanted {
+    /// The output named, if the request names one.
+    pub name: Option<String>,
     /// The classification extension's k.
     pub classification: Option<usize>,
     /// Whether the output goes as binary data (REST).
     pub binary: bool,
 }
 
+impl Wanted {
+    /// Refuses what the model cannot answer: another output than its one, or the
+    /// classification extension from a regressor.
+    pub(crate) fn check(&self, info: &ModelInfo) -> Result<(), ApiError> {
+        let one = output_name(info);
+        if let Some(name) = self.name.as_deref().filter(|n| *n != one) {
+            return Err(bad(format!("no output {name:?}; the output is {one:?}")));
+        }
+        if self.classification.is_some() && info.task == Task::Regression {
+            return Err(bad(format!(
+                "{} answers a value: the classification extension needs a classifier",
+                info.name
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn wanted(body: &tensor::InferBody) -> Result<Wanted, ApiError> {
     let default_binary = body.binary_by_default();
     let Some(outputs) = &body.request.outputs else {
         return Ok(Wanted {
+            name: None,
             classification: None,
             binary: default_binary,
         });
@@ -300,15 +333,9 @@ fn wanted(body: &tensor::InferBody) -> Result<Wanted, ApiError> {
     let mut outputs = outputs.iter();
     let (Some(output), None) = (outputs.next(), outputs.next()) else {
         return Err(bad(format!(
-            "the models have one output, {PROBABILITIES:?}"
+            "the models have one output, {PROBABILITIES:?} (regressors: {PREDICTION:?})"
         )));
     };
-    if output.name != PROBABILITIES {
-        return Err(bad(format!(
-            "no output {:?}; the output is {PROBABILITIES:?}",
-            output.name
-        )));
-    }
     let param = |name: &str| output.parameters.as_ref().and_then(|p| p.get(name));
     let classification = match param("classification") {
         None => None,
@@ -320,6 +347,7 @@ fn wanted(body: &tensor::InferBody) -> Result<Wanted, ApiError> {
         ),
     };
     Ok(Wanted {
+        name: Some(output.name.clone()),
         classification,
         binary: param("binary_data")
             .and_then(Value::as_bool)
@@ -351,6 +379,7 @@ pub async fn infer(call: Call<'_>) -> Result<HttpResponse, ApiError> {
     };
     let body = tensor::parse(bytes, header_len)?;
     let wanted = wanted(&body)?;
+    wanted.check(info)?;
     let rows = rows(info, body.tensors()?)?;
     timing.add("decode", decoded_at.elapsed());
     let opts = RequestOptions {
@@ -415,6 +444,7 @@ pub(crate) async fn predict_rows(
                     TabularInput {
                         model: model_name(),
                         version: version(),
+                        missing: features.iter().position(|v| v.is_nan()),
                         features,
                         len,
                     },
@@ -451,8 +481,9 @@ fn cache_status(predictions: &[Prediction]) -> &'static str {
     }
 }
 
-/// The output tensor: `[N, classes]` probabilities, or with the classification extension
-/// `[N, k]` strings `"probability:class_id:label"`, best first.
+/// The output tensor: `[N, classes]` probabilities (a regressor's: `[N, 1]` values), or
+/// with the classification extension `[N, k]` strings `"probability:class_id:label"`,
+/// best first.
 pub(crate) fn output(info: &ModelInfo, predictions: &[Prediction], wanted: &Wanted) -> Output {
     let n = predictions.len();
     let classes = info.labels.len();
@@ -478,7 +509,7 @@ pub(crate) fn output(info: &ModelInfo, predictions: &[Prediction], wanted: &Want
         }
     };
     Output {
-        name: PROBABILITIES.into(),
+        name: output_name(info).into(),
         shape,
         data,
         binary: wanted.binary,

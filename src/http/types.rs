@@ -31,26 +31,31 @@ pub struct TabularRequest {
 /// What was wrong with one element of `features`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadFeature {
-    /// A string, bool, null, array or object where a number belongs.
+    /// A string, bool, array or object where a number belongs.
     NotANumber(&'static str),
     /// A number too large for a 32-bit float, or a `"NaN"`/`"Infinity"` string.
     NotFinite,
 }
 
-/// A decoded `features` array: the values if all are finite numbers, else the first bad one.
+/// A decoded `features` array: the values if all are finite numbers or `null` (missing),
+/// else the first bad one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Features {
-    /// Values as `f32`, up to [`MAX_STORED_FEATURES`] of them.
+    /// Values as `f32` (NaN for a missing one), up to [`MAX_STORED_FEATURES`] of them.
     pub values: Vec<f32>,
     /// How many elements the array had.
     pub len: usize,
     /// Index and kind of the first unusable element.
     pub first_bad: Option<(usize, BadFeature)>,
+    /// Index of the first `null`.
+    pub first_missing: Option<usize>,
 }
 
 /// One element of the array, classified while parsing.
 enum Element {
     Number(f64),
+    /// `null`: a missing value.
+    Missing,
     Bad(BadFeature),
 }
 
@@ -88,7 +93,7 @@ impl<'de> Deserialize<'de> for Element {
                 Ok(Element::Bad(BadFeature::NotANumber("a boolean")))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Element, E> {
-                Ok(Element::Bad(BadFeature::NotANumber("null")))
+                Ok(Element::Missing)
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -116,6 +121,7 @@ impl<'de> Deserialize<'de> for Features {
                     values: Vec::with_capacity(seq.size_hint().unwrap_or(8).min(64)),
                     len: 0,
                     first_bad: None,
+                    first_missing: None,
                 };
                 while let Some(element) = seq.next_element::<Element>()? {
                     let index = out.len;
@@ -131,6 +137,13 @@ impl<'de> Deserialize<'de> for Features {
                                 }
                                 None
                             }
+                        }
+                        Element::Missing => {
+                            if out.values.len() < MAX_STORED_FEATURES {
+                                out.values.push(f32::NAN);
+                            }
+                            out.first_missing.get_or_insert(index);
+                            None
                         }
                         Element::Bad(kind) => Some(kind),
                     };
@@ -168,6 +181,14 @@ mod tests {
             .features
             .unwrap();
         assert_eq!(f.first_bad, Some((1, BadFeature::NotANumber("a string"))));
+        // null is a missing value, NaN to the model; whether the model takes it is for
+        // later.
+        let f = parse(r#"{"features":[1, null, null]}"#)
+            .unwrap()
+            .features
+            .unwrap();
+        assert_eq!((f.first_bad, f.first_missing), (None, Some(1)));
+        assert!(f.values[1].is_nan() && f.values[2].is_nan());
         let f = parse(r#"{"features":[1, "NaN"]}"#)
             .unwrap()
             .features

@@ -98,7 +98,9 @@ impl ImageModel {
             name: manifest.name.as_str().into(),
             version: manifest.version.as_str().into(),
             labels,
+            task: Task::Classification,
             input: InputSpec::Image(manifest.preprocess),
+            takes_missing: false,
             max_batch: opts.max_batch.max(1),
             revision: 0,
         };

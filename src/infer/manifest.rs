@@ -30,8 +30,11 @@ pub struct Manifest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Task {
-    /// Softmax over `labels`.
+    /// One probability per class (`labels`); an answer names the most probable ones.
     Classification,
+    /// One value per row (`labels` holds its name); an answer carries the number. ONNX
+    /// models only: the native architectures are classifiers.
+    Regression,
 }
 
 /// Per-feature mean and standard deviation, measured on the training split.
@@ -80,10 +83,15 @@ pub struct ModelInfo {
     pub name: Arc<str>,
     /// Version; a new version never shares cache entries with an old one.
     pub version: Arc<str>,
-    /// Output class labels, indexed by class id.
+    /// Output class labels, indexed by class id (a regressor's: the target's name).
     pub labels: Vec<String>,
+    /// What the outputs are: class probabilities, or a regressor's value.
+    pub task: Task,
     /// The input the model takes.
     pub input: InputSpec,
+    /// Whether a feature may be missing (JSON `null`, NaN to the model): only models that
+    /// impute missing values, or route them (ONNX pipelines and forests that say so).
+    pub takes_missing: bool,
     /// Most rows one forward pass takes.
     pub max_batch: usize,
     /// A digest of the files the model was loaded from (repository models; 0 for the

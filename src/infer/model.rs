@@ -16,6 +16,20 @@ pub struct Batch {
     pub data: Vec<f32>,
 }
 
+impl Batch {
+    /// The one row a model is warmed up with: zeros, or every value missing (NaN) for a
+    /// model that takes missing values (its imputers fill them in).
+    pub fn warm_up(info: &ModelInfo) -> Self {
+        let features = info.row_len();
+        let value = if info.takes_missing { f32::NAN } else { 0.0 };
+        Self {
+            rows: 1,
+            features,
+            data: vec![value; features],
+        }
+    }
+}
+
 /// Class probabilities for each row of a batch, row-major; each row sums to 1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outputs {
@@ -47,9 +61,22 @@ pub enum ModelError {
     #[error("tensor operation failed")]
     Tensor(#[from] candle_core::Error),
     /// The inference engine of a user's model (tract, for ONNX) failed, or gave what the
-    /// model's signature does not allow (wrong shape, a non-finite score).
+    /// model's signature does not allow (a wrong shape).
     #[error("inference engine: {0}")]
     Engine(String),
+    /// A row holds a value the model's category encoder was not fitted on, where the
+    /// model refuses those (as its ONNX Runtime run would): the client's input, not a
+    /// failure of the model.
+    #[error("{0}")]
+    UnseenCategory(String),
+}
+
+impl ModelError {
+    /// Whether the model refused the input, as it would refuse a client's (the model
+    /// itself ran): a warm-up that meets this has shown the model works.
+    pub fn is_input_refusal(&self) -> bool {
+        matches!(self, Self::UnseenCategory(_))
+    }
 }
 
 /// A loaded model. `forward` is called from compute threads, possibly several at once.
@@ -78,7 +105,7 @@ pub(crate) mod testing {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::{Batch, Model, ModelError, Outputs};
-    use crate::infer::manifest::{InputSpec, ModelInfo};
+    use crate::infer::manifest::{InputSpec, ModelInfo, Task};
 
     struct Unrun(ModelInfo);
 
@@ -97,9 +124,11 @@ pub(crate) mod testing {
             name: name.into(),
             version: version.into(),
             labels: vec!["a".into(), "b".into()],
+            task: Task::Classification,
             input: InputSpec::Features {
                 names: vec!["x".into()],
             },
+            takes_missing: false,
             max_batch: 8,
             revision: 1,
         }))
@@ -164,9 +193,11 @@ pub(crate) mod testing {
                 name: name.into(),
                 version: "1".into(),
                 labels: (0..probs.len()).map(|i| format!("class{i}")).collect(),
+                task: Task::Classification,
                 input: InputSpec::Features {
                     names: (0..features).map(|i| format!("x{i}")).collect(),
                 },
+                takes_missing: false,
                 max_batch: 8,
                 revision: 0,
             },

@@ -10,11 +10,14 @@
 //! as for every model (`infer/worker.rs`: that request fails). The process lives.
 //!
 //! Served so far: tabular classifiers (one `[N, F]` numeric input; probabilities or logits
-//! out, labels from the classifier's attributes or the sidecar manifest).
+//! out, labels from the classifier's attributes or the sidecar manifest) and tabular
+//! regressors (one value per row; [`ops`] adds the `ai.onnx.ml` regressor tract lacks).
 
 pub mod graph;
+pub mod ops;
 pub mod rewrite;
 pub mod sidecar;
+pub mod trees;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use tract_onnx::prelude::{
     Tensor, ToDim as _, TypedRunnableModel, tvec,
 };
 
-use crate::infer::manifest::{InputSpec, ModelInfo};
+use crate::infer::manifest::{InputSpec, ModelInfo, Task};
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 use graph::{Elem, Signature, Value};
 use sidecar::{Kind, OutputMeaning, Sidecar};
@@ -52,6 +55,9 @@ pub enum OnnxError {
     /// A constant tensor does not hold what it declares, or lives in another file.
     #[error("{0}")]
     Constant(String),
+    /// A tree ensemble is not a well-formed forest (ids out of range, a cycle).
+    #[error("{0}")]
+    Tree(String),
     /// The graph's inputs or outputs do not fit any kind served.
     #[error("{0}")]
     Signature(String),
@@ -66,7 +72,7 @@ pub enum OnnxError {
     Panicked(String),
 }
 
-/// An ONNX tabular classifier, ready to run batches.
+/// An ONNX tabular classifier or regressor, ready to run batches.
 pub struct OnnxModel {
     info: ModelInfo,
     plan: Arc<TypedRunnableModel>,
@@ -113,13 +119,18 @@ impl OnnxModel {
         version: &str,
         inputs: &LoadInputs,
     ) -> Result<Self, OnnxError> {
-        let onnx = tract_onnx::onnx();
+        let mut onnx = tract_onnx::onnx();
+        ops::register(&mut onnx.op_register);
         let mut proto: ModelProto = onnx
             .proto_model_for_read(&mut &bytes[..])
             .map_err(|e| OnnxError::NotOnnx(e.to_string()))?;
         let graph = proto.graph.as_mut().filter(|g| !g.output.is_empty());
         let graph = graph.ok_or_else(|| OnnxError::NotOnnx("no graph with outputs".into()))?;
         graph::check_constants(graph).map_err(OnnxError::Constant)?;
+        // Before the rewrites and the trees' check, which replace the Imputers and add
+        // missing-value sides.
+        let graph_takes_missing = graph::takes_missing(graph);
+        trees::check(graph).map_err(OnnxError::Tree)?;
         // Before the rewrites, which replace string labels by indices.
         let own_labels = graph::class_labels(graph);
         rewrite::apply(graph)?;
@@ -127,8 +138,18 @@ impl OnnxModel {
         {
             return Err(OnnxError::Unsupported(op));
         }
-        let plan = Tabular::decide(graph, &inputs.sidecar, own_labels.is_some())?;
-        let labels = labels(own_labels, inputs)?;
+        let task = inputs.sidecar.task.unwrap_or(
+            if own_labels.is_none() && graph::has_ml_regressor(graph) {
+                Task::Regression
+            } else {
+                Task::Classification
+            },
+        );
+        let plan = Tabular::decide(graph, &inputs.sidecar, own_labels.is_some(), task)?;
+        let labels = match task {
+            Task::Classification => labels(own_labels, inputs)?,
+            Task::Regression => value_name(inputs)?,
+        };
         graph.output.retain(|o| o.name == plan.output);
         let features = plan.features;
         let model = onnx
@@ -160,7 +181,9 @@ impl OnnxModel {
                 name: name.into(),
                 version: version.into(),
                 labels,
+                task,
                 input: InputSpec::Features { names },
+                takes_missing: graph_takes_missing,
                 max_batch: plan.max_batch,
                 revision: 0,
             },
@@ -186,7 +209,12 @@ impl Model for OnnxModel {
         }
         let classes = self.info.labels.len();
         let input = input_tensor(self.input, batch).map_err(engine)?;
-        let outputs = self.plan.run(tvec!(input.into())).map_err(engine)?;
+        let outputs = self.plan.run(tvec!(input.into())).map_err(|e| {
+            match e.downcast_ref::<ops::one_hot_encoder::UnseenCategory>() {
+                Some(unseen) => ModelError::UnseenCategory(unseen.to_string()),
+                None => engine(e),
+            }
+        })?;
         let out = outputs
             .first()
             .ok_or_else(|| ModelError::Engine("the graph gave no output".into()))?;
@@ -202,12 +230,9 @@ impl Model for OnnxModel {
                 out.shape()
             )));
         }
-        if let Some(bad) = probs.iter().find(|p| !p.is_finite()) {
-            return Err(ModelError::Engine(format!(
-                "the graph gave a non-finite score ({bad})"
-            )));
-        }
-        if self.meaning == OutputMeaning::Logits {
+        // A non-finite value is left for the request path, which answers that row (and
+        // only that one) 422 `non_finite_output`.
+        if self.meaning == OutputMeaning::Logits && self.info.task == Task::Classification {
             probs.chunks_mut(classes).for_each(softmax);
         }
         Ok(Outputs {
@@ -229,11 +254,12 @@ struct Tabular {
 
 impl Tabular {
     /// Decides from the signature (and the sidecar's `kind`, when given) that the graph is
-    /// a tabular classifier, or says why not.
+    /// a tabular model of `task`, or says why not.
     fn decide(
         graph: &GraphProto,
         sidecar: &Sidecar,
         from_ml_classifier: bool,
+        task: Task,
     ) -> Result<Self, OnnxError> {
         let Signature { inputs, outputs } = graph::signature(graph);
         let kind = sidecar.kind.unwrap_or_else(|| guess_kind(&inputs));
@@ -278,11 +304,25 @@ impl Tabular {
             .ok_or_else(|| {
                 OnnxError::Signature(format!("no output holds scores: {}", describe(&outputs)))
             })?;
-        let meaning = sidecar.outputs.unwrap_or(if from_ml_classifier {
-            OutputMeaning::Probabilities
-        } else {
-            OutputMeaning::Logits
-        });
+        let meaning = match task {
+            // A regression's value is used as it is.
+            Task::Regression => {
+                if let Some(Some(&Some(width))) = output.dims.as_ref().map(|d| d.get(1))
+                    && width != 1
+                {
+                    return Err(OnnxError::Signature(format!(
+                        "a regression with {width} values per row is not served (one is): {}",
+                        describe(&outputs)
+                    )));
+                }
+                OutputMeaning::Probabilities
+            }
+            Task::Classification => sidecar.outputs.unwrap_or(if from_ml_classifier {
+                OutputMeaning::Probabilities
+            } else {
+                OutputMeaning::Logits
+            }),
+        };
         Ok(Self {
             input: elem,
             features,
@@ -312,6 +352,18 @@ fn labels(own: Option<Vec<String>>, inputs: &LoadInputs) -> Result<Vec<String>, 
         return Err(OnnxError::Sidecar("labels must not be empty".into()));
     }
     Ok(labels)
+}
+
+/// A regression's value's name: the sidecar's one label, else `prediction`.
+fn value_name(inputs: &LoadInputs) -> Result<Vec<String>, OnnxError> {
+    match inputs.sidecar.labels.as_deref() {
+        None => Ok(vec!["prediction".into()]),
+        Some([one]) => Ok(vec![one.clone()]),
+        Some(other) => Err(OnnxError::Sidecar(format!(
+            "a regression's labels name its one value; {} given",
+            other.len()
+        ))),
+    }
 }
 
 /// The kind a signature suggests: one `[N, 3, H, W]` input is an image, one `[N, F]` input
@@ -396,8 +448,9 @@ fn softmax(row: &mut [f32]) {
     row.iter_mut().for_each(|v| *v /= sum);
 }
 
+/// An engine error with its causes (tract's own error says which node, its cause why).
 fn engine(e: impl std::fmt::Display) -> ModelError {
-    ModelError::Engine(e.to_string())
+    ModelError::Engine(format!("{e:#}"))
 }
 
 #[cfg(test)]
@@ -500,6 +553,34 @@ mod tests {
             let err = load(bytes, Sidecar::default()).unwrap_err();
             assert!(matches!(err, OnnxError::NotOnnx(_)), "{err}");
         }
+    }
+
+    #[test]
+    fn a_pipeline_imputes_missing_values_and_refuses_an_unseen_category() {
+        let bytes =
+            include_bytes!("../../tests/fixtures/onnx/sklearn-diabetes-pipeline/model.onnx");
+        let model = load(bytes, Sidecar::default()).unwrap();
+        assert!(model.info().takes_missing);
+        assert!(
+            !load(LOGREG, Sidecar::default())
+                .unwrap()
+                .info()
+                .takes_missing
+        );
+        // Every value missing: the imputers fill them all.
+        let out = model.forward(&Batch::warm_up(model.info())).unwrap();
+        assert!(out.row(0).iter().all(|p| p.is_finite()), "{:?}", out.row(0));
+        // Age in decades 9: a code the one-hot encoder (zeros=0) was not fitted on.
+        let mut row = vec![f32::NAN; 10];
+        row[0] = 9.0;
+        let unseen = Batch {
+            rows: 1,
+            features: 10,
+            data: row,
+        };
+        let err = model.forward(&unseen).unwrap_err();
+        assert!(err.is_input_refusal(), "{err}");
+        assert!(err.to_string().contains("the value 9 is not one"), "{err}");
     }
 
     #[test]

@@ -80,9 +80,11 @@ impl TabularModel {
             name: manifest.name.as_str().into(),
             version: manifest.version.as_str().into(),
             labels: manifest.labels.clone(),
+            task: Task::Classification,
             input: InputSpec::Features {
                 names: manifest.feature_names.clone(),
             },
+            takes_missing: false,
             // The batcher's own limit applies: rows are a few floats each.
             max_batch: usize::MAX,
             revision: 0,

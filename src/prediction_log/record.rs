@@ -24,9 +24,10 @@ pub enum LoggedInput {
 pub struct ShadowDiff {
     /// The candidate model version that was also run.
     pub version: String,
-    /// Whether the candidate's top class is the answer's.
-    pub top1_agree: bool,
-    /// The largest |p_answer - p_candidate| over the classes.
+    /// Whether the candidate's top class is the answer's; `None` for regressors.
+    pub top1_agree: Option<bool>,
+    /// The largest |p_answer - p_candidate| over the classes (regressors: the absolute
+    /// difference of the two values).
     pub max_delta: f32,
 }
 
@@ -52,8 +53,8 @@ pub struct LogRow {
     pub input: LoggedInput,
     /// The answer's model-dependent JSON members (`"model":..,"prediction":..`).
     pub answer: Bytes,
-    /// Its top confidence.
-    pub confidence: f32,
+    /// Its top confidence; `None` for a regressor's value.
+    pub confidence: Option<f32>,
     /// Time from request head to answer.
     pub latency: Duration,
     /// The client's address, when `prediction_log.log_client_addr` is on.
@@ -77,7 +78,8 @@ pub struct Record {
     pub model_version: String,
     pub cache_status: String,
     pub input_hash: String,
-    pub input_features: Option<Vec<f32>>,
+    /// The features, a missing one (JSON `null`) as NULL.
+    pub input_features: Option<Vec<Option<f32>>>,
     pub image_hash: Option<String>,
     /// The upload's size in bytes (images only; absent from rows spooled by older versions).
     #[serde(default)]
@@ -85,7 +87,8 @@ pub struct Record {
     /// The label (classifiers) or the value as text (regressors).
     pub prediction: String,
     pub top_class: Option<i32>,
-    pub confidence: f32,
+    /// `None` for a regressor's value (NULL).
+    pub confidence: Option<f32>,
     /// `top_k` (tabular) or `predictions` (image), as answered.
     pub all_predictions: serde_json::Value,
     pub latency_us: i64,
@@ -134,7 +137,11 @@ impl Record {
             _ => serde_json::Value::Array(Vec::new()),
         };
         let (input_features, image_hash, image_bytes) = match row.input {
-            LoggedInput::Features(f) => (Some(f), None, None),
+            LoggedInput::Features(f) => (
+                Some(f.into_iter().map(|v| (!v.is_nan()).then_some(v)).collect()),
+                None,
+                None,
+            ),
             LoggedInput::Image { bytes } => (
                 None,
                 members["image_hash"].as_str().map(clean),
@@ -142,13 +149,10 @@ impl Record {
             ),
         };
         // Three nullable columns rather than one JSON value, so a comparison can be
-        // filtered and aggregated in SQL; all set or all NULL.
+        // filtered and aggregated in SQL; all set or all NULL (but `shadow_top1_agree`,
+        // NULL for a regressor's comparison).
         let (shadow_version, shadow_top1_agree, shadow_max_delta) = match row.shadow {
-            Some(d) => (
-                Some(clean(d.version)),
-                Some(d.top1_agree),
-                Some(d.max_delta),
-            ),
+            Some(d) => (Some(clean(d.version)), d.top1_agree, Some(d.max_delta)),
             None => (None, None, None),
         };
         Self {
@@ -235,7 +239,7 @@ mod tests {
             input_hash: 0xab,
             input: LoggedInput::Features(vec![5.1, 3.5, 1.4, 0.2]),
             answer,
-            confidence: 0.9,
+            confidence: Some(0.9),
             latency: Duration::from_micros(1234),
             client_addr: None,
             api_key: Some(Arc::from("mobile-app")),
@@ -318,7 +322,7 @@ mod tests {
         let mut mirrored = row(body);
         mirrored.shadow = Some(ShadowDiff {
             version: "2.0.0\0-rc1".into(),
-            top1_agree: false,
+            top1_agree: Some(false),
             max_delta: 0.375,
         });
         let r = Record::from_row(mirrored);
@@ -352,7 +356,13 @@ mod tests {
         let mut r = Record::from_row(row(
             crate::encode::tabular(model.info(), &[0.2, 0.3, 0.5]).body
         ));
-        r.input_features = Some(vec![0.1, f32::MIN_POSITIVE, 1e-30, 3.402_823e38]);
+        r.input_features = Some(vec![
+            Some(0.1),
+            Some(f32::MIN_POSITIVE),
+            None,
+            Some(1e-30),
+            Some(3.402_823e38),
+        ]);
         r.client_addr = Some("2001:db8::1".parse().unwrap());
         r.shadow_version = Some("2.0.0".into());
         r.shadow_top1_agree = Some(true);

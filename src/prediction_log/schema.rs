@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "shadow",
         sql: include_str!("../../migrations/0005_shadow.sql"),
     },
+    Migration {
+        version: 6,
+        name: "regression",
+        sql: include_str!("../../migrations/0006_regression.sql"),
+    },
 ];
 
 /// What [`migrate`] did.

@@ -2,8 +2,9 @@
 //! tests/fixtures/onnx/ (made by the real exporters, scripts/models/export-onnx.py) served
 //! from a repository directory, every answer checked against ONNX Runtime's on the same
 //! rows (scripts/models/onnx-reference.py, in the target/pyonnx venv): labels equal,
-//! probabilities within 1e-5. Broken files are reported UNAVAILABLE with a reason that
-//! names the problem, while the rest serve.
+//! probabilities within 1e-5, a regressor's values within 1e-5 of their size. Broken
+//! files are reported UNAVAILABLE with a reason that names the problem, while the rest
+//! serve.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use crate::support;
@@ -17,15 +18,21 @@ use serde_json::{Value, json};
 
 use support::{Gateway, Options, h1_client, h2_client, repo, runtime};
 
-/// The exports served here, by their directory under tests/fixtures/onnx/.
-const MODELS: [&str; 4] = [
+/// The classifier exports served here, by their directory under tests/fixtures/onnx/.
+const MODELS: [&str; 5] = [
     "sklearn-iris-logreg",
     "sklearn-iris-forest",
     "xgboost-iris",
     "lightgbm-iris",
+    PIPELINE,
 ];
+/// The scikit-learn pipeline with imputers and one-hot encoders, on the diabetes set with
+/// holes (missing values are `null` in its rows).
+const PIPELINE: &str = "sklearn-diabetes-pipeline";
+/// The regressor exports, fitted on scikit-learn's diabetes set (10 features).
+const REGRESSORS: [&str; 2] = ["sklearn-diabetes-gbr", "xgboost-diabetes"];
 /// An iris row (setosa), for the broken-files test.
-const SETOSA: [f64; 4] = [5.1, 3.5, 1.4, 0.2];
+const SETOSA: [Option<f64>; 4] = [Some(5.1), Some(3.5), Some(1.4), Some(0.2)];
 /// How far a probability may be from ONNX Runtime's.
 const TOLERANCE: f64 = 1e-5;
 
@@ -45,8 +52,8 @@ struct Expected {
     probabilities: HashMap<String, f64>,
 }
 
-/// ONNX Runtime's answers for the model's rows.
-fn reference(model: &str) -> Vec<Expected> {
+/// ONNX Runtime's output for the model's rows (onnx-reference.py's `rows`).
+fn reference_rows(model: &str) -> Vec<Value> {
     let out = Command::new(python())
         .arg(repo().join("scripts/models/onnx-reference.py"))
         .arg(fixture(model, "model.onnx"))
@@ -59,9 +66,12 @@ fn reference(model: &str) -> Vec<Expected> {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["rows"]
-        .as_array()
-        .unwrap()
+    serde_json::from_value(v["rows"].clone()).unwrap()
+}
+
+/// ONNX Runtime's answers for a classifier's rows.
+fn reference(model: &str) -> Vec<Expected> {
+    reference_rows(model)
         .iter()
         .map(|row| Expected {
             label: row["label"].as_str().unwrap().to_owned(),
@@ -75,7 +85,8 @@ fn reference(model: &str) -> Vec<Expected> {
         .collect()
 }
 
-fn rows(model: &str) -> Vec<Vec<f64>> {
+/// The model's rows to ask, a missing value `None`.
+fn rows(model: &str) -> Vec<Vec<Option<f64>>> {
     let v: Value =
         serde_json::from_slice(&std::fs::read(fixture(model, "inputs.json")).unwrap()).unwrap();
     serde_json::from_value(v["rows"].clone()).unwrap()
@@ -101,7 +112,7 @@ async fn predict(
     c: &reqwest::Client,
     gw: &Gateway,
     model: &str,
-    features: &[f64],
+    features: &[Option<f64>],
     fresh: bool,
 ) -> reqwest::Response {
     let mut req = c
@@ -166,18 +177,7 @@ fn onnx_classifiers_answer_as_onnx_runtime_over_h1_h2_and_oip() {
             }
             // All rows in one OIP request (a tabular model's input is `features`, its output
             // `probabilities`, as for the bundled one): each row its own probabilities.
-            let flat: Vec<f64> = rows.iter().flatten().copied().collect();
-            let body = json!({
-                "inputs": [{"name": "features", "shape": [rows.len(), 4], "datatype": "FP32", "data": flat}],
-            });
-            let r = h2_client()
-                .post(gw.url(&format!("/v2/models/{model}/infer")))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let v: Value = r.json().await.unwrap();
+            let v = infer_all(&gw, model, &rows, "probabilities").await;
             let out = &v["outputs"][0];
             let classes = want_classes(&gw, model).await;
             assert_eq!(out["shape"], json!([rows.len(), classes.len()]), "{v}");
@@ -191,6 +191,118 @@ fn onnx_classifiers_answer_as_onnx_runtime_over_h1_h2_and_oip() {
                         "{model} OIP row {i}, {label}: {got} vs {expected}"
                     );
                 }
+            }
+        }
+    });
+}
+
+/// Every row in one OIP request over HTTP/2, as FP32 binary tensor data (which carries a
+/// missing value as NaN, where JSON has no NaN); the output `output` asked for as JSON.
+async fn infer_all(gw: &Gateway, model: &str, rows: &[Vec<Option<f64>>], output: &str) -> Value {
+    let data: Vec<u8> = rows
+        .iter()
+        .flatten()
+        .flat_map(|v| v.map_or(f32::NAN, |v| v as f32).to_le_bytes())
+        .collect();
+    let mut body = serde_json::to_vec(&json!({
+        "inputs": [{"name": "features", "shape": [rows.len(), rows[0].len()], "datatype": "FP32",
+                    "parameters": {"binary_data_size": data.len()}}],
+        "outputs": [{"name": output, "parameters": {"binary_data": false}}],
+    }))
+    .unwrap();
+    let header_len = body.len();
+    body.extend_from_slice(&data);
+    let r = h2_client()
+        .post(gw.url(&format!("/v2/models/{model}/infer")))
+        .header("content-type", "application/octet-stream")
+        .header("inference-header-content-length", header_len.to_string())
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{model}: {v}");
+    v
+}
+
+/// Whether `got` is ONNX Runtime's value `want` within [`TOLERANCE`] of its size.
+fn close_to(got: f64, want: f64) -> bool {
+    (got - want).abs() <= TOLERANCE * want.abs().max(1.0)
+}
+
+#[test]
+fn onnx_regressors_answer_their_value_as_onnx_runtime_over_h1_h2_and_oip() {
+    let root = tempfile::tempdir().unwrap();
+    for model in REGRESSORS {
+        write_model(
+            root.path(),
+            model,
+            &std::fs::read(fixture(model, "model.onnx")).unwrap(),
+        );
+    }
+    let gw = Gateway::start(with_repository(root.path()));
+    runtime().block_on(async {
+        for model in REGRESSORS {
+            let meta = gw.get_json(&format!("/v2/models/{model}")).await;
+            assert_eq!(meta["outputs"][0]["name"], "prediction", "{meta}");
+            assert_eq!(meta["outputs"][0]["shape"], json!([-1, 1]), "{meta}");
+            let rows = rows(model);
+            let expected: Vec<f64> = reference_rows(model)
+                .iter()
+                .map(|r| r["value"].as_f64().unwrap())
+                .collect();
+            assert_eq!(rows.len(), expected.len());
+            for (c, protocol) in [(h1_client(), "HTTP/1.1"), (h2_client(), "HTTP/2.0")] {
+                for (i, (row, want)) in rows.iter().zip(&expected).enumerate() {
+                    let r = predict(&c, &gw, model, row, true).await;
+                    assert_eq!(format!("{:?}", r.version()), protocol);
+                    assert_eq!(r.status(), 200);
+                    let v: Value = r.json().await.unwrap();
+                    // The documented shape: the model and the number, no classes.
+                    let keys: Vec<&str> =
+                        v.as_object().unwrap().keys().map(String::as_str).collect();
+                    let sorted = ["cached", "model", "prediction", "prediction_id"];
+                    assert_eq!(keys, sorted, "{v}");
+                    let got = v["prediction"].as_f64().unwrap();
+                    assert!(
+                        close_to(got, *want),
+                        "{model} row {i}: {got} vs ONNX Runtime's {want}"
+                    );
+                }
+            }
+            let v = infer_all(&gw, model, &rows, "prediction").await;
+            let out = &v["outputs"][0];
+            assert_eq!(out["name"], "prediction", "{v}");
+            assert_eq!(out["shape"], json!([rows.len(), 1]), "{v}");
+            let data: Vec<f64> = serde_json::from_value(out["data"].clone()).unwrap();
+            for (i, (got, want)) in data.iter().zip(&expected).enumerate() {
+                assert!(
+                    close_to(*got, *want),
+                    "{model} OIP row {i}: {got} vs {want}"
+                );
+            }
+            // A classifier's output and extension are refused, saying why.
+            for output in [
+                json!({"name": "probabilities"}),
+                json!({"name": "prediction", "parameters": {"classification": 2}}),
+            ] {
+                let body = json!({
+                    "inputs": [{"name": "features", "shape": [1, 10], "datatype": "FP32",
+                                "data": rows[0]}],
+                    "outputs": [output],
+                });
+                let r = h1_client()
+                    .post(gw.url(&format!("/v2/models/{model}/infer")))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 422);
+                // The protocol's error shape: {"error": "code: message"}.
+                let v: Value = r.json().await.unwrap();
+                let error = v["error"].as_str().unwrap();
+                assert!(error.starts_with("invalid_tensor: "), "{v}");
             }
         }
     });
@@ -241,6 +353,27 @@ fn with_two_inputs() -> Vec<u8> {
     proto.encode_to_vec()
 }
 
+/// The random forest export with its first leaf's class id past the class count, and
+/// with its first branch leading back to the root: what tract would index and walk
+/// unchecked.
+fn with_broken_tree(attr: &str, value: i64) -> Vec<u8> {
+    let bytes = std::fs::read(fixture(MODELS[1], "model.onnx")).unwrap();
+    let mut proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    let forest = graph
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "TreeEnsembleClassifier")
+        .unwrap();
+    let attr = forest
+        .attribute
+        .iter_mut()
+        .find(|a| a.name == attr)
+        .unwrap();
+    attr.ints[0] = value;
+    proto.encode_to_vec()
+}
+
 #[test]
 fn broken_onnx_files_are_unavailable_with_their_reason_while_the_rest_serve() {
     let good = std::fs::read(fixture(MODELS[1], "model.onnx")).unwrap();
@@ -262,6 +395,16 @@ fn broken_onnx_files_are_unavailable_with_their_reason_while_the_rest_serve() {
             "unsupported operator ai.onnx.ml.Binarizer",
         ),
         ("two-inputs", with_two_inputs(), "Tensor models"),
+        (
+            "leaf-past-classes",
+            with_broken_tree("class_ids", 9),
+            "class id 9 of 3",
+        ),
+        (
+            "cyclic-tree",
+            with_broken_tree("nodes_truenodeids", 0),
+            "has a cycle through node 0",
+        ),
     ];
     let root = tempfile::tempdir().unwrap();
     for (name, bytes, _) in &cases {
@@ -300,5 +443,86 @@ fn broken_onnx_files_are_unavailable_with_their_reason_while_the_rest_serve() {
         assert_eq!(r.status(), 422);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "wrong_feature_count", "{v}");
+    });
+}
+
+#[test]
+fn missing_values_where_a_model_takes_them_and_an_unseen_category_refused_for_its_row_only() {
+    let root = tempfile::tempdir().unwrap();
+    for model in [PIPELINE, MODELS[0]] {
+        write_model(
+            root.path(),
+            model,
+            &std::fs::read(fixture(model, "model.onnx")).unwrap(),
+        );
+    }
+    // Concurrent rows gather into one batch (one run of the graph).
+    let gw = Gateway::start(
+        with_repository(root.path())
+            .env("INFERGATE_BATCH__MAX_SIZE", 32)
+            .env("INFERGATE_BATCH__MAX_WAIT_MS", 20),
+    );
+    let (rows, expected) = (rows(PIPELINE), reference(PIPELINE));
+    assert!(
+        rows.iter().flatten().any(Option::is_none),
+        "the rows have holes"
+    );
+    runtime().block_on(async {
+        // A missing value where the model imputes none: the 422 a null always had.
+        let r = predict(
+            &h1_client(),
+            &gw,
+            MODELS[0],
+            &[Some(5.1), None, Some(1.4), Some(0.2)],
+            false,
+        )
+        .await;
+        assert_eq!(r.status(), 422);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "non_numeric_feature", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("takes no missing values"),
+            "{v}"
+        );
+
+        // Age in decades (column 0) of 9: a code the encoder never saw (scikit-learn's
+        // default, handle_unknown="error"; ONNX Runtime fails such a run too). Each such
+        // row is refused alone; the rows batched beside it are answered.
+        for (c, protocol) in [(h1_client(), "HTTP/1.1"), (h2_client(), "HTTP/2.0")] {
+            let requests = rows.iter().take(12).enumerate().map(|(i, row)| {
+                let mut row = row.clone();
+                let unseen = i % 3 == 0;
+                if unseen {
+                    row[0] = Some(9.0);
+                }
+                let (c, gw) = (&c, &gw);
+                async move { (i, unseen, predict(c, gw, PIPELINE, &row, true).await) }
+            });
+            for (i, unseen, r) in futures_util::future::join_all(requests).await {
+                assert_eq!(format!("{:?}", r.version()), protocol);
+                let status = r.status();
+                let v: Value = r.json().await.unwrap();
+                if unseen {
+                    assert_eq!(status, 422, "row {i}: {v}");
+                    assert_eq!(v["error"]["code"], "unseen_category", "row {i}: {v}");
+                    let message = v["error"]["message"].as_str().unwrap();
+                    assert!(
+                        message.contains("the value 9 is not one of the categories"),
+                        "{v}"
+                    );
+                } else {
+                    assert_eq!(status, 200, "row {i}: {v}");
+                    check_answer(PIPELINE, i, &v, &expected[i]);
+                }
+            }
+        }
+        let stats = gw.get_json("/stats").await;
+        assert!(
+            stats["batches"]["max_size"].as_u64().unwrap() > 1,
+            "{stats}"
+        );
     });
 }

@@ -527,12 +527,12 @@ fn a_torn_spool_replays_its_intact_records_and_reports_the_tear() {
         model_version: "1.0.0".into(),
         cache_status: "miss".into(),
         input_hash: format!("{i:032x}"),
-        input_features: Some(vec![5.0, 3.0, 1.5, 0.2]),
+        input_features: Some(vec![Some(5.0), Some(3.0), Some(1.5), Some(0.2)]),
         image_hash: None,
         image_bytes: None,
         prediction: "setosa".into(),
         top_class: Some(0),
-        confidence: 0.9,
+        confidence: Some(0.9),
         all_predictions: json!([{"class_id": 0, "label": "setosa", "confidence": 0.9}]),
         latency_us: 100,
         client_addr: None,
@@ -957,7 +957,7 @@ fn log_row(request_id: &str, shadow: Option<ShadowDiff>) -> LogRow {
         answer: bytes::Bytes::from_static(
             br#""prediction":"setosa","class_id":0,"top_k":[{"class_id":0,"label":"setosa","confidence":0.9}]"#,
         ),
-        confidence: 0.9,
+        confidence: Some(0.9),
         latency: Duration::from_micros(100),
         client_addr: None,
         api_key: None,
@@ -1010,7 +1010,7 @@ fn shadow_comparisons_land_in_the_primary_rows_columns_after_migrating_from_vers
         "spooled",
         Some(ShadowDiff {
             version: "2.0.0-rc1".into(),
-            top1_agree: true,
+            top1_agree: Some(true),
             // Not a short decimal: the spool's JSON and COPY's float4 must keep it exactly.
             max_delta: 0.1 + f32::EPSILON,
         }),
@@ -1050,7 +1050,7 @@ fn shadow_comparisons_land_in_the_primary_rows_columns_after_migrating_from_vers
         "mirrored",
         Some(ShadowDiff {
             version: "2.0.0".into(),
-            top1_agree: false,
+            top1_agree: Some(false),
             max_delta: 0.375,
         }),
     ));

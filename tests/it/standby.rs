@@ -142,3 +142,55 @@ fn a_rollout_beside_the_running_version_on_one_port() {
     });
     new.stop_cleanly(Duration::from_secs(30));
 }
+
+#[test]
+fn beside_a_serving_instance_the_listener_opens_only_once_ready() {
+    // A Swarm rolling update starts the new task beside the old one, not in standby: while
+    // it warms up (a slow model here: 3 s), the port must stay the old one's alone.
+    let addr = free_port();
+    let old = peer(addr);
+    let mut gw = Gateway::start(
+        Options::default()
+            .tabular_only()
+            .check_socket()
+            .unready()
+            .listen(addr)
+            .env("INFERGATE_MODEL__FORWARD_DELAY_MS", 3000),
+    );
+    assert!(
+        gw.logs()
+            .contains("the public listener opens once this one is ready"),
+        "{}",
+        gw.logs()
+    );
+    let socket = gw.check_socket.clone().unwrap();
+    let rt = runtime();
+    let ready = rt
+        .block_on(unix::request(&socket, "GET", "/ready", None))
+        .unwrap();
+    assert_eq!(ready.status, 503, "warming up: {}", ready.body);
+    assert!(
+        !listening::process_listens_on(gw.child.id(), addr.port()),
+        "a cold instance took its share of the port"
+    );
+    assert!(
+        gw.wait_log(
+            "ready beside the serving instance: listening on",
+            Duration::from_secs(30)
+        ),
+        "{}",
+        gw.logs()
+    );
+    assert!(listening::process_listens_on(gw.child.id(), addr.port()));
+    drop(old);
+    rt.block_on(async {
+        let response = h1_client()
+            .post(format!("https://{addr}/predict"))
+            .json(&serde_json::json!({"features": [5.1, 3.5, 1.4, 0.2]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    });
+    gw.stop_cleanly(Duration::from_secs(30));
+}

@@ -129,6 +129,29 @@ const CLASSIFIERS: [(&str, &[&str]); 3] = [
     ),
 ];
 
+/// Whether the graph imputes missing values (an `Imputer`) or routes them (a tree
+/// ensemble that sends NaN down a side of its choosing, `nodes_missing_value_tracks_true`).
+pub fn takes_missing(graph: &GraphProto) -> bool {
+    graph.node.iter().any(|node| {
+        node.domain == ML_DOMAIN
+            && (node.op_type == "Imputer"
+                || node.op_type.starts_with("TreeEnsemble")
+                    && attribute(node, "nodes_missing_value_tracks_true")
+                        .is_some_and(|a| a.ints.iter().any(|&t| t != 0)))
+    })
+}
+
+/// The regressors of `ai.onnx.ml`.
+const REGRESSORS: [&str; 3] = ["LinearRegressor", "TreeEnsembleRegressor", "SVMRegressor"];
+
+/// Whether the graph holds an `ai.onnx.ml` regressor.
+pub fn has_ml_regressor(graph: &GraphProto) -> bool {
+    graph
+        .node
+        .iter()
+        .any(|node| node.domain == ML_DOMAIN && REGRESSORS.contains(&node.op_type.as_str()))
+}
+
 /// The class labels of the graph's `ai.onnx.ml` classifier, in class-id order, as text
 /// (integer labels written out); `None` when the graph has no such classifier.
 pub fn class_labels(graph: &GraphProto) -> Option<Vec<String>> {

@@ -2,33 +2,138 @@
 //! protobuf before tract parses it:
 //! - a `ZipMap` that feeds a graph output is dropped, and the output is its input: the
 //!   probabilities tensor `[N, classes]` instead of a sequence of maps;
-//! - a `Scaler` becomes `Cast(float)`, `Sub(offset)`, `Mul(scale)`: the spec's
-//!   `(X - offset) * scale` in float, in that order;
 //! - a classifier's string labels become their indices (tract types a string label
-//!   output nowhere; the labels are read before, and the scores do not depend on them).
+//!   output nowhere; the labels are read before, and the scores do not depend on them);
+//! - a `Scaler` becomes `Cast(float)`, `Sub(offset)`, `Mul(scale)` ([`scaler`]);
+//! - an `Imputer` becomes `Where(IsNaN(x) or Equal(x, replaced), imputed, x)`
+//!   ([`imputer`]).
 //!
 //! Each rewrite computes what the node computed, bit for bit; anything else is left for
-//! the unsupported-operator check to name.
+//! the unsupported-operator check to name (or to an operator of ours, [`super::ops`]).
+
+mod imputer;
+mod scaler;
 
 use tract_onnx::pb::{AttributeProto, GraphProto, NodeProto, TensorProto};
 
 use super::OnnxError;
-use super::graph::{ML_DOMAIN, attribute};
+use super::graph::ML_DOMAIN;
 
-/// ONNX's element type number for float.
+/// ONNX's element type numbers.
 const FLOAT: i32 = 1;
+const INT64: i32 = 7;
 /// ONNX's attribute type number for an int.
 const ATTR_INT: i32 = 2;
+/// ONNX's attribute type number for a list of ints.
+const ATTR_INTS: i32 = 7;
 
 /// Applies every rewrite to `graph`.
 pub fn apply(graph: &mut GraphProto) -> Result<(), OnnxError> {
     drop_final_zipmaps(graph);
     string_labels_as_indices(graph);
-    rewrite_scalers(graph)
+    expand(graph, "Scaler", scaler::expand)?;
+    expand(graph, "Imputer", imputer::expand)
 }
 
-/// ONNX's attribute type number for a list of ints.
-const ATTR_INTS: i32 = 7;
+/// Standard nodes and their constants, standing for one `ai.onnx.ml` node.
+struct Expansion {
+    nodes: Vec<NodeProto>,
+    constants: Vec<TensorProto>,
+}
+
+/// Replaces each `ai.onnx.ml` node `op` of `graph` by its expansion. `index` (the node's
+/// position) makes the new names unique: no exporter's names collide with `infergate.`.
+fn expand(
+    graph: &mut GraphProto,
+    op: &str,
+    expansion: fn(&NodeProto, &Names) -> Result<Expansion, OnnxError>,
+) -> Result<(), OnnxError> {
+    let mut rewritten = Vec::with_capacity(graph.node.len());
+    for (index, node) in std::mem::take(&mut graph.node).into_iter().enumerate() {
+        if node.domain == ML_DOMAIN && node.op_type == op {
+            let names = Names(format!("infergate.{}{index}", op.to_lowercase()));
+            let Expansion { nodes, constants } = expansion(&node, &names)?;
+            rewritten.extend(nodes);
+            graph.initializer.extend(constants);
+        } else {
+            rewritten.push(node);
+        }
+    }
+    graph.node = rewritten;
+    Ok(())
+}
+
+/// The names of one expansion's nodes and tensors: its prefix, a dot, the part.
+struct Names(String);
+
+impl Names {
+    fn of(&self, part: &str) -> String {
+        format!("{}.{part}", self.0)
+    }
+
+    /// A standard node `op` from `inputs` to `output`, named for its part.
+    fn node(&self, op: &str, inputs: &[&str], output: &str) -> NodeProto {
+        NodeProto {
+            input: inputs.iter().map(|s| (*s).to_owned()).collect(),
+            output: vec![output.to_owned()],
+            name: self.of(op),
+            op_type: op.to_owned(),
+            ..NodeProto::default()
+        }
+    }
+
+    /// `Cast(to)` from `input` to `output`.
+    fn cast(&self, to: i32, input: &str, output: &str) -> NodeProto {
+        NodeProto {
+            attribute: vec![AttributeProto {
+                name: "to".into(),
+                r#type: ATTR_INT,
+                i: i64::from(to),
+                ..AttributeProto::default()
+            }],
+            ..self.node("Cast", &[input], output)
+        }
+    }
+}
+
+/// A 1-D float constant.
+fn floats(name: String, values: Vec<f32>) -> TensorProto {
+    TensorProto {
+        dims: vec![values.len() as i64],
+        data_type: FLOAT,
+        float_data: values,
+        name,
+        ..TensorProto::default()
+    }
+}
+
+/// A 1-D int64 constant.
+fn int64s(name: String, values: Vec<i64>) -> TensorProto {
+    TensorProto {
+        dims: vec![values.len() as i64],
+        data_type: INT64,
+        int64_data: values,
+        name,
+        ..TensorProto::default()
+    }
+}
+
+/// The error for a node that cannot be rewritten.
+fn bad(node: &NodeProto, why: &str) -> OnnxError {
+    OnnxError::BadNode {
+        node: node.name.clone(),
+        op: node.op_type.clone(),
+        why: why.into(),
+    }
+}
+
+/// The node's one input and one output.
+fn one_in_one_out(node: &NodeProto) -> Result<(&str, &str), OnnxError> {
+    match (node.input.as_slice(), node.output.as_slice()) {
+        ([x], [y]) if !x.is_empty() && !y.is_empty() => Ok((x, y)),
+        _ => Err(bad(node, "needs one input and one output")),
+    }
+}
 
 /// Replaces each `ai.onnx.ml` classifier's `classlabels_strings` by the class indices,
 /// under the name of the integer labels its operator takes.
@@ -74,85 +179,12 @@ fn drop_final_zipmaps(graph: &mut GraphProto) {
     graph.node = kept;
 }
 
-fn rewrite_scalers(graph: &mut GraphProto) -> Result<(), OnnxError> {
-    let mut rewritten = Vec::with_capacity(graph.node.len());
-    for (index, node) in std::mem::take(&mut graph.node).into_iter().enumerate() {
-        if node.domain == ML_DOMAIN && node.op_type == "Scaler" {
-            let (nodes, constants) = scaler(&node, index)?;
-            rewritten.extend(nodes);
-            graph.initializer.extend(constants);
-        } else {
-            rewritten.push(node);
-        }
-    }
-    graph.node = rewritten;
-    Ok(())
-}
-
-/// `Scaler` as three standard nodes and its two constants. Names are made unique with the
-/// node's position, which no exporter's names collide with.
-fn scaler(node: &NodeProto, index: usize) -> Result<(Vec<NodeProto>, Vec<TensorProto>), OnnxError> {
-    let bad = |why: &str| OnnxError::BadNode {
-        node: node.name.clone(),
-        op: node.op_type.clone(),
-        why: why.into(),
-    };
-    let (Some(x), Some(y)) = (node.input.first(), node.output.first()) else {
-        return Err(bad("needs one input and one output"));
-    };
-    let floats = |name: &str| attribute(node, name).map(|a| a.floats.clone());
-    let offset = floats("offset").unwrap_or_else(|| vec![0.0]);
-    let scale = floats("scale").unwrap_or_else(|| vec![1.0]);
-    if offset.is_empty() || scale.is_empty() {
-        return Err(bad("offset and scale must not be empty"));
-    }
-    let prefix = format!("infergate.scaler{index}");
-    let (cast, shifted) = (format!("{prefix}.cast"), format!("{prefix}.shifted"));
-    let (offset_name, scale_name) = (format!("{prefix}.offset"), format!("{prefix}.scale"));
-    let standard = |op: &str, inputs: [&str; 2], output: &str| NodeProto {
-        input: inputs.iter().map(|s| (*s).to_owned()).collect(),
-        output: vec![output.to_owned()],
-        name: format!("{prefix}.{op}"),
-        op_type: op.to_owned(),
-        ..NodeProto::default()
-    };
-    let cast_node = NodeProto {
-        input: vec![x.clone()],
-        output: vec![cast.clone()],
-        name: format!("{prefix}.Cast"),
-        op_type: "Cast".into(),
-        attribute: vec![AttributeProto {
-            name: "to".into(),
-            r#type: ATTR_INT,
-            i: i64::from(FLOAT),
-            ..AttributeProto::default()
-        }],
-        ..NodeProto::default()
-    };
-    let nodes = vec![
-        cast_node,
-        standard("Sub", [&cast, &offset_name], &shifted),
-        standard("Mul", [&shifted, &scale_name], y),
-    ];
-    let constant = |name: String, values: Vec<f32>| TensorProto {
-        dims: vec![values.len() as i64],
-        data_type: FLOAT,
-        float_data: values,
-        name,
-        ..TensorProto::default()
-    };
-    Ok((
-        nodes,
-        vec![constant(offset_name, offset), constant(scale_name, scale)],
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tract_onnx::pb::ValueInfoProto;
 
-    fn node(op: &str, domain: &str, input: &str, output: &str) -> NodeProto {
+    pub(super) fn node(op: &str, domain: &str, input: &str, output: &str) -> NodeProto {
         NodeProto {
             input: vec![input.into()],
             output: vec![output.into()],
@@ -179,49 +211,5 @@ mod tests {
         apply(&mut graph).unwrap();
         assert_eq!(graph.node.len(), 1);
         assert_eq!(graph.output[0].name, "probs");
-    }
-
-    #[test]
-    fn a_scaler_becomes_cast_sub_mul_with_its_constants() {
-        let mut scaler = node("Scaler", ML_DOMAIN, "x", "y");
-        scaler.attribute = vec![
-            AttributeProto {
-                name: "offset".into(),
-                floats: vec![1.0, 2.0],
-                ..AttributeProto::default()
-            },
-            AttributeProto {
-                name: "scale".into(),
-                floats: vec![0.5, 0.25],
-                ..AttributeProto::default()
-            },
-        ];
-        let mut graph = GraphProto {
-            node: vec![scaler],
-            ..GraphProto::default()
-        };
-        apply(&mut graph).unwrap();
-        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
-        assert_eq!(ops, ["Cast", "Sub", "Mul"]);
-        assert_eq!(graph.node[0].input, ["x"]);
-        assert_eq!(graph.node[2].output, ["y"]);
-        let offsets: Vec<&[f32]> = graph
-            .initializer
-            .iter()
-            .map(|t| t.float_data.as_slice())
-            .collect();
-        assert_eq!(offsets, [&[1.0, 2.0][..], &[0.5, 0.25][..]]);
-    }
-
-    #[test]
-    fn a_scaler_without_its_output_is_named_in_the_error() {
-        let mut scaler = node("Scaler", ML_DOMAIN, "x", "y");
-        scaler.output.clear();
-        let mut graph = GraphProto {
-            node: vec![scaler],
-            ..GraphProto::default()
-        };
-        let err = apply(&mut graph).unwrap_err().to_string();
-        assert!(err.contains("Scaler"), "{err}");
     }
 }

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use crate::infer::manifest::Preprocess;
+use crate::infer::manifest::{Preprocess, Task};
 
 /// What a sidecar manifest may say.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -12,8 +12,11 @@ use crate::infer::manifest::Preprocess;
 pub struct Sidecar {
     /// The kind of model, where the graph's signature would decide otherwise.
     pub kind: Option<Kind>,
+    /// `classification` or `regression`, where the graph does not say (default: a
+    /// regression for a graph ending in an `ai.onnx.ml` regressor, else a classification).
+    pub task: Option<Task>,
     /// Class labels in class-id order (instead of the classifier's own, or for a network
-    /// that has none).
+    /// that has none); for a regression, the one name of its value.
     pub labels: Option<Vec<String>>,
     /// A file of class labels, one per line, in the version directory.
     pub labels_file: Option<String>,
