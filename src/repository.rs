@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::background;
 use crate::file_watch::{LookNow, Looks};
+use crate::infer::manifest::ModelInfo;
 use crate::infer::model::{Batch, Model};
 use crate::infer::registry::{Catalog, FailedVersion, Origin, Served, ShadowPlan, Split, Unserved};
 use crate::infer::{Infer, InferError};
@@ -336,7 +337,13 @@ async fn reconcile_model(
         {
             continue;
         }
-        match loader.load(name, version).await {
+        let loaded = loader.load(name, version).await.and_then(|model| {
+            match unlike_the_others(&entry.loaded, v, model.info()) {
+                Some(why) => Err(why),
+                None => Ok(model),
+            }
+        });
+        match loaded {
             Ok(model) => {
                 entry.failed.remove(&v);
                 let replaced = entry
@@ -374,6 +381,25 @@ async fn reconcile_model(
         );
     }
     entry.missing = missing;
+}
+
+/// Why `info` (version `v`) cannot serve beside the model's other loaded versions: they take
+/// another kind of input or answer another way. Clients, a canary split and a shadow
+/// comparison all count on every version of a model being asked and answering alike.
+fn unlike_the_others(loaded: &BTreeMap<u64, Loaded>, v: u64, info: &ModelInfo) -> Option<String> {
+    let (other, theirs) = loaded
+        .iter()
+        .filter(|(u, _)| **u != v)
+        .map(|(u, l)| (*u, l.model.info()))
+        .find(|(_, theirs)| (theirs.kind(), theirs.task) != (info.kind(), info.task))?;
+    Some(format!(
+        "version {v} takes {:?} input for a {:?}, version {other} takes {:?} for a {:?}: a \
+         model's versions must take the same input and answer alike",
+        info.kind(),
+        info.task,
+        theirs.kind(),
+        theirs.task
+    ))
 }
 
 /// What starts the repository.

@@ -353,29 +353,33 @@ fn with_two_inputs() -> Vec<u8> {
     proto.encode_to_vec()
 }
 
-/// The random forest export with its first leaf's class id past the class count, and
-/// with its first branch leading back to the root: what tract would index and walk
-/// unchecked.
-fn with_broken_tree(attr: &str, value: i64) -> Vec<u8> {
-    let bytes = std::fs::read(fixture(MODELS[1], "model.onnx")).unwrap();
+/// The export of `model` with attribute `attr` of its node `op` changed by `edit`.
+fn edited(
+    model: &str,
+    op: &str,
+    attr: &str,
+    edit: impl Fn(&mut tract_onnx::pb::AttributeProto),
+) -> Vec<u8> {
+    let bytes = std::fs::read(fixture(model, "model.onnx")).unwrap();
     let mut proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
     let graph = proto.graph.as_mut().unwrap();
-    let forest = graph
-        .node
-        .iter_mut()
-        .find(|n| n.op_type == "TreeEnsembleClassifier")
-        .unwrap();
-    let attr = forest
-        .attribute
-        .iter_mut()
-        .find(|a| a.name == attr)
-        .unwrap();
-    attr.ints[0] = value;
+    let node = graph.node.iter_mut().find(|n| n.op_type == op).unwrap();
+    edit(node.attribute.iter_mut().find(|a| a.name == attr).unwrap());
     proto.encode_to_vec()
 }
 
+/// The random forest export with its first entry of `attr` set to `value`: a leaf's class
+/// id past the class count, a branch back to the root, a feature past the input (what
+/// tract would index and walk unchecked, or find only when it runs).
+fn with_broken_tree(attr: &str, value: i64) -> Vec<u8> {
+    edited(MODELS[1], "TreeEnsembleClassifier", attr, |a| {
+        a.ints[0] = value
+    })
+}
+
+/// Model directories that cannot serve, with the reason each must give; one that can.
 #[test]
-fn broken_onnx_files_are_unavailable_with_their_reason_while_the_rest_serve() {
+fn bad_models_and_bad_inputs_over_h1_and_h2_while_the_rest_serve() {
     let good = std::fs::read(fixture(MODELS[1], "model.onnx")).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", Vec::new(), "not an ONNX model"),
@@ -405,6 +409,12 @@ fn broken_onnx_files_are_unavailable_with_their_reason_while_the_rest_serve() {
             with_broken_tree("nodes_truenodeids", 0),
             "has a cycle through node 0",
         ),
+        // The graph declares 4 features and compares the 10th: found by the warm-up run.
+        (
+            "feature-past-input",
+            with_broken_tree("nodes_featureids", 9),
+            "warm-up inference failed",
+        ),
     ];
     let root = tempfile::tempdir().unwrap();
     for (name, bytes, _) in &cases {
@@ -417,6 +427,34 @@ fn broken_onnx_files_are_unavailable_with_their_reason_while_the_rest_serve() {
         infergate::infer::demo::WEIGHTS,
     )
     .unwrap();
+    // Version 2 of a classifier is a regressor: the two do not serve side by side. At start
+    // the newest loads first; the other is refused (on a reload, the one that came last).
+    write_model(root.path(), "mixed", &good);
+    let mixed_2 = root.path().join("mixed/2");
+    std::fs::create_dir_all(&mixed_2).unwrap();
+    std::fs::copy(
+        fixture(REGRESSORS[0], "model.onnx"),
+        mixed_2.join("model.onnx"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.path().join("mixed/model.toml"),
+        "[version_policy]\nall = true\n",
+    )
+    .unwrap();
+    // Every leaf weight NaN: any row computes no number.
+    write_model(
+        root.path(),
+        "nan-output",
+        &edited(
+            REGRESSORS[0],
+            "TreeEnsembleRegressor",
+            "target_weights",
+            |a| {
+                a.floats.iter_mut().for_each(|w| *w = f32::NAN);
+            },
+        ),
+    );
     let gw = Gateway::start(with_repository(root.path()));
     runtime().block_on(async {
         let expected = cases
@@ -431,18 +469,67 @@ fn broken_onnx_files_are_unavailable_with_their_reason_while_the_rest_serve() {
                 reason.contains(why),
                 "{name}: {reason:?} should say {why:?}"
             );
-            let r = predict(&h1_client(), &gw, name, &SETOSA, false).await;
-            assert_eq!(r.status(), 503, "{name}");
-            let v: Value = r.json().await.unwrap();
-            assert_eq!(v["error"]["code"], "model_unavailable", "{v}");
+            for c in [h1_client(), h2_client()] {
+                let r = predict(&c, &gw, name, &SETOSA, false).await;
+                assert_eq!(r.status(), 503, "{name}");
+                let v: Value = r.json().await.unwrap();
+                assert_eq!(v["error"]["code"], "model_unavailable", "{v}");
+            }
         }
-        let r = predict(&h2_client(), &gw, "good", &SETOSA, false).await;
-        assert_eq!(r.status(), 200);
-        // A row of the wrong width: the documented 422, not a failed run.
-        let r = predict(&h1_client(), &gw, "good", &SETOSA[..2], false).await;
-        assert_eq!(r.status(), 422);
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["error"]["code"], "wrong_feature_count", "{v}");
+        let index = gw
+            .post_json(&h1_client(), "/v2/repository/index", &json!({}))
+            .await;
+        let mixed = |version: &str| {
+            index
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["name"] == "mixed" && e["version"] == version)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(mixed("2")["state"], "READY", "{index}");
+        assert_eq!(mixed("1")["state"], "UNAVAILABLE", "{index}");
+        let reason = mixed("1")["reason"].as_str().unwrap().to_owned();
+        assert!(reason.contains("must take the same input and answer alike"), "{reason}");
+        let row = rows(REGRESSORS[0])[0].clone();
+        for c in [h1_client(), h2_client()] {
+            let r = predict(&c, &gw, "good", &SETOSA, false).await;
+            assert_eq!(r.status(), 200);
+            let r = predict(&c, &gw, "mixed", &row, false).await;
+            assert_eq!(r.status(), 200);
+            // The documented 422s, not a failed run: a row of the wrong width, a model
+            // that computes no number.
+            let r = predict(&c, &gw, "good", &SETOSA[..2], false).await;
+            assert_eq!(r.status(), 422);
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "wrong_feature_count", "{v}");
+            let r = predict(&c, &gw, "nan-output", &row, false).await;
+            assert_eq!(r.status(), 422);
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "non_finite_output", "{v}");
+            // OIP: data its datatype does not hold, a datatype the input does not take
+            // (BYTES are images: 415, as for any tabular model).
+            for (datatype, data, status, code) in [
+                ("BYTES", json!(["5.1,3.5,1.4,0.2"]), 415, "wrong_input_kind"),
+                ("BOOL", json!([5.1, 3.5, 1.4, 0.2]), 422, "invalid_tensor"),
+            ] {
+                let shape = if datatype == "BYTES" { json!([1]) } else { json!([1, 4]) };
+                let body = json!({
+                    "inputs": [{"name": "features", "shape": shape, "datatype": datatype, "data": data}],
+                });
+                let r = c
+                    .post(gw.url("/v2/models/good/infer"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), status, "{datatype}");
+                let v: Value = r.json().await.unwrap();
+                let error = v["error"].as_str().unwrap();
+                assert!(error.starts_with(&format!("{code}: ")), "{datatype}: {v}");
+            }
+        }
     });
 }
 
