@@ -100,6 +100,21 @@ fn write_model(root: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     dir
 }
 
+/// A repository directory holding the exports `models` (each as version 1), and a gateway
+/// serving it, started with `options` added.
+fn serve_exports(
+    models: &[&str],
+    options: impl FnOnce(Options) -> Options,
+) -> (tempfile::TempDir, Gateway) {
+    let root = tempfile::tempdir().unwrap();
+    for model in models {
+        let bytes = std::fs::read(fixture(model, "model.onnx")).unwrap();
+        write_model(root.path(), model, &bytes);
+    }
+    let gw = Gateway::start(options(with_repository(root.path())));
+    (root, gw)
+}
+
 fn with_repository(root: &Path) -> Options {
     Options::default()
         .tabular_only()
@@ -147,15 +162,7 @@ fn check_answer(model: &str, row: usize, answer: &Value, want: &Expected) {
 
 #[test]
 fn onnx_classifiers_answer_as_onnx_runtime_over_h1_h2_and_oip() {
-    let root = tempfile::tempdir().unwrap();
-    for model in MODELS {
-        write_model(
-            root.path(),
-            model,
-            &std::fs::read(fixture(model, "model.onnx")).unwrap(),
-        );
-    }
-    let gw = Gateway::start(with_repository(root.path()));
+    let (_root, gw) = serve_exports(&MODELS, |o| o);
     runtime().block_on(async {
         for model in MODELS {
             let ready = h1_client()
@@ -233,15 +240,7 @@ fn close_to(got: f64, want: f64) -> bool {
 
 #[test]
 fn onnx_regressors_answer_their_value_as_onnx_runtime_over_h1_h2_and_oip() {
-    let root = tempfile::tempdir().unwrap();
-    for model in REGRESSORS {
-        write_model(
-            root.path(),
-            model,
-            &std::fs::read(fixture(model, "model.onnx")).unwrap(),
-        );
-    }
-    let gw = Gateway::start(with_repository(root.path()));
+    let (_root, gw) = serve_exports(&REGRESSORS, |o| o);
     runtime().block_on(async {
         for model in REGRESSORS {
             let meta = gw.get_json(&format!("/v2/models/{model}")).await;
@@ -535,20 +534,11 @@ fn bad_models_and_bad_inputs_over_h1_and_h2_while_the_rest_serve() {
 
 #[test]
 fn missing_values_where_a_model_takes_them_and_an_unseen_category_refused_for_its_row_only() {
-    let root = tempfile::tempdir().unwrap();
-    for model in [PIPELINE, MODELS[0]] {
-        write_model(
-            root.path(),
-            model,
-            &std::fs::read(fixture(model, "model.onnx")).unwrap(),
-        );
-    }
     // Concurrent rows gather into one batch (one run of the graph).
-    let gw = Gateway::start(
-        with_repository(root.path())
-            .env("INFERGATE_BATCH__MAX_SIZE", 32)
-            .env("INFERGATE_BATCH__MAX_WAIT_MS", 20),
-    );
+    let (_root, gw) = serve_exports(&[PIPELINE, MODELS[0]], |o| {
+        o.env("INFERGATE_BATCH__MAX_SIZE", 32)
+            .env("INFERGATE_BATCH__MAX_WAIT_MS", 20)
+    });
     let (rows, expected) = (rows(PIPELINE), reference(PIPELINE));
     assert!(
         rows.iter().flatten().any(Option::is_none),

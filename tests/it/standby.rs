@@ -129,18 +129,24 @@ fn a_rollout_beside_the_running_version_on_one_port() {
     old.stop_cleanly(Duration::from_secs(30));
 
     // The port is the new instance's alone now.
-    runtime().block_on(async {
-        for _ in 0..5 {
-            let response = h1_client()
-                .post(format!("https://{addr}/predict"))
-                .json(&serde_json::json!({"features": [5.1, 3.5, 1.4, 0.2]}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-        }
-    });
+    for _ in 0..5 {
+        assert_eq!(smoke(addr), 200);
+    }
     new.stop_cleanly(Duration::from_secs(30));
+}
+
+/// The smoke prediction's status, asked of whoever serves `addr`.
+fn smoke(addr: std::net::SocketAddr) -> reqwest::StatusCode {
+    runtime().block_on(async {
+        h1_client()
+            .post(format!("https://{addr}/predict"))
+            .header("content-type", "application/json")
+            .body(SMOKE)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    })
 }
 
 #[test]
@@ -183,14 +189,6 @@ fn beside_a_serving_instance_the_listener_opens_only_once_ready() {
     );
     assert!(listening::process_listens_on(gw.child.id(), addr.port()));
     drop(old);
-    rt.block_on(async {
-        let response = h1_client()
-            .post(format!("https://{addr}/predict"))
-            .json(&serde_json::json!({"features": [5.1, 3.5, 1.4, 0.2]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    });
+    assert_eq!(smoke(addr), 200);
     gw.stop_cleanly(Duration::from_secs(30));
 }
