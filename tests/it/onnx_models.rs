@@ -6,16 +6,20 @@
 //! files are reported UNAVAILABLE with a reason that names the problem, while the rest
 //! serve.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+#![allow(clippy::disallowed_types)] // a child process lives in wall-clock time
 
 use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use prost::Message as _;
 use serde_json::{Value, json};
 
+use support::postgres_server::PostgresServer;
+use support::redis_server::RedisServer;
 use support::{Gateway, Options, h1_client, h2_client, repo, runtime};
 
 /// The classifier exports served here, by their directory under tests/fixtures/onnx/.
@@ -602,4 +606,125 @@ fn missing_values_where_a_model_takes_them_and_an_unseen_category_refused_for_it
             "{stats}"
         );
     });
+}
+
+/// `POST /predict` of `row` to `model`; the status, `X-Cache` and the answer.
+async fn ask(
+    c: &reqwest::Client,
+    gw: &Gateway,
+    model: &str,
+    row: &[Option<f64>],
+) -> (u16, String, Value) {
+    let r = predict(c, gw, model, row, false).await;
+    let status = r.status().as_u16();
+    let cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+    (status, cache, r.json().await.unwrap())
+}
+
+#[test]
+fn an_onnx_regressor_through_batching_coalescing_both_caches_and_the_log() {
+    let redis = RedisServer::start();
+    let pg = PostgresServer::start();
+    let spool = tempfile::tempdir().unwrap();
+    let model = REGRESSORS[1];
+    let options = |o: Options| {
+        o.env("INFERGATE_REDIS__URL", redis.url())
+            .env("INFERGATE_DATABASE__URL", pg.url())
+            .env(
+                "INFERGATE_PREDICTION_LOG__SPOOL_DIR",
+                spool.path().display(),
+            )
+            .env("INFERGATE_PREDICTION_LOG__FLUSH_INTERVAL_MS", 50)
+            // Every answer is counted: a busy machine's adaptive shedding is not tested here.
+            .env("INFERGATE_ADMISSION__ADAPTIVE", false)
+            .env("INFERGATE_BATCH__MAX_SIZE", 16)
+            .env("INFERGATE_BATCH__MAX_WAIT_MS", 20)
+    };
+    let (root, mut gw) = serve_exports(&[model], options);
+    let rows = rows(model);
+    let expected: Vec<f64> = reference_rows(model)
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    let redis_ok = |gw: &Gateway| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while runtime().block_on(gw.get_json("/ready"))["checks"]["redis"] != "ok" {
+            assert!(Instant::now() < deadline, "Redis never ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    redis_ok(&gw);
+    let mut answered = 0;
+    runtime().block_on(async {
+        let c = h2_client();
+        // Distinct rows at once: batched, each its own value.
+        let distinct = futures_util::future::join_all(
+            rows.iter().take(32).map(|row| ask(&c, &gw, model, row)),
+        )
+        .await;
+        for (i, (status, cache, v)) in distinct.iter().enumerate() {
+            assert_eq!((*status, cache.as_str()), (200, "miss"), "row {i}: {v}");
+            let got = v["prediction"].as_f64().unwrap();
+            assert!(
+                close_to(got, expected[i]),
+                "row {i}: {got} vs {}",
+                expected[i]
+            );
+        }
+        answered += distinct.len();
+        let stats = gw.get_json("/stats").await;
+        assert!(
+            stats["batches"]["max_size"].as_u64().unwrap() > 1,
+            "{stats}"
+        );
+        // One row asked 16 times at once: computed once, the others share it.
+        let same =
+            futures_util::future::join_all((0..16).map(|_| ask(&c, &gw, model, &rows[40]))).await;
+        let caches: Vec<&str> = same.iter().map(|(_, cache, _)| cache.as_str()).collect();
+        assert_eq!(
+            caches.iter().filter(|c| **c == "miss").count(),
+            1,
+            "{caches:?}"
+        );
+        assert!(
+            caches
+                .iter()
+                .all(|c| ["miss", "coalesced", "hit-l1"].contains(c)),
+            "{caches:?}"
+        );
+        assert!(
+            same.iter()
+                .all(|(s, _, v)| *s == 200 && v["prediction"] == same[0].2["prediction"])
+        );
+        answered += same.len();
+        // A repeat: the in-process cache.
+        let (status, cache, _) = ask(&c, &gw, model, &rows[0]).await;
+        assert_eq!((status, cache.as_str()), (200, "hit-l1"));
+        answered += 1;
+    });
+    gw.stop_cleanly(Duration::from_secs(30));
+    // A new process: the answer is in Redis.
+    let gw = Gateway::start(options(with_repository(root.path())));
+    redis_ok(&gw);
+    runtime().block_on(async {
+        let (status, cache, v) = ask(&h1_client(), &gw, model, &rows[0]).await;
+        assert_eq!((status, cache.as_str()), (200, "hit-l2"), "{v}");
+        assert!(close_to(v["prediction"].as_f64().unwrap(), expected[0]));
+    });
+    answered += 1;
+    // Every answer is one log row: the value as text, no confidence, no class.
+    let logged = format!("predictions WHERE model_name = '{model}'");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pg.count(&logged) < answered as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {answered} rows",
+            pg.count(&logged)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(pg.count(&logged), answered as i64);
+    let numbers =
+        format!("{logged} AND confidence IS NULL AND top_class IS NULL AND prediction::float8 > 0");
+    assert_eq!(pg.count(&numbers), answered as i64);
 }
