@@ -1,14 +1,22 @@
-//! The `ai.onnx.ml` operators tract does not parse, as tract operators of ours, added to
-//! its operator register before a file is read. Each computes what ONNX Runtime does
-//! (the exports' tests compare every answer with it).
+//! The `ai.onnx.ml` operators tract does not parse, or runs slowly, as tract operators of
+//! ours, put in its operator register before a file is read. Each computes what ONNX
+//! Runtime does (the exports' tests compare every answer with it).
 
+mod forest;
 pub mod one_hot_encoder;
+mod tree_classifier;
 mod tree_regressor;
 
 use tract_onnx::model::OnnxOpRegister;
 
-/// Adds our operators to `register`.
+/// Adds our operators to `register` (replacing tract's `TreeEnsembleClassifier`, which it
+/// keeps for the binary case).
 pub fn register(register: &mut OnnxOpRegister) {
+    if let Some(&tracts) = register.0.get("TreeEnsembleClassifier") {
+        // The same function every time: a second registration changes nothing.
+        let _ = tree_classifier::TRACTS.set(tracts);
+    }
+    register.insert("TreeEnsembleClassifier", tree_classifier::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);
     register.insert("OneHotEncoder", one_hot_encoder::parse);
 }
