@@ -980,11 +980,8 @@ fn shadow_comparisons_land_in_the_primary_rows_columns_after_migrating_from_vers
     let (before, from_5): (Vec<_>, Vec<_>) = MIGRATIONS.iter().partition(|m| m.version <= 4);
     assert_eq!(before.len(), 4);
     assert_eq!(
-        from_5
-            .iter()
-            .map(|m| (m.version, m.name))
-            .collect::<Vec<_>>(),
-        [(5, "shadow")]
+        from_5.first().map(|m| (m.version, m.name)),
+        Some((5, "shadow"))
     );
     pg.execute(
         "CREATE TABLE infergate_schema_migrations (version INTEGER PRIMARY KEY, \
@@ -1065,7 +1062,7 @@ fn shadow_comparisons_land_in_the_primary_rows_columns_after_migrating_from_vers
     assert_eq!(
         pg.query("SELECT version, name FROM infergate_schema_migrations ORDER BY version"),
         every_migration(),
-        "only 0005 applied on top of 0001-0004"
+        "0005 and later applied on top of 0001-0004"
     );
     let types = pg.query(
         "SELECT column_name, data_type FROM information_schema.columns \
