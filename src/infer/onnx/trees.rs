@@ -1,14 +1,16 @@
 //! Tree ensembles (`TreeEnsembleClassifier`, `TreeEnsembleRegressor`) checked, and one
-//! comparison rewritten, before tract reads them.
+//! comparison rewritten, before they are parsed.
 //!
-//! tract walks a tree with unchecked indexing and an unbounded loop, trusting the file: a
-//! child id out of range or a leaf's class id past the class count would read or write
-//! outside its tables, a cycle would spin a compute thread forever, and node ids that do
-//! not number a tree's nodes 0..n would send branches to the wrong rows. So each tree is
-//! checked here to be what the spec describes, and a file that is not is refused with the
-//! node named. tract also reads `BRANCH_GTE` as a leaf; `x >= v` is rewritten as
-//! `x < v` with the two children swapped (and the side missing values take, swapped too),
-//! which is the same comparison for every `x`, NaN included.
+//! Most run on our forest (`ops/forest.rs`), whose walk counts on what is checked here to
+//! end; the binary classifiers left to tract are walked with unchecked indexing and an
+//! unbounded loop, trusting the file: there a child id out of range or a leaf's class id
+//! past the class count would read or write outside its tables, a cycle would spin a
+//! compute thread forever, and node ids that do not number a tree's nodes 0..n would send
+//! branches to the wrong rows. So each tree is checked here to be what the spec describes,
+//! and a file that is not is refused with the node named. tract also reads `BRANCH_GTE` as
+//! a leaf; `x >= v` is rewritten as `x < v` with the two children swapped (and the side
+//! missing values take, swapped too), which is the same comparison for every `x`, NaN
+//! included.
 
 use std::collections::HashMap;
 
