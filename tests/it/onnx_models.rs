@@ -35,7 +35,7 @@ const MODELS: [&str; 5] = [
 const PIPELINE: &str = "sklearn-diabetes-pipeline";
 /// The regressor exports, fitted on scikit-learn's diabetes set (10 features).
 const REGRESSORS: [&str; 2] = ["sklearn-diabetes-gbr", "xgboost-diabetes"];
-/// An iris row (setosa), for the broken-files test.
+/// An iris row (setosa), for the bad-models table.
 const SETOSA: [Option<f64>; 4] = [Some(5.1), Some(3.5), Some(1.4), Some(0.2)];
 /// How far a probability may be from ONNX Runtime's.
 const TOLERANCE: f64 = 1e-5;
@@ -372,8 +372,8 @@ fn edited(
 }
 
 /// The random forest export with its first entry of `attr` set to `value`: a leaf's class
-/// id past the class count, a branch back to the root, a feature past the input (what
-/// tract would index and walk unchecked, or find only when it runs).
+/// id past the class count, a branch back to the root (what `infer/onnx/trees.rs` refuses
+/// before any walk), a feature past the input (what only a run finds).
 fn with_broken_tree(attr: &str, value: i64) -> Vec<u8> {
     edited(MODELS[1], "TreeEnsembleClassifier", attr, |a| {
         a.ints[0] = value
