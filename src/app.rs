@@ -25,7 +25,7 @@ use crate::config::{Config, LoadOptions, Loaded};
 use crate::file_watch::LookNow;
 use crate::idle_exit::IdleExit;
 use crate::infer::InferError;
-use crate::infer::model::{Batch, ModelError};
+use crate::infer::model::ModelError;
 use crate::prediction_log::LogError;
 use crate::readiness::Readiness;
 use crate::server::activation::Handover;
@@ -644,17 +644,11 @@ fn second_signal(name: &str, check: Option<check_socket::Serving>) -> ! {
     std::process::exit(130);
 }
 
-/// Runs one inference per model ([`Batch::warm_up`]) so `/ready` only turns 200 once
+/// Runs one inference per model ([`crate::infer::Infer::warm_up`]) so `/ready` only turns 200 once
 /// every model really answers.
 pub async fn warm_up(gateway: &Gateway) -> Result<(), InferError> {
     for model in gateway.serving.infer.catalog().loaded() {
-        let batch = Batch::warm_up(model.info());
-        match gateway.serving.infer.forward(model, batch, None).await {
-            Err(InferError::Model(e)) if e.is_input_refusal() => {}
-            other => {
-                other?;
-            }
-        }
+        gateway.serving.infer.warm_up(model).await?;
     }
     Ok(())
 }

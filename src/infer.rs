@@ -137,4 +137,17 @@ impl Infer {
     ) -> Result<Forwarded, InferError> {
         self.pool.submit(Arc::clone(model), batch, deadline).await
     }
+
+    /// Runs `model` once on its warm-up row ([`Batch::warm_up`]). A refusal of that row's
+    /// input counts as warm: the model ran, and refused it as it would a client's.
+    pub async fn warm_up(&self, model: &Arc<dyn Model>) -> Result<(), InferError> {
+        match self
+            .forward(model, Batch::warm_up(model.info()), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(InferError::Model(e)) if e.is_input_refusal() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }

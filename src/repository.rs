@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::background;
 use crate::file_watch::{LookNow, Looks};
 use crate::infer::manifest::ModelInfo;
-use crate::infer::model::{Batch, Model};
+use crate::infer::model::Model;
 use crate::infer::registry::{Catalog, FailedVersion, Origin, Served, ShadowPlan, Split, Unserved};
 use crate::infer::{Infer, InferError};
 use crate::metrics::{MODEL_LOAD_FAILURES_TOTAL, MODEL_READY, REPOSITORY_RELOADS_TOTAL};
@@ -494,10 +494,8 @@ impl Loader for PoolLoader {
         let model = load::load_version(name, &dir.number.to_string(), &dir.path, &self.opts)?;
         // A busy compute queue is no reason to fail a load: try again for a few seconds.
         for _ in 0..50 {
-            let batch = Batch::warm_up(model.info());
-            match self.infer.forward(&model, batch, None).await {
-                Ok(_) => return Ok(model),
-                Err(InferError::Model(e)) if e.is_input_refusal() => return Ok(model),
+            match self.infer.warm_up(&model).await {
+                Ok(()) => return Ok(model),
                 Err(InferError::Overloaded { .. }) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

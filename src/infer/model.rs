@@ -30,7 +30,8 @@ impl Batch {
     }
 }
 
-/// Class probabilities for each row of a batch, row-major; each row sums to 1.
+/// Class probabilities for each row of a batch, row-major; each row sums to 1 (a
+/// regressor's: its one value per row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outputs {
     /// Number of rows, equal to the batch's.

@@ -232,7 +232,7 @@ impl Model for OnnxModel {
         }
         // A non-finite value is left for the request path, which answers that row (and
         // only that one) 422 `non_finite_output`.
-        if self.meaning == OutputMeaning::Logits && self.info.task == Task::Classification {
+        if self.meaning == OutputMeaning::Logits {
             probs.chunks_mut(classes).for_each(softmax);
         }
         Ok(Outputs {

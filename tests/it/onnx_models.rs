@@ -73,6 +73,14 @@ fn reference_rows(model: &str) -> Vec<Value> {
     serde_json::from_value(v["rows"].clone()).unwrap()
 }
 
+/// ONNX Runtime's values for a regressor's rows.
+fn reference_values(model: &str) -> Vec<f64> {
+    reference_rows(model)
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect()
+}
+
 /// ONNX Runtime's answers for a classifier's rows.
 fn reference(model: &str) -> Vec<Expected> {
     reference_rows(model)
@@ -251,10 +259,7 @@ fn onnx_regressors_answer_their_value_as_onnx_runtime_over_h1_h2_and_oip() {
             assert_eq!(meta["outputs"][0]["name"], "prediction", "{meta}");
             assert_eq!(meta["outputs"][0]["shape"], json!([-1, 1]), "{meta}");
             let rows = rows(model);
-            let expected: Vec<f64> = reference_rows(model)
-                .iter()
-                .map(|r| r["value"].as_f64().unwrap())
-                .collect();
+            let expected = reference_values(model);
             assert_eq!(rows.len(), expected.len());
             for (c, protocol) in [(h1_client(), "HTTP/1.1"), (h2_client(), "HTTP/2.0")] {
                 for (i, (row, want)) in rows.iter().zip(&expected).enumerate() {
@@ -642,10 +647,7 @@ fn an_onnx_regressor_through_batching_coalescing_both_caches_and_the_log() {
     };
     let (root, mut gw) = serve_exports(&[model], options);
     let rows = rows(model);
-    let expected: Vec<f64> = reference_rows(model)
-        .iter()
-        .map(|r| r["value"].as_f64().unwrap())
-        .collect();
+    let expected = reference_values(model);
     let redis_ok = |gw: &Gateway| {
         let deadline = Instant::now() + Duration::from_secs(20);
         while runtime().block_on(gw.get_json("/ready"))["checks"]["redis"] != "ok" {

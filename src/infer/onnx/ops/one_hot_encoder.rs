@@ -6,7 +6,7 @@
 //! where it is 0 (scikit-learn's default, `handle_unknown="error"`) the run fails with
 //! [`UnseenCategory`], as ONNX Runtime's does, and the request is answered 422.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
@@ -22,12 +22,31 @@ pub struct UnseenCategory {
     pub node: String,
 }
 
-/// The operator: its categories in output order, and whether an unseen value is zeros.
-#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+/// The operator: each category's position in the output, how many the output holds, and
+/// whether an unseen value is zeros.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OneHotEncoder {
     node: String,
-    categories: Vec<i64>,
+    index: BTreeMap<i64, usize>,
+    width: usize,
     zeros: bool,
+}
+
+impl OneHotEncoder {
+    /// The encoder of `categories`, in output order (a repeated one takes its last place,
+    /// as ONNX Runtime's map does), called `node`.
+    fn new(node: String, categories: &[i64], zeros: bool) -> Self {
+        Self {
+            node,
+            index: categories
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| (c, i))
+                .collect(),
+            width: categories.len(),
+            zeros,
+        }
+    }
 }
 
 /// Parses a `OneHotEncoder` node (tract's `OpBuilder`).
@@ -46,11 +65,7 @@ pub fn parse(
     )?;
     let zeros = node.get_attr_opt::<i64>("zeros")?.unwrap_or(1) != 0;
     Ok((
-        expand(OneHotEncoder {
-            node: node.name.clone(),
-            categories,
-            zeros,
-        }),
+        expand(OneHotEncoder::new(node.name.clone(), &categories, zeros)),
         vec![],
     ))
 }
@@ -92,19 +107,13 @@ impl Category for f32 {
 
 impl OneHotEncoder {
     fn encode<T: Category>(&self, input: &Tensor) -> TractResult<Tensor> {
-        let index: HashMap<i64, usize> = self
-            .categories
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| (c, i))
-            .collect();
-        let c = self.categories.len();
+        let c = self.width;
         let values = input.to_plain_array_view::<T>()?;
         let mut shape: TVec<usize> = input.shape().into();
         shape.push(c);
         let mut out = vec![0f32; values.len() * c];
         for (i, &v) in values.iter().enumerate() {
-            match v.category().and_then(|k| index.get(&k)) {
+            match v.category().and_then(|k| self.index.get(&k)) {
                 Some(&k) => out[i * c + k] = 1.0,
                 None if self.zeros => {}
                 None => {
@@ -147,7 +156,7 @@ impl EvalOp for OneHotEncoder {
 impl TypedOp for OneHotEncoder {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
-        shape.push(self.categories.len().to_dim());
+        shape.push(self.width.to_dim());
         Ok(tvec!(f32::fact(shape)))
     }
 
@@ -169,7 +178,7 @@ impl Expansion for OneHotEncoder {
         check_output_arity(outputs, 1)?;
         s.equals(&outputs[0].datum_type, DatumType::F32)?;
         s.equals(inputs[0].rank.bex() + 1, outputs[0].rank.bex())?;
-        let categories = self.categories.len();
+        let categories = self.width;
         s.given(&inputs[0].rank, move |s, rank| {
             let rank = rank as usize;
             for axis in 0..rank {
@@ -195,11 +204,7 @@ mod tests {
     use super::*;
 
     fn encoder(zeros: bool) -> OneHotEncoder {
-        OneHotEncoder {
-            node: "onehot".into(),
-            categories: vec![1, 2, 7],
-            zeros,
-        }
+        OneHotEncoder::new("onehot".into(), &[1, 2, 7], zeros)
     }
 
     #[test]
