@@ -70,6 +70,13 @@ scripts/models/setup.sh
 step "the bundled EfficientNet-Lite0 equals a fresh conversion of the checkpoint"
 target/pyref/bin/python scripts/models/convert-efficientnet-lite0.py --check
 
+# The PyTorch image models as ONNX (tests/it/onnx_images.rs): PyTorch's venv (about 4 GB of
+# wheels, mostly its CUDA libraries) and five exports, a few minutes of downloads and
+# unpacking that need nothing built; the test waits for them (the script's lock).
+step "PyTorch image exports (target/onnx-torch): in the background"
+nice -n 10 scripts/models/export-torch.sh >target/export-torch.log 2>&1 &
+background+=("$!")
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 # Clippy's lints run inside the test build rather than in a `cargo clippy` of their own:

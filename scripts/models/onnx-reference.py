@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """Run an ONNX classifier or regressor with ONNX Runtime (CPU, one thread): the reference
-the gateway's answers are checked against (tests/it/onnx_models.rs).
+the gateway's answers are checked against (tests/it/onnx_models.rs, onnx_images.rs).
 
     target/pyonnx/bin/python scripts/models/onnx-reference.py MODEL.onnx INPUTS.json
+    target/pyonnx/bin/python scripts/models/onnx-reference.py MODEL.onnx --images PIXELS.f32
+
+PIXELS.f32 is an image model's input, [N, 3, H, W] little-endian float32 with H and W the
+graph's: prints {"rows": [{"probabilities": [p, ...]}, ...]}, the softmax of its logits in
+class order.
 
 INPUTS.json is {"rows": [[...], ...]}, a missing value null (NaN here). Prints one JSON object, rows in the order given:
 {"rows": [{"label": ..., "probabilities": {label: p, ...}}, ...]} for a classifier (labels
@@ -32,13 +37,32 @@ def class_labels(model: onnx.ModelProto) -> list[str] | None:
     return None
 
 
-def main(model_path: str, inputs_path: str) -> int:
-    model = onnx.load(model_path)
-    labels = class_labels(model)
+def session_of(model_path: str) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+
+
+def images(model_path: str, pixels_path: str) -> int:
+    session = session_of(model_path)
+    (feed,) = session.get_inputs()
+    _, channels, height, width = feed.shape
+    pixels = np.fromfile(pixels_path, dtype="<f4").reshape(-1, channels, height, width)
+    (logits,) = session.run(None, {feed.name: pixels})
+    logits = logits.astype(np.float64)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = exp / exp.sum(axis=1, keepdims=True)
+    json.dump({"rows": [{"probabilities": [float(p) for p in row]} for row in probs]}, sys.stdout)
+    return 0
+
+
+def main(model_path: str, inputs_path: str, *rest: str) -> int:
+    if inputs_path == "--images":
+        return images(model_path, *rest)
+    model = onnx.load(model_path)
+    labels = class_labels(model)
+    session = session_of(model_path)
     (feed,) = session.get_inputs()
     rows = json.load(open(inputs_path))["rows"]
     rows = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=TYPES[feed.type])

@@ -182,6 +182,21 @@ pub struct Preprocess {
 }
 
 impl Preprocess {
+    /// torchvision's ImageNet evaluation preprocessing for a `crop` (height, width):
+    /// `Resize(shorter side ⁸⁄₇ of the crop's, bilinear) → CenterCrop → ToTensor →
+    /// Normalize(ImageNet mean, std)`; 256 then 224 for the usual 224 × 224.
+    pub fn imagenet(crop: [u32; 2]) -> Self {
+        let shorter = crop[0].min(crop[1]);
+        Self {
+            resize_shorter: u32::try_from(u64::from(shorter) * 8 / 7).unwrap_or(u32::MAX),
+            interpolation: Interpolation::Bilinear,
+            crop,
+            scale_divisor: 255.0,
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+
     /// What is wrong with these parameters, if anything.
     pub fn problem(&self) -> Option<String> {
         const MAX_SIDE: u32 = 4096;

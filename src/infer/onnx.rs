@@ -28,7 +28,7 @@ use tract_onnx::prelude::{
     Tensor, ToDim as _, TypedRunnableModel, tvec,
 };
 
-use crate::infer::manifest::{InputSpec, ModelInfo, Task};
+use crate::infer::manifest::{InputSpec, ModelInfo, Preprocess, Task};
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 use graph::{Elem, Signature, Value};
 use sidecar::{Kind, OutputMeaning, Sidecar};
@@ -72,11 +72,13 @@ pub enum OnnxError {
     Panicked(String),
 }
 
-/// An ONNX tabular classifier or regressor, ready to run batches.
+/// An ONNX tabular classifier or regressor, or image classifier, ready to run batches.
 pub struct OnnxModel {
     info: ModelInfo,
     plan: Arc<TypedRunnableModel>,
     input: Elem,
+    /// One row's dimensions (the input's after the batch's): `[F]` or `[3, H, W]`.
+    row: Vec<usize>,
     meaning: OutputMeaning,
 }
 
@@ -145,36 +147,31 @@ impl OnnxModel {
                 Task::Classification
             },
         );
-        let plan = Tabular::decide(graph, &inputs.sidecar, own_labels.is_some(), task)?;
+        let plan = Plan::decide(graph, &inputs.sidecar, own_labels.is_some(), task)?;
         let labels = match task {
             Task::Classification => labels(own_labels, inputs)?,
             Task::Regression => value_name(inputs)?,
         };
+        plan.check_output_width(labels.len())?;
         graph.output.retain(|o| o.name == plan.output);
-        let features = plan.features;
         let model = onnx
             .model_for_proto_model(&proto)
             .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
         let batch = model.symbols.sym("N");
-        let fact = InferenceFact::dt_shape(
-            plan.input.datum()?,
-            tvec!(batch.to_dim(), features.to_dim()),
-        );
+        let mut dims = tvec!(batch.to_dim());
+        dims.extend(plan.row.iter().map(|d| d.to_dim()));
+        let fact = InferenceFact::dt_shape(plan.input.datum()?, dims);
         let runnable = model
             .with_input_fact(0, fact)
             .and_then(|m| m.with_output_fact(0, InferenceFact::default()))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
-        let names = match &inputs.sidecar.feature_names {
-            Some(names) if names.len() != features => {
-                return Err(OnnxError::Sidecar(format!(
-                    "feature_names lists {} names, the graph takes {features} features",
-                    names.len()
-                )));
-            }
-            Some(names) => names.clone(),
-            None => (0..features).map(|i| format!("x{i}")).collect(),
+        let input = match plan.preprocess {
+            Some(preprocess) => InputSpec::Image(preprocess),
+            None => InputSpec::Features {
+                names: feature_names(&inputs.sidecar, plan.row.iter().product())?,
+            },
         };
         Ok(Self {
             info: ModelInfo {
@@ -182,13 +179,14 @@ impl OnnxModel {
                 version: version.into(),
                 labels,
                 task,
-                input: InputSpec::Features { names },
+                input,
                 takes_missing: graph_takes_missing,
                 max_batch: plan.max_batch,
                 revision: 0,
             },
             plan: runnable,
             input: plan.input,
+            row: plan.row,
             meaning: plan.meaning,
         })
     }
@@ -208,7 +206,7 @@ impl Model for OnnxModel {
             });
         }
         let classes = self.info.labels.len();
-        let input = input_tensor(self.input, batch).map_err(engine)?;
+        let input = input_tensor(self.input, &self.row, batch).map_err(engine)?;
         let outputs = self.plan.run(tvec!(input.into())).map_err(|e| {
             match e.downcast_ref::<ops::one_hot_encoder::UnseenCategory>() {
                 Some(unseen) => ModelError::UnseenCategory(unseen.to_string()),
@@ -243,18 +241,24 @@ impl Model for OnnxModel {
     }
 }
 
-/// How a tabular graph is served: which input type, how many features, which output.
-struct Tabular {
+/// How a graph is served: which input type and row shape, which output, and for an image
+/// model its preprocessing.
+struct Plan {
     input: Elem,
-    features: usize,
+    /// One row's dimensions, all fixed: `[F]` for a tabular model, `[3, H, W]` for an image.
+    row: Vec<usize>,
+    /// `Some` for an image model.
+    preprocess: Option<Preprocess>,
     output: String,
+    /// The output's width where the graph fixes it.
+    output_width: Option<u64>,
     meaning: OutputMeaning,
     max_batch: usize,
 }
 
-impl Tabular {
-    /// Decides from the signature (and the sidecar's `kind`, when given) that the graph is
-    /// a tabular model of `task`, or says why not.
+impl Plan {
+    /// Decides from the signature (and the sidecar's `kind`, when given) how the graph is
+    /// served as a model of `task`, or says why it is not.
     fn decide(
         graph: &GraphProto,
         sidecar: &Sidecar,
@@ -263,35 +267,41 @@ impl Tabular {
     ) -> Result<Self, OnnxError> {
         let Signature { inputs, outputs } = graph::signature(graph);
         let kind = sidecar.kind.unwrap_or_else(|| guess_kind(&inputs));
-        if kind != Kind::Tabular {
-            return Err(OnnxError::Signature(format!(
-                "{kind:?} models (inputs {}) are not served from ONNX yet; tabular ones are",
-                describe(&inputs)
-            )));
-        }
         let [input] = inputs.as_slice() else {
             return Err(OnnxError::Signature(format!(
-                "a tabular model takes one input, this graph takes {}",
+                "{kind:?} models (inputs {}) are not served from ONNX yet: a tabular or image \
+                 model takes one input",
                 describe(&inputs)
             )));
         };
         let elem = input.elem.filter(|e| e.is_numeric()).ok_or_else(|| {
             OnnxError::Signature(format!(
-                "a tabular input must be numeric; {:?} is {}",
+                "the input must be numeric; {:?} is {}",
                 input.name,
                 input.elem.map_or("not a tensor".into(), Elem::onnx_name)
             ))
         })?;
-        let (max_batch, features) = match input.dims.as_deref() {
-            Some([batch, Some(features)]) if *features > 0 => (
-                batch.map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX)),
-                usize::try_from(*features).map_err(|_| {
-                    OnnxError::Signature(format!("{features} features is too many"))
-                })?,
-            ),
-            _ => {
+        let dims = input.dims.as_deref().unwrap_or_default();
+        let max_batch = dims
+            .first()
+            .copied()
+            .flatten()
+            .map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX));
+        let (row, preprocess) = match kind {
+            Kind::Tabular => (tabular_row(dims, &inputs)?, None),
+            Kind::Image => {
+                if task == Task::Regression {
+                    return Err(OnnxError::Signature(
+                        "image models are served as classifiers, not regressions".into(),
+                    ));
+                }
+                let (row, preprocess) = image_row(dims, sidecar, &inputs)?;
+                (row, Some(preprocess))
+            }
+            Kind::Tensor => {
                 return Err(OnnxError::Signature(format!(
-                    "a tabular input is [N, features] with the feature count fixed; {}",
+                    "tensor models (inputs {}) are not served from ONNX yet; tabular and image \
+                     ones are",
                     describe(&inputs)
                 )));
             }
@@ -304,10 +314,14 @@ impl Tabular {
             .ok_or_else(|| {
                 OnnxError::Signature(format!("no output holds scores: {}", describe(&outputs)))
             })?;
+        let output_width = output
+            .dims
+            .as_ref()
+            .and_then(|d| d.get(1).copied().flatten());
         let meaning = match task {
             // A regression's value is used as it is.
             Task::Regression => {
-                if let Some(Some(&Some(width))) = output.dims.as_ref().map(|d| d.get(1))
+                if let Some(width) = output_width
                     && width != 1
                 {
                     return Err(OnnxError::Signature(format!(
@@ -325,11 +339,103 @@ impl Tabular {
         };
         Ok(Self {
             input: elem,
-            features,
+            row,
+            preprocess,
             output: output.name.clone(),
+            output_width,
             meaning,
             max_batch,
         })
+    }
+
+    /// Refuses labels that do not match the output's width, where the graph fixes it.
+    fn check_output_width(&self, labels: usize) -> Result<(), OnnxError> {
+        match self.output_width {
+            Some(width) if width != labels as u64 => Err(OnnxError::Sidecar(format!(
+                "{labels} labels for an output {:?} of {width} values a row",
+                self.output
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A tabular input's row: `[F]`, the feature count fixed.
+fn tabular_row(dims: &[Option<u64>], inputs: &[Value]) -> Result<Vec<usize>, OnnxError> {
+    match dims {
+        [_, Some(features)] if *features > 0 => {
+            Ok(vec![usize::try_from(*features).map_err(|_| {
+                OnnxError::Signature(format!("{features} features is too many"))
+            })?])
+        }
+        _ => Err(OnnxError::Signature(format!(
+            "a tabular input is [N, features] with the feature count fixed; {}",
+            describe(inputs)
+        ))),
+    }
+}
+
+/// An image input's row, `[3, H, W]`, and its preprocessing: the sidecar's, else
+/// torchvision's ImageNet preprocessing at the graph's size. A side the graph leaves
+/// symbolic is the sidecar's crop.
+fn image_row(
+    dims: &[Option<u64>],
+    sidecar: &Sidecar,
+    inputs: &[Value],
+) -> Result<(Vec<usize>, Preprocess), OnnxError> {
+    let [_, channels, h, w] = dims else {
+        return Err(OnnxError::Signature(format!(
+            "an image input is [N, 3, H, W]; {}",
+            describe(inputs)
+        )));
+    };
+    if channels.is_some_and(|c| c != 3) {
+        return Err(OnnxError::Signature(format!(
+            "an image input has 3 channels (RGB); {}",
+            describe(inputs)
+        )));
+    }
+    let preprocess = match (sidecar.preprocess, h, w) {
+        (Some(p), _, _) => p,
+        (None, Some(h), Some(w)) => {
+            let side = |n: &u64| {
+                u32::try_from(*n)
+                    .map_err(|_| OnnxError::Signature(format!("{n} pixels is too many")))
+            };
+            Preprocess::imagenet([side(h)?, side(w)?])
+        }
+        _ => {
+            return Err(OnnxError::Sidecar(format!(
+                "the graph leaves the image size open ({}): give preprocess with its crop",
+                describe(inputs)
+            )));
+        }
+    };
+    if let Some(problem) = preprocess.problem() {
+        return Err(OnnxError::Sidecar(format!("preprocess: {problem}")));
+    }
+    let [crop_h, crop_w] = preprocess.crop;
+    for (side, graph, crop) in [("height", h, crop_h), ("width", w, crop_w)] {
+        if let Some(graph) = graph
+            && *graph != u64::from(crop)
+        {
+            return Err(OnnxError::Sidecar(format!(
+                "preprocess crops to {crop_h}x{crop_w}, the graph takes {side} {graph}"
+            )));
+        }
+    }
+    Ok((vec![3, crop_h as usize, crop_w as usize], preprocess))
+}
+
+/// The feature names: the sidecar's (as many as the graph takes), else `x0`, `x1`, ….
+fn feature_names(sidecar: &Sidecar, features: usize) -> Result<Vec<String>, OnnxError> {
+    match &sidecar.feature_names {
+        Some(names) if names.len() != features => Err(OnnxError::Sidecar(format!(
+            "feature_names lists {} names, the graph takes {features} features",
+            names.len()
+        ))),
+        Some(names) => Ok(names.clone()),
+        None => Ok((0..features).map(|i| format!("x{i}")).collect()),
     }
 }
 
@@ -416,10 +522,12 @@ impl Elem {
     }
 }
 
-/// The batch as a `[rows, features]` tensor of the graph's input type. JSON numbers for an
+/// The batch as a `[rows, ..row]` tensor of the graph's input type. JSON numbers for an
 /// integer input must be whole.
-fn input_tensor(elem: Elem, batch: &Batch) -> Result<Tensor, String> {
-    let shape = [batch.rows, batch.features];
+fn input_tensor(elem: Elem, row: &[usize], batch: &Batch) -> Result<Tensor, String> {
+    let shape: Vec<usize> = std::iter::once(batch.rows)
+        .chain(row.iter().copied())
+        .collect();
     let floats = Tensor::from_shape(&shape, &batch.data).map_err(|e| e.to_string())?;
     let cast_to = match elem {
         Elem::F32 => return Ok(floats),
@@ -544,7 +652,7 @@ mod tests {
             ..Sidecar::default()
         };
         let err = load(LOGREG, image).unwrap_err().to_string();
-        assert!(err.contains("not served from ONNX yet"), "{err}");
+        assert!(err.contains("an image input is [N, 3, H, W]"), "{err}");
     }
 
     #[test]
@@ -581,6 +689,89 @@ mod tests {
         let err = model.forward(&unseen).unwrap_err();
         assert!(err.is_input_refusal(), "{err}");
         assert!(err.to_string().contains("the value 9 is not one"), "{err}");
+    }
+
+    const TINY_CNN: &[u8] = include_bytes!("../../tests/fixtures/onnx/torch-tiny-cnn/model.onnx");
+
+    fn tiny_cnn_sidecar() -> Sidecar {
+        Sidecar::parse(include_bytes!(
+            "../../tests/fixtures/onnx/torch-tiny-cnn/manifest.json"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pytorch_image_network_loads_as_an_image_model_and_answers_a_batch() {
+        let sidecar = tiny_cnn_sidecar();
+        let model = load(TINY_CNN, sidecar.clone()).unwrap();
+        let info = model.info();
+        assert_eq!(info.input, InputSpec::Image(sidecar.preprocess.unwrap()));
+        assert_eq!(info.row_len(), 3 * 32 * 32);
+        assert_eq!(info.labels, ["red", "green", "blue", "gray"]);
+        let mut data = vec![0.0; 3 * 32 * 32];
+        data.extend((0..3 * 32 * 32).map(|i| (i % 7) as f32 - 3.0));
+        let out = model
+            .forward(&Batch {
+                rows: 2,
+                features: 3 * 32 * 32,
+                data,
+            })
+            .unwrap();
+        assert_eq!((out.rows, out.classes), (2, 4));
+        for r in 0..2 {
+            let sum: f32 = out.row(r).iter().sum();
+            assert!((sum - 1.0).abs() < 1e-5, "{:?}", out.row(r));
+        }
+        assert_ne!(out.row(0), out.row(1));
+    }
+
+    #[test]
+    fn an_image_network_takes_imagenet_preprocessing_at_its_size_unless_told() {
+        let labels_only = Sidecar {
+            labels: Some(vec!["a".into(), "b".into(), "c".into(), "d".into()]),
+            ..Sidecar::default()
+        };
+        let model = load(TINY_CNN, labels_only.clone()).unwrap();
+        let default = Preprocess::imagenet([32, 32]);
+        assert_eq!(model.info().input, InputSpec::Image(default));
+        assert_eq!(default.resize_shorter, 36);
+        assert_eq!(Preprocess::imagenet([224, 224]).resize_shorter, 256);
+        // A network has no labels of its own.
+        let err = load(TINY_CNN, Sidecar::default()).unwrap_err().to_string();
+        assert!(err.contains("give labels or labels_file"), "{err}");
+        // Labels for another number of classes.
+        let three = Sidecar {
+            labels: Some(vec!["a".into(), "b".into(), "c".into()]),
+            ..Sidecar::default()
+        };
+        let err = load(TINY_CNN, three).unwrap_err().to_string();
+        assert!(
+            err.contains("3 labels for an output \"logits\" of 4"),
+            "{err}"
+        );
+        // A crop the graph does not take.
+        let wrong_crop = Sidecar {
+            preprocess: Some(Preprocess::imagenet([224, 224])),
+            ..labels_only.clone()
+        };
+        let err = load(TINY_CNN, wrong_crop).unwrap_err().to_string();
+        assert!(
+            err.contains("crops to 224x224, the graph takes height 32"),
+            "{err}"
+        );
+        // Nor does a network become a regression or a tabular model.
+        let regression = Sidecar {
+            task: Some(Task::Regression),
+            ..labels_only.clone()
+        };
+        let err = load(TINY_CNN, regression).unwrap_err().to_string();
+        assert!(err.contains("served as classifiers"), "{err}");
+        let tabular = Sidecar {
+            kind: Some(Kind::Tabular),
+            ..labels_only
+        };
+        let err = load(TINY_CNN, tabular).unwrap_err().to_string();
+        assert!(err.contains("a tabular input is [N, features]"), "{err}");
     }
 
     #[test]
