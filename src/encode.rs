@@ -262,6 +262,7 @@ mod tests {
             task: Task::Classification,
             input: crate::infer::manifest::InputSpec::Features { names: Vec::new() },
             takes_missing: false,
+            own_names: None,
             max_batch: 1,
             revision: 0,
         };
@@ -345,6 +346,7 @@ mod tests {
             task: Task::Regression,
             input: crate::infer::manifest::InputSpec::Features { names: Vec::new() },
             takes_missing: false,
+            own_names: None,
             max_batch: 1,
             revision: 0,
         };

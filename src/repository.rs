@@ -15,6 +15,7 @@
 pub mod load;
 pub mod scan;
 pub mod settings;
+pub mod triton;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

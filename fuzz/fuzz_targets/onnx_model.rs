@@ -21,6 +21,7 @@ fn four_labels() -> LoadInputs {
             ..Sidecar::default()
         },
         labels_file: None,
+        declared: None,
     }
 }
 

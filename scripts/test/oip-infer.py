@@ -8,7 +8,8 @@ view of a model, for tests/it/onnx_images.rs and the Triton-layout checks.
 REQUEST.json: {"model": NAME, "version": "" or V, "inputs": [{"name", "datatype", "shape",
 "data": [...] | "files": [path, ...]}], "outputs": [NAME, ...]}; "files" fills a BYTES input
 with the files' bytes. Prints {"http": {OUTPUT: {"shape", "datatype", "data"}}, "grpc": {...}}
-with data flattened, or {"http": {"error": message}} where the server refused.
+with data flattened, and each protocol's "metadata" of the model (as the client returns it);
+"error": message in place of the outputs where the server refused.
 """
 import json
 import ssl
@@ -32,6 +33,11 @@ def array(spec):
 
 
 def ask(module, client, request):
+    if module is grpcclient:
+        metadata = client.get_model_metadata(request["model"], as_json=True)
+    else:
+        metadata = client.get_model_metadata(request["model"])
+    answer = {"metadata": metadata}
     inputs = []
     for spec in request["inputs"]:
         one = module.InferInput(spec["name"], list(spec["shape"]), spec["datatype"])
@@ -42,8 +48,8 @@ def ask(module, client, request):
         result = client.infer(request["model"], inputs, outputs=outputs,
                               model_version=request.get("version", ""))
     except InferenceServerException as e:
-        return {"error": str(e)}
-    answer = {}
+        answer["error"] = str(e)
+        return answer
     for name in request["outputs"]:
         values = result.as_numpy(name)
         data = [v.decode() if isinstance(v, bytes) else v.item() for v in values.ravel()]

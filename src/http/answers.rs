@@ -490,7 +490,7 @@ pub struct OipModelMetadata {
 #[derive(Serialize, ToSchema)]
 pub struct OipTensorMetadata {
     /// Its name.
-    pub name: &'static str,
+    pub name: String,
     /// Its datatype.
     pub datatype: Datatype,
     /// Its shape; -1: any size.

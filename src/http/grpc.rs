@@ -156,7 +156,7 @@ impl GrpcInferenceService for Oip {
         let info = model.info();
         let (input, output) = oip::tensor_specs(info);
         let meta = |t: OipTensorMetadata| TensorMetadata {
-            name: t.name.into(),
+            name: t.name,
             datatype: t.datatype.as_str().into(),
             shape: t.shape,
         };
@@ -240,7 +240,7 @@ fn inputs(req: &ModelInferRequest) -> Result<Vec<Tensor>, ApiError> {
                 Some(bytes) => datatype.read_binary(&input.name, Bytes::from(bytes.clone()))?,
                 None => typed(&input.name, datatype, input.contents.as_ref())?,
             };
-            Tensor::new(&input.name, &input.shape, values)
+            Tensor::new(&input.name, datatype, &input.shape, values)
         })
         .collect()
 }

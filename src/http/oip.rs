@@ -23,6 +23,7 @@ use crate::http::{HttpResponse, json_response};
 use crate::infer::InferError;
 use crate::infer::manifest::{InputSpec, ModelInfo, Task};
 use crate::infer::model::Model;
+use crate::infer::onnx::graph::Elem;
 use crate::infer::registry::Served;
 use crate::predict::{CacheStatus, ImageInput, Prediction, RequestOptions, TabularInput};
 use crate::readiness::Readiness;
@@ -158,30 +159,53 @@ pub(crate) fn tensor_specs(info: &ModelInfo) -> (OipTensorMetadata, OipTensorMet
     let width = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let input = match &info.input {
         InputSpec::Features { names } => OipTensorMetadata {
-            name: FEATURES,
-            datatype: Datatype::F32,
+            name: input_name(info).to_owned(),
+            datatype: input_datatype(info).unwrap_or(Datatype::F32),
             shape: vec![-1, width(names.len())],
         },
         InputSpec::Image(_) => OipTensorMetadata {
-            name: IMAGE,
+            name: IMAGE.to_owned(),
             datatype: Datatype::Bytes,
             shape: vec![-1],
         },
     };
     let output = OipTensorMetadata {
-        name: output_name(info),
+        name: output_name(info).to_owned(),
         datatype: Datatype::F32,
         shape: vec![-1, width(info.labels.len())],
     };
     (input, output)
 }
 
-/// The name of the model's one output.
-pub(crate) fn output_name(info: &ModelInfo) -> &'static str {
-    match info.task {
-        Task::Classification => PROBABILITIES,
-        Task::Regression => PREDICTION,
+/// The name of the model's one output: its own where its configuration declares it (a
+/// Triton repository's), else `probabilities` or, for a regressor, `prediction`.
+pub(crate) fn output_name(info: &ModelInfo) -> &str {
+    match (&info.own_names, info.task) {
+        (Some(own), _) => &own.output,
+        (None, Task::Classification) => PROBABILITIES,
+        (None, Task::Regression) => PREDICTION,
     }
+}
+
+/// The name of the model's one input: its own where declared, else `features` or `image`.
+fn input_name(info: &ModelInfo) -> &str {
+    match (&info.own_names, &info.input) {
+        (Some(own), InputSpec::Features { .. }) => &own.input,
+        (_, InputSpec::Features { .. }) => FEATURES,
+        (_, InputSpec::Image(_)) => IMAGE,
+    }
+}
+
+/// The datatype a tabular model's input must be sent as, where its configuration declares
+/// one (else any numeric datatype).
+fn input_datatype(info: &ModelInfo) -> Option<Datatype> {
+    Some(match info.own_names.as_ref()?.input_elem {
+        Elem::F32 => Datatype::F32,
+        Elem::F64 => Datatype::F64,
+        Elem::I32 => Datatype::I32,
+        Elem::I64 => Datatype::I64,
+        Elem::String | Elem::Other(_) => return None,
+    })
 }
 
 /// `$metadata_model_response`.
@@ -215,10 +239,7 @@ pub(crate) enum Rows {
 /// model takes `[N, F]` (or `[F]`) numbers, an image model `[N]` (or `[N, 1]`) encoded
 /// images.
 pub(crate) fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiError> {
-    let expected = match info.input {
-        InputSpec::Features { .. } => FEATURES,
-        InputSpec::Image(_) => IMAGE,
-    };
+    let expected = input_name(info);
     let mut tensors = tensors.into_iter();
     let (Some(tensor), None) = (tensors.next(), tensors.next()) else {
         return Err(bad(format!(
@@ -231,6 +252,18 @@ pub(crate) fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiEr
             "model {:?} has no input {:?}; its input is {expected:?}",
             info.name, tensor.name
         )));
+    }
+    // A model whose configuration declares its datatype takes that one only, as Triton does.
+    if let Some(declared) = input_datatype(info).filter(|&d| d != tensor.datatype) {
+        return Err(ApiError::InvalidInput {
+            code: "wrong_datatype",
+            message: format!(
+                "input {expected:?} of model {:?} is {}, not {}",
+                info.name,
+                declared.as_str(),
+                tensor.datatype.as_str()
+            ),
+        });
     }
     match (&info.input, tensor.values) {
         (InputSpec::Features { .. }, Values::Numbers(values)) => {

@@ -118,14 +118,21 @@ pub enum Values {
 #[derive(Debug)]
 pub struct Tensor {
     pub name: String,
+    /// The datatype it was sent as (every numeric one is read as FP32 values).
+    pub datatype: Datatype,
     pub shape: Vec<usize>,
     pub values: Values,
 }
 
 impl Tensor {
-    /// The input `name` of `shape` holding `values`, once the shape has no negative
-    /// dimension and holds exactly as many elements as there are values.
-    pub fn new(name: &str, shape: &[i64], values: Values) -> Result<Self, ApiError> {
+    /// The input `name` of `datatype` and `shape` holding `values`, once the shape has no
+    /// negative dimension and holds exactly as many elements as there are values.
+    pub fn new(
+        name: &str,
+        datatype: Datatype,
+        shape: &[i64],
+        values: Values,
+    ) -> Result<Self, ApiError> {
         let dims = shape
             .iter()
             .map(|&d| usize::try_from(d))
@@ -150,6 +157,7 @@ impl Tensor {
         }
         Ok(Self {
             name: name.to_owned(),
+            datatype,
             shape: dims,
             values,
         })
@@ -201,7 +209,7 @@ impl InferBody {
                     )));
                 }
             };
-            out.push(Tensor::new(&input.name, &input.shape, values)?);
+            out.push(Tensor::new(&input.name, datatype, &input.shape, values)?);
         }
         if offset != self.binary.len() {
             return Err(bad(format!(

@@ -101,6 +101,7 @@ impl ImageModel {
             task: Task::Classification,
             input: InputSpec::Image(manifest.preprocess),
             takes_missing: false,
+            own_names: None,
             max_batch: opts.max_batch.max(1),
             revision: 0,
         };

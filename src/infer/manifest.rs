@@ -92,6 +92,8 @@ pub struct ModelInfo {
     /// Whether a feature may be missing (JSON `null`, NaN to the model): only models that
     /// impute missing values, or route them (ONNX pipelines and forests that say so).
     pub takes_missing: bool,
+    /// Its tensors' own names over the Open Inference Protocol, where declared.
+    pub own_names: Option<OwnNames>,
     /// Most rows one forward pass takes.
     pub max_batch: usize,
     /// A digest of the files the model was loaded from (repository models; 0 for the
@@ -101,6 +103,17 @@ pub struct ModelInfo {
 }
 
 /// The two kinds of input a model can take.
+/// The names a model's input and output carry over the Open Inference Protocol where its
+/// configuration declares them (a Triton repository's `config.pbtxt`), instead of the
+/// defaults (`features` or `image` in, `probabilities` or `prediction` out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnNames {
+    pub input: String,
+    /// The input's element type: a request sends this datatype.
+    pub input_elem: crate::infer::onnx::graph::Elem,
+    pub output: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputKind {
     /// A JSON feature vector.

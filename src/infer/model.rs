@@ -130,6 +130,7 @@ pub(crate) mod testing {
                 names: vec!["x".into()],
             },
             takes_missing: false,
+            own_names: None,
             max_batch: 8,
             revision: 1,
         }))
@@ -199,6 +200,7 @@ pub(crate) mod testing {
                     names: (0..features).map(|i| format!("x{i}")).collect(),
                 },
                 takes_missing: false,
+                own_names: None,
                 max_batch: 8,
                 revision: 0,
             },

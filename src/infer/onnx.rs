@@ -13,6 +13,7 @@
 //! out, labels from the classifier's attributes or the sidecar manifest) and tabular
 //! regressors (one value per row; [`ops`] adds the `ai.onnx.ml` regressor tract lacks).
 
+pub mod declared;
 pub mod graph;
 pub mod ops;
 pub mod rewrite;
@@ -28,8 +29,9 @@ use tract_onnx::prelude::{
     Tensor, ToDim as _, TypedRunnableModel, tvec,
 };
 
-use crate::infer::manifest::{InputSpec, ModelInfo, Preprocess, Task};
+use crate::infer::manifest::{InputSpec, ModelInfo, OwnNames, Preprocess, Task};
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
+use declared::Declared;
 use graph::{Elem, Signature, Value};
 use sidecar::{Kind, OutputMeaning, Sidecar};
 
@@ -64,6 +66,9 @@ pub enum OnnxError {
     /// The sidecar manifest contradicts the graph.
     #[error("manifest.json: {0}")]
     Sidecar(String),
+    /// The declared signature (a Triton `config.pbtxt`) contradicts the graph.
+    #[error("config.pbtxt: {0}")]
+    Declared(String),
     /// tract refused the graph.
     #[error("tract: {0}")]
     Engine(String),
@@ -92,12 +97,14 @@ impl std::fmt::Debug for OnnxModel {
     }
 }
 
-/// What a load needs besides the file: the sidecar manifest (default when there is none)
-/// and the labels of its `labels_file`, read by the caller.
+/// What a load needs besides the file: the sidecar manifest (default when there is none),
+/// the labels of its `labels_file`, and a declared signature (a Triton `config.pbtxt`), read
+/// by the caller.
 #[derive(Debug, Clone, Default)]
 pub struct LoadInputs {
     pub sidecar: Sidecar,
     pub labels_file: Option<Vec<String>>,
+    pub declared: Option<Declared>,
 }
 
 impl OnnxModel {
@@ -129,6 +136,12 @@ impl OnnxModel {
         let graph = proto.graph.as_mut().filter(|g| !g.output.is_empty());
         let graph = graph.ok_or_else(|| OnnxError::NotOnnx("no graph with outputs".into()))?;
         graph::check_constants(graph).map_err(OnnxError::Constant)?;
+        // Against the graph as exported, before the rewrites: what its configuration names.
+        if let Some(declared) = &inputs.declared {
+            declared
+                .check(&graph::signature(graph))
+                .map_err(OnnxError::Declared)?;
+        }
         // Before the rewrites and the trees' check, which replace the Imputers and add
         // missing-value sides.
         let graph_takes_missing = graph::takes_missing(graph);
@@ -147,7 +160,11 @@ impl OnnxModel {
                 Task::Classification
             },
         );
-        let plan = Plan::decide(graph, &inputs.sidecar, own_labels.is_some(), task)?;
+        let declared = inputs.declared.as_ref();
+        let mut plan = Plan::decide(graph, inputs, own_labels.is_some(), task)?;
+        if let Some(max) = declared.map(|d| d.max_batch_size).filter(|&m| m > 0) {
+            plan.max_batch = plan.max_batch.min(max);
+        }
         let labels = match task {
             Task::Classification => labels(own_labels, inputs)?,
             Task::Regression => value_name(inputs)?,
@@ -181,6 +198,14 @@ impl OnnxModel {
                 task,
                 input,
                 takes_missing: graph_takes_missing,
+                own_names: declared.and_then(|d| {
+                    let input = d.inputs.first()?;
+                    Some(OwnNames {
+                        input: input.name.clone(),
+                        input_elem: input.elem,
+                        output: plan.output.clone(),
+                    })
+                }),
                 max_batch: plan.max_batch,
                 revision: 0,
             },
@@ -261,10 +286,11 @@ impl Plan {
     /// served as a model of `task`, or says why it is not.
     fn decide(
         graph: &GraphProto,
-        sidecar: &Sidecar,
+        load: &LoadInputs,
         from_ml_classifier: bool,
         task: Task,
     ) -> Result<Self, OnnxError> {
+        let sidecar = &load.sidecar;
         let Signature { inputs, outputs } = graph::signature(graph);
         let kind = sidecar.kind.unwrap_or_else(|| guess_kind(&inputs));
         let [input] = inputs.as_slice() else {
@@ -307,10 +333,14 @@ impl Plan {
             }
         };
         // Labels (int64, string) are recomputed from the scores: the one float output
-        // left is what the model answers with.
+        // left is what the model answers with, or the one declared.
+        let declared = load.declared.as_ref().and_then(Declared::served_output);
         let output = outputs
             .iter()
-            .find(|o| !matches!(o.elem, Some(Elem::I64 | Elem::I32 | Elem::String)))
+            .find(|o| match declared {
+                Some(d) => o.name == d.name,
+                None => !matches!(o.elem, Some(Elem::I64 | Elem::I32 | Elem::String)),
+            })
             .ok_or_else(|| {
                 OnnxError::Signature(format!("no output holds scores: {}", describe(&outputs)))
             })?;
@@ -439,18 +469,20 @@ fn feature_names(sidecar: &Sidecar, features: usize) -> Result<Vec<String>, Onnx
     }
 }
 
-/// The class labels: the sidecar's, its labels file's, or the classifier's own.
+/// The class labels: the sidecar's, its labels file's, the declared output's label file's,
+/// or the classifier's own.
 fn labels(own: Option<Vec<String>>, inputs: &LoadInputs) -> Result<Vec<String>, OnnxError> {
     let labels = inputs
         .sidecar
         .labels
         .clone()
         .or_else(|| inputs.labels_file.clone())
+        .or_else(|| inputs.declared.as_ref().and_then(|d| d.labels.clone()))
         .or(own)
         .ok_or_else(|| {
             OnnxError::Sidecar(
                 "the graph has no ai.onnx.ml classifier to take labels from: give labels \
-                 or labels_file"
+                 or labels_file (or a label_filename in config.pbtxt)"
                     .into(),
             )
         })?;
@@ -574,6 +606,7 @@ mod tests {
         let inputs = LoadInputs {
             sidecar,
             labels_file: None,
+            declared: None,
         };
         OnnxModel::load(bytes, "m", "1", &inputs)
     }

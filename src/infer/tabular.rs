@@ -85,6 +85,7 @@ impl TabularModel {
                 names: manifest.feature_names.clone(),
             },
             takes_missing: false,
+            own_names: None,
             // The batcher's own limit applies: rows are a few floats each.
             max_batch: usize::MAX,
             revision: 0,

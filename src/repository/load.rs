@@ -1,8 +1,10 @@
 //! Loading one version directory: `model.safetensors` and `manifest.json` (a tabular
 //! manifest, or an image manifest with its labels file), or `model.onnx` with an optional
-//! sidecar `manifest.json` ([`crate::infer::onnx`]), as the model the directory names
-//! — the directories decide the name and version, whatever the manifest says — with a
-//! revision digest of the files, which the cache keys carry.
+//! sidecar `manifest.json` ([`crate::infer::onnx`]), or, where the model directory holds a
+//! Triton `config.pbtxt` ([`triton`]), the ONNX file it names with the signature it
+//! declares. The model is the one the directory names (the directories decide the name and
+//! version, whatever the manifest says), with a revision digest of the files, which the
+//! cache keys carry.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,9 +16,11 @@ use crate::infer::delayed::Delayed;
 use crate::infer::image::{ImageModel, ImageModelOptions};
 use crate::infer::manifest::ModelInfo;
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
+use crate::infer::onnx::declared::Declared;
 use crate::infer::onnx::sidecar::Sidecar;
 use crate::infer::onnx::{self, LoadInputs, OnnxModel};
 use crate::infer::tabular::TabularModel;
+use crate::repository::triton;
 
 /// The weights' file name in a version directory.
 pub const WEIGHTS: &str = "model.safetensors";
@@ -57,14 +61,35 @@ pub fn load_version(
     opts: &LoadOptions,
 ) -> Result<Arc<dyn Model>, String> {
     let mut digest = Xxh3::new();
-    let inner = if dir.join(onnx::MODEL_FILE).exists() {
+    let model_dir = dir.parent().unwrap_or(dir);
+    let inner = if model_dir.join(triton::CONFIG_FILE).exists() {
+        // A Triton repository's model: its configuration declares the signature.
+        let triton = triton::read(model_dir, name, &mut digest)?;
+        if !dir.join(&triton.model_file).exists() {
+            return Err(format!(
+                "{}: not in the version directory (a Triton model's versions hold the ONNX \
+                 file its {} names, {})",
+                triton.model_file,
+                triton::CONFIG_FILE,
+                onnx::MODEL_FILE
+            ));
+        }
+        load_onnx(
+            name,
+            version,
+            dir,
+            &triton.model_file,
+            Some(triton.declared),
+            &mut digest,
+        )?
+    } else if dir.join(onnx::MODEL_FILE).exists() {
         if dir.join(WEIGHTS).exists() {
             return Err(format!(
                 "both {} and {WEIGHTS}: a version directory holds one model; keep one",
                 onnx::MODEL_FILE
             ));
         }
-        load_onnx(name, version, dir, &mut digest)?
+        load_onnx(name, version, dir, onnx::MODEL_FILE, None, &mut digest)?
     } else {
         load_native(dir, opts, &mut digest)?
     };
@@ -112,18 +137,24 @@ fn load_native(
     })
 }
 
-/// Loads `model.onnx`, with the optional sidecar `manifest.json` and the labels file it
-/// names, adding the files to `digest`.
+/// Loads the ONNX file `file` (`model.onnx`, or the one a Triton configuration names), with
+/// the optional sidecar `manifest.json` and the labels file it names, and the signature a
+/// configuration declares, adding the files to `digest`.
 fn load_onnx(
     name: &str,
     version: &str,
     dir: &Path,
+    file: &str,
+    declared: Option<Declared>,
     digest: &mut Xxh3,
 ) -> Result<Box<dyn Model>, String> {
-    let bytes = read(dir, onnx::MODEL_FILE)?;
+    let bytes = read(dir, file)?;
     digest.update(&(bytes.len() as u64).to_le_bytes());
     digest.update(&bytes);
-    let mut inputs = LoadInputs::default();
+    let mut inputs = LoadInputs {
+        declared,
+        ..LoadInputs::default()
+    };
     if dir.join(MANIFEST).exists() {
         let manifest = read(dir, MANIFEST)?;
         digest.update(&manifest);
@@ -133,8 +164,8 @@ fn load_onnx(
         let labels = read_labels(dir, file, digest)?;
         inputs.labels_file = Some(labels.lines().map(str::to_owned).collect());
     }
-    let model = OnnxModel::load(&bytes, name, version, &inputs)
-        .map_err(|e| format!("{}: {e}", onnx::MODEL_FILE))?;
+    let model =
+        OnnxModel::load(&bytes, name, version, &inputs).map_err(|e| format!("{file}: {e}"))?;
     Ok(Box::new(model))
 }
 

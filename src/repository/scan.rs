@@ -97,30 +97,44 @@ pub fn scan_model(name: String, dir: &Path) -> ModelDir {
     }
 }
 
-/// The stamp of `dir`'s files (an unreadable directory has an empty one).
+/// The stamp of the version directory `dir`'s files, and of the files its model directory
+/// holds beside the versions but `model.toml` (a Triton `config.pbtxt` and its label file,
+/// which the version is loaded with), named `../<file>`. An unreadable directory has an
+/// empty one.
 pub fn stamp(dir: &Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
     let mut files = Vec::new();
+    stamp_files(dir, "", &mut files);
+    if let Some(model_dir) = dir.parent() {
+        stamp_files(model_dir, "../", &mut files);
+    }
+    files.sort();
+    Stamp(files)
+}
+
+/// Adds the stamps of `dir`'s files (but `model.toml`), their names prefixed.
+fn stamp_files(dir: &Path, prefix: &str, files: &mut Vec<(String, u64, i128, u64)>) {
+    use std::os::unix::fs::MetadataExt;
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let Ok(meta) = std::fs::metadata(entry.path()) else {
                 continue;
             };
+            if !prefix.is_empty() && (!meta.is_file() || entry.file_name() == FILE_NAME) {
+                continue;
+            }
             let modified = meta
                 .modified()
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_nanos() as i128);
             files.push((
-                entry.file_name().to_string_lossy().into_owned(),
+                format!("{prefix}{}", entry.file_name().to_string_lossy()),
                 meta.len(),
                 modified,
                 meta.ino(),
             ));
         }
     }
-    files.sort();
-    Stamp(files)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use crate::support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
@@ -166,22 +166,7 @@ fn ask_tritonclient(gw: &Gateway, model: &str) -> [(String, Vec<f64>); 2] {
                     "files": files}],
         "outputs": ["probabilities"],
     });
-    let mut child = Command::new(support::venv("clients").join("bin/python"))
-        .arg(repo().join("scripts/test/oip-infer.py"))
-        .arg(gw.addr.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), &request).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "oip-infer.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = support::tritonclient_infer(gw, &request);
     ["http", "grpc"].map(|protocol| {
         let answer = &v[protocol]["probabilities"];
         assert_eq!(

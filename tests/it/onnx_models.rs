@@ -376,6 +376,33 @@ fn edited(
     proto.encode_to_vec()
 }
 
+/// The XGBoost regressor with its value transposed by a permutation of an axis it lacks.
+fn panicking() -> Vec<u8> {
+    let bytes = std::fs::read(fixture(REGRESSORS[1], "model.onnx")).unwrap();
+    let mut proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    let output = graph.output[0].name.clone();
+    let last = graph
+        .node
+        .iter_mut()
+        .find(|n| n.output.contains(&output))
+        .unwrap();
+    last.output = vec!["before".into()];
+    graph.node.push(tract_onnx::pb::NodeProto {
+        op_type: "Transpose".into(),
+        input: vec!["before".into()],
+        output: vec![output],
+        attribute: vec![tract_onnx::pb::AttributeProto {
+            name: "perm".into(),
+            r#type: tract_onnx::pb::attribute_proto::AttributeType::Ints.into(),
+            ints: vec![0, 5],
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    proto.encode_to_vec()
+}
+
 /// The random forest export with its first entry of `attr` set to `value`: a leaf's class
 /// id past the class count, a branch back to the root (what `infer/onnx/trees.rs` refuses
 /// before any walk), a feature past the input (what only a run finds).
@@ -423,10 +450,40 @@ fn bad_models_and_bad_inputs_over_h1_and_h2_while_the_rest_serve() {
             with_broken_tree("nodes_featureids", 9),
             "warm-up inference failed",
         ),
+        // tract indexes the input's axes by the permutation unchecked: caught, named.
+        (
+            "panics-tract",
+            panicking(),
+            "tract panicked: index out of bounds",
+        ),
+    ];
+    // Triton layouts whose config.pbtxt contradicts the graph, or is not a configuration.
+    let triton: [(&str, &str, &str); 3] = [
+        (
+            "triton-contradicts",
+            "max_batch_size: 8\ninput [ { name: \"input\" data_type: TYPE_INT64 dims: [ 4 ] } ]\n\
+             output [ { name: \"output_label\" data_type: TYPE_INT64 dims: [ 1 ] } ]",
+            "config.pbtxt: input \"input\" is declared int64, the graph's is float",
+        ),
+        (
+            "triton-wrong-dims",
+            "max_batch_size: 8\ninput [ { name: \"input\" data_type: TYPE_FP32 dims: [ 5 ] } ]\n\
+             output [ { name: \"output_label\" data_type: TYPE_INT64 dims: [ 1 ] } ]",
+            "input \"input\" is declared [-1, 5]",
+        ),
+        (
+            "triton-not-a-config",
+            "max_batch_size: 8\nbatching_window: 3",
+            "config.pbtxt: field 'batching_window' not found",
+        ),
     ];
     let root = tempfile::tempdir().unwrap();
     for (name, bytes, _) in &cases {
         write_model(root.path(), name, bytes);
+    }
+    for (name, config, _) in triton {
+        write_model(root.path(), name, &good);
+        std::fs::write(root.path().join(name).join("config.pbtxt"), config).unwrap();
     }
     write_model(root.path(), "good", &good);
     let both = write_model(root.path(), "both", &good);
@@ -468,6 +525,7 @@ fn bad_models_and_bad_inputs_over_h1_and_h2_while_the_rest_serve() {
         let expected = cases
             .iter()
             .map(|(name, _, why)| (*name, *why))
+            .chain(triton.iter().map(|(name, _, why)| (*name, *why)))
             .chain([("both", "both model.onnx and model.safetensors")]);
         for (name, why) in expected {
             let meta = gw.get_json(&format!("/v2/models/{name}")).await;
@@ -729,4 +787,173 @@ fn an_onnx_regressor_through_batching_coalescing_both_caches_and_the_log() {
     let numbers =
         format!("{logged} AND confidence IS NULL AND top_class IS NULL AND prediction::float8 > 0");
     assert_eq!(pg.count(&numbers), answered as i64);
+}
+
+/// xgboost-iris's configuration as Triton's documentation writes one for an ONNX classifier.
+const IRIS_CONFIG: &str = r#"
+name: "iris"
+platform: "onnxruntime_onnx"
+max_batch_size: 16
+input [
+  {
+    name: "input"
+    data_type: TYPE_FP32
+    dims: [ 4 ]
+  }
+]
+output [
+  {
+    name: "probabilities"
+    data_type: TYPE_FP32
+    dims: [ 3 ]
+    label_filename: "iris_labels.txt"
+  }
+]
+instance_group [ { count: 1, kind: KIND_CPU } ]
+dynamic_batching { max_queue_delay_microseconds: 100 }
+"#;
+
+/// xgboost-diabetes's, unbatched in Triton's terms (the dims are the whole shape).
+const DIABETES_CONFIG: &str = r#"
+backend: "onnxruntime"
+max_batch_size: 0
+input [
+  {
+    name: "input"
+    data_type: TYPE_FP32
+    dims: [ -1, 10 ]
+  }
+]
+output [
+  {
+    name: "variable"
+    data_type: TYPE_FP32
+    dims: [ -1, 1 ]
+  }
+]
+"#;
+
+/// The metadata tritonclient gets over `protocol`: each tensor's name, datatype and shape.
+fn tensors(v: &Value, protocol: &str, side: &str) -> Vec<(String, String, Vec<i64>)> {
+    v[protocol]["metadata"][side]
+        .as_array()
+        .unwrap_or_else(|| panic!("{protocol} {side}: {v}"))
+        .iter()
+        .map(|t| {
+            // gRPC's JSON carries the dims as strings (int64 in proto3 JSON).
+            let shape = t["shape"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_i64().or_else(|| d.as_str()?.parse().ok()).unwrap())
+                .collect();
+            let name = t["name"].as_str().unwrap().to_owned();
+            (name, t["datatype"].as_str().unwrap().to_owned(), shape)
+        })
+        .collect()
+}
+
+#[test]
+fn a_triton_repository_serves_its_models_by_their_own_names_to_tritonclient() {
+    let root = tempfile::tempdir().unwrap();
+    let iris = "xgboost-iris";
+    let diabetes = REGRESSORS[1];
+    for (name, model, config) in [
+        ("iris", iris, IRIS_CONFIG),
+        ("diabetes", diabetes, DIABETES_CONFIG),
+    ] {
+        write_model(
+            root.path(),
+            name,
+            &std::fs::read(fixture(model, "model.onnx")).unwrap(),
+        );
+        std::fs::write(root.path().join(name).join("config.pbtxt"), config).unwrap();
+    }
+    let labels = ["setosa", "versicolor", "virginica"];
+    std::fs::write(root.path().join("iris/iris_labels.txt"), labels.join("\n")).unwrap();
+    let gw = Gateway::start(with_repository(root.path()));
+
+    let (rows, expected) = (rows(iris), reference(iris));
+    let flat: Vec<f64> = rows.iter().flatten().map(|v| v.unwrap()).collect();
+    let ask = |datatype: &str| {
+        support::tritonclient_infer(
+            &gw,
+            &json!({
+                "model": "iris",
+                "inputs": [{"name": "input", "datatype": datatype, "shape": [rows.len(), 4],
+                            "data": flat}],
+                "outputs": ["probabilities"],
+            }),
+        )
+    };
+    let v = ask("FP32");
+    for protocol in ["http", "grpc"] {
+        // Triton's conventions: the graph's names, the declared datatype, the batch -1.
+        assert_eq!(
+            tensors(&v, protocol, "inputs"),
+            [("input".into(), "FP32".into(), vec![-1, 4])],
+            "{protocol}"
+        );
+        assert_eq!(
+            tensors(&v, protocol, "outputs"),
+            [("probabilities".into(), "FP32".into(), vec![-1, 3])],
+            "{protocol}"
+        );
+        let out = &v[protocol]["probabilities"];
+        assert_eq!(out["shape"], json!([rows.len(), 3]), "{protocol}: {v}");
+        let data: Vec<f64> = serde_json::from_value(out["data"].clone()).unwrap();
+        for (i, want) in expected.iter().enumerate() {
+            for class in 0..3 {
+                let (got, want) = (data[i * 3 + class], want.probabilities[&class.to_string()]);
+                assert!(
+                    (got - want).abs() <= TOLERANCE,
+                    "{protocol} row {i} class {class}: {got} vs ONNX Runtime's {want}"
+                );
+            }
+        }
+    }
+    // The declared datatype only, as Triton: FP64 is refused, saying which it takes.
+    let v = ask("FP64");
+    for protocol in ["http", "grpc"] {
+        let error = v[protocol]["error"].as_str().unwrap_or_default();
+        assert!(error.contains("is FP32, not FP64"), "{protocol}: {v}");
+    }
+    // /predict answers with the label file's labels.
+    runtime().block_on(async {
+        for (c, protocol) in [(h1_client(), "HTTP/1.1"), (h2_client(), "HTTP/2.0")] {
+            for (i, (row, want)) in rows.iter().zip(&expected).enumerate() {
+                let r = predict(&c, &gw, "iris", row, true).await;
+                assert_eq!(format!("{:?}", r.version()), protocol);
+                let v: Value = r.json().await.unwrap();
+                let class: usize = want.label.parse().unwrap();
+                assert_eq!(v["prediction"], labels[class], "row {i}: {v}");
+            }
+        }
+    });
+
+    let rows = self::rows(diabetes);
+    let expected = reference_values(diabetes);
+    let flat: Vec<f64> = rows.iter().flatten().map(|v| v.unwrap()).collect();
+    let v = support::tritonclient_infer(
+        &gw,
+        &json!({
+            "model": "diabetes",
+            "inputs": [{"name": "input", "datatype": "FP32", "shape": [rows.len(), 10],
+                        "data": flat}],
+            "outputs": ["variable"],
+        }),
+    );
+    for protocol in ["http", "grpc"] {
+        assert_eq!(
+            tensors(&v, protocol, "outputs"),
+            [("variable".into(), "FP32".into(), vec![-1, 1])],
+            "{protocol}"
+        );
+        let out = &v[protocol]["variable"];
+        assert_eq!(out["shape"], json!([rows.len(), 1]), "{protocol}: {v}");
+        let data: Vec<f64> = serde_json::from_value(out["data"].clone()).unwrap();
+        for (i, (got, want)) in data.iter().zip(&expected).enumerate() {
+            assert!(close_to(*got, *want), "{protocol} row {i}: {got} vs {want}");
+        }
+    }
 }

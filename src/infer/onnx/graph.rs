@@ -25,7 +25,8 @@ pub enum Elem {
 }
 
 impl Elem {
-    fn from_onnx(code: i32) -> Self {
+    /// The type ONNX numbers `code` (`TensorProto.DataType`).
+    pub fn from_onnx(code: i32) -> Self {
         match code {
             1 => Self::F32,
             11 => Self::F64,

@@ -139,6 +139,28 @@ pub fn venv(name: &str) -> PathBuf {
     repo().join(format!("target/py{name}"))
 }
 
+/// One inference request sent by NVIDIA's tritonclient over HTTP and over gRPC
+/// (scripts/test/oip-infer.py, in the target/pyclients venv): `request` as that script
+/// reads it, the answer as it prints it (`{"http": …, "grpc": …}`).
+pub fn tritonclient_infer(gw: &Gateway, request: &serde_json::Value) -> serde_json::Value {
+    let mut child = Command::new(venv("clients").join("bin/python"))
+        .arg(repo().join("scripts/test/oip-infer.py"))
+        .arg(gw.addr.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run scripts/test/oip-infer.py");
+    serde_json::to_writer(child.stdin.take().expect("its stdin"), request).expect("write");
+    let out = child.wait_with_output().expect("oip-infer.py's output");
+    assert!(
+        out.status.success(),
+        "oip-infer.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("oip-infer.py prints JSON")
+}
+
 /// The I/O backend this run of the suite serves on (`TEST_IO_BACKEND`: `uring` or
 /// `epoll`); `None` leaves the gateway's default (`auto`).
 pub fn io_backend_under_test() -> Option<String> {
