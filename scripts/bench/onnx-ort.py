@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Time ONNX Runtime (CPU, one thread) on the ONNX test exports, as benches/onnx_forward.rs
-times tract: each model at batches of 1 and 64 rows (its inputs.json rows, repeated; null
-as NaN), `session.run` on a ready numpy array. Prints JSON {model: {rows: seconds per run}},
-each the median of 20 samples of about 0.1 s.
+times tract: each tabular model at batches of 1 and 64 rows (its inputs.json rows, repeated;
+null as NaN), each image model (--images: ROOT/MODEL/1/model.onnx) at batches of 1 and 8
+images of seeded random pixels; `session.run` on a ready numpy array. Prints JSON
+{model: {rows: seconds per run}}, each the median of 20 samples of at least 0.1 s.
 
     target/pyonnx/bin/python scripts/bench/onnx-ort.py tests/fixtures/onnx MODEL...
+    target/pyonnx/bin/python scripts/bench/onnx-ort.py --images target/onnx-torch MODEL...
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int6
 
 
 def per_run(session: ort.InferenceSession, feed: dict) -> float:
-    for _ in range(50):
+    start, warm = time.perf_counter(), 0
+    while warm < 50 and time.perf_counter() - start < 0.5:
         session.run(None, feed)
+        warm += 1
     start, runs = time.perf_counter(), 0
     while time.perf_counter() - start < 0.1:
         session.run(None, feed)
@@ -37,16 +41,35 @@ def per_run(session: ort.InferenceSession, feed: dict) -> float:
     return statistics.median(samples)
 
 
-def main(root: str, *models: str) -> int:
+def session_of(path: Path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def images(root: str, *models: str) -> int:
+    rng = np.random.default_rng(20261205)
+    out = {}
+    for name in models:
+        session = session_of(Path(root) / name / "1" / "model.onnx")
+        (inp,) = session.get_inputs()
+        _, channels, height, width = inp.shape
+        out[name] = {}
+        for rows in (1, 8):
+            pixels = rng.uniform(-2, 2, size=(rows, channels, height, width)).astype(np.float32)
+            out[name][rows] = per_run(session, {inp.name: pixels})
+    json.dump(out, sys.stdout, indent=1)
+    return 0
+
+
+def main(root: str, *models: str) -> int:
+    if root == "--images":
+        return images(*models)
     out = {}
     for name in models:
         path = Path(root) / name
-        session = ort.InferenceSession(
-            str(path / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        session = session_of(path / "model.onnx")
         (inp,) = session.get_inputs()
         table = json.loads((path / "inputs.json").read_text())["rows"]
         table = [[np.nan if v is None else v for v in row] for row in table]

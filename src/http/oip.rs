@@ -21,9 +21,9 @@ use crate::http::route::Call;
 use crate::http::tensor::{self, Datatype, HEADER_LENGTH, Output, OutputData, Tensor, Values};
 use crate::http::{HttpResponse, json_response};
 use crate::infer::InferError;
-use crate::infer::manifest::{InputSpec, ModelInfo, Task};
+use crate::infer::manifest::{InputSpec, ModelInfo, NumericType, Task};
 use crate::infer::model::Model;
-use crate::infer::onnx::graph::Elem;
+
 use crate::infer::registry::Served;
 use crate::predict::{CacheStatus, ImageInput, Prediction, RequestOptions, TabularInput};
 use crate::readiness::Readiness;
@@ -199,12 +199,11 @@ fn input_name(info: &ModelInfo) -> &str {
 /// The datatype a tabular model's input must be sent as, where its configuration declares
 /// one (else any numeric datatype).
 fn input_datatype(info: &ModelInfo) -> Option<Datatype> {
-    Some(match info.own_names.as_ref()?.input_elem {
-        Elem::F32 => Datatype::F32,
-        Elem::F64 => Datatype::F64,
-        Elem::I32 => Datatype::I32,
-        Elem::I64 => Datatype::I64,
-        Elem::String | Elem::Other(_) => return None,
+    Some(match info.own_names.as_ref()?.input_type {
+        NumericType::F32 => Datatype::F32,
+        NumericType::F64 => Datatype::F64,
+        NumericType::I32 => Datatype::I32,
+        NumericType::I64 => Datatype::I64,
     })
 }
 

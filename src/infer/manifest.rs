@@ -110,8 +110,17 @@ pub struct ModelInfo {
 pub struct OwnNames {
     pub input: String,
     /// The input's element type: a request sends this datatype.
-    pub input_elem: crate::infer::onnx::graph::Elem,
+    pub input_type: NumericType,
     pub output: String,
+}
+
+/// The element type of a numeric input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumericType {
+    F32,
+    F64,
+    I32,
+    I64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,7 +29,7 @@ use tract_onnx::prelude::{
     Tensor, ToDim as _, TypedRunnableModel, tvec,
 };
 
-use crate::infer::manifest::{InputSpec, ModelInfo, OwnNames, Preprocess, Task};
+use crate::infer::manifest::{InputSpec, ModelInfo, NumericType, OwnNames, Preprocess, Task};
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 use declared::Declared;
 use graph::{Elem, Signature, Value};
@@ -202,7 +202,7 @@ impl OnnxModel {
                     let input = d.inputs.first()?;
                     Some(OwnNames {
                         input: input.name.clone(),
-                        input_elem: input.elem,
+                        input_type: input.elem.numeric()?,
                         output: plan.output.clone(),
                     })
                 }),
@@ -537,6 +537,17 @@ fn describe(values: &[Value]) -> String {
 }
 
 impl Elem {
+    /// The numeric type it is, if it is one.
+    fn numeric(self) -> Option<NumericType> {
+        Some(match self {
+            Self::F32 => NumericType::F32,
+            Self::F64 => NumericType::F64,
+            Self::I32 => NumericType::I32,
+            Self::I64 => NumericType::I64,
+            Self::String | Self::Other(_) => return None,
+        })
+    }
+
     /// tract's type for it.
     fn datum(self) -> Result<DatumType, OnnxError> {
         Ok(match self {
