@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::cache::CachedAnswer;
-use crate::infer::manifest::ModelInfo;
+use crate::infer::manifest::{ModelInfo, Tensors};
 
 /// Classes listed in `top_k` at most.
 pub const TOP_K: usize = 5;
@@ -57,6 +57,16 @@ struct RegressionMembers<'a> {
     model: ModelRef<'a>,
     /// The model's value for the row.
     prediction: f32,
+}
+
+/// The cacheable members of a tensor model's answer: what its log row keeps (the Open
+/// Inference Protocol answers from the output row).
+#[derive(Debug, Serialize)]
+struct TensorMembers<'a> {
+    /// The model that answered.
+    model: ModelRef<'a>,
+    /// Each output's row, flattened, by name.
+    outputs: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The cacheable members of an image answer, in wire order (the replaced stack's fields,
@@ -153,6 +163,24 @@ pub fn regression(info: &ModelInfo, values: &[f32]) -> CachedAnswer {
         prediction: values.first().copied().unwrap_or_default(),
     };
     cached(None, &members, values)
+}
+
+/// Encodes a tensor model's output row (every output's row, in order) as the cacheable
+/// part of the answer: the model and the outputs by name, flattened (what the log keeps;
+/// the Open Inference Protocol answers from the row itself).
+pub fn tensors(info: &ModelInfo, tensors: &Tensors, row: &[f32]) -> CachedAnswer {
+    let mut outputs = serde_json::Map::new();
+    let mut rest = row;
+    for output in &tensors.outputs {
+        let (values, after) = rest.split_at(output.width().min(rest.len()));
+        outputs.insert(output.name.clone(), serde_json::json!(values));
+        rest = after;
+    }
+    let members = TensorMembers {
+        model: model_ref(info),
+        outputs,
+    };
+    cached(None, &members, row)
 }
 
 /// Encodes an image classifier's probabilities for the upload whose MD5 is `image_hash`.

@@ -304,18 +304,37 @@ impl Predictor {
         input: TabularInput,
         opts: RequestOptions,
     ) -> Result<Prediction, PredictError> {
-        let chosen = self.parts.infer.choose(
-            input.model.as_deref(),
-            input.version.as_deref(),
-            InputKind::Features,
-        )?;
+        self.numbers(input, InputKind::Features, opts).await
+    }
+
+    /// Predicts one row of a tensor model: every input's row, in the model's order
+    /// (`features`), as the Open Inference Protocol's handler assembled it.
+    pub async fn tensors(
+        &self,
+        input: TabularInput,
+        opts: RequestOptions,
+    ) -> Result<Prediction, PredictError> {
+        self.numbers(input, InputKind::Tensors, opts).await
+    }
+
+    /// A row of numbers, for a model of `kind` (features or tensors).
+    async fn numbers(
+        &self,
+        input: TabularInput,
+        kind: InputKind,
+        opts: RequestOptions,
+    ) -> Result<Prediction, PredictError> {
+        let chosen =
+            self.parts
+                .infer
+                .choose(input.model.as_deref(), input.version.as_deref(), kind)?;
         let model = chosen.model;
         let info = model.info();
         let expected = info.row_len();
         if input.len != expected {
             let names = match &info.input {
                 InputSpec::Features { names } => names.clone(),
-                InputSpec::Image(_) => Vec::new(),
+                InputSpec::Image(_) | InputSpec::Tensors(_) => Vec::new(),
             };
             return Err(PredictError::FeatureCount {
                 expected,
@@ -634,10 +653,13 @@ impl Predictor {
             });
         }
         let info = model.info();
-        let answer = match (image_hash, info.task) {
-            (Some(hash), _) => crate::encode::image(info, &hash, &row.probs),
-            (None, Task::Regression) => crate::encode::regression(info, &row.probs),
-            (None, Task::Classification) => crate::encode::tabular(info, &row.probs),
+        let answer = match (image_hash, &info.input, info.task) {
+            (Some(hash), _, _) => crate::encode::image(info, &hash, &row.probs),
+            (None, InputSpec::Tensors(tensors), _) => {
+                crate::encode::tensors(info, tensors, &row.probs)
+            }
+            (None, _, Task::Regression) => crate::encode::regression(info, &row.probs),
+            (None, _, Task::Classification) => crate::encode::tabular(info, &row.probs),
         };
         if let Some(l1) = &self.parts.l1 {
             l1.insert(key, answer.clone());

@@ -18,9 +18,11 @@ its preprocessing) and a labels.txt beside: OUT is a model repository as it is.
 The seeded networks have ImageNet's 1,000 classes; their last layer is scaled so that their
 logits spread as a trained network's do (a top-5 that means something to compare).
 
---fixture instead writes the tiny CNN committed in tests/fixtures/onnx/torch-tiny-cnn
-(kilobytes: a conv, a BatchNorm, a ReLU, a pooling, a linear layer; 32 x 32 in, 4 classes),
-which the unit tests, the bad-models table and the fuzz corpus use without PyTorch.
+--fixture instead writes the two small models committed in tests/fixtures/onnx (kilobytes),
+which the tests and the fuzz corpus use without PyTorch: torch-tiny-cnn (a conv, a
+BatchNorm, a ReLU, a pooling, a linear layer; 32 x 32 in, 4 classes) and torch-two-tower (a
+tensor model: `user` [N, 8] float and `items` [N, 3] int64 in, through a GELU, a LayerNorm
+and an Embedding, to `score` [N, 1] and `embedding` [N, 16]).
 """
 
 from __future__ import annotations
@@ -84,6 +86,38 @@ class TinyCnn(nn.Module):
         return self.fc(torch.relu(self.bn(self.conv(x))).mean(dim=(2, 3)))
 
 
+class TwoTower(nn.Module):
+    """A recommender's scorer: a user's features and the ids of three items they saw, to a
+    score and the user's embedding (two inputs, one of int64; two outputs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.user = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.LayerNorm(16))
+        self.items = nn.Embedding(50, 16)
+        self.score = nn.Linear(32, 1)
+
+    def forward(self, user, items):
+        u = self.user(user)
+        return self.score(torch.cat([u, self.items(items).mean(dim=1)], dim=1)), u
+
+
+def two_tower():
+    torch.manual_seed(SEED)
+    return TwoTower()
+
+
+def export_two_tower(path: Path) -> None:
+    model = two_tower().eval()
+    example = (torch.zeros(2, 8), torch.zeros(2, 3, dtype=torch.int64))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode():
+        torch.onnx.export(model, example, str(path), input_names=["user", "items"],
+                          output_names=["score", "embedding"], opset_version=OPSET,
+                          dynamo=False,
+                          dynamic_axes={n: {0: "N"} for n in ("user", "items", "score",
+                                                                "embedding")})
+
+
 def tiny_cnn():
     torch.manual_seed(SEED)
     model = TinyCnn()
@@ -121,7 +155,7 @@ def write_manifest(out: Path, preprocess: dict, labels: list[str] | None) -> Non
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--fixture", action="store_true", help="the tiny CNN only")
+    parser.add_argument("--fixture", action="store_true", help="the small committed models")
     parser.add_argument("--pth", type=Path, default=DEFAULT_PTH)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -131,6 +165,9 @@ def main(argv=None) -> int:
         export(tiny_cnn(), 32, out / "model.onnx")
         write_manifest(out, {**imagenet_preprocess(32), "resize_shorter": 36},
                        ["red", "green", "blue", "gray"])
+        print(f"wrote {out}")
+        out = args.out / "torch-two-tower"
+        export_two_tower(out / "model.onnx")
         print(f"wrote {out}")
         return 0
 

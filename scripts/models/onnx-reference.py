@@ -5,6 +5,10 @@ the gateway's answers are checked against (tests/it/onnx_models.rs, onnx_images.
     target/pyonnx/bin/python scripts/models/onnx-reference.py MODEL.onnx INPUTS.json
     target/pyonnx/bin/python scripts/models/onnx-reference.py MODEL.onnx --images PIXELS.f32
 
+    target/pyonnx/bin/python scripts/models/onnx-reference.py MODEL.onnx --tensors REQUEST.json
+
+REQUEST.json is {"inputs": [{"name", "shape", "data"}, ...]} (each cast to the input's
+type): prints {"outputs": {name: {"shape": [...], "data": [...]}, ...}}, every output.
 PIXELS.f32 is an image model's input, [N, 3, H, W] little-endian float32 with H and W the
 graph's: prints {"rows": [{"probabilities": [p, ...]}, ...]}, the softmax of its logits in
 class order.
@@ -57,9 +61,24 @@ def images(model_path: str, pixels_path: str) -> int:
     return 0
 
 
+def tensors(model_path: str, request_path: str) -> int:
+    session = session_of(model_path)
+    types = {i.name: TYPES[i.type] for i in session.get_inputs()}
+    request = json.load(open(request_path))
+    feed = {t["name"]: np.array(t["data"], dtype=types[t["name"]]).reshape(t["shape"])
+            for t in request["inputs"]}
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, feed)
+    json.dump({"outputs": {n: {"shape": list(v.shape), "data": v.ravel().tolist()}
+                           for n, v in zip(names, values)}}, sys.stdout)
+    return 0
+
+
 def main(model_path: str, inputs_path: str, *rest: str) -> int:
     if inputs_path == "--images":
         return images(model_path, *rest)
+    if inputs_path == "--tensors":
+        return tensors(model_path, *rest)
     model = onnx.load(model_path)
     labels = class_labels(model)
     session = session_of(model_path)

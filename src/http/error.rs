@@ -392,7 +392,7 @@ impl ApiError {
             InferError::NoModelFor { kind, loaded } => Self::WrongInputKind(format!(
                 "no loaded model takes this input (loaded: {loaded}); send {}",
                 match kind {
-                    InputKind::Image => InputKind::Features.how_to_send(),
+                    InputKind::Image | InputKind::Tensors => InputKind::Features.how_to_send(),
                     InputKind::Features => InputKind::Image.how_to_send(),
                 }
             )),

@@ -28,9 +28,9 @@ use tonic::{Code, Status};
 use crate::http::answers::OipTensorMetadata;
 use crate::http::body::deadline_and_body;
 use crate::http::error::ApiError;
-use crate::http::oip::{self, PREDICTION, PROBABILITIES, Wanted};
+use crate::http::oip::{self, Wanted};
 use crate::http::route::Call;
-use crate::http::tensor::{Datatype, Tensor, Values};
+use crate::http::tensor::{Datatype, Output, Tensor, Values};
 use crate::predict::RequestOptions;
 use crate::readiness::Readiness;
 use crate::state::Gateway;
@@ -154,7 +154,7 @@ impl GrpcInferenceService for Oip {
         let model =
             oip::find(&self.gateway, &req.name, version(&req.version)).map_err(to_status)?;
         let info = model.info();
-        let (input, output) = oip::tensor_specs(info);
+        let (inputs, outputs) = oip::tensor_specs(info);
         let meta = |t: OipTensorMetadata| TensorMetadata {
             name: t.name,
             datatype: t.datatype.as_str().into(),
@@ -164,8 +164,8 @@ impl GrpcInferenceService for Oip {
             name: info.name.to_string(),
             versions: vec![info.version.to_string()],
             platform: oip::PLATFORM.into(),
-            inputs: vec![meta(input)],
-            outputs: vec![meta(output)],
+            inputs: inputs.into_iter().map(meta).collect(),
+            outputs: outputs.into_iter().map(meta).collect(),
         }))
     }
 
@@ -189,26 +189,26 @@ impl GrpcInferenceService for Oip {
         let predictions = oip::predict_rows(gw, info, rows, &opts)
             .await
             .map_err(to_status)?;
-        let output = oip::output(info, &predictions, &wanted);
-        let shape = output
-            .shape
-            .iter()
-            .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
-            .collect();
+        let outputs = oip::outputs(info, &predictions, &wanted);
+        let tensor = |output: &Output| InferOutputTensor {
+            name: output.name.clone(),
+            datatype: output.data.datatype().into(),
+            shape: output
+                .shape
+                .iter()
+                .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
+                .collect(),
+            parameters: HashMap::new(),
+            contents: None,
+        };
         Ok(tonic::Response::new(ModelInferResponse {
             model_name: info.name.to_string(),
             model_version: info.version.to_string(),
             id: req.id,
             parameters: HashMap::new(),
-            outputs: vec![InferOutputTensor {
-                name: output.name.clone(),
-                datatype: output.data.datatype().into(),
-                shape,
-                parameters: HashMap::new(),
-                contents: None,
-            }],
+            outputs: outputs.iter().map(tensor).collect(),
             // As Triton answers: raw, which every client reads.
-            raw_output_contents: vec![output.data.raw()],
+            raw_output_contents: outputs.iter().map(|o| o.data.raw()).collect(),
         }))
     }
 }
@@ -287,45 +287,30 @@ fn typed(
     }
 }
 
-/// The output asked for (checked against the model by [`Wanted::check`]), with the
+/// The outputs asked for (checked against the model by [`Wanted::check`]), with the
 /// classification extension's `classification` parameter (an integer) for the top k.
 fn wanted(req: &ModelInferRequest) -> Result<Wanted, ApiError> {
-    let mut outputs = req.outputs.iter();
-    let output = match (outputs.next(), outputs.next()) {
-        (None, _) => None,
-        (Some(o), None) => Some(o),
-        (Some(_), Some(_)) => {
-            return Err(bad(format!(
-                "the models have one output, {PROBABILITIES:?} (regressors: {PREDICTION:?})"
-            )));
-        }
-    };
-    let Some(output) = output else {
-        return Ok(Wanted {
-            name: None,
-            classification: None,
-            binary: true,
-        });
-    };
-    let classification = match output.parameters.get("classification") {
-        None => None,
-        Some(InferParameter {
-            parameter_choice: Some(ParameterChoice::Int64Param(k)),
-        }) if *k > 0 => Some(usize::try_from(*k).unwrap_or(usize::MAX)),
-        Some(InferParameter {
-            parameter_choice: Some(ParameterChoice::Uint64Param(k)),
-        }) if *k > 0 => Some(usize::try_from(*k).unwrap_or(usize::MAX)),
-        Some(_) => {
-            return Err(bad(
+    let classifications = req
+        .outputs
+        .iter()
+        .map(|output| match output.parameters.get("classification") {
+            None => Ok(None),
+            Some(InferParameter {
+                parameter_choice: Some(ParameterChoice::Int64Param(k)),
+            }) if *k > 0 => Ok(Some(usize::try_from(*k).unwrap_or(usize::MAX))),
+            Some(InferParameter {
+                parameter_choice: Some(ParameterChoice::Uint64Param(k)),
+            }) if *k > 0 => Ok(Some(usize::try_from(*k).unwrap_or(usize::MAX))),
+            Some(_) => Err(bad(
                 "parameters.classification must be a whole number above 0".into(),
-            ));
-        }
-    };
-    Ok(Wanted {
-        name: Some(output.name.clone()),
-        classification,
-        binary: true,
-    })
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Wanted::of(
+        req.outputs.iter().map(|o| o.name.clone()).collect(),
+        classifications,
+        true,
+    )
 }
 
 #[cfg(test)]

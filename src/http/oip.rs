@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::http::answers::{
@@ -21,7 +20,9 @@ use crate::http::route::Call;
 use crate::http::tensor::{self, Datatype, HEADER_LENGTH, Output, OutputData, Tensor, Values};
 use crate::http::{HttpResponse, json_response};
 use crate::infer::InferError;
-use crate::infer::manifest::{InputSpec, ModelInfo, NumericType, Task};
+use crate::infer::manifest::{
+    InputKind, InputSpec, ModelInfo, NumericType, Task, TensorSpec, Tensors,
+};
 use crate::infer::model::Model;
 
 use crate::infer::registry::Served;
@@ -154,8 +155,8 @@ fn unserved_metadata(served: &Served) -> OipModelMetadata {
     }
 }
 
-/// The model's input (features or encoded images) and its output.
-pub(crate) fn tensor_specs(info: &ModelInfo) -> (OipTensorMetadata, OipTensorMetadata) {
+/// The model's inputs (features, encoded images, or a tensor model's own) and outputs.
+pub(crate) fn tensor_specs(info: &ModelInfo) -> (Vec<OipTensorMetadata>, Vec<OipTensorMetadata>) {
     let width = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     let input = match &info.input {
         InputSpec::Features { names } => OipTensorMetadata {
@@ -168,13 +169,29 @@ pub(crate) fn tensor_specs(info: &ModelInfo) -> (OipTensorMetadata, OipTensorMet
             datatype: Datatype::Bytes,
             shape: vec![-1],
         },
+        InputSpec::Tensors(tensors) => {
+            let meta = |t: &TensorSpec, datatype| OipTensorMetadata {
+                name: t.name.clone(),
+                datatype,
+                shape: std::iter::once(-1)
+                    .chain(t.dims.iter().map(|&d| width(d)))
+                    .collect(),
+            };
+            let inputs = tensors.inputs.iter();
+            let outputs = tensors.outputs.iter();
+            return (
+                inputs.map(|t| meta(t, datatype_of(t.elem))).collect(),
+                // Every output is answered as FP32.
+                outputs.map(|t| meta(t, Datatype::F32)).collect(),
+            );
+        }
     };
     let output = OipTensorMetadata {
         name: output_name(info).to_owned(),
         datatype: Datatype::F32,
         shape: vec![-1, width(info.labels.len())],
     };
-    (input, output)
+    (vec![input], vec![output])
 }
 
 /// The name of the model's one output: its own where its configuration declares it (a
@@ -187,11 +204,20 @@ pub(crate) fn output_name(info: &ModelInfo) -> &str {
     }
 }
 
-/// The name of the model's one input: its own where declared, else `features` or `image`.
+/// The names of the model's outputs: its one, or a tensor model's own.
+fn output_names(info: &ModelInfo) -> Vec<&str> {
+    match &info.input {
+        InputSpec::Tensors(t) => t.outputs.iter().map(|o| o.name.as_str()).collect(),
+        _ => vec![output_name(info)],
+    }
+}
+
+/// The name of a tabular or image model's one input: its own where declared, else
+/// `features` or `image`.
 fn input_name(info: &ModelInfo) -> &str {
     match (&info.own_names, &info.input) {
         (Some(own), InputSpec::Features { .. }) => &own.input,
-        (_, InputSpec::Features { .. }) => FEATURES,
+        (_, InputSpec::Features { .. } | InputSpec::Tensors(_)) => FEATURES,
         (_, InputSpec::Image(_)) => IMAGE,
     }
 }
@@ -199,23 +225,28 @@ fn input_name(info: &ModelInfo) -> &str {
 /// The datatype a tabular model's input must be sent as, where its configuration declares
 /// one (else any numeric datatype).
 fn input_datatype(info: &ModelInfo) -> Option<Datatype> {
-    Some(match info.own_names.as_ref()?.input_type {
+    Some(datatype_of(info.own_names.as_ref()?.input_type))
+}
+
+/// The protocol's datatype of a numeric type.
+fn datatype_of(numeric: NumericType) -> Datatype {
+    match numeric {
         NumericType::F32 => Datatype::F32,
         NumericType::F64 => Datatype::F64,
         NumericType::I32 => Datatype::I32,
         NumericType::I64 => Datatype::I64,
-    })
+    }
 }
 
 /// `$metadata_model_response`.
 fn model_metadata_of(info: &ModelInfo) -> OipModelMetadata {
-    let (input, output) = tensor_specs(info);
+    let (inputs, outputs) = tensor_specs(info);
     OipModelMetadata {
         name: info.name.to_string(),
         versions: vec![info.version.to_string()],
         platform: PLATFORM,
-        inputs: vec![input],
-        outputs: vec![output],
+        inputs,
+        outputs,
         state: None,
         reason: None,
     }
@@ -232,12 +263,17 @@ fn bad(message: impl Into<String>) -> ApiError {
 pub(crate) enum Rows {
     Features(Vec<Vec<f32>>),
     Images(Vec<Bytes>),
+    /// A tensor model's rows: each every input's row, in the model's order.
+    Tensors(Vec<Vec<f32>>),
 }
 
 /// Checks the request's one input against the model and splits it into rows: a tabular
 /// model takes `[N, F]` (or `[F]`) numbers, an image model `[N]` (or `[N, 1]`) encoded
 /// images.
 pub(crate) fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiError> {
+    if let InputSpec::Tensors(spec) = &info.input {
+        return tensor_rows(info, spec, tensors).map(Rows::Tensors);
+    }
     let expected = input_name(info);
     let mut tensors = tensors.into_iter();
     let (Some(tensor), None) = (tensors.next(), tensors.next()) else {
@@ -279,11 +315,96 @@ pub(crate) fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiEr
             "model {:?} takes numbers (FP32 and the other numeric datatypes), not BYTES",
             info.name
         ))),
+        (InputSpec::Tensors(_), _) => Err(bad("a tensor model's rows are its tensors'")),
         (InputSpec::Image(_), Values::Numbers(_)) => Err(ApiError::WrongInputKind(format!(
             "model {:?} takes encoded images as BYTES (JPEG, PNG, WebP files), not numbers",
             info.name
         ))),
     }
+}
+
+/// A tensor model's rows from its inputs, each named once, of its datatype and of shape
+/// `[N, ..its dims]`, N the same for all: row i is every input's row i, in the model's
+/// order.
+fn tensor_rows(
+    info: &ModelInfo,
+    spec: &Tensors,
+    mut tensors: Vec<Tensor>,
+) -> Result<Vec<Vec<f32>>, ApiError> {
+    let names: Vec<&str> = spec.inputs.iter().map(|t| t.name.as_str()).collect();
+    if let Some(extra) = tensors.iter().find(|t| !names.contains(&t.name.as_str())) {
+        return Err(bad(format!(
+            "model {:?} has no input {:?}; its inputs are {names:?}",
+            info.name, extra.name
+        )));
+    }
+    let mut parts = Vec::with_capacity(spec.inputs.len());
+    let mut n = None;
+    for input in &spec.inputs {
+        let at = tensors
+            .iter()
+            .position(|t| t.name == input.name)
+            .ok_or_else(|| bad(format!("input {:?} is missing", input.name)))?;
+        let tensor = tensors.swap_remove(at);
+        if tensors.iter().any(|t| t.name == input.name) {
+            return Err(bad(format!("input {:?} is given twice", input.name)));
+        }
+        let declared = datatype_of(input.elem);
+        if tensor.datatype != declared {
+            return Err(ApiError::InvalidInput {
+                code: "wrong_datatype",
+                message: format!(
+                    "input {:?} of model {:?} is {}, not {}",
+                    input.name,
+                    info.name,
+                    declared.as_str(),
+                    tensor.datatype.as_str()
+                ),
+            });
+        }
+        let Values::Numbers(values) = tensor.values else {
+            return Err(bad(format!("input {:?} holds numbers", input.name)));
+        };
+        let rows = match tensor.shape.split_first() {
+            Some((&rows, dims)) if dims == input.dims.as_slice() && rows > 0 => rows,
+            _ => {
+                return Err(bad(format!(
+                    "input {:?} must have shape [N, {}] (N > 0), not {:?}",
+                    input.name,
+                    input
+                        .dims
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    tensor.shape
+                )));
+            }
+        };
+        if *n.get_or_insert(rows) != rows {
+            return Err(bad(format!(
+                "the inputs hold different numbers of rows ({} and {rows})",
+                n.unwrap_or_default()
+            )));
+        }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(ApiError::InvalidInput {
+                code: "non_finite_feature",
+                message: format!("element {i} of {:?} is not a finite number", input.name),
+            });
+        }
+        parts.push((input.width(), values));
+    }
+    let n = n.unwrap_or_default();
+    Ok((0..n)
+        .map(|row| {
+            parts
+                .iter()
+                .flat_map(|(width, values)| &values[row * width..(row + 1) * width])
+                .copied()
+                .collect()
+        })
+        .collect())
 }
 
 /// A tabular model's rows: `[N, F]` (or `[F]`) finite numbers, F its feature count; NaN
@@ -324,67 +445,93 @@ fn feature_rows(
     Ok(values.chunks_exact(width).map(<[f32]>::to_vec).collect())
 }
 
-/// What the request asks of the output: top `classification` classes or every
-/// probability, as JSON or binary.
+/// The outputs a request asks for, with the classification extension's top k and whether
+/// they go as binary data (REST).
 pub(crate) struct Wanted {
-    /// The output named, if the request names one.
-    pub name: Option<String>,
-    /// The classification extension's k.
+    /// The outputs named, in the request's order; none: every output the model has.
+    pub names: Vec<String>,
+    /// The classification extension's k (one output).
     pub classification: Option<usize>,
-    /// Whether the output goes as binary data (REST).
+    /// Whether the outputs go as binary data (REST: the first output's `binary_data`, else
+    /// the request's `binary_data_output`).
     pub binary: bool,
 }
 
 impl Wanted {
-    /// Refuses what the model cannot answer: another output than its one, or the
-    /// classification extension from a regressor.
+    /// Refuses what the model cannot answer: an output it does not have, one asked twice,
+    /// or the classification extension from a regressor or a tensor model.
     pub(crate) fn check(&self, info: &ModelInfo) -> Result<(), ApiError> {
-        let one = output_name(info);
-        if let Some(name) = self.name.as_deref().filter(|n| *n != one) {
-            return Err(bad(format!("no output {name:?}; the output is {one:?}")));
+        let outputs = output_names(info);
+        for (i, name) in self.names.iter().enumerate() {
+            if !outputs.contains(&name.as_str()) {
+                return Err(bad(format!(
+                    "no output {name:?}; the outputs are {outputs:?}"
+                )));
+            }
+            if self.names[..i].contains(name) {
+                return Err(bad(format!("output {name:?} is asked for twice")));
+            }
         }
-        if self.classification.is_some() && info.task == Task::Regression {
+        if self.classification.is_some()
+            && (info.task == Task::Regression || info.kind() == InputKind::Tensors)
+        {
             return Err(bad(format!(
-                "{} answers a value: the classification extension needs a classifier",
+                "{} answers values: the classification extension needs a classifier",
                 info.name
             )));
         }
         Ok(())
     }
+
+    /// The wanted outputs: the request's names, else every output's, else the one; the
+    /// classification extension takes one output.
+    pub(crate) fn of(
+        names: Vec<String>,
+        classifications: Vec<Option<usize>>,
+        binary: bool,
+    ) -> Result<Self, ApiError> {
+        let asked: Vec<usize> = classifications.into_iter().flatten().collect();
+        let classification = match (asked.as_slice(), names.len()) {
+            ([], _) => None,
+            ([k], 1) => Some(*k),
+            _ => return Err(bad("the classification extension takes one output")),
+        };
+        Ok(Self {
+            names,
+            classification,
+            binary,
+        })
+    }
 }
 
 fn wanted(body: &tensor::InferBody) -> Result<Wanted, ApiError> {
     let default_binary = body.binary_by_default();
-    let Some(outputs) = &body.request.outputs else {
-        return Ok(Wanted {
-            name: None,
-            classification: None,
-            binary: default_binary,
-        });
+    let outputs = body.request.outputs.as_deref().unwrap_or_default();
+    let param = |o: &tensor::RequestOutput, name: &str| {
+        o.parameters.as_ref().and_then(|p| p.get(name)).cloned()
     };
-    let mut outputs = outputs.iter();
-    let (Some(output), None) = (outputs.next(), outputs.next()) else {
-        return Err(bad(format!(
-            "the models have one output, {PROBABILITIES:?} (regressors: {PREDICTION:?})"
-        )));
-    };
-    let param = |name: &str| output.parameters.as_ref().and_then(|p| p.get(name));
-    let classification = match param("classification") {
-        None => None,
-        Some(k) => Some(
-            k.as_u64()
+    let classifications = outputs
+        .iter()
+        .map(|o| match param(o, "classification") {
+            None => Ok(None),
+            Some(k) => k
+                .as_u64()
                 .and_then(|k| usize::try_from(k).ok())
                 .filter(|&k| k > 0)
-                .ok_or_else(|| bad("parameters.classification must be a whole number above 0"))?,
-        ),
-    };
-    Ok(Wanted {
-        name: Some(output.name.clone()),
-        classification,
-        binary: param("binary_data")
-            .and_then(Value::as_bool)
-            .unwrap_or(default_binary),
-    })
+                .map(Some)
+                .ok_or_else(|| bad("parameters.classification must be a whole number above 0")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let binary = outputs
+        .first()
+        .and_then(|o| param(o, "binary_data"))
+        .and_then(|v| v.as_bool())
+        .unwrap_or(default_binary);
+    Wanted::of(
+        outputs.iter().map(|o| o.name.clone()).collect(),
+        classifications,
+        binary,
+    )
 }
 
 /// `POST /v2/models/{m}[/versions/{v}]/infer`.
@@ -431,8 +578,8 @@ pub async fn infer(call: Call<'_>) -> Result<HttpResponse, ApiError> {
         }
     }
     let id = body.request.id.as_deref();
-    let output = output(info, &predictions, &wanted);
-    let encoded = tensor::encode(&info.name, &info.version, id, &[output]);
+    let outputs = outputs(info, &predictions, &wanted);
+    let encoded = tensor::encode(&info.name, &info.version, id, &outputs);
     Ok(encoded_response(encoded, cache))
 }
 
@@ -485,6 +632,22 @@ pub(crate) async fn predict_rows(
             }))
             .await?
         }
+        Rows::Tensors(rows) => {
+            futures_util::future::try_join_all(rows.into_iter().map(|features| {
+                let len = features.len();
+                predictor.tensors(
+                    TabularInput {
+                        model: model_name(),
+                        version: version(),
+                        missing: None,
+                        features,
+                        len,
+                    },
+                    opts.clone(),
+                )
+            }))
+            .await?
+        }
         Rows::Images(images) => {
             futures_util::future::try_join_all(images.into_iter().map(|bytes| {
                 predictor.image(
@@ -513,10 +676,47 @@ fn cache_status(predictions: &[Prediction]) -> &'static str {
     }
 }
 
+/// The output tensors: a tensor model's asked for (every one by default), each
+/// `[N, ..its dims]`; else the one, `[N, classes]` probabilities (a regressor's: `[N, 1]`
+/// values), or with the classification extension `[N, k]` strings
+/// `"probability:class_id:label"`, best first.
+pub(crate) fn outputs(
+    info: &ModelInfo,
+    predictions: &[Prediction],
+    wanted: &Wanted,
+) -> Vec<Output> {
+    let InputSpec::Tensors(spec) = &info.input else {
+        return vec![output(info, predictions, wanted)];
+    };
+    let n = predictions.len();
+    let mut offset = 0;
+    let mut out = Vec::new();
+    for t in &spec.outputs {
+        let (start, width) = (offset, t.width());
+        offset += width;
+        if !wanted.names.is_empty() && !wanted.names.contains(&t.name) {
+            continue;
+        }
+        let mut data = Vec::with_capacity(n * width);
+        for p in predictions {
+            data.extend_from_slice(p.answer.probs.get(start..start + width).unwrap_or_default());
+        }
+        out.push(Output {
+            name: t.name.clone(),
+            shape: std::iter::once(n).chain(t.dims.iter().copied()).collect(),
+            data: OutputData::F32(data),
+            binary: wanted.binary,
+        });
+    }
+    // In the order asked.
+    out.sort_by_key(|o| wanted.names.iter().position(|n| *n == o.name));
+    out
+}
+
 /// The output tensor: `[N, classes]` probabilities (a regressor's: `[N, 1]` values), or
 /// with the classification extension `[N, k]` strings `"probability:class_id:label"`,
 /// best first.
-pub(crate) fn output(info: &ModelInfo, predictions: &[Prediction], wanted: &Wanted) -> Output {
+fn output(info: &ModelInfo, predictions: &[Prediction], wanted: &Wanted) -> Output {
     let n = predictions.len();
     let classes = info.labels.len();
     let (shape, data) = match wanted.classification {

@@ -129,6 +129,8 @@ pub enum InputKind {
     Features,
     /// An uploaded image.
     Image,
+    /// Named tensors, over the Open Inference Protocol only.
+    Tensors,
 }
 
 impl InputKind {
@@ -140,7 +142,34 @@ impl InputKind {
                 "an image: multipart/form-data field `file` (curl -F file=@photo.jpg) or an \
                  image/jpeg, image/png or image/webp body"
             }
+            Self::Tensors => {
+                "its tensors by name over the Open Inference Protocol: POST \
+                 /v2/models/<model>/infer (GET /v2/models/<model> lists them)"
+            }
         }
+    }
+}
+
+/// A tensor model's inputs and outputs, each row's part (the batch is the first
+/// dimension of each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tensors {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+/// One named tensor of a tensor model: its element type and one row's dimensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub elem: NumericType,
+    pub dims: Vec<usize>,
+}
+
+impl TensorSpec {
+    /// Values in one row of it.
+    pub fn width(&self) -> usize {
+        self.dims.iter().product()
     }
 }
 
@@ -151,6 +180,9 @@ pub enum InputSpec {
     Features { names: Vec<String> },
     /// An image, prepared for the model as this says.
     Image(Preprocess),
+    /// Named tensors: a batch row is every input's row, in order, and an output row every
+    /// output's (as `f32`).
+    Tensors(Arc<Tensors>),
 }
 
 impl ModelInfo {
@@ -159,14 +191,26 @@ impl ModelInfo {
         match self.input {
             InputSpec::Features { .. } => InputKind::Features,
             InputSpec::Image(_) => InputKind::Image,
+            InputSpec::Tensors(_) => InputKind::Tensors,
         }
     }
 
-    /// Values in one batch row: the feature count, or channels × height × width.
+    /// Values in one batch row: the feature count, channels × height × width, or every
+    /// input's row.
     pub fn row_len(&self) -> usize {
         match &self.input {
             InputSpec::Features { names } => names.len(),
             InputSpec::Image(p) => 3 * p.crop[0] as usize * p.crop[1] as usize,
+            InputSpec::Tensors(t) => t.inputs.iter().map(TensorSpec::width).sum(),
+        }
+    }
+
+    /// Values in one output row: one per label (a regression's one value), or every
+    /// output's row.
+    pub fn output_len(&self) -> usize {
+        match &self.input {
+            InputSpec::Tensors(t) => t.outputs.iter().map(TensorSpec::width).sum(),
+            _ => self.labels.len(),
         }
     }
 }

@@ -9,9 +9,12 @@
 //! caught: while loading, here (that version fails); while running, by the compute thread
 //! as for every model (`infer/worker.rs`: that request fails). The process lives.
 //!
-//! Served so far: tabular classifiers (one `[N, F]` numeric input; probabilities or logits
-//! out, labels from the classifier's attributes or the sidecar manifest) and tabular
-//! regressors (one value per row; [`ops`] adds the `ai.onnx.ml` regressor tract lacks).
+//! Served: tabular classifiers (one `[N, F]` numeric input; probabilities or logits out,
+//! labels from the classifier's attributes or the sidecar manifest), tabular regressors
+//! (one value per row; [`ops`] adds the `ai.onnx.ml` regressor tract lacks), image
+//! classifiers (one `[N, 3, H, W]` input, on the image path) and tensor models (any other
+//! signature: every input's row and every output's row side by side in one batch row,
+//! over the Open Inference Protocol only).
 
 pub mod declared;
 pub mod graph;
@@ -29,7 +32,9 @@ use tract_onnx::prelude::{
     Tensor, ToDim as _, TypedRunnableModel, tvec,
 };
 
-use crate::infer::manifest::{InputSpec, ModelInfo, NumericType, OwnNames, Preprocess, Task};
+use crate::infer::manifest::{
+    InputSpec, ModelInfo, NumericType, OwnNames, Preprocess, Task, TensorSpec, Tensors,
+};
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 use declared::Declared;
 use graph::{Elem, Signature, Value};
@@ -81,9 +86,11 @@ pub enum OnnxError {
 pub struct OnnxModel {
     info: ModelInfo,
     plan: Arc<TypedRunnableModel>,
-    input: Elem,
-    /// One row's dimensions (the input's after the batch's): `[F]` or `[3, H, W]`.
-    row: Vec<usize>,
+    /// Each input's type and one row's dimensions (after the batch's), in the graph's
+    /// order: `[F]`, `[3, H, W]`, or a tensor model's own.
+    inputs: Vec<(Elem, Vec<usize>)>,
+    /// Each output's values in one row, in the graph's order (several for a tensor model).
+    output_widths: Vec<usize>,
     meaning: OutputMeaning,
 }
 
@@ -91,7 +98,7 @@ impl std::fmt::Debug for OnnxModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnnxModel")
             .field("name", &self.info.name)
-            .field("input", &self.input)
+            .field("inputs", &self.inputs)
             .field("classes", &self.info.labels.len())
             .finish_non_exhaustive()
     }
@@ -153,6 +160,13 @@ impl OnnxModel {
         {
             return Err(OnnxError::Unsupported(op));
         }
+        let kind = inputs
+            .sidecar
+            .kind
+            .unwrap_or_else(|| guess_kind(&graph::signature(graph).inputs));
+        if kind == Kind::Tensor {
+            return Self::load_tensors(&onnx, &mut proto, name, version, inputs);
+        }
         let task = inputs.sidecar.task.unwrap_or(
             if own_labels.is_none() && graph::has_ml_regressor(graph) {
                 Task::Regression
@@ -161,7 +175,7 @@ impl OnnxModel {
             },
         );
         let declared = inputs.declared.as_ref();
-        let mut plan = Plan::decide(graph, inputs, own_labels.is_some(), task)?;
+        let mut plan = Plan::decide(graph, inputs, kind, own_labels.is_some(), task)?;
         if let Some(max) = declared.map(|d| d.max_batch_size).filter(|&m| m > 0) {
             plan.max_batch = plan.max_batch.min(max);
         }
@@ -170,6 +184,7 @@ impl OnnxModel {
             Task::Regression => value_name(inputs)?,
         };
         plan.check_output_width(labels.len())?;
+        let labels_len = labels.len();
         graph.output.retain(|o| o.name == plan.output);
         let model = onnx
             .model_for_proto_model(&proto)
@@ -210,9 +225,147 @@ impl OnnxModel {
                 revision: 0,
             },
             plan: runnable,
-            input: plan.input,
-            row: plan.row,
+            output_widths: vec![labels_len],
+            inputs: vec![(plan.input, plan.row)],
             meaning: plan.meaning,
+        })
+    }
+}
+
+impl OnnxModel {
+    /// Loads a tensor model: every numeric input and output by name, each `[N, ..fixed
+    /// dims]`; served over the Open Inference Protocol only, its outputs' values as they are.
+    fn load_tensors(
+        onnx: &tract_onnx::Onnx,
+        proto: &mut ModelProto,
+        name: &str,
+        version: &str,
+        load: &LoadInputs,
+    ) -> Result<Self, OnnxError> {
+        if load.sidecar.task == Some(Task::Classification) {
+            return Err(OnnxError::Sidecar(
+                "a tensor model answers its outputs' values, not classes: leave task out".into(),
+            ));
+        }
+        let graph = proto
+            .graph
+            .as_mut()
+            .ok_or_else(|| OnnxError::NotOnnx("no graph".into()))?;
+        let Signature { inputs, outputs } = graph::signature(graph);
+        if inputs.is_empty() {
+            return Err(OnnxError::Signature("the graph takes no input".into()));
+        }
+        let spec = |v: &Value| -> Result<(TensorSpec, Elem, Option<u64>), OnnxError> {
+            let elem = v.elem.filter(|e| e.is_numeric()).ok_or_else(|| {
+                OnnxError::Signature(format!(
+                    "{:?} is {}: a tensor model's values are numbers",
+                    v.name,
+                    v.elem.map_or("not a tensor".into(), Elem::onnx_name)
+                ))
+            })?;
+            let fixed =
+                |d: &Option<u64>| d.and_then(|d| usize::try_from(d).ok()).filter(|&d| d > 0);
+            let (batch, dims) = match v.dims.as_deref() {
+                Some([batch, rest @ ..]) => {
+                    (*batch, rest.iter().map(fixed).collect::<Option<Vec<_>>>())
+                }
+                _ => (None, None),
+            };
+            let dims = dims.ok_or_else(|| {
+                OnnxError::Signature(format!(
+                    "{:?} is not [N, ..fixed dims]: {}",
+                    v.name,
+                    describe(std::slice::from_ref(v))
+                ))
+            })?;
+            let numeric = elem
+                .numeric()
+                .ok_or_else(|| OnnxError::Signature("not numeric".into()))?;
+            Ok((
+                TensorSpec {
+                    name: v.name.clone(),
+                    elem: numeric,
+                    dims,
+                },
+                elem,
+                batch,
+            ))
+        };
+        let described = describe(&inputs);
+        let inputs = inputs.iter().map(spec).collect::<Result<Vec<_>, _>>()?;
+        // Labels and the like (strings, a ZipMap's maps) are left out.
+        let numeric: Vec<_> = outputs
+            .iter()
+            .filter(|o| o.elem.is_some_and(Elem::is_numeric))
+            .map(spec)
+            .collect::<Result<_, _>>()?;
+        if numeric.is_empty() {
+            return Err(OnnxError::Signature(format!(
+                "a tensor model (inputs {described}) answers numbers; no output holds them ({})",
+                describe(&outputs)
+            )));
+        }
+        let outputs = numeric;
+        graph
+            .output
+            .retain(|o| outputs.iter().any(|(t, _, _)| t.name == o.name));
+        let mut max_batch = inputs
+            .iter()
+            .filter_map(|(_, _, b)| b.and_then(|b| usize::try_from(b).ok()))
+            .min()
+            .unwrap_or(usize::MAX);
+        if let Some(max) = load
+            .declared
+            .as_ref()
+            .map(|d| d.max_batch_size)
+            .filter(|&m| m > 0)
+        {
+            max_batch = max_batch.min(max);
+        }
+        let mut model = onnx
+            .model_for_proto_model(proto)
+            .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
+        let batch = model.symbols.sym("N");
+        for (i, (t, elem, _)) in inputs.iter().enumerate() {
+            let mut dims = tvec!(batch.to_dim());
+            dims.extend(t.dims.iter().map(|d| d.to_dim()));
+            model = model
+                .with_input_fact(i, InferenceFact::dt_shape(elem.datum()?, dims))
+                .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
+        }
+        for i in 0..outputs.len() {
+            model = model
+                .with_output_fact(i, InferenceFact::default())
+                .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
+        }
+        let runnable = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
+        let tensors = Tensors {
+            inputs: inputs.iter().map(|(t, _, _)| t.clone()).collect(),
+            outputs: outputs.iter().map(|(t, _, _)| t.clone()).collect(),
+        };
+        Ok(Self {
+            info: ModelInfo {
+                name: name.into(),
+                version: version.into(),
+                labels: tensors.outputs.iter().map(|o| o.name.clone()).collect(),
+                // Values as they are, compared by their difference in a shadow.
+                task: Task::Regression,
+                input: InputSpec::Tensors(Arc::new(tensors.clone())),
+                takes_missing: false,
+                own_names: None,
+                max_batch,
+                revision: 0,
+            },
+            plan: runnable,
+            inputs: inputs
+                .iter()
+                .map(|(t, e, _)| (*e, t.dims.clone()))
+                .collect(),
+            output_widths: tensors.outputs.iter().map(TensorSpec::width).collect(),
+            meaning: OutputMeaning::Probabilities,
         })
     }
 }
@@ -230,29 +383,75 @@ impl Model for OnnxModel {
                 got: batch.features,
             });
         }
-        let classes = self.info.labels.len();
-        let input = input_tensor(self.input, &self.row, batch).map_err(engine)?;
-        let outputs = self.plan.run(tvec!(input.into())).map_err(|e| {
-            match e.downcast_ref::<ops::one_hot_encoder::UnseenCategory>() {
-                Some(unseen) => ModelError::UnseenCategory(unseen.to_string()),
-                None => engine(e),
+        let inputs = match self.inputs.as_slice() {
+            [(elem, row)] => tvec!(input_tensor(*elem, row, batch.rows, &batch.data)),
+            // A tensor model's row holds every input's row: each input gathered apart.
+            several => {
+                let mut offset = 0;
+                several
+                    .iter()
+                    .map(|(elem, row)| {
+                        let width: usize = row.iter().product();
+                        let data: Vec<f32> = batch
+                            .data
+                            .chunks(features)
+                            .flat_map(|r| &r[offset..offset + width])
+                            .copied()
+                            .collect();
+                        offset += width;
+                        input_tensor(*elem, row, batch.rows, &data)
+                    })
+                    .collect()
             }
+        };
+        let inputs = inputs
+            .into_iter()
+            .map(|t| t.map(Into::into))
+            .collect::<Result<_, _>>()
+            .map_err(engine)?;
+        let outputs = self.plan.run(inputs).map_err(|e| match e
+            .downcast_ref::<ops::one_hot_encoder::UnseenCategory>()
+        {
+            Some(unseen) => ModelError::UnseenCategory(unseen.to_string()),
+            None => engine(e),
         })?;
-        let out = outputs
-            .first()
-            .ok_or_else(|| ModelError::Engine("the graph gave no output".into()))?;
-        let out = out.cast_to::<f32>().map_err(engine)?;
-        let view = out.to_plain_array_view::<f32>().map_err(engine)?;
-        let mut probs: Vec<f32> = view.iter().copied().collect();
-        if probs.len() != batch.rows * classes {
+        if outputs.len() != self.output_widths.len() {
             return Err(ModelError::Engine(format!(
-                "the graph gave {} values for {} rows of {} classes (shape {:?})",
-                probs.len(),
-                batch.rows,
-                classes,
-                out.shape()
+                "the graph gave {} outputs, not {}",
+                outputs.len(),
+                self.output_widths.len()
             )));
         }
+        let mut columns = Vec::with_capacity(outputs.len());
+        for (out, &width) in outputs.iter().zip(&self.output_widths) {
+            let out = out.cast_to::<f32>().map_err(engine)?;
+            let view = out.to_plain_array_view::<f32>().map_err(engine)?;
+            let values: Vec<f32> = view.iter().copied().collect();
+            if values.len() != batch.rows * width {
+                return Err(ModelError::Engine(format!(
+                    "the graph gave {} values for {} rows of {width} (shape {:?})",
+                    values.len(),
+                    batch.rows,
+                    out.shape()
+                )));
+            }
+            columns.push(values);
+        }
+        let classes: usize = self.output_widths.iter().sum();
+        let mut probs = match columns.pop() {
+            Some(only) if columns.is_empty() => only,
+            last => {
+                // Row by row, every output's part in order.
+                columns.extend(last);
+                let mut probs = Vec::with_capacity(batch.rows * classes);
+                for r in 0..batch.rows {
+                    for (values, &width) in columns.iter().zip(&self.output_widths) {
+                        probs.extend_from_slice(&values[r * width..(r + 1) * width]);
+                    }
+                }
+                probs
+            }
+        };
         // A non-finite value is left for the request path, which answers that row (and
         // only that one) 422 `non_finite_output`.
         if self.meaning == OutputMeaning::Logits {
@@ -282,21 +481,21 @@ struct Plan {
 }
 
 impl Plan {
-    /// Decides from the signature (and the sidecar's `kind`, when given) how the graph is
-    /// served as a model of `task`, or says why it is not.
+    /// Decides from the signature how the graph is served as a tabular or image model (the
+    /// `kind` the sidecar gives or the signature suggests) of `task`, or says why it is not.
     fn decide(
         graph: &GraphProto,
         load: &LoadInputs,
+        kind: Kind,
         from_ml_classifier: bool,
         task: Task,
     ) -> Result<Self, OnnxError> {
         let sidecar = &load.sidecar;
         let Signature { inputs, outputs } = graph::signature(graph);
-        let kind = sidecar.kind.unwrap_or_else(|| guess_kind(&inputs));
         let [input] = inputs.as_slice() else {
             return Err(OnnxError::Signature(format!(
-                "{kind:?} models (inputs {}) are not served from ONNX yet: a tabular or image \
-                 model takes one input",
+                "a {kind:?} model takes one input; this graph takes {} (leave kind out to \
+                 serve it as a tensor model)",
                 describe(&inputs)
             )));
         };
@@ -324,12 +523,11 @@ impl Plan {
                 let (row, preprocess) = image_row(dims, sidecar, &inputs)?;
                 (row, Some(preprocess))
             }
+            // Loaded apart (`load_tensors`).
             Kind::Tensor => {
-                return Err(OnnxError::Signature(format!(
-                    "tensor models (inputs {}) are not served from ONNX yet; tabular and image \
-                     ones are",
-                    describe(&inputs)
-                )));
+                return Err(OnnxError::Signature(
+                    "a tensor model is not a tabular or image one".into(),
+                ));
             }
         };
         // Labels (int64, string) are recomputed from the scores: the one float output
@@ -565,18 +763,16 @@ impl Elem {
     }
 }
 
-/// The batch as a `[rows, ..row]` tensor of the graph's input type. JSON numbers for an
-/// integer input must be whole.
-fn input_tensor(elem: Elem, row: &[usize], batch: &Batch) -> Result<Tensor, String> {
-    let shape: Vec<usize> = std::iter::once(batch.rows)
-        .chain(row.iter().copied())
-        .collect();
-    let floats = Tensor::from_shape(&shape, &batch.data).map_err(|e| e.to_string())?;
+/// `rows` rows of `data` as a `[rows, ..row]` tensor of the graph's input type. JSON
+/// numbers for an integer input must be whole.
+fn input_tensor(elem: Elem, row: &[usize], rows: usize, data: &[f32]) -> Result<Tensor, String> {
+    let shape: Vec<usize> = std::iter::once(rows).chain(row.iter().copied()).collect();
+    let floats = Tensor::from_shape(&shape, data).map_err(|e| e.to_string())?;
     let cast_to = match elem {
         Elem::F32 => return Ok(floats),
         Elem::F64 => f64::datum_type(),
         Elem::I32 | Elem::I64 => {
-            if let Some(v) = batch.data.iter().find(|v| v.fract() != 0.0) {
+            if let Some(v) = data.iter().find(|v| v.fract() != 0.0) {
                 return Err(format!("the model takes whole numbers, not {v}"));
             }
             elem.datum().map_err(|e| e.to_string())?
@@ -816,6 +1012,71 @@ mod tests {
         };
         let err = load(TINY_CNN, tabular).unwrap_err().to_string();
         assert!(err.contains("a tabular input is [N, features]"), "{err}");
+    }
+
+    #[test]
+    fn a_graph_of_several_inputs_is_a_tensor_model_whose_rows_hold_every_input_and_output() {
+        let bytes = include_bytes!("../../tests/fixtures/onnx/torch-two-tower/model.onnx");
+        let model = load(bytes, Sidecar::default()).unwrap();
+        let info = model.info();
+        let InputSpec::Tensors(tensors) = &info.input else {
+            panic!("{:?}", info.input);
+        };
+        let names = |t: &[TensorSpec]| t.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&tensors.inputs), ["user", "items"]);
+        assert_eq!(tensors.inputs[1].elem, NumericType::I64);
+        assert_eq!(names(&tensors.outputs), ["score", "embedding"]);
+        assert_eq!((info.row_len(), info.output_len()), (8 + 3, 1 + 16));
+        // Two rows: a user's 8 features, then 3 item ids.
+        let row = |seed: f32| {
+            let mut row: Vec<f32> = (0..8).map(|i| (i as f32 * seed).sin()).collect();
+            row.extend([1.0, 7.0, seed]);
+            row
+        };
+        let data = [row(1.0), row(2.0)].concat();
+        let batch = Batch {
+            rows: 2,
+            features: 11,
+            data,
+        };
+        let out = model.forward(&batch).unwrap();
+        assert_eq!((out.rows, out.classes), (2, 17));
+        assert_ne!(out.row(0), out.row(1));
+        // Each row alone gives its row of the batch: the inputs were split per row.
+        for r in 0..2 {
+            let one = Batch {
+                rows: 1,
+                features: 11,
+                data: batch.data[r * 11..(r + 1) * 11].to_vec(),
+            };
+            let alone = model.forward(&one).unwrap();
+            for (a, b) in alone.row(0).iter().zip(out.row(r)) {
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "{:?} vs {:?}",
+                    alone.row(0),
+                    out.row(r)
+                );
+            }
+        }
+        // An item id must be whole.
+        let mut fractional = batch.data[..11].to_vec();
+        fractional[9] = 1.5;
+        let err = model
+            .forward(&Batch {
+                rows: 1,
+                features: 11,
+                data: fractional,
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("whole numbers"), "{err}");
+        // Nor is it a classifier.
+        let classes = Sidecar {
+            task: Some(Task::Classification),
+            ..Sidecar::default()
+        };
+        let err = load(bytes, classes).unwrap_err().to_string();
+        assert!(err.contains("answers its outputs' values"), "{err}");
     }
 
     #[test]

@@ -134,6 +134,8 @@ impl Record {
             (serde_json::Value::Array(a), _) | (_, serde_json::Value::Array(a)) => {
                 serde_json::Value::Array(a.clone())
             }
+            // A tensor model's outputs, by name.
+            _ if members["outputs"].is_object() => members["outputs"].clone(),
             _ => serde_json::Value::Array(Vec::new()),
         };
         let (input_features, image_hash, image_bytes) = match row.input {

@@ -97,7 +97,7 @@ fn bundled_preprocess() -> Preprocess {
     let model = demo::efficientnet_lite0::load(&cpu(8)).unwrap();
     match model.info().input {
         InputSpec::Image(p) => p,
-        InputSpec::Features { .. } => unreachable!("an image model"),
+        InputSpec::Features { .. } | InputSpec::Tensors(_) => unreachable!("an image model"),
     }
 }
 
@@ -360,7 +360,7 @@ fn check_resnet(depth: u32, side: u32) {
     // reference quick (the network pools globally, so any size is a valid input).
     let mut p = match model.info().input {
         InputSpec::Image(p) => p,
-        InputSpec::Features { .. } => unreachable!(),
+        InputSpec::Features { .. } | InputSpec::Tensors(_) => unreachable!(),
     };
     assert_eq!((p.resize_shorter, p.crop), (256, [224, 224]));
     assert_eq!(p.mean, [0.485, 0.456, 0.406]);

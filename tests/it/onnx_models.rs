@@ -433,7 +433,13 @@ fn bad_models_and_bad_inputs_over_h1_and_h2_while_the_rest_serve() {
             with_operator("Binarizer", "ai.onnx.ml"),
             "unsupported operator ai.onnx.ml.Binarizer",
         ),
-        ("two-inputs", with_two_inputs(), "Tensor models"),
+        // Two inputs: a tensor model, but its outputs are a label and a ZipMap's maps.
+        (
+            "two-inputs",
+            with_two_inputs(),
+            "a tensor model (inputs \"input\": float [N, 4]; \"second\": float [N, 4]) \
+             answers numbers; no output holds them",
+        ),
         (
             "leaf-past-classes",
             with_broken_tree("class_ids", 9),
@@ -956,4 +962,107 @@ fn a_triton_repository_serves_its_models_by_their_own_names_to_tritonclient() {
             assert!(close_to(*got, *want), "{protocol} row {i}: {got} vs {want}");
         }
     }
+}
+
+/// ONNX Runtime's outputs for a tensor model's request (onnx-reference.py `--tensors`).
+fn reference_tensors(model: &str, request: &Value) -> Value {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), request.to_string()).unwrap();
+    let out = Command::new(python())
+        .arg(repo().join("scripts/models/onnx-reference.py"))
+        .arg(fixture(model, "model.onnx"))
+        .arg("--tensors")
+        .arg(file.path())
+        .output()
+        .expect("run onnx-reference.py");
+    assert!(
+        out.status.success(),
+        "onnx-reference.py {model}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["outputs"].clone()
+}
+
+#[test]
+fn a_tensor_model_answers_its_outputs_by_name_over_oip_and_refuses_predict() {
+    let model = "torch-two-tower";
+    let (_root, gw) = serve_exports(&[model], |o| o);
+    // Three rows: a user's 8 features and the ids of 3 items.
+    let user: Vec<f64> = (0..24).map(|i| (f64::from(i) * 0.37).sin()).collect();
+    let items: Vec<i64> = (0..9).map(|i| (i * 7 + 3) % 50).collect();
+    let inputs = json!([
+        {"name": "user", "datatype": "FP32", "shape": [3, 8], "data": user},
+        {"name": "items", "datatype": "INT64", "shape": [3, 3], "data": items},
+    ]);
+    let want = reference_tensors(model, &json!({ "inputs": inputs }));
+    let v = support::tritonclient_infer(
+        &gw,
+        &json!({"model": model, "inputs": inputs, "outputs": ["score", "embedding"]}),
+    );
+    for protocol in ["http", "grpc"] {
+        assert_eq!(
+            tensors(&v, protocol, "inputs"),
+            [
+                ("user".into(), "FP32".into(), vec![-1, 8]),
+                ("items".into(), "INT64".into(), vec![-1, 3])
+            ],
+            "{protocol}"
+        );
+        assert_eq!(
+            tensors(&v, protocol, "outputs"),
+            [
+                ("score".into(), "FP32".into(), vec![-1, 1]),
+                ("embedding".into(), "FP32".into(), vec![-1, 16])
+            ],
+            "{protocol}"
+        );
+        for name in ["score", "embedding"] {
+            let (got, theirs) = (&v[protocol][name], &want[name]);
+            assert_eq!(got["shape"], theirs["shape"], "{protocol} {name}: {v}");
+            let got: Vec<f64> = serde_json::from_value(got["data"].clone()).unwrap();
+            let theirs: Vec<f64> = serde_json::from_value(theirs["data"].clone()).unwrap();
+            for (i, (a, b)) in got.iter().zip(&theirs).enumerate() {
+                assert!(close_to(*a, *b), "{protocol} {name}[{i}]: {a} vs {b}");
+            }
+        }
+    }
+    // One output asked for, one answered; a datatype other than the graph's refused.
+    let v = support::tritonclient_infer(
+        &gw,
+        &json!({"model": model, "inputs": inputs, "outputs": ["embedding"]}),
+    );
+    for protocol in ["http", "grpc"] {
+        assert!(v[protocol]["embedding"].is_object(), "{v}");
+        assert!(v[protocol].get("score").is_none(), "{v}");
+    }
+    let floats = json!([inputs[0], {"name": "items", "datatype": "FP32", "shape": [3, 3],
+                                    "data": items}]);
+    let v = support::tritonclient_infer(
+        &gw,
+        &json!({"model": model, "inputs": floats, "outputs": ["score"]}),
+    );
+    for protocol in ["http", "grpc"] {
+        let error = v[protocol]["error"].as_str().unwrap_or_default();
+        assert!(error.contains("is INT64, not FP32"), "{protocol}: {v}");
+    }
+    runtime().block_on(async {
+        for c in [h1_client(), h2_client()] {
+            // Each row is one read-through: asked again, from the cache.
+            let body = json!({"inputs": inputs});
+            let url = gw.url(&format!("/v2/models/{model}/infer"));
+            let first = c.post(&url).json(&body).send().await.unwrap();
+            assert_eq!(first.status(), 200);
+            let again = c.post(&url).json(&body).send().await.unwrap();
+            assert_eq!(again.headers()["x-cache"], "hit-l1");
+            let v: Value = again.json().await.unwrap();
+            assert_eq!(v["outputs"].as_array().unwrap().len(), 2, "{v}");
+            // /predict takes no tensors: 415, naming the route that does.
+            let r = predict(&c, &gw, model, &[Some(1.0); 11], false).await;
+            assert_eq!(r.status(), 415);
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "wrong_input_kind", "{v}");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(message.contains("/v2/models/<model>/infer"), "{v}");
+        }
+    });
 }
