@@ -2,9 +2,11 @@
 //! tests/fixtures/onnx/ (made by the real exporters, scripts/models/export-onnx.py) served
 //! from a repository directory, every answer checked against ONNX Runtime's on the same
 //! rows (scripts/models/onnx-reference.py, in the target/pyonnx venv): labels equal,
-//! probabilities within 1e-5, a regressor's values within 1e-5 of their size. Broken
-//! files are reported UNAVAILABLE with a reason that names the problem, while the rest
-//! serve.
+//! probabilities within 1e-5, a regressor's values within 1e-5 of their size; over
+//! /predict (h1, h2) and the Open Inference Protocol (REST binary, and tritonclient's HTTP
+//! and gRPC). Broken files are reported UNAVAILABLE with a reason that names the problem,
+//! while the rest serve. A Triton repository (config.pbtxt) and a tensor model (two inputs,
+//! two outputs) are served by their own names to tritonclient.
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 #![allow(clippy::disallowed_types)] // a child process lives in wall-clock time
 
@@ -201,18 +203,49 @@ fn onnx_classifiers_answer_as_onnx_runtime_over_h1_h2_and_oip() {
             let classes = want_classes(&gw, model).await;
             assert_eq!(out["shape"], json!([rows.len(), classes.len()]), "{v}");
             let data: Vec<f64> = serde_json::from_value(out["data"].clone()).unwrap();
-            for (i, want) in expected.iter().enumerate() {
-                for (j, label) in classes.iter().enumerate() {
-                    let got = data[i * classes.len() + j];
-                    let expected = want.probabilities[label];
-                    assert!(
-                        (got - expected).abs() <= TOLERANCE,
-                        "{model} OIP row {i}, {label}: {got} vs {expected}"
-                    );
+            let mut answers = vec![("REST binary".to_owned(), data)];
+            answers.extend(ask_tritonclient(&gw, model, &rows, "probabilities"));
+            for (how, data) in answers {
+                for (i, want) in expected.iter().enumerate() {
+                    for (j, label) in classes.iter().enumerate() {
+                        let got = data[i * classes.len() + j];
+                        let expected = want.probabilities[label];
+                        assert!(
+                            (got - expected).abs() <= TOLERANCE,
+                            "{model} OIP {how} row {i}, {label}: {got} vs {expected}"
+                        );
+                    }
                 }
             }
         }
     });
+}
+
+/// Every row in one request by tritonclient over HTTP and gRPC (a missing value as NaN):
+/// each protocol's `output` values, row after row.
+fn ask_tritonclient(
+    gw: &Gateway,
+    model: &str,
+    rows: &[Vec<Option<f64>>],
+    output: &str,
+) -> Vec<(String, Vec<f64>)> {
+    let v = support::tritonclient_infer(
+        gw,
+        &json!({
+            "model": model,
+            "inputs": [{"name": "features", "datatype": "FP32",
+                        "shape": [rows.len(), rows[0].len()], "data": rows}],
+            "outputs": [output],
+        }),
+    );
+    ["http", "grpc"]
+        .iter()
+        .map(|protocol| {
+            let data = v[protocol][output]["data"].clone();
+            let data = serde_json::from_value(data).unwrap_or_else(|_| panic!("{v}"));
+            (format!("tritonclient {protocol}"), data)
+        })
+        .collect()
 }
 
 /// Every row in one OIP request over HTTP/2, as FP32 binary tensor data (which carries a
@@ -284,11 +317,16 @@ fn onnx_regressors_answer_their_value_as_onnx_runtime_over_h1_h2_and_oip() {
             assert_eq!(out["name"], "prediction", "{v}");
             assert_eq!(out["shape"], json!([rows.len(), 1]), "{v}");
             let data: Vec<f64> = serde_json::from_value(out["data"].clone()).unwrap();
-            for (i, (got, want)) in data.iter().zip(&expected).enumerate() {
-                assert!(
-                    close_to(*got, *want),
-                    "{model} OIP row {i}: {got} vs {want}"
-                );
+            let mut answers = vec![("REST binary".to_owned(), data)];
+            answers.extend(ask_tritonclient(&gw, model, &rows, "prediction"));
+            for (how, data) in answers {
+                assert_eq!(data.len(), expected.len(), "{how}");
+                for (i, (got, want)) in data.iter().zip(&expected).enumerate() {
+                    assert!(
+                        close_to(*got, *want),
+                        "{model} OIP {how} row {i}: {got} vs {want}"
+                    );
+                }
             }
             // A classifier's output and extension are refused, saying why.
             for output in [
