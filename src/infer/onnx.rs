@@ -160,10 +160,18 @@ impl OnnxModel {
         {
             return Err(OnnxError::Unsupported(op));
         }
-        let kind = inputs
-            .sidecar
-            .kind
-            .unwrap_or_else(|| guess_kind(&graph::signature(graph).inputs));
+        let kind = inputs.sidecar.kind.unwrap_or_else(|| {
+            match (
+                guess_kind(&graph::signature(graph).inputs),
+                &inputs.declared,
+            ) {
+                // Triton serves a vision network its tensors as they are (pixels in, raw
+                // outputs out), and its clients send them so: a Triton repository's image
+                // network is a tensor model unless its manifest says image.
+                (Kind::Image, Some(_)) => Kind::Tensor,
+                (kind, _) => kind,
+            }
+        });
         if kind == Kind::Tensor {
             return Self::load_tensors(&onnx, &mut proto, name, version, inputs);
         }
@@ -1077,6 +1085,44 @@ mod tests {
         };
         let err = load(bytes, classes).unwrap_err().to_string();
         assert!(err.contains("answers its outputs' values"), "{err}");
+    }
+
+    #[test]
+    fn a_triton_repositorys_image_network_takes_its_pixels_as_a_tensor_model() {
+        use declared::DeclaredTensor;
+        let tensor = |name: &str, dims: &[i64]| DeclaredTensor {
+            name: name.into(),
+            elem: Elem::F32,
+            dims: dims.to_vec(),
+            reshape: None,
+        };
+        let declared = Declared {
+            max_batch_size: 8,
+            inputs: vec![tensor("input", &[3, 32, 32])],
+            outputs: vec![tensor("logits", &[4])],
+            labels: None,
+        };
+        let inputs = LoadInputs {
+            declared: Some(declared),
+            ..LoadInputs::default()
+        };
+        let model = OnnxModel::load(TINY_CNN, "m", "1", &inputs).unwrap();
+        assert_eq!(
+            model.info().kind(),
+            crate::infer::manifest::InputKind::Tensors
+        );
+        assert_eq!(model.info().max_batch, 8);
+        assert_eq!(model.info().output_len(), 4);
+        // Its manifest may still ask for the image path.
+        let inputs = LoadInputs {
+            sidecar: tiny_cnn_sidecar(),
+            ..inputs
+        };
+        let model = OnnxModel::load(TINY_CNN, "m", "1", &inputs).unwrap();
+        assert_eq!(
+            model.info().kind(),
+            crate::infer::manifest::InputKind::Image
+        );
     }
 
     #[test]
