@@ -12,11 +12,21 @@ changing a pin in scripts/requirements/onnx.in and commit what changes.
 Each model lands as <name>/model.onnx (copy it to <repo>/<name>/<version>/ to serve it), with
 inputs.json beside: rows to ask it, the first ones from the dataset, then perturbed ones; a
 missing value is null (as a client sends it).
+
+    target/pyonnx/bin/python scripts/models/export-onnx.py --native DIR
+
+also saves the fitted models as their own libraries save them, for the servers that load
+those (scripts/bench/vs-peers.sh: MLServer): DIR/<name>/model.joblib for a scikit-learn
+model, DIR/<name>/model.json (XGBoost's own format) for an XGBoost one, each beside a copy
+of the same fit's model.onnx; the ONNX exports are the same bytes with it or without.
+`--out DIR` writes the ONNX exports (and inputs.json) to DIR instead of tests/fixtures/onnx/.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -38,6 +48,8 @@ SEED = 20261205
 # what ONNX Runtime and tract both read.
 OPSETS = {"": 17, "ai.onnx.ml": 3}
 ONNXMLTOOLS_OPSET = 15
+# --native DIR: where the fitted models are also saved in their own formats (None: not saved).
+NATIVE: Path | None = None
 
 
 def rows_to_ask(x: np.ndarray, rng: np.random.Generator) -> list[list[float]]:
@@ -65,6 +77,25 @@ def write(name: str, onnx_model, rows: list[list[float]]) -> None:
     print(f"{name}: {len(onnx_model.SerializeToString())} bytes, {len(rows)} rows to ask")
 
 
+def save_native(name: str, model) -> None:
+    """With --native: the fitted model as its library saves it, beside its ONNX export (the
+    one write() just wrote). After write(), so the exported bytes never depend on it."""
+    if NATIVE is None:
+        return
+    out = NATIVE / name
+    out.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "save_model"):  # XGBoost's scikit-learn interface
+        path = out / "model.json"
+        model.save_model(path)
+    else:
+        import joblib
+
+        path = out / "model.joblib"
+        joblib.dump(model, path)
+    shutil.copyfile(OUT / name / "model.onnx", out / "model.onnx")
+    print(f"{name}: native {path}")
+
+
 def iris() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The features (float32), the class indices and the class names of each row."""
     data = load_iris()
@@ -86,6 +117,7 @@ def sklearn_iris_logreg(rng: np.random.Generator) -> None:
         model, initial_types=[("input", FloatTensorType([None, 4]))], target_opset=OPSETS
     )
     write("sklearn-iris-logreg", onnx_model, rows_to_ask(x, rng))
+    save_native("sklearn-iris-logreg", model)
 
 
 def sklearn_iris_forest(rng: np.random.Generator) -> None:
@@ -110,6 +142,7 @@ def xgboost_iris(rng: np.random.Generator) -> None:
         model, initial_types=[("input", MlFloat([None, 4]))], target_opset=ONNXMLTOOLS_OPSET
     )
     write("xgboost-iris", onnx_model, rows_to_ask(x, rng))
+    save_native("xgboost-iris", model)
 
 
 def lightgbm_iris(rng: np.random.Generator) -> None:
@@ -191,6 +224,25 @@ EXPORTS = [
 
 
 def main() -> int:
+    global NATIVE, OUT
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--native",
+        type=Path,
+        metavar="DIR",
+        help="also save the fitted models in their own formats into DIR/<name>/ "
+        "(scikit-learn: model.joblib, XGBoost: model.json), beside a copy of model.onnx",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help=f"write the ONNX exports to DIR/<name>/ instead of {OUT.relative_to(REPO)}/",
+    )
+    args = parser.parse_args()
+    NATIVE = args.native
+    if args.out is not None:
+        OUT = args.out
     for export in EXPORTS:
         # One generator per model: adding a model never changes another's rows.
         export(np.random.default_rng(SEED))

@@ -82,7 +82,8 @@ pub enum OnnxError {
     Panicked(String),
 }
 
-/// An ONNX tabular classifier or regressor, or image classifier, ready to run batches.
+/// An ONNX model (a tabular classifier or regressor, an image classifier, or a tensor
+/// model), ready to run batches.
 pub struct OnnxModel {
     info: ModelInfo,
     plan: Arc<TypedRunnableModel>,
