@@ -176,6 +176,26 @@ mod tests {
     }
 
     #[test]
+    fn a_versions_stamp_covers_the_triton_config_beside_it_but_not_model_toml() {
+        let root = tempfile::tempdir().unwrap();
+        let m = root.path().join("iris");
+        std::fs::create_dir_all(m.join("1")).unwrap();
+        std::fs::write(m.join("1/model.onnx"), b"x").unwrap();
+        let bare = stamp(&m.join("1"));
+        std::fs::write(m.join("config.pbtxt"), "max_batch_size: 8").unwrap();
+        let with_config = stamp(&m.join("1"));
+        assert_ne!(bare, with_config);
+        std::fs::write(m.join("labels.txt"), "a\nb\n").unwrap();
+        let with_labels = stamp(&m.join("1"));
+        assert_ne!(with_config, with_labels);
+        // The model's settings are read on their own: they reload no version.
+        std::fs::write(m.join(FILE_NAME), "[version_policy]\nall = true\n").unwrap();
+        // Nor does another version's directory.
+        std::fs::create_dir_all(m.join("2")).unwrap();
+        assert_eq!(with_labels, stamp(&m.join("1")));
+    }
+
+    #[test]
     fn model_names_are_path_and_label_safe() {
         for ok in ["iris", "resnet-18", "a_b.c", "M1"] {
             assert!(is_model_name(ok), "{ok}");
