@@ -21,6 +21,7 @@ pub mod graph;
 pub mod ops;
 pub mod rewrite;
 pub mod sidecar;
+pub mod sized;
 pub mod trees;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -39,6 +40,7 @@ use crate::infer::model::{Batch, Model, ModelError, Outputs};
 use declared::Declared;
 use graph::{Elem, Signature, Value};
 use sidecar::{Kind, OutputMeaning, Sidecar};
+use sized::SizedPlans;
 
 /// The file name of an ONNX model in a version directory.
 pub const MODEL_FILE: &str = "model.onnx";
@@ -93,6 +95,8 @@ pub struct OnnxModel {
     /// Each output's values in one row, in the graph's order (several for a tensor model).
     output_widths: Vec<usize>,
     meaning: OutputMeaning,
+    /// An image network's plans for concrete batch sizes (`sized.rs`).
+    sized: Option<SizedPlans>,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -202,10 +206,26 @@ impl OnnxModel {
         let mut dims = tvec!(batch.to_dim());
         dims.extend(plan.row.iter().map(|d| d.to_dim()));
         let fact = InferenceFact::dt_shape(plan.input.datum()?, dims);
-        let runnable = model
+        let typed = model
             .with_input_fact(0, fact)
             .and_then(|m| m.with_output_fact(0, InferenceFact::default()))
-            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
+        // An image network runs most batches on plans for their size; the one for a single
+        // image is made now, so that the first request does not wait for it.
+        let sized = match plan.preprocess {
+            Some(_) => {
+                let sized = SizedPlans::new(typed.clone(), batch.clone());
+                sized
+                    .for_rows(1)
+                    .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
+                Some(sized)
+            }
+            None => None,
+        };
+        let runnable = typed
+            .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
         let input = match plan.preprocess {
@@ -237,6 +257,7 @@ impl OnnxModel {
             output_widths: vec![labels_len],
             inputs: vec![(plan.input, plan.row)],
             meaning: plan.meaning,
+            sized,
         })
     }
 }
@@ -375,6 +396,7 @@ impl OnnxModel {
                 .collect(),
             output_widths: tensors.outputs.iter().map(TensorSpec::width).collect(),
             meaning: OutputMeaning::Probabilities,
+            sized: None,
         })
     }
 }
@@ -392,8 +414,21 @@ impl Model for OnnxModel {
                 got: batch.features,
             });
         }
+        // The plan for the batch's size, and the rows it takes (zeros after the batch's).
+        let sized = match &self.sized {
+            Some(sized) => sized.for_rows(batch.rows).map_err(engine)?,
+            None => None,
+        };
+        let (rows, plan) = sized.unwrap_or_else(|| (batch.rows, self.plan.clone()));
+        let padded;
+        let data = if rows > batch.rows {
+            padded = [&batch.data[..], &vec![0.0; (rows - batch.rows) * features]].concat();
+            &padded
+        } else {
+            &batch.data
+        };
         let inputs = match self.inputs.as_slice() {
-            [(elem, row)] => tvec!(input_tensor(*elem, row, batch.rows, &batch.data)),
+            [(elem, row)] => tvec!(input_tensor(*elem, row, rows, data)),
             // A tensor model's row holds every input's row: each input gathered apart.
             several => {
                 let mut offset = 0;
@@ -418,11 +453,11 @@ impl Model for OnnxModel {
             .map(|t| t.map(Into::into))
             .collect::<Result<_, _>>()
             .map_err(engine)?;
-        let outputs = self.plan.run(inputs).map_err(|e| match e
-            .downcast_ref::<ops::one_hot_encoder::UnseenCategory>()
-        {
-            Some(unseen) => ModelError::UnseenCategory(unseen.to_string()),
-            None => engine(e),
+        let outputs = plan.run(inputs).map_err(|e| {
+            match e.downcast_ref::<ops::one_hot_encoder::UnseenCategory>() {
+                Some(unseen) => ModelError::UnseenCategory(unseen.to_string()),
+                None => engine(e),
+            }
         })?;
         if outputs.len() != self.output_widths.len() {
             return Err(ModelError::Engine(format!(
@@ -435,15 +470,16 @@ impl Model for OnnxModel {
         for (out, &width) in outputs.iter().zip(&self.output_widths) {
             let out = out.cast_to::<f32>().map_err(engine)?;
             let view = out.to_plain_array_view::<f32>().map_err(engine)?;
-            let values: Vec<f32> = view.iter().copied().collect();
-            if values.len() != batch.rows * width {
+            let mut values: Vec<f32> = view.iter().copied().collect();
+            if values.len() != rows * width {
                 return Err(ModelError::Engine(format!(
-                    "the graph gave {} values for {} rows of {width} (shape {:?})",
+                    "the graph gave {} values for {rows} rows of {width} (shape {:?})",
                     values.len(),
-                    batch.rows,
                     out.shape()
                 )));
             }
+            // The padding's rows go.
+            values.truncate(batch.rows * width);
             columns.push(values);
         }
         let classes: usize = self.output_widths.iter().sum();
@@ -972,6 +1008,45 @@ mod tests {
             assert!((sum - 1.0).abs() < 1e-5, "{:?}", out.row(r));
         }
         assert_ne!(out.row(0), out.row(1));
+    }
+
+    #[test]
+    fn an_image_batch_runs_on_the_plan_of_its_size_padded_or_the_symbolic_one_alike() {
+        let model = load(TINY_CNN, tiny_cnn_sidecar()).unwrap();
+        let width = 3 * 32 * 32;
+        let image = |k: usize| -> Vec<f32> {
+            (0..width)
+                .map(|i| ((i * (k + 3)) % 17) as f32 / 8.0 - 1.0)
+                .collect()
+        };
+        let alone: Vec<Vec<f32>> = (0..9)
+            .map(|k| {
+                let one = Batch {
+                    rows: 1,
+                    features: width,
+                    data: image(k),
+                };
+                model.forward(&one).unwrap().row(0).to_vec()
+            })
+            .collect();
+        // 3 rows: the plan for 4, one row of padding; 8: its own; 9: the symbolic plan.
+        for rows in [3, 8, 9] {
+            let batch = Batch {
+                rows,
+                features: width,
+                data: (0..rows).flat_map(image).collect(),
+            };
+            let out = model.forward(&batch).unwrap();
+            assert_eq!((out.rows, out.probs.len()), (rows, rows * 4));
+            for (k, want) in alone.iter().take(rows).enumerate() {
+                for (a, b) in out.row(k).iter().zip(want) {
+                    assert!((a - b).abs() < 1e-5, "{rows} rows, row {k}: {a} vs {b}");
+                }
+            }
+        }
+        let sized = model.sized.as_ref().unwrap();
+        assert!(sized.for_rows(SizedPlans::LARGEST + 1).unwrap().is_none());
+        assert_eq!(sized.for_rows(5).unwrap().unwrap().0, 8);
     }
 
     #[test]
