@@ -290,15 +290,7 @@ pub(crate) fn rows(info: &ModelInfo, tensors: Vec<Tensor>) -> Result<Rows, ApiEr
     }
     // A model whose configuration declares its datatype takes that one only, as Triton does.
     if let Some(declared) = input_datatype(info).filter(|&d| d != tensor.datatype) {
-        return Err(ApiError::InvalidInput {
-            code: "wrong_datatype",
-            message: format!(
-                "input {expected:?} of model {:?} is {}, not {}",
-                info.name,
-                declared.as_str(),
-                tensor.datatype.as_str()
-            ),
-        });
+        return Err(wrong_datatype(info, expected, declared, tensor.datatype));
     }
     match (&info.input, tensor.values) {
         (InputSpec::Features { .. }, Values::Numbers(values)) => {
@@ -351,16 +343,7 @@ fn tensor_rows(
         }
         let declared = datatype_of(input.elem);
         if tensor.datatype != declared {
-            return Err(ApiError::InvalidInput {
-                code: "wrong_datatype",
-                message: format!(
-                    "input {:?} of model {:?} is {}, not {}",
-                    input.name,
-                    info.name,
-                    declared.as_str(),
-                    tensor.datatype.as_str()
-                ),
-            });
+            return Err(wrong_datatype(info, &input.name, declared, tensor.datatype));
         }
         let Values::Numbers(values) = tensor.values else {
             return Err(bad(format!("input {:?} holds numbers", input.name)));
@@ -405,6 +388,19 @@ fn tensor_rows(
                 .collect()
         })
         .collect())
+}
+
+/// The refusal of an input `sent` as another datatype than the one the model takes.
+fn wrong_datatype(info: &ModelInfo, input: &str, takes: Datatype, sent: Datatype) -> ApiError {
+    ApiError::InvalidInput {
+        code: "wrong_datatype",
+        message: format!(
+            "input {input:?} of model {:?} is {}, not {}",
+            info.name,
+            takes.as_str(),
+            sent.as_str()
+        ),
+    }
 }
 
 /// A tabular model's rows: `[N, F]` (or `[F]`) finite numbers, F its feature count; NaN

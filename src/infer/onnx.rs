@@ -286,13 +286,16 @@ impl OnnxModel {
             return Err(OnnxError::Signature("the graph takes no input".into()));
         }
         let spec = |v: &Value| -> Result<(TensorSpec, Elem, Option<u64>), OnnxError> {
-            let elem = v.elem.filter(|e| e.is_numeric()).ok_or_else(|| {
-                OnnxError::Signature(format!(
-                    "{:?} is {}: a tensor model's values are numbers",
-                    v.name,
-                    v.elem.map_or("not a tensor".into(), Elem::onnx_name)
-                ))
-            })?;
+            let (elem, numeric) =
+                v.elem
+                    .and_then(|e| Some((e, e.numeric()?)))
+                    .ok_or_else(|| {
+                        OnnxError::Signature(format!(
+                            "{:?} is {}: a tensor model's values are numbers",
+                            v.name,
+                            v.elem.map_or("not a tensor".into(), Elem::onnx_name)
+                        ))
+                    })?;
             let fixed =
                 |d: &Option<u64>| d.and_then(|d| usize::try_from(d).ok()).filter(|&d| d > 0);
             let (batch, dims) = match v.dims.as_deref() {
@@ -308,9 +311,6 @@ impl OnnxModel {
                     describe(std::slice::from_ref(v))
                 ))
             })?;
-            let numeric = elem
-                .numeric()
-                .ok_or_else(|| OnnxError::Signature("not numeric".into()))?;
             Ok((
                 TensorSpec {
                     name: v.name.clone(),
