@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::infer::manifest::InputKind;
+use crate::infer::model::on_demand::{NotResident, Resident};
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 use crate::infer::registry::{Catalog, Chosen, Registry};
 use crate::infer::worker::{ComputePool, PoolSettings};
@@ -50,6 +51,9 @@ pub enum InferError {
     /// No loaded model takes this kind of input.
     #[error("no loaded model takes {kind:?} input; loaded: {loaded}")]
     NoModelFor { kind: InputKind, loaded: String },
+    /// A version loaded on demand is not in memory and cannot be now.
+    #[error(transparent)]
+    NotResident(#[from] NotResident),
     /// The inference queue is full: the caller should retry later.
     #[error("the inference queue is full ({capacity} jobs waiting)")]
     Overloaded { capacity: usize },
@@ -136,6 +140,22 @@ impl Infer {
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Forwarded, InferError> {
         self.pool.submit(Arc::clone(model), batch, deadline).await
+    }
+
+    /// `model` in memory: itself, or for a version loaded on demand its loaded model,
+    /// loaded first (within `until`) if need be.
+    pub async fn resident(
+        &self,
+        model: &Arc<dyn Model>,
+        until: tokio::time::Instant,
+    ) -> Result<Resident, InferError> {
+        match model.on_demand() {
+            Some(handle) => Ok(handle.resident(until).await?),
+            None => Ok(Resident {
+                model: Arc::clone(model),
+                load: None,
+            }),
+        }
     }
 
     /// Runs `model` once on its warm-up row ([`Batch::warm_up`]). A refusal of that row's

@@ -13,6 +13,11 @@
 //! encoder, and `background`, the one way to start a thread with its own runtime).
 #![forbid(unsafe_code)]
 
+/// The binary's allocator in the library's tests too, so they measure loads as it does.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 pub mod server;
 pub mod http;
 pub mod auth;

@@ -15,6 +15,11 @@ use clap::Parser as _;
 use infergate::cli::{Cli, Command, HashKeyArgs, HealthcheckArgs};
 use infergate::config::{self, Config};
 
+/// jemalloc, which counts the bytes each thread allocates and frees: how what a load on
+/// demand keeps is measured (`repository/footprint.rs`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.clone().unwrap_or(Command::Serve);

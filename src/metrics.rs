@@ -92,8 +92,22 @@ pub const MODEL_READY: &str = "infergate_model_ready";
 pub const MODEL_LOAD_FAILURES_TOTAL: &str = "infergate_model_load_failures_total";
 /// Counter: repository reloads that changed what is served, by `trigger`.
 pub const REPOSITORY_RELOADS_TOTAL: &str = "infergate_repository_reloads_total";
+/// Counter: loads of versions on demand, by `model` and `outcome` (`ok`, `error`).
+pub const MODEL_LOADS_TOTAL: &str = "infergate_model_loads_total";
+/// Histogram: time one load on demand took (files read, engine built, warmed), by `model`.
+pub const MODEL_LOAD_DURATION: &str = "infergate_model_load_duration_seconds";
+/// Counter: versions loaded on demand and unloaded, by `reason` (`memory`, `idle`,
+/// `unload`).
+pub const MODEL_EVICTIONS_TOTAL: &str = "infergate_model_evictions_total";
+/// Gauge: versions loaded on demand in memory now.
+pub const MODELS_LOADED: &str = "infergate_models_loaded";
+/// Gauge: what a version loaded on demand took at its load, bytes, by `model` and
+/// `version` (0 once unloaded).
+pub const MODEL_MEMORY_BYTES: &str = "infergate_model_memory_bytes";
+/// Gauge: `repository.memory_budget_bytes` (0: no budget).
+pub const REPOSITORY_MEMORY_BUDGET_BYTES: &str = "infergate_repository_memory_budget_bytes";
 /// Counter: requests mirrored to a shadow version, by `model`, `candidate` and `outcome`
-/// (`compared`, `failed`, `timeout`, `busy`, `dropped`).
+/// (`compared`, `failed`, `timeout`, `busy`, `dropped`, `not_loaded`).
 pub const SHADOW_REQUESTS_TOTAL: &str = "infergate_shadow_requests_total";
 /// Counter: shadow comparisons by `model`, `primary`, `candidate` and `top1`
 /// (`agree` / `disagree`; `none` for regressors).
@@ -157,6 +171,7 @@ fn recorder() -> Result<PrometheusRecorder, BuildError> {
     Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), REQUEST_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(INFERENCE_DURATION.into()), INFERENCE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(MODEL_LOAD_DURATION.into()), INFERENCE_BUCKETS)?
         .set_buckets_for_metric(
             Matcher::Full(IMAGE_PREPARE_DURATION.into()),
             INFERENCE_BUCKETS,
@@ -204,6 +219,10 @@ fn export_rare_at_zero() {
         counter!(WORK_CANCELLED_TOTAL, "stage" => stage).absolute(0);
     }
     counter!(COALESCED_TOTAL).absolute(0);
+    for reason in ["memory", "idle", "unload"] {
+        counter!(MODEL_EVICTIONS_TOTAL, "reason" => reason).absolute(0);
+    }
+    gauge!(MODELS_LOADED).set(0.0);
     counter!(TLS_CLIENT_WARNINGS_TOTAL).absolute(0);
     for policy in ["key", "ip"] {
         counter!(RATE_LIMITED_TOTAL, "policy" => policy).absolute(0);
@@ -229,7 +248,33 @@ fn describe() {
     describe_counter!(
         SHADOW_REQUESTS_TOTAL,
         "Requests mirrored to a shadow version, by model, candidate and outcome (compared, \
-         failed, timeout, busy, dropped)."
+         failed, timeout, busy, dropped, not_loaded)."
+    );
+    describe_counter!(
+        MODEL_LOADS_TOTAL,
+        "Loads of model versions on demand, by model and outcome (ok, error)."
+    );
+    describe_histogram!(
+        MODEL_LOAD_DURATION,
+        metrics::Unit::Seconds,
+        "Time one load on demand took (files read, engine built, warm-up), by model."
+    );
+    describe_counter!(
+        MODEL_EVICTIONS_TOTAL,
+        "Versions loaded on demand that were unloaded, by reason (memory: to make room in the \
+         budget; idle: idle_unload_s; unload: the repository API)."
+    );
+    describe_gauge!(MODELS_LOADED, "Versions loaded on demand in memory now.");
+    describe_gauge!(
+        MODEL_MEMORY_BYTES,
+        metrics::Unit::Bytes,
+        "What each version loaded on demand took at its load, by model and version (0 once \
+         unloaded)."
+    );
+    describe_gauge!(
+        REPOSITORY_MEMORY_BUDGET_BYTES,
+        metrics::Unit::Bytes,
+        "repository.memory_budget_bytes: memory for the versions loaded on demand (0: none)."
     );
     describe_counter!(
         SHADOW_COMPARISONS_TOTAL,

@@ -28,6 +28,7 @@ use crate::imaging::decode::Format;
 use crate::imaging::{ImageError, Imaging};
 use crate::infer::manifest::{InputKind, InputSpec, Preprocess, Task};
 use crate::infer::model::Model;
+use crate::infer::model::on_demand::NotResident;
 use crate::infer::{Infer, InferError};
 use crate::metrics::{CACHE_REQUESTS_TOTAL, COALESCED_TOTAL};
 use crate::prediction_log::PredictionLog;
@@ -147,6 +148,8 @@ struct Computed {
     batch_size: usize,
     decode: Duration,
     preprocess: Duration,
+    /// Time waited for a version loaded on demand to load (`None`: it was in memory).
+    load: Option<Duration>,
 }
 
 /// One answered prediction.
@@ -169,6 +172,9 @@ pub struct Prediction {
     pub decode: Duration,
     /// Time resizing, cropping and normalizing it (likewise).
     pub preprocess: Duration,
+    /// Time waited for the model to load on demand (a cold request's); `None` when it was
+    /// in memory or the answer came from a cache.
+    pub load: Option<Duration>,
 }
 
 /// Why a flight (shared by identical requests) failed.
@@ -201,7 +207,10 @@ impl FlightError {
     fn is_deadline(&self) -> bool {
         match self {
             Self::Shed(Shed::Deadline { .. }) => true,
-            Self::Infer(e) => matches!(**e, InferError::DeadlineExceeded),
+            Self::Infer(e) => matches!(
+                **e,
+                InferError::DeadlineExceeded | InferError::NotResident(NotResident::Deadline)
+            ),
             _ => false,
         }
     }
@@ -453,6 +462,7 @@ impl Predictor {
                 api_key: opts.api_key,
                 trace_id: Some(opts.trace.trace_id_hex()),
                 shadow: None,
+                model_load: computed.load.filter(|_| !cache.is_cached()),
             }
         });
         match shadow {
@@ -485,6 +495,7 @@ impl Predictor {
             } else {
                 Duration::ZERO
             },
+            load: computed.load.filter(|_| !cache.is_cached()),
         })
     }
 
@@ -586,6 +597,20 @@ impl Predictor {
         pending: Pending,
         deadline: &Deadline,
     ) -> Result<Computed, FlightError> {
+        // A version loaded on demand is loaded first (a cache hit never gets here, so it
+        // never loads a model). The wait ends a little before the request's deadline so
+        // that a load still waiting for room answers insufficient_memory, not a timeout.
+        let until = deadline
+            .at()
+            .checked_sub(Duration::from_millis(2))
+            .unwrap_or(deadline.at());
+        let resident = self
+            .parts
+            .infer
+            .resident(model, until)
+            .await
+            .map_err(|e| FlightError::Infer(Arc::new(e)))?;
+        let model = &resident.model;
         let name = &model.info().name;
         let permit = self.parts.admission.admit(name, deadline).map_err(|shed| {
             match shed {
@@ -597,7 +622,13 @@ impl Predictor {
             }
             FlightError::Shed(shed)
         })?;
-        let outcome = self.run_model(model, key, pending, deadline).await;
+        let outcome = self
+            .run_model(model, key, pending, deadline)
+            .await
+            .map(|computed| Computed {
+                load: resident.load,
+                ..computed
+            });
         match &outcome {
             Err(e) if e.is_queue_full() => {
                 count_shed(name, ShedReason::QueueFull);
@@ -675,6 +706,7 @@ impl Predictor {
             batch_size: row.batch_size,
             decode,
             preprocess,
+            load: None,
         })
     }
 }
@@ -688,6 +720,7 @@ fn cached(answer: CachedAnswer, status: CacheStatus) -> Computed {
         batch_size: 0,
         decode: Duration::ZERO,
         preprocess: Duration::ZERO,
+        load: None,
     }
 }
 

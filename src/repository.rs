@@ -11,7 +11,15 @@
 //! retried only once its files change; the model's other versions, and every other
 //! model, keep serving. [`RepoState`] holds the policy (pure, tested without threads); the
 //! thread only looks, loads and swaps.
+//!
+//! A model whose `load` is `on_demand` is loaded once at a look to read what it is (its
+//! files are checked as an eager model's are), then dropped: the catalog lists an
+//! [`OnDemand`] handle for each version, and the first request that needs one asks this
+//! thread for a load ([`demand`] decides when it runs and what it evicts); the load runs on
+//! a blocking thread of its own, measured ([`footprint`]), and is warmed like any other.
 
+pub mod demand;
+pub mod footprint;
 pub mod load;
 pub mod scan;
 pub mod settings;
@@ -19,21 +27,30 @@ pub mod triton;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::background;
 use crate::file_watch::{LookNow, Looks};
 use crate::infer::manifest::ModelInfo;
 use crate::infer::model::Model;
+use crate::infer::model::on_demand::{OnDemand, Slot, SlotOptions};
 use crate::infer::registry::{Catalog, FailedVersion, Origin, Served, ShadowPlan, Split, Unserved};
 use crate::infer::{Infer, InferError};
-use crate::metrics::{MODEL_LOAD_FAILURES_TOTAL, MODEL_READY, REPOSITORY_RELOADS_TOTAL};
+use crate::metrics::{
+    MODEL_LOAD_DURATION, MODEL_LOAD_FAILURES_TOTAL, MODEL_LOADS_TOTAL, MODEL_READY,
+    REPOSITORY_MEMORY_BUDGET_BYTES, REPOSITORY_RELOADS_TOTAL,
+};
+use crate::repository::demand::{Demand, DemandSettings, DemandTotals, LoadJob, LoadOutcome};
+use crate::repository::footprint::Footprint;
 use crate::repository::load::LoadOptions;
 use crate::repository::scan::{ModelDir, Stamp, VersionDir};
-use crate::repository::settings::ModelSettings;
+use crate::repository::settings::{LoadPolicy, ModelSettings};
 
 /// Why a repository request failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +81,18 @@ pub enum RepositoryError {
     Spawn(#[from] background::SpawnError),
 }
 
-/// A loaded version and the stamp of the files it came from.
+/// A loaded version (or, on demand, its handle) and the stamp of the files it came from.
 struct Loaded {
     model: Arc<dyn Model>,
     stamp: Stamp,
+    /// Its directory.
+    path: PathBuf,
+}
+
+impl Loaded {
+    fn slot(&self) -> Option<&Arc<Slot>> {
+        self.model.on_demand().map(OnDemand::slot)
+    }
 }
 
 /// One repository model as last reconciled.
@@ -85,6 +110,8 @@ struct Entry {
     unloaded: bool,
     /// Versions `model.toml` names that are not served, as last warned about.
     missing: Vec<String>,
+    /// Loaded through the repository API: on demand, pinned until `unload`.
+    api_pinned: bool,
 }
 
 /// What a reconcile changed.
@@ -112,19 +139,65 @@ pub trait Loader {
     async fn load(&self, name: &str, dir: &VersionDir) -> Result<Arc<dyn Model>, String>;
 }
 
+/// How versions on demand are made: the repository's default policy, and where their
+/// handles ask for loads.
+#[derive(Clone)]
+pub struct OnDemandLink {
+    /// The policy of a model whose `model.toml` does not say.
+    pub default: LoadPolicy,
+    /// The repository thread's end of every handle's asks.
+    pub asks: mpsc::UnboundedSender<Arc<Slot>>,
+}
+
 /// The repository's models and the configured ones: what the catalog is built from.
 pub struct RepoState {
     configured: Vec<Arc<dyn Model>>,
     entries: BTreeMap<String, Entry>,
+    on_demand: Option<OnDemandLink>,
 }
 
 impl RepoState {
-    /// A state serving only `configured` (the first of each input kind is its default).
+    /// A state serving only `configured` (the first of each input kind is its default);
+    /// every repository model is loaded eagerly.
     pub fn new(configured: Vec<Arc<dyn Model>>) -> Self {
         Self {
             configured,
             entries: BTreeMap::new(),
+            on_demand: None,
         }
+    }
+
+    /// Models whose policy is `on_demand` are served through handles that ask `link`.
+    pub fn with_on_demand(self, link: OnDemandLink) -> Self {
+        Self {
+            on_demand: Some(link),
+            ..self
+        }
+    }
+
+    /// Every version served on demand: its slot, its model's name and its directory.
+    pub fn on_demand_slots(&self) -> Vec<(Arc<Slot>, String, PathBuf)> {
+        self.entries
+            .iter()
+            .filter(|(name, _)| !self.is_configured(name))
+            .flat_map(|(name, entry)| {
+                entry.loaded.values().filter_map(move |l| {
+                    Some((Arc::clone(l.slot()?), name.clone(), l.path.clone()))
+                })
+            })
+            .collect()
+    }
+
+    /// The on-demand handles of `name`'s versions.
+    fn on_demand_versions(&self, name: &str) -> Vec<Arc<dyn Model>> {
+        self.entries.get(name).map_or_else(Vec::new, |entry| {
+            entry
+                .loaded
+                .values()
+                .filter(|l| l.slot().is_some())
+                .map(|l| Arc::clone(&l.model))
+                .collect()
+        })
     }
 
     fn is_configured(&self, name: &str) -> bool {
@@ -177,7 +250,7 @@ impl RepoState {
                 entry.problem = Some(reason);
                 continue;
             }
-            reconcile_model(&dir, entry, loader, &mut changes).await;
+            reconcile_model(&dir, entry, self.on_demand.as_ref(), loader, &mut changes).await;
         }
         changes
     }
@@ -187,6 +260,7 @@ impl RepoState {
         let mut changes = Changes::default();
         let entry = self.entries.entry(name.to_owned()).or_default();
         entry.unloaded = true;
+        entry.api_pinned = false;
         for v in std::mem::take(&mut entry.loaded).into_keys() {
             changes.removed.push(format!("{name}:{v}"));
         }
@@ -200,6 +274,7 @@ impl RepoState {
         if let Some(entry) = self.entries.get_mut(name) {
             entry.unloaded = false;
             entry.failed.clear();
+            entry.api_pinned = true;
         }
     }
 
@@ -293,6 +368,7 @@ fn served(name: &str, entry: &Entry) -> Served {
 async fn reconcile_model(
     dir: &ModelDir,
     entry: &mut Entry,
+    link: Option<&OnDemandLink>,
     loader: &impl Loader,
     changes: &mut Changes,
 ) {
@@ -325,16 +401,34 @@ async fn reconcile_model(
         changes.removed.push(format!("{name}:{v}"));
     }
     entry.failed.retain(|v, _| wanted.contains(v));
+    let policy = entry.settings.load;
+    let link = link.filter(|l| policy.unwrap_or(l.default) == LoadPolicy::OnDemand);
+    let (pinned, idle_unload) = (
+        entry.settings.pinned || entry.api_pinned,
+        entry.settings.idle_unload_s.map(Duration::from_secs),
+    );
+    let slot_opts = |stamp: &Stamp| SlotOptions {
+        pinned,
+        idle_unload,
+        expected_bytes: stamp.bytes(),
+    };
+    // What model.toml says of pinning and idleness applies at once to loaded handles.
+    for l in entry.loaded.values() {
+        if let Some(slot) = l.slot() {
+            let opts = slot_opts(&l.stamp);
+            slot.set_pinned(opts.pinned);
+            slot.set_idle_unload(opts.idle_unload);
+        }
+    }
     for version in dir.versions.iter().filter(|v| wanted.contains(&v.number)) {
         let v = version.number;
-        if entry
-            .loaded
+        if entry.loaded.get(&v).is_some_and(|l| {
+            // The same files under the same policy.
+            l.stamp == version.stamp && l.slot().is_some() == link.is_some()
+        }) || entry
+            .failed
             .get(&v)
-            .is_some_and(|l| l.stamp == version.stamp)
-            || entry
-                .failed
-                .get(&v)
-                .is_some_and(|(s, _)| *s == version.stamp)
+            .is_some_and(|(s, _)| *s == version.stamp)
         {
             continue;
         }
@@ -347,6 +441,15 @@ async fn reconcile_model(
         match loaded {
             Ok(model) => {
                 entry.failed.remove(&v);
+                // On demand: what the load said of the model is kept, the model is not.
+                let model: Arc<dyn Model> = match link {
+                    Some(link) => Arc::new(OnDemand::new(Slot::new(
+                        model.info().clone(),
+                        slot_opts(&version.stamp),
+                        link.asks.clone(),
+                    ))),
+                    None => model,
+                };
                 let replaced = entry
                     .loaded
                     .insert(
@@ -354,6 +457,7 @@ async fn reconcile_model(
                         Loaded {
                             model,
                             stamp: version.stamp.clone(),
+                            path: version.path.clone(),
                         },
                     )
                     .is_some();
@@ -413,12 +517,36 @@ pub struct RepositoryParts {
     pub load: LoadOptions,
     /// The configured models, served beside the repository's.
     pub configured: Vec<Arc<dyn Model>>,
+    /// The policy of a model whose `model.toml` does not say.
+    pub default_load: LoadPolicy,
+    /// How loads on demand run.
+    pub demand: DemandSettings,
 }
+
+/// The loads on demand as `/stats` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct OnDemandStats {
+    /// `repository.memory_budget_bytes` (0: none).
+    pub budget_bytes: u64,
+    /// What the versions loaded on demand took at their loads, in all.
+    pub resident_bytes: u64,
+    /// Versions loaded on demand in memory now.
+    pub loaded: usize,
+    /// Versions served on demand, loaded or not.
+    pub listed: usize,
+    /// Counts since start.
+    #[serde(flatten)]
+    pub totals: DemandTotals,
+}
+
+/// How long the API's load waits for a version on demand to load.
+const API_LOAD_WAIT: Duration = Duration::from_secs(300);
 
 enum Command {
     Load {
         name: String,
-        reply: oneshot::Sender<Result<(), RepositoryError>>,
+        /// The model's versions on demand, to wait for.
+        reply: oneshot::Sender<Result<Vec<Arc<dyn Model>>, RepositoryError>>,
     },
     Unload {
         name: String,
@@ -430,6 +558,7 @@ enum Command {
 pub struct Repository {
     commands: mpsc::Sender<Command>,
     look: LookNow,
+    stats: Arc<std::sync::Mutex<OnDemandStats>>,
 }
 
 impl Repository {
@@ -440,11 +569,25 @@ impl Repository {
         let look = LookNow::new();
         let (started_tx, started) = std::sync::mpsc::channel();
         let thread_look = look.clone();
+        let stats = Arc::new(std::sync::Mutex::new(OnDemandStats::default()));
+        let thread_stats = Arc::clone(&stats);
         background::spawn("infergate-repo", move || {
-            run(parts, infer, thread_look, rx, started_tx)
+            run(parts, infer, thread_look, rx, started_tx, thread_stats)
         })?;
         started.recv().map_err(|_| RepositoryError::Stopped)??;
-        Ok(Self { commands, look })
+        Ok(Self {
+            commands,
+            look,
+            stats,
+        })
+    }
+
+    /// The loads on demand so far.
+    pub fn on_demand_stats(&self) -> OnDemandStats {
+        *self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Fires a look now (SIGHUP).
@@ -453,13 +596,32 @@ impl Repository {
     }
 
     /// Loads (or reloads) `name` from its directory, also after an `unload`; resolves
-    /// once it serves, or with why it does not.
+    /// once it serves, or with why it does not. A model on demand is loaded now and
+    /// pinned (never evicted) until `unload`.
     pub async fn load(&self, name: &str) -> Result<(), RepositoryError> {
-        self.ask(|reply| Command::Load {
-            name: name.to_owned(),
-            reply,
-        })
-        .await
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Load {
+                name: name.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| RepositoryError::Stopped)?;
+        let on_demand = answer.await.map_err(|_| RepositoryError::Stopped)??;
+        // Waited for here, not on the repository's thread, which runs the loads.
+        let until = Instant::now() + API_LOAD_WAIT;
+        for version in on_demand {
+            if let Some(handle) = version.on_demand() {
+                handle
+                    .resident(until)
+                    .await
+                    .map_err(|e| RepositoryError::LoadFailed {
+                        name: name.to_owned(),
+                        reason: e.to_string(),
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// Stops serving `name` until it is loaded again; requests in flight finish.
@@ -493,10 +655,18 @@ struct PoolLoader {
 impl Loader for PoolLoader {
     async fn load(&self, name: &str, dir: &VersionDir) -> Result<Arc<dyn Model>, String> {
         let model = load::load_version(name, &dir.number.to_string(), &dir.path, &self.opts)?;
+        self.warm(&model).await?;
+        Ok(model)
+    }
+}
+
+impl PoolLoader {
+    /// One warm-up inference through the compute pool.
+    async fn warm(&self, model: &Arc<dyn Model>) -> Result<(), String> {
         // A busy compute queue is no reason to fail a load: try again for a few seconds.
         for _ in 0..50 {
-            match self.infer.warm_up(&model).await {
-                Ok(()) => return Ok(model),
+            match self.infer.warm_up(model).await {
+                Ok(()) => return Ok(()),
                 Err(InferError::Overloaded { .. }) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -504,6 +674,118 @@ impl Loader for PoolLoader {
             }
         }
         Err("warm-up inference: the compute queue stayed full".to_owned())
+    }
+
+    /// A load on demand: the files read and the engine built on a blocking thread (this
+    /// thread goes on answering asks and running other loads), what that kept measured
+    /// there, then warmed. The model and the bytes it keeps, or why not.
+    async fn load_on_demand(&self, job: &LoadJob) -> LoadOutcome {
+        let listed = job.slot.info();
+        let (name, version, path) = (
+            job.name.clone(),
+            listed.version.to_string(),
+            job.path.clone(),
+        );
+        let opts = self.opts.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let footprint = Footprint::start();
+            let model = load::load_version(&name, &version, &path, &opts)?;
+            Ok::<_, String>((model, footprint.kept()))
+        })
+        .await
+        .map_err(|e| format!("the load stopped: {e}"))??;
+        let (model, kept) = built;
+        if model.info().revision != listed.revision {
+            // Changed since the look that listed it: the next look lists the new files.
+            return Err("its files changed since they were last looked at".to_owned());
+        }
+        self.warm(&model).await?;
+        Ok((model, kept.filter(|b| *b > 0).unwrap_or(job.slot.bytes())))
+    }
+}
+
+/// The repository's thread: looks, API commands, and the loads on demand.
+struct Thread {
+    state: RepoState,
+    infer: Arc<Infer>,
+    loader: Rc<PoolLoader>,
+    demand: Demand,
+    loads: JoinSet<(LoadJob, LoadOutcome, Duration)>,
+    served: BTreeSet<(String, String)>,
+    stats: Arc<std::sync::Mutex<OnDemandStats>>,
+}
+
+impl Thread {
+    /// Swaps the catalog in and lists the versions on demand.
+    fn publish(&mut self, changes: &Changes, trigger: &'static str) {
+        publish(&self.state, &self.infer, changes, &mut self.served, trigger);
+        self.demand.list(self.state.on_demand_slots());
+        self.share_stats();
+    }
+
+    /// Starts the loads on demand that can start.
+    fn start_loads(&mut self) {
+        for job in self.demand.start(Instant::now()) {
+            let loader = Rc::clone(&self.loader);
+            self.loads.spawn_local(async move {
+                let started = Instant::now();
+                let outcome = loader.load_on_demand(&job).await;
+                (job, outcome, started.elapsed())
+            });
+        }
+        self.share_stats();
+    }
+
+    /// A load on demand ended.
+    fn finished(&mut self, job: LoadJob, outcome: LoadOutcome, took: Duration) {
+        let info = job.slot.info();
+        let model = info.name.to_string();
+        let result = if outcome.is_ok() { "ok" } else { "error" };
+        metrics::counter!(MODEL_LOADS_TOTAL, "model" => model.clone(), "outcome" => result)
+            .increment(1);
+        metrics::histogram!(MODEL_LOAD_DURATION, "model" => model.clone())
+            .record(took.as_secs_f64());
+        match &outcome {
+            Ok((_, bytes)) => tracing::info!(
+                model = %model,
+                version = %info.version,
+                bytes,
+                ms = took.as_millis() as u64,
+                "loaded on demand"
+            ),
+            Err(reason) => {
+                metrics::counter!(MODEL_LOAD_FAILURES_TOTAL, "model" => model.clone()).increment(1);
+                tracing::error!(
+                    model = %model,
+                    version = %info.version,
+                    reason = %reason,
+                    "load on demand failed; refused with Retry-After until its backoff passes \
+                     or its files change"
+                );
+            }
+        }
+        self.demand.finished(&job.slot, outcome, Instant::now());
+        self.start_loads();
+    }
+
+    fn share_stats(&self) {
+        let slots = self.state.on_demand_slots();
+        let ready: Vec<&Arc<Slot>> = slots
+            .iter()
+            .map(|(s, _, _)| s)
+            .filter(|s| s.is_ready())
+            .collect();
+        let now = OnDemandStats {
+            budget_bytes: self.demand.budget(),
+            resident_bytes: ready.iter().map(|s| s.bytes()).sum(),
+            loaded: ready.len(),
+            listed: slots.len(),
+            totals: self.demand.totals(),
+        };
+        *self
+            .stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
     }
 }
 
@@ -513,23 +795,38 @@ async fn run(
     look: LookNow,
     mut commands: mpsc::Receiver<Command>,
     started: std::sync::mpsc::Sender<Result<(), RepositoryError>>,
+    stats: Arc<std::sync::Mutex<OnDemandStats>>,
 ) {
     let RepositoryParts {
         root,
         poll_interval,
         load,
         configured,
+        default_load,
+        demand,
     } = parts;
-    let loader = PoolLoader {
-        infer: Arc::clone(&infer),
-        opts: load,
+    metrics::gauge!(REPOSITORY_MEMORY_BUDGET_BYTES).set(demand.budget as f64);
+    let (asks, mut asked) = mpsc::unbounded_channel();
+    let mut t = Thread {
+        state: RepoState::new(configured).with_on_demand(OnDemandLink {
+            default: default_load,
+            asks,
+        }),
+        loader: Rc::new(PoolLoader {
+            infer: Arc::clone(&infer),
+            opts: load,
+        }),
+        infer,
+        demand: Demand::new(demand, Instant::now()),
+        loads: JoinSet::new(),
+        served: BTreeSet::new(),
+        stats,
     };
-    let mut state = RepoState::new(configured);
-    let mut served = BTreeSet::new();
     match scan::scan(&root) {
         Ok(dirs) => {
-            let changes = state.reconcile(dirs, None, &loader).await;
-            publish(&state, &infer, &changes, &mut served, "start");
+            let loader = Rc::clone(&t.loader);
+            let changes = t.state.reconcile(dirs, None, &*loader).await;
+            t.publish(&changes, "start");
             let _ = started.send(Ok(()));
         }
         Err(source) => {
@@ -541,13 +838,35 @@ async fn run(
     let interval = poll_interval.unwrap_or(Duration::from_secs(365 * 86_400));
     let mut looks = Looks::new(interval, look);
     loop {
+        // Idle unloads once a second; a load waiting for room looks again soon, since
+        // nothing tells this thread when a request lets go of a version.
+        let tick = if t.demand.waiting() {
+            Duration::from_millis(10)
+        } else {
+            Duration::from_secs(1)
+        };
         tokio::select! {
-            asked = looks.next() => {
+            Some(slot) = asked.recv() => {
+                t.demand.ask(slot, Instant::now());
+                t.start_loads();
+            }
+            Some(done) = t.loads.join_next(), if !t.loads.is_empty() => {
+                match done {
+                    Ok((job, outcome, took)) => t.finished(job, outcome, took),
+                    Err(e) => tracing::error!(error = %e, "a load on demand stopped"),
+                }
+            }
+            () = tokio::time::sleep(tick) => {
+                t.demand.tick(Instant::now());
+                t.start_loads();
+            }
+            asked_look = looks.next() => {
                 match scan::scan(&root) {
                     Ok(dirs) => {
-                        let changes = state.reconcile(dirs, None, &loader).await;
-                        let trigger = if asked { "signal" } else { "poll" };
-                        publish(&state, &infer, &changes, &mut served, trigger);
+                        let loader = Rc::clone(&t.loader);
+                        let changes = t.state.reconcile(dirs, None, &*loader).await;
+                        let trigger = if asked_look { "signal" } else { "poll" };
+                        t.publish(&changes, trigger);
                     }
                     Err(e) => tracing::error!(
                         path = %root.display(),
@@ -560,19 +879,21 @@ async fn run(
                 let Some(command) = command else { break };
                 match command {
                     Command::Load { name, reply } => {
-                        let result = api_load(&mut state, &root, &name, &loader).await;
+                        let loader = Rc::clone(&t.loader);
+                        let result = api_load(&mut t.state, &root, &name, &loader).await;
                         let (Ok(changes) | Err((_, changes))) = &result;
-                        publish(&state, &infer, changes, &mut served, "api");
-                        let _ = reply.send(result.map(|_| ()).map_err(|(e, _)| e));
+                        t.publish(changes, "api");
+                        let result = result.map(|_| t.state.on_demand_versions(&name));
+                        let _ = reply.send(result.map_err(|(e, _)| e));
                     }
                     Command::Unload { name, reply } => {
-                        let result = if state.is_configured(&name) {
+                        let result = if t.state.is_configured(&name) {
                             Err(RepositoryError::Configured(name))
-                        } else if !root.join(&name).is_dir() && !state.entries.contains_key(&name) {
+                        } else if !root.join(&name).is_dir() && !t.state.entries.contains_key(&name) {
                             Err(RepositoryError::UnknownModel(name))
                         } else {
-                            let changes = state.unload(&name);
-                            publish(&state, &infer, &changes, &mut served, "api");
+                            let changes = t.state.unload(&name);
+                            t.publish(&changes, "api");
                             tracing::info!(model = %name, "unloaded through the repository API");
                             Ok(())
                         };

@@ -219,6 +219,18 @@ impl Runner {
 
     /// Runs the candidate, compares, records, and submits the row.
     async fn mirror(&self, mut job: ShadowJob, mut closing: watch::Receiver<bool>) {
+        // A candidate loaded on demand is run only while in memory: its load (asked for
+        // now) never delays anything, and until it is done the job is skipped, and counted.
+        if let Some(handle) = job.candidate.on_demand() {
+            match handle.try_resident() {
+                Some(model) => job.candidate = model,
+                None => {
+                    count(&job, "not_loaded");
+                    submit(self.log.as_deref(), job.row.take());
+                    return;
+                }
+            }
+        }
         let deadline = tokio::time::Instant::now() + self.timeout;
         let outcome = tokio::select! {
             probs = tokio::time::timeout_at(deadline, self.candidate_probs(&job, deadline)) => {

@@ -83,6 +83,8 @@ pub fn assemble_with_metrics(
                         forward_delay: config.model.forward_delay().unwrap_or_default(),
                     },
                     configured: models,
+                    default_load: config.repository.load,
+                    demand: config.repository.demand(),
                 },
                 Arc::clone(&infer),
             )?;

@@ -8,6 +8,8 @@ use documented::{Documented, DocumentedFields};
 use serde::{Deserialize, Serialize};
 
 use crate::config::check::Checks;
+use crate::repository::demand::DemandSettings;
+use crate::repository::settings::LoadPolicy;
 
 /// The model repository; off without `path`.
 #[derive(Debug, Clone, Serialize, Deserialize, Documented, DocumentedFields)]
@@ -27,6 +29,24 @@ pub struct RepositorySection {
     /// Milliseconds between looks at the directory for changes; 0 = only on SIGHUP and
     /// through the repository API.
     pub poll_interval_ms: u64,
+    /// When models are loaded, unless their `model.toml` says `load`: `"eager"` (at start
+    /// and on every change of their files, never evicted) or `"on_demand"` (listed at
+    /// start, loaded by the first request that needs it, evicted when
+    /// `memory_budget_bytes` runs short or after the model's `idle_unload_s`).
+    pub load: LoadPolicy,
+    /// Memory for the versions loaded on demand, bytes, as measured at each load (what the
+    /// load allocated and kept); a load that would pass it evicts the versions least worth
+    /// keeping first. 0 = no budget.
+    pub memory_budget_bytes: u64,
+    /// Loads on demand that run at once; more wait their turn.
+    pub max_concurrent_loads: usize,
+    /// A version loaded on demand is not evicted for memory within this many milliseconds
+    /// of its load.
+    pub min_resident_ms: u64,
+    /// After a load on demand fails, requests are refused at once (503 with
+    /// `Retry-After`) for this many milliseconds, doubling with each failure in a row up
+    /// to 300 s, unless the version's files change.
+    pub load_retry_ms: u64,
 }
 
 impl Default for RepositorySection {
@@ -34,6 +54,11 @@ impl Default for RepositorySection {
         Self {
             path: None,
             poll_interval_ms: 2_000,
+            load: LoadPolicy::Eager,
+            memory_budget_bytes: 0,
+            max_concurrent_loads: 2,
+            min_resident_ms: 10_000,
+            load_retry_ms: 5_000,
         }
     }
 }
@@ -44,12 +69,37 @@ impl RepositorySection {
         (self.poll_interval_ms > 0).then(|| Duration::from_millis(self.poll_interval_ms))
     }
 
+    /// How loads on demand run.
+    pub fn demand(&self) -> DemandSettings {
+        DemandSettings {
+            budget: self.memory_budget_bytes,
+            max_concurrent_loads: self.max_concurrent_loads,
+            min_resident: Duration::from_millis(self.min_resident_ms),
+            retry: Duration::from_millis(self.load_retry_ms),
+        }
+    }
+
     /// Checks the section.
     pub fn validate(&self, checks: &mut Checks) {
         checks.check(
             self.poll_interval_ms == 0 || (100..=3_600_000).contains(&self.poll_interval_ms),
             "repository.poll_interval_ms",
             "must be 0 (no polling) or between 100 and 3600000",
+        );
+        checks.check(
+            (1..=64).contains(&self.max_concurrent_loads),
+            "repository.max_concurrent_loads",
+            "must be between 1 and 64",
+        );
+        checks.check(
+            self.min_resident_ms <= 3_600_000,
+            "repository.min_resident_ms",
+            "must be at most 3600000 (an hour)",
+        );
+        checks.check(
+            (1..=300_000).contains(&self.load_retry_ms),
+            "repository.load_retry_ms",
+            "must be between 1 and 300000",
         );
         if let Some(path) = &self.path {
             checks.check(

@@ -14,6 +14,7 @@ use crate::http::tensor::Datatype;
 use crate::infer::registry::Served;
 use crate::prediction_log::{PredictionLog, SinkCounters};
 use crate::readiness::{DependencyState, Readiness};
+use crate::repository::OnDemandStats;
 use crate::state::Gateway;
 use crate::stats::{Snapshot, Source};
 
@@ -178,8 +179,47 @@ pub struct Stats {
     pub admission: Vec<AdmissionGate>,
     /// Every model the repository knows, serving or not.
     pub models: Vec<ModelStats>,
+    /// Versions loaded on demand: memory, loads and evictions; `null` without a
+    /// repository.
+    pub on_demand: Option<OnDemandBody>,
     /// Seconds since the process started.
     pub uptime_s: u64,
+}
+
+/// `on_demand` of `GET /stats`.
+#[derive(Serialize, ToSchema)]
+pub struct OnDemandBody {
+    /// `repository.memory_budget_bytes`; 0: no budget.
+    pub budget_bytes: u64,
+    /// What the versions in memory took at their loads, in all.
+    pub resident_bytes: u64,
+    /// Versions on demand in memory now.
+    pub loaded: u64,
+    /// Versions served on demand, in memory or not.
+    pub listed: u64,
+    /// Loads that ended with the version serving, since start.
+    pub loads: u64,
+    /// Loads that failed, since start.
+    pub load_failures: u64,
+    /// Versions unloaded to make room, since start.
+    pub evicted_for_memory: u64,
+    /// Versions unloaded after their `idle_unload_s`, since start.
+    pub evicted_idle: u64,
+}
+
+impl From<OnDemandStats> for OnDemandBody {
+    fn from(s: OnDemandStats) -> Self {
+        Self {
+            budget_bytes: s.budget_bytes,
+            resident_bytes: s.resident_bytes,
+            loaded: s.loaded as u64,
+            listed: s.listed as u64,
+            loads: s.totals.loads,
+            load_failures: s.totals.load_failures,
+            evicted_for_memory: s.totals.evicted_for_memory,
+            evicted_idle: s.totals.evicted_idle,
+        }
+    }
 }
 
 /// `predictions_source` of `GET /stats`.
@@ -278,13 +318,14 @@ pub struct ModelStats {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ModelState {
-    /// Serving.
+    /// Serving (on demand: in memory).
     Ready,
-    /// It failed to load.
+    /// It failed to load (on demand: lately, or it does not fit the memory budget).
     Unavailable,
-    /// Being loaded.
+    /// Being loaded (on demand: asked for by a request).
     Loading,
-    /// Unloaded through the repository API.
+    /// Unloaded through the repository API; on demand: listed and not in memory, loaded by
+    /// the next request that needs it.
     Unloaded,
 }
 
@@ -341,6 +382,11 @@ impl Stats {
                 .map(AdmissionGate::from)
                 .collect(),
             models: catalog.models().iter().map(ModelStats::of).collect(),
+            on_demand: gw
+                .lifecycle
+                .repository
+                .as_ref()
+                .map(|r| r.on_demand_stats().into()),
             uptime_s: s.uptime_s,
         }
     }

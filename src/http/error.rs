@@ -17,6 +17,7 @@ use crate::imaging::ImageError;
 use crate::infer::InferError;
 use crate::infer::manifest::InputKind;
 use crate::infer::model::ModelError;
+use crate::infer::model::on_demand::NotResident;
 use crate::predict::{FlightError, PredictError};
 
 /// A failure answered to the client.
@@ -94,6 +95,13 @@ pub enum ApiError {
     /// The model (or version) named failed to load or was unloaded; the others serve.
     #[error("{0}")]
     ModelUnavailable(String),
+    /// A version loaded on demand failed to load lately; no new load is tried before
+    /// `Retry-After` (or a change of its files).
+    #[error("{message}")]
+    LoadBackoff { message: String, retry_after_s: u64 },
+    /// A version loaded on demand has no room in `repository.memory_budget_bytes` now.
+    #[error("{message}")]
+    InsufficientMemory { message: String, retry_after_s: u64 },
     /// The repository API could not load a model (its files, its manifest, its
     /// `model.toml`), or there is no repository.
     #[error("{0}")]
@@ -165,9 +173,11 @@ impl ApiError {
             | Self::WrongInputKind(_)
             | Self::UnsupportedImageFormat(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Overloaded { .. } | Self::ShuttingDown | Self::ModelUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Overloaded { .. }
+            | Self::ShuttingDown
+            | Self::ModelUnavailable(_)
+            | Self::LoadBackoff { .. }
+            | Self::InsufficientMemory { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -196,7 +206,8 @@ impl ApiError {
             Self::InvalidInput { code, .. } => code,
             Self::UnknownModel(_) => "model_not_found",
             Self::UnknownVersion(_) => "version_not_found",
-            Self::ModelUnavailable(_) => "model_unavailable",
+            Self::ModelUnavailable(_) | Self::LoadBackoff { .. } => "model_unavailable",
+            Self::InsufficientMemory { .. } => "insufficient_memory",
             Self::ModelLoadFailed(_) => "model_load_failed",
             Self::Overloaded { .. } => "overloaded",
             Self::DeadlineExceeded { .. } => "deadline_exceeded",
@@ -258,7 +269,9 @@ impl ApiError {
                 };
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(value));
             }
-            Self::Overloaded { retry_after_s } => {
+            Self::Overloaded { retry_after_s }
+            | Self::LoadBackoff { retry_after_s, .. }
+            | Self::InsufficientMemory { retry_after_s, .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
             }
             Self::RateLimited { retry_after_s } => {
@@ -397,6 +410,18 @@ impl ApiError {
                 }
             )),
             InferError::Overloaded { .. } => Self::Overloaded { retry_after_s: 1 },
+            InferError::NotResident(refused) => match refused {
+                NotResident::LoadFailed { retry_after, .. } => Self::LoadBackoff {
+                    message: refused.to_string(),
+                    retry_after_s: retry_after_s(*retry_after),
+                },
+                NotResident::InsufficientMemory { retry_after, .. } => Self::InsufficientMemory {
+                    message: refused.to_string(),
+                    retry_after_s: retry_after_s(*retry_after),
+                },
+                NotResident::Deadline => Self::DeadlineExceeded { budget_ms: 0 },
+                NotResident::Stopped => Self::ShuttingDown,
+            },
             InferError::Stopped => Self::ShuttingDown,
             InferError::DeadlineExceeded => Self::DeadlineExceeded { budget_ms: 0 },
             InferError::Model(ModelError::UnseenCategory(message)) => Self::InvalidInput {

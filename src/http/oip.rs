@@ -576,7 +576,10 @@ pub async fn infer(call: Call<'_>) -> Result<HttpResponse, ApiError> {
     let id = body.request.id.as_deref();
     let outputs = outputs(info, &predictions, &wanted);
     let encoded = tensor::encode(&info.name, &info.version, id, &outputs);
-    Ok(encoded_response(encoded, cache))
+    let mut response = encoded_response(encoded, cache);
+    let load = predictions.iter().filter_map(|p| p.load).max();
+    crate::http::routes::mark_cold(&mut response, timing, load);
+    Ok(response)
 }
 
 /// An encoded inference answer: JSON, or JSON and binary data after it.

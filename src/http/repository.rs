@@ -14,6 +14,7 @@ use crate::http::body::deadline_and_body;
 use crate::http::error::ApiError;
 use crate::http::route::Call;
 use crate::http::{HttpResponse, json_response};
+use crate::infer::model::on_demand::State;
 use crate::infer::registry::Catalog;
 use crate::repository::RepositoryError;
 use crate::state::Gateway;
@@ -33,11 +34,19 @@ pub struct IndexEntry {
     pub name: String,
     /// The version; empty for a model with no version to name.
     pub version: String,
-    /// `READY`, `UNAVAILABLE` (failed to load) or `UNLOADED`.
+    /// `READY`, `UNAVAILABLE` (failed to load) or `UNLOADED`; a version loaded on demand
+    /// is `UNLOADED` until a request needs it, then `LOADING`, then `READY`.
     #[schema(value_type = crate::http::answers::ModelState)]
     pub state: &'static str,
     /// Why it is not ready; empty when it is.
     pub reason: String,
+    /// On demand: what it took at its last load, bytes (before its first load, its files'
+    /// size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// On demand: milliseconds since a request last asked for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_ms: Option<u64>,
 }
 
 /// Every model version the catalog knows: each served version `READY`, each that failed
@@ -46,12 +55,25 @@ pub fn index_of(catalog: &Catalog) -> Vec<IndexEntry> {
     let mut entries = Vec::new();
     for served in catalog.models() {
         for model in &served.versions {
-            entries.push(IndexEntry {
+            let mut entry = IndexEntry {
                 name: served.name.clone(),
                 version: model.info().version.to_string(),
                 state: "READY",
                 reason: String::new(),
-            });
+                bytes: None,
+                idle_ms: None,
+            };
+            if let Some(handle) = model.on_demand() {
+                let slot = handle.slot();
+                let state = slot.state();
+                entry.state = state.name();
+                if let State::Failed { reason, .. } | State::NoRoom { reason, .. } = state {
+                    entry.reason = reason;
+                }
+                entry.bytes = Some(slot.bytes());
+                entry.idle_ms = Some(slot.last_used().elapsed().as_millis() as u64);
+            }
+            entries.push(entry);
         }
         for failed in &served.failed {
             if served.version(&failed.version).is_none() {
@@ -60,6 +82,8 @@ pub fn index_of(catalog: &Catalog) -> Vec<IndexEntry> {
                     version: failed.version.clone(),
                     state: "UNAVAILABLE",
                     reason: failed.reason.clone(),
+                    bytes: None,
+                    idle_ms: None,
                 });
             }
         }
@@ -70,6 +94,8 @@ pub fn index_of(catalog: &Catalog) -> Vec<IndexEntry> {
                 version: String::new(),
                 state: served.state(),
                 reason: reason.to_owned(),
+                bytes: None,
+                idle_ms: None,
             });
         }
     }

@@ -99,6 +99,7 @@ fn predict_answer(gw: &Gateway, prediction: &Prediction, timing: &mut Timing) ->
         timing.add("queue", prediction.queue_wait);
         timing.add("infer", prediction.compute);
     }
+    let load = prediction.load;
     let info = prediction.model.info();
     let span = tracing::Span::current();
     span.record("model", &*info.name);
@@ -119,7 +120,23 @@ fn predict_answer(gw: &Gateway, prediction: &Prediction, timing: &mut Timing) ->
         "x-cache",
         HeaderValue::from_static(prediction.cache.as_str()),
     );
+    mark_cold(&mut response, timing, load);
     response
+}
+
+/// An answer that waited for its model to load on demand says so: `X-Model-Load: cold`
+/// and a `load` phase in `Server-Timing`.
+pub(crate) fn mark_cold(
+    response: &mut HttpResponse,
+    timing: &mut Timing,
+    load: Option<std::time::Duration>,
+) {
+    if let Some(load) = load {
+        timing.add("load", load);
+        response
+            .headers_mut()
+            .insert("x-model-load", HeaderValue::from_static("cold"));
+    }
 }
 
 /// The value of `name` in a query string (`?model=iris&version=2`).

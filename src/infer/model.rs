@@ -3,7 +3,10 @@
 //! Nothing here knows about HTTP, caches or threads; callers run `forward` on compute
 //! threads only, never on I/O threads.
 
+pub mod on_demand;
+
 use crate::infer::manifest::ModelInfo;
+use crate::infer::model::on_demand::OnDemand;
 
 /// A row-major batch of inputs: raw feature vectors, or prepared image tensors.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +89,11 @@ pub trait Model: Send + Sync {
     fn info(&self) -> &ModelInfo;
     /// Runs one batch. Never panics on a well-shaped batch.
     fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError>;
+    /// The handle of a version loaded on demand, which requests make resident before they
+    /// run it; `None` for a model in memory for good.
+    fn on_demand(&self) -> Option<&OnDemand> {
+        None
+    }
 }
 
 impl<M: Model + ?Sized> Model for Box<M> {
@@ -95,6 +103,10 @@ impl<M: Model + ?Sized> Model for Box<M> {
 
     fn forward(&self, batch: &Batch) -> Result<Outputs, ModelError> {
         (**self).forward(batch)
+    }
+
+    fn on_demand(&self) -> Option<&OnDemand> {
+        (**self).on_demand()
     }
 }
 

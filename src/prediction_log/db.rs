@@ -156,8 +156,8 @@ fn tls_config(path: &Path) -> Result<rustls::ClientConfig, DbError> {
 pub const COLUMNS: &str = "prediction_id, created_at, request_id, model_name, model_version, \
      cache_status, input_hash, input_features, image_hash, prediction, top_class, confidence, \
      all_predictions, latency_us, client_addr, image_bytes, api_key, trace_id, shadow_version, \
-     shadow_top1_agree, shadow_max_delta";
-const TYPES: [Type; 21] = [
+     shadow_top1_agree, shadow_max_delta, model_load_us";
+const TYPES: [Type; 22] = [
     Type::UUID,
     Type::TIMESTAMPTZ,
     Type::TEXT,
@@ -179,11 +179,12 @@ const TYPES: [Type; 21] = [
     Type::TEXT,
     Type::BOOL,
     Type::FLOAT4,
+    Type::INT8,
 ];
 
 /// A record's fields in [`COLUMNS`] order, as COPY fields or statement parameters;
 /// `created_at` is `r.created_at()`, kept alive by the caller.
-pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 21] {
+pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql + Sync); 22] {
     [
         &r.prediction_id,
         created_at,
@@ -206,6 +207,7 @@ pub fn params<'a>(r: &'a Record, created_at: &'a SystemTime) -> [&'a (dyn ToSql 
         &r.shadow_version,
         &r.shadow_top1_agree,
         &r.shadow_max_delta,
+        &r.model_load_us,
     ]
 }
 

@@ -65,6 +65,8 @@ pub struct LogRow {
     pub trace_id: Option<String>,
     /// The shadow comparison, when the request was also run by a candidate version.
     pub shadow: Option<ShadowDiff>,
+    /// Time the request waited for its model to load on demand (a cold request's).
+    pub model_load: Option<Duration>,
 }
 
 /// One `predictions` row: what the writer COPYs, and what the spool stores (as JSON).
@@ -109,6 +111,9 @@ pub struct Record {
     /// [`ShadowDiff::max_delta`], when mirrored.
     #[serde(default)]
     pub shadow_max_delta: Option<f32>,
+    /// [`LogRow::model_load`], microseconds (absent from rows spooled by older versions).
+    #[serde(default)]
+    pub model_load_us: Option<i64>,
 }
 
 impl Record {
@@ -179,6 +184,9 @@ impl Record {
             shadow_version,
             shadow_top1_agree,
             shadow_max_delta,
+            model_load_us: row
+                .model_load
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
         }
     }
 
@@ -247,6 +255,7 @@ mod tests {
             api_key: Some(Arc::from("mobile-app")),
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             shadow: None,
+            model_load: None,
         }
     }
 

@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "regression",
         sql: include_str!("../../migrations/0006_regression.sql"),
     },
+    Migration {
+        version: 7,
+        name: "model_load",
+        sql: include_str!("../../migrations/0007_model_load.sql"),
+    },
 ];
 
 /// What [`migrate`] did.

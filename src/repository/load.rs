@@ -44,6 +44,7 @@ impl Model for Versioned {
 }
 
 /// How versions are loaded.
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     /// Image models: device and batch size.
     pub image: ImageModelOptions,

@@ -36,6 +36,14 @@ pub struct VersionDir {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stamp(Vec<(String, u64, i128, u64)>);
 
+impl Stamp {
+    /// The size of the files, bytes: what a version is expected to take before it was
+    /// ever loaded and measured.
+    pub fn bytes(&self) -> u64 {
+        self.0.iter().map(|(_, size, _, _)| size).sum()
+    }
+}
+
 /// Whether `name` can be a model's name: what a URL path segment and a metric label take
 /// without escaping.
 pub fn is_model_name(name: &str) -> bool {

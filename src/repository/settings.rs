@@ -14,6 +14,14 @@
 //! version = "3"         # must be a served version
 //! share = 0.25          # of the requests, 0 to 1
 //! ```
+//!
+//! And, before the tables, when its versions are loaded (see `repository.load`):
+//!
+//! ```toml
+//! load = "on_demand"    # or "eager"; default: the repository's
+//! pinned = true         # on demand: never evicted once loaded
+//! idle_unload_s = 600   # on demand: unloaded after this long without a request
+//! ```
 
 use std::collections::BTreeMap;
 
@@ -32,6 +40,24 @@ pub struct ModelSettings {
     pub traffic: BTreeMap<String, u32>,
     /// Mirroring to a candidate version.
     pub shadow: Option<ShadowSettings>,
+    /// When its versions are loaded; unset: the repository's `load`.
+    pub load: Option<LoadPolicy>,
+    /// On demand: once loaded, never evicted for memory nor for idleness.
+    pub pinned: bool,
+    /// On demand: a version nobody asked for in this many seconds is unloaded.
+    pub idle_unload_s: Option<u64>,
+}
+
+/// When a model's versions are loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadPolicy {
+    /// At start and at every change of its files; never evicted.
+    #[default]
+    Eager,
+    /// Listed at start, loaded by the first request that needs it, evicted when memory
+    /// runs short or when idle.
+    OnDemand,
 }
 
 /// Triton's version policies: the newest `latest` versions, `specific` ones, or `all`.
@@ -80,6 +106,16 @@ impl ModelSettings {
             && !(0.0..=1.0).contains(&shadow.share)
         {
             return Err("shadow.share must be between 0 and 1".into());
+        }
+        if self.idle_unload_s == Some(0) {
+            return Err("idle_unload_s must be at least 1".into());
+        }
+        if self.load == Some(LoadPolicy::Eager) && (self.pinned || self.idle_unload_s.is_some()) {
+            return Err(
+                "pinned and idle_unload_s apply to load = \"on_demand\"; an eager model is \
+                 always loaded"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -151,6 +187,9 @@ mod tests {
             ),
             ("[shadow]\nversion = \"2\"\n", "share"),
             ("colour = \"blue\"\n", "unknown field"),
+            ("load = \"lazy\"\n", "unknown variant"),
+            ("idle_unload_s = 0\n", "at least 1"),
+            ("load = \"eager\"\npinned = true\n", "on_demand"),
         ] {
             let err = ModelSettings::parse(text).unwrap_err();
             assert!(err.contains(says), "{text}: {err}");

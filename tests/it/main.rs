@@ -23,6 +23,7 @@ mod io_backend;
 mod model;
 mod mtls;
 mod oip;
+mod on_demand;
 mod onnx_images;
 mod onnx_models;
 mod oip_clients;

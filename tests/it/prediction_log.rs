@@ -963,6 +963,7 @@ fn log_row(request_id: &str, shadow: Option<ShadowDiff>) -> LogRow {
         api_key: None,
         trace_id: None,
         shadow,
+        model_load: None,
     }
 }
 

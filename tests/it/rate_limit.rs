@@ -138,15 +138,6 @@ fn anonymous_clients_are_limited_by_the_address_a_trusted_proxy_names() {
     });
 }
 
-fn rss_kib(gw: &Gateway) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.child.id())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// 100,000 distinct client addresses, named by a trusted proxy: the buckets kept stay at
 /// `max_tracked_clients`, and the process grows by no more than a fixed allowance (the
 /// first 100k requests also warm allocator arenas and connection buffers).
@@ -186,9 +177,9 @@ fn a_hundred_thousand_distinct_addresses_keep_memory_bounded() {
         }
     };
     rt.block_on(flood(0..20_000));
-    let after_warm_up = rss_kib(&gw);
+    let after_warm_up = gw.rss_kib();
     rt.block_on(flood(20_000..100_000));
-    let after = rss_kib(&gw);
+    let after = gw.rss_kib();
     let stats = rt.block_on(gw.get_json("/stats"));
     let tracked = stats["rate_limit"]["tracked_clients"].as_u64().unwrap();
     assert!(tracked as usize <= CAP, "{stats}");
