@@ -37,6 +37,7 @@ fn row(i: u64) -> LogRow {
         api_key: Some("mobile-app".into()),
         trace_id: Some(format!("{:032x}", u128::from(i) + 1)),
         shadow: None,
+        model_load: None,
     }
 }
 

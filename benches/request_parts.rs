@@ -106,6 +106,7 @@ fn log_submit(c: &mut Criterion) {
                 api_key: None,
                 trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
                 shadow: None,
+                model_load: None,
             })
         })
     });

@@ -94,7 +94,7 @@ pub const MODEL_LOAD_FAILURES_TOTAL: &str = "infergate_model_load_failures_total
 pub const REPOSITORY_RELOADS_TOTAL: &str = "infergate_repository_reloads_total";
 /// Counter: loads of versions on demand, by `model` and `outcome` (`ok`, `error`).
 pub const MODEL_LOADS_TOTAL: &str = "infergate_model_loads_total";
-/// Histogram: time one load on demand took (files read, engine built, warmed), by `model`.
+/// Histogram: time one load on demand took (files read, engine built), by `model`.
 pub const MODEL_LOAD_DURATION: &str = "infergate_model_load_duration_seconds";
 /// Counter: versions loaded on demand and unloaded, by `reason` (`memory`, `idle`,
 /// `unload`).
@@ -257,7 +257,7 @@ fn describe() {
     describe_histogram!(
         MODEL_LOAD_DURATION,
         metrics::Unit::Seconds,
-        "Time one load on demand took (files read, engine built, warm-up), by model."
+        "Time one load on demand took (files read, engine built), by model."
     );
     describe_counter!(
         MODEL_EVICTIONS_TOTAL,

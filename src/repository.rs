@@ -16,7 +16,7 @@
 //! files are checked as an eager model's are), then dropped: the catalog lists an
 //! [`OnDemand`] handle for each version, and the first request that needs one asks this
 //! thread for a load ([`demand`] decides when it runs and what it evicts); the load runs on
-//! a blocking thread of its own, measured ([`footprint`]), and is warmed like any other.
+//! a blocking thread, measured ([`footprint`]); the cold request's pass is its first.
 
 pub mod demand;
 pub mod footprint;
@@ -678,7 +678,7 @@ impl PoolLoader {
 
     /// A load on demand: the files read and the engine built on a blocking thread (this
     /// thread goes on answering asks and running other loads), what that kept measured
-    /// there, then warmed. The model and the bytes it keeps, or why not.
+    /// there. The model and the bytes it keeps, or why not.
     async fn load_on_demand(&self, job: &LoadJob) -> LoadOutcome {
         let listed = job.slot.info();
         let (name, version, path) = (
@@ -699,7 +699,9 @@ impl PoolLoader {
             // Changed since the look that listed it: the next look lists the new files.
             return Err("its files changed since they were last looked at".to_owned());
         }
-        self.warm(&model).await?;
+        // No warm-up of its own: these very files (the revision says so) were built and
+        // run at the look that listed them, so the cold request's own pass is the first,
+        // and the request waits for one forward pass, not two.
         Ok((model, kept.filter(|b| *b > 0).unwrap_or(job.slot.bytes())))
     }
 }

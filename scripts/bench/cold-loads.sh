@@ -2,8 +2,9 @@
 # Cold loads on demand: the time to the first answer of a model that is not in memory, per
 # model kind and size, over RUNS cold loads each (a model on demand with idle_unload_s = 1,
 # asked again once the index says UNLOADED). The page cache is warm (the files were read at
-# the look that listed them): what is measured is the load itself (read, build, warm-up)
-# and the first answer, as a later cold request meets them.
+# the look that listed them): what is measured is the load itself (read and build; the cold
+# request's own pass is the model's first) and the first answer, as a cold request meets
+# them.
 #
 # Models: the Iris MLP (tabular), EfficientNet-Lite0 (the bundled weights), ResNet-50
 # (safetensors, seeded weights made by scripts/models/make_resnet_checkpoint.py), and the

@@ -308,8 +308,13 @@ mod tests {
         let names: Vec<&str> = COLUMNS.split(',').map(str::trim).collect();
         assert_eq!(names.len(), TYPES.len());
         assert_eq!(
-            &names[names.len() - 3..],
-            ["shadow_version", "shadow_top1_agree", "shadow_max_delta"]
+            &names[names.len() - 4..],
+            [
+                "shadow_version",
+                "shadow_top1_agree",
+                "shadow_max_delta",
+                "model_load_us"
+            ]
         );
         let created_at = SystemTime::UNIX_EPOCH;
         let record: Record = serde_json::from_value(serde_json::json!({

@@ -474,6 +474,7 @@ mod tests {
             shadow_version: None,
             shadow_top1_agree: None,
             shadow_max_delta: None,
+            model_load_us: None,
         }
     }
 

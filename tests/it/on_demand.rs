@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 #![allow(clippy::disallowed_types)] // wall-clock time against a real process
 
-use crate::repository::{with_repository, write_version};
+use crate::repository::with_repository;
 use crate::support;
 
 use std::collections::HashMap;
@@ -388,7 +388,7 @@ fn fifty_models_round_robin_in_a_budget_of_about_five_over_h1_and_h2() {
         let stats = gw.get_json("/stats").await;
         let evicted = stats["on_demand"]["evicted_for_memory"].as_u64().unwrap();
         let loaded = gw.metric("infergate_models_loaded").await;
-        println!(
+        eprintln!(
             "{answered} answers in a minute, {cold} cold; {evicted} evictions; at most \
              {max_resident} of {budget} bytes resident; {loaded} loaded at the end; RSS at \
              rest {} MiB, at most {} MiB",
@@ -551,7 +551,7 @@ fn idle_unload_gives_the_memory_back_and_a_request_in_flight_finishes_across_an_
             loaded.saturating_sub(gw.rss_kib()) * 1024 > bytes / 2
         })
         .await;
-        println!(
+        eprintln!(
             "RSS {} MiB before the load, {} MiB loaded ({bytes} bytes measured), {} MiB after \
              the idle unload",
             before >> 10,
@@ -714,7 +714,7 @@ fn skewed_traffic_keeps_the_hot_set_loaded() {
             assert_eq!(a.status, 200, "{model}: {:?}", a.body);
             cold += usize::from(a.cold);
         }
-        println!(
+        eprintln!(
             "Zipf 1.1 over {MODELS} models, about 5 fit: {cold} of {n} requests waited for a \
              load ({:.1} %)",
             cold as f64 * 100.0 / f64::from(n)

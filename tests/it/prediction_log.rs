@@ -541,6 +541,7 @@ fn a_torn_spool_replays_its_intact_records_and_reports_the_tear() {
         shadow_version: None,
         shadow_top1_agree: None,
         shadow_max_delta: None,
+        model_load_us: None,
     };
     // Two segments, as two crashed runs would leave them: the first cut off inside its
     // last record, the second with a corrupted byte in its last record.

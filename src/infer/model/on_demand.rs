@@ -413,3 +413,92 @@ impl Model for OnDemand {
         Some(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::model::testing::unrun;
+
+    fn slot() -> (Arc<Slot>, mpsc::UnboundedReceiver<Arc<Slot>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let info = unrun("m", "1").info().clone();
+        (Slot::new(info, SlotOptions::default(), tx), rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hundred_waiting_requests_ask_for_one_load_and_all_get_the_model() {
+        let (slot, mut asks) = slot();
+        let until = Instant::now() + Duration::from_secs(10);
+        let waiting: Vec<_> = (0..100)
+            .map(|_| {
+                let handle = OnDemand::new(Arc::clone(&slot));
+                tokio::spawn(async move { handle.resident(until).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let asked = asks.try_recv().expect("one ask");
+        assert!(asks.try_recv().is_err(), "one ask for a hundred requests");
+        assert!(matches!(slot.state(), State::Loading { .. }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        asked.set_ready(unrun("m", "1"), 1000);
+        for w in waiting {
+            let resident = w.await.unwrap().unwrap();
+            assert_eq!(resident.load, Some(Duration::from_millis(25)));
+            assert_eq!(&*resident.model.info().name, "m");
+        }
+        // Loaded: no wait, no ask.
+        let resident = OnDemand::new(Arc::clone(&slot))
+            .resident(until)
+            .await
+            .unwrap();
+        assert!(resident.load.is_none());
+        assert!(asks.try_recv().is_err());
+        assert_eq!(slot.uses(), 101);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_answered_at_once_and_a_wait_past_the_deadline_says_why() {
+        let (slot, mut asks) = slot();
+        let handle = OnDemand::new(Arc::clone(&slot));
+        let now = Instant::now();
+        slot.set_failed("broken".into(), now + Duration::from_secs(4));
+        match handle.resident(now + Duration::from_secs(10)).await {
+            Err(NotResident::LoadFailed { retry_after, .. }) => {
+                assert_eq!(retry_after, Duration::from_secs(4));
+            }
+            _ => panic!("refused"),
+        }
+        assert!(asks.try_recv().is_err(), "no load during the backoff");
+        // Once it passes, the next request asks again, and waits; while waiting for room
+        // past its deadline it is told so.
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let waiting = {
+            let handle = OnDemand::new(Arc::clone(&slot));
+            let until = Instant::now() + Duration::from_secs(1);
+            tokio::spawn(async move { handle.resident(until).await })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert!(asks.try_recv().is_ok());
+        slot.set_loading(true);
+        assert!(matches!(
+            waiting.await.unwrap(),
+            Err(NotResident::InsufficientMemory { .. })
+        ));
+        slot.set_loading(false);
+        let until = Instant::now() + Duration::from_secs(1);
+        assert!(matches!(
+            handle.resident(until).await,
+            Err(NotResident::Deadline)
+        ));
+        // A loaded model's work through the handle itself runs the loaded model.
+        assert!(handle.forward(&Batch::warm_up(handle.info())).is_err());
+        assert!(!slot.in_use());
+        slot.set_ready(unrun("m", "1"), 1);
+        let held = handle.try_resident().unwrap();
+        assert!(slot.in_use(), "a request holds it");
+        drop(held);
+        assert!(!slot.in_use());
+        assert!(slot.evict());
+        assert_eq!(slot.state().name(), "UNLOADED");
+    }
+}
