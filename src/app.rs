@@ -647,7 +647,9 @@ fn second_signal(name: &str, check: Option<check_socket::Serving>) -> ! {
 /// Runs one inference per model ([`crate::infer::Infer::warm_up`]) so `/ready` only turns 200 once
 /// every model really answers.
 pub async fn warm_up(gateway: &Gateway) -> Result<(), InferError> {
-    for model in gateway.serving.infer.catalog().loaded() {
+    // Versions on demand are not in memory; each was run at the look that listed it.
+    let catalog = gateway.serving.infer.catalog();
+    for model in catalog.loaded().filter(|m| m.on_demand().is_none()) {
         gateway.serving.infer.warm_up(model).await?;
     }
     Ok(())

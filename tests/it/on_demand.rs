@@ -119,6 +119,16 @@ impl Answer {
             None => format!("{:.6}", self.body["confidence"].as_f64().unwrap_or(-1.0)),
         }
     }
+
+    /// Whether it answers `value` (a confidence within 1e-5: a row computed in a batch
+    /// may differ from the same row alone in its last float digits).
+    fn answers(&self, value: &str) -> bool {
+        let mine = self.value();
+        match (mine.parse::<f64>(), value.parse::<f64>()) {
+            (Ok(a), Ok(b)) => (a - b).abs() < 1e-5,
+            _ => mine == value,
+        }
+    }
 }
 
 async fn answer(r: reqwest::Response) -> Answer {
@@ -265,7 +275,7 @@ fn a_hundred_concurrent_first_requests_cost_one_load() {
             assert_eq!(a.status, 200, "{:?}", a.body);
             let again = ask(&gw, &c, "m", *row, true).await;
             assert!(!again.cold);
-            assert_eq!(a.value(), again.value());
+            assert!(a.answers(&again.value()), "{:?} against {:?}", a.body, again.body);
         }
         let listed = index(&gw).await;
         assert_eq!(listed["m:1"]["state"], "READY");
@@ -359,7 +369,12 @@ fn fifty_models_round_robin_in_a_budget_of_about_five_over_h1_and_h2() {
                         ask(&gw, &c, name, ROW, true).await
                     };
                     assert_eq!(a.status, 200, "{name}: {:?}", a.body);
-                    assert_eq!(a.value(), truth[name], "{name} answered another's numbers");
+                    assert!(
+                        a.answers(&truth[name]),
+                        "{name} answered another's numbers: {:?}, not {}",
+                        a.body,
+                        truth[name]
+                    );
                     answered += 1;
                     cold += usize::from(a.cold);
                     i += 3;
@@ -497,7 +512,7 @@ fn a_cached_answer_for_an_unloaded_model_is_a_hit_without_a_load_also_after_a_re
                 (hit.status, hit.cache.as_str(), hit.cold),
                 (200, "hit-l1", false)
             );
-            assert_eq!(hit.value(), first.value());
+            assert!(hit.answers(&first.value()));
             assert_eq!(loads(&gw, "m", "ok").await, 1.0);
             assert_eq!(state(&gw, "m").await, "UNLOADED");
             first
@@ -511,7 +526,7 @@ fn a_cached_answer_for_an_unloaded_model_is_a_hit_without_a_load_also_after_a_re
             (hit.status, hit.cache.as_str(), hit.cold),
             (200, "hit-l2", false)
         );
-        assert_eq!(hit.value(), first.value());
+        assert!(hit.answers(&first.value()));
         assert_eq!(loads(&gw, "m", "ok").await, 0.0);
         assert_eq!(state(&gw, "m").await, "UNLOADED");
     });
@@ -575,7 +590,7 @@ fn idle_unload_gives_the_memory_back_and_a_request_in_flight_finishes_across_an_
         assert_eq!(r.status(), 200);
         let done = in_flight.await.unwrap();
         assert_eq!(done.status, 200, "{:?}", done.body);
-        assert_eq!(done.value(), warm.value());
+        assert!(done.answers(&warm.value()));
         assert_eq!(
             gw.metric("infergate_model_evictions_total{reason=\"unload\"}")
                 .await,
@@ -611,7 +626,8 @@ fn young_pinned_and_eager_models_are_never_evicted() {
     let refused = async |gw: &Gateway, model: &str| {
         let r = h2_client()
             .post(gw.url(&format!("/predict?model={model}")))
-            .header("x-request-timeout", "1000")
+            .header("x-request-timeout", "1000ms")
+            .header("cache-control", "no-cache")
             .json(&json!({ "features": ROW }))
             .send()
             .await
