@@ -223,6 +223,7 @@ fn export_rare_at_zero() {
         counter!(MODEL_EVICTIONS_TOTAL, "reason" => reason).absolute(0);
     }
     gauge!(MODELS_LOADED).set(0.0);
+    gauge!(REPOSITORY_MEMORY_BUDGET_BYTES).set(0.0);
     counter!(TLS_CLIENT_WARNINGS_TOTAL).absolute(0);
     for policy in ["key", "ip"] {
         counter!(RATE_LIMITED_TOTAL, "policy" => policy).absolute(0);

@@ -275,7 +275,12 @@ fn a_hundred_concurrent_first_requests_cost_one_load() {
             assert_eq!(a.status, 200, "{:?}", a.body);
             let again = ask(&gw, &c, "m", *row, true).await;
             assert!(!again.cold);
-            assert!(a.answers(&again.value()), "{:?} against {:?}", a.body, again.body);
+            assert!(
+                a.answers(&again.value()),
+                "{:?} against {:?}",
+                a.body,
+                again.body
+            );
         }
         let listed = index(&gw).await;
         assert_eq!(listed["m:1"]["state"], "READY");
