@@ -16,11 +16,13 @@
 //! files are checked as an eager model's are), then dropped: the catalog lists an
 //! [`OnDemand`] handle for each version, and the first request that needs one asks this
 //! thread for a load ([`demand`] decides when it runs and what it evicts); the load runs on
-//! a blocking thread, measured ([`footprint`]); the cold request's pass is its first.
+//! a blocking thread, measured ([`footprint`]), in one jemalloc arena for all loads
+//! ([`load_arena`]); the cold request's pass is its first.
 
 pub mod demand;
 pub mod footprint;
 pub mod load;
+pub mod load_arena;
 pub mod scan;
 pub mod settings;
 pub mod triton;
@@ -688,6 +690,7 @@ impl PoolLoader {
         );
         let opts = self.opts.clone();
         let built = tokio::task::spawn_blocking(move || {
+            load_arena::enter();
             let footprint = Footprint::start();
             let model = load::load_version(&name, &version, &path, &opts)?;
             Ok::<_, String>((model, footprint.kept()))

@@ -470,6 +470,18 @@ mod tests {
             names
         }
 
+        /// Asks for version 0 and fails its load: how long it is refused.
+        fn fail_once(&mut self) -> Duration {
+            self.ask(0);
+            let job = self.demand.start(Instant::now()).pop().unwrap();
+            self.demand
+                .finished(&job.slot, Err("broken".into()), Instant::now());
+            let State::Failed { retry_at, .. } = self.slots[0].state() else {
+                panic!("failed")
+            };
+            retry_at - Instant::now()
+        }
+
         fn ready(&self) -> Vec<usize> {
             (0..self.slots.len())
                 .filter(|&i| self.slots[i].is_ready())
@@ -555,14 +567,7 @@ mod tests {
         let mut r = rig(1, 1, 0, SlotOptions::default());
         let mut waits = Vec::new();
         for _ in 0..3 {
-            r.ask(0);
-            let job = r.demand.start(Instant::now()).pop().unwrap();
-            r.demand
-                .finished(&job.slot, Err("broken".into()), Instant::now());
-            let State::Failed { retry_at, .. } = r.slots[0].state() else {
-                panic!("failed")
-            };
-            let wait = retry_at - Instant::now();
+            let wait = r.fail_once();
             waits.push(wait.as_secs());
             // Refused at once until then: no ask reaches the thread.
             let handle = OnDemand::new(Arc::clone(&r.slots[0]));
@@ -575,14 +580,7 @@ mod tests {
         r.ask(0);
         r.load_all(1);
         r.slots[0].evict();
-        r.ask(0);
-        let job = r.demand.start(Instant::now()).pop().unwrap();
-        r.demand
-            .finished(&job.slot, Err("broken".into()), Instant::now());
-        let State::Failed { retry_at, .. } = r.slots[0].state() else {
-            panic!("failed")
-        };
-        assert_eq!((retry_at - Instant::now()).as_secs(), 2);
+        assert_eq!(r.fail_once().as_secs(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use support::postgres_server::PostgresServer;
 use support::redis_server::RedisServer;
-use support::{Gateway, Options, h1_client, h2_client, runtime};
+use support::{Gateway, Options, h1_client, h2_client, runtime, wait_for};
 
 /// A photo for the image models.
 const CAT: &[u8] = include_bytes!("../fixtures/images/cat.png");
@@ -221,14 +221,6 @@ async fn loads(gw: &Gateway, model: &str, outcome: &str) -> f64 {
     .await
 }
 
-async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// 100 distinct first requests at once, half over h1 and half over h2, for a model whose
 /// load takes a while (its warm-up pass sleeps): one load, 100 answers, each the model's
 /// own, and the answers that waited say so.
@@ -418,9 +410,11 @@ fn fifty_models_round_robin_in_a_budget_of_about_five_over_h1_and_h2() {
         assert!(answered > 500 && cold > 100 && evicted > 100, "{stats}");
     });
     sampler.join().unwrap();
-    // The budget, plus what serving costs beside it: compute buffers, an upload's pixels,
-    // jemalloc's freed pages not yet returned.
-    let bound = at_rest + budget + (64 << 20);
+    // The budget, plus what serving costs beside it: two compute threads' activations for
+    // batches of up to 8 images, uploads being decoded, jemalloc's freed pages not yet
+    // returned (its decay time is 10 s). About 65 MiB of it was seen here, alone or beside
+    // other suites (RSS at most 160 MiB from 93-97 at rest).
+    let bound = at_rest + budget + (96 << 20);
     let peak = max_rss.load(Ordering::Relaxed);
     assert!(
         peak <= bound,

@@ -121,12 +121,9 @@ async fn versions(gw: &Gateway, model: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Waits up to 30 s for `done`.
+async fn wait_for(what: &str, done: impl AsyncFnMut() -> bool) {
+    support::wait_for(what, Duration::from_secs(30), done).await;
 }
 
 #[test]

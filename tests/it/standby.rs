@@ -163,9 +163,12 @@ fn beside_a_serving_instance_the_listener_opens_only_once_ready() {
             .listen(addr)
             .env("INFERGATE_MODEL__FORWARD_DELAY_MS", 3000),
     );
+    // Said once the process has looked at the port, which `unready()` does not wait for.
     assert!(
-        gw.logs()
-            .contains("the public listener opens once this one is ready"),
+        gw.wait_log(
+            "the public listener opens once this one is ready",
+            Duration::from_secs(10)
+        ),
         "{}",
         gw.logs()
     );

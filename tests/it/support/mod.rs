@@ -242,6 +242,16 @@ pub fn raise_fd_limit() {
     setrlimit(Resource::RLIMIT_NOFILE, hard, hard).expect("setrlimit");
 }
 
+/// Polls `done` every 50 ms until it holds; fails the test, naming `what`, after
+/// `timeout`.
+pub async fn wait_for(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A loopback port free right now (bound and released), never one this test process has
 /// handed out before: the kernel may give a just-released port to the next `bind(0)`, and
 /// two tests running side by side on one port (every gateway sets `SO_REUSEPORT`) would
