@@ -724,7 +724,8 @@ impl Thread {
     /// Swaps the catalog in and lists the versions on demand.
     fn publish(&mut self, changes: &Changes, trigger: &'static str) {
         publish(&self.state, &self.infer, changes, &mut self.served, trigger);
-        self.demand.list(self.state.on_demand_slots());
+        self.demand
+            .list(self.state.on_demand_slots(), Instant::now());
         self.share_stats();
     }
 

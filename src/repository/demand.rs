@@ -126,8 +126,10 @@ impl Demand {
     }
 
     /// The versions served on demand from now on: `(slot, model name, directory)`. A
-    /// version no longer among them (its files changed, or it was unloaded) is unloaded.
-    pub fn list(&mut self, slots: Vec<(Arc<Slot>, String, PathBuf)>) {
+    /// version no longer among them (its files changed, or it was unloaded) is unloaded,
+    /// and one still waiting for its load is refused for a second: its requests come back
+    /// to the version listed now.
+    pub fn list(&mut self, slots: Vec<(Arc<Slot>, String, PathBuf)>, now: Instant) {
         let old = std::mem::take(&mut self.listed);
         for gone in old
             .iter()
@@ -150,8 +152,14 @@ impl Demand {
                 }
             })
             .collect();
-        self.queue
-            .retain(|q| self.listed.iter().any(|l| Arc::ptr_eq(&l.slot, q)));
+        let listed = &self.listed;
+        let (kept, gone): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|q| listed.iter().any(|l| Arc::ptr_eq(&l.slot, q)));
+        self.queue = kept;
+        for slot in gone {
+            slot.set_failed(replaced(), now + Duration::from_secs(1));
+        }
         self.publish();
     }
 
@@ -160,10 +168,7 @@ impl Demand {
         if !self.listed.iter().any(|l| Arc::ptr_eq(&l.slot, &slot)) {
             // A request that chose from a catalog since replaced: its version's files
             // changed. Its requests are told to come back; the next finds the new one.
-            slot.set_failed(
-                "its files changed while it was asked for".to_owned(),
-                now + Duration::from_secs(1),
-            );
+            slot.set_failed(replaced(), now + Duration::from_secs(1));
             return;
         }
         let known = |s: &Arc<Slot>| Arc::ptr_eq(s, &slot);
@@ -388,6 +393,11 @@ impl Demand {
     }
 }
 
+/// Why a version asked for is not loaded: it is no longer the one listed.
+fn replaced() -> String {
+    "its files changed or it was unloaded while it was asked for; ask again".to_owned()
+}
+
 /// How little a loaded version is worth keeping: the higher, the sooner evicted.
 fn keep_score(slot: &Slot, now: Instant) -> f64 {
     let idle = now
@@ -441,6 +451,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, s)| (Arc::clone(s), format!("m{i}"), PathBuf::from("/x")))
                 .collect(),
+            Instant::now(),
         );
         Rig {
             demand,
@@ -612,14 +623,18 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_version_no_longer_listed_is_unloaded_and_its_late_ask_refused_once() {
+    async fn a_version_no_longer_listed_is_unloaded_and_its_waiting_or_late_asks_refused() {
         let mut r = rig(2, 1, 0, SlotOptions::default());
         r.ask(0);
         r.load_all(1);
-        let keep = Arc::clone(&r.slots[1]);
-        r.demand
-            .list(vec![(Arc::clone(&keep), "m1".into(), PathBuf::from("/x"))]);
-        assert!(!r.slots[0].is_ready());
+        // m1 asked for, and not started yet.
+        r.ask(1);
+        r.demand.list(Vec::new(), Instant::now());
+        assert!(!r.slots[0].is_ready(), "unlisted: unloaded");
+        assert!(
+            matches!(r.slots[1].state(), State::Failed { .. }),
+            "its waiters are told, not left loading"
+        );
         r.ask(0);
         assert!(matches!(r.slots[0].state(), State::Failed { .. }));
         assert!(r.demand.start(Instant::now()).is_empty());
