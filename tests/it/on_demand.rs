@@ -120,6 +120,15 @@ impl Answer {
         }
     }
 
+    /// The gateway's own time for it (`Server-Timing`'s `total`), ms.
+    fn total_ms(&self) -> f64 {
+        self.timing
+            .split(", ")
+            .find_map(|phase| phase.strip_prefix("total;dur="))
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
     /// Whether it answers `value` (a confidence within 1e-5: a row computed in a batch
     /// may differ from the same row alone in its last float digits).
     fn answers(&self, value: &str) -> bool {
@@ -453,11 +462,14 @@ fn a_failed_load_is_refused_at_once_with_retry_after_until_its_files_change() {
         assert_eq!(failed.status, 503, "{:?}", failed.body);
         assert_eq!(failed.body["error"]["code"], "model_unavailable");
         assert_eq!(failed.retry_after, Some(5), "repository.load_retry_ms");
+        let mut slowest = 0.0f64;
         for _ in 0..20 {
             let again = ask(&gw, &c, "bad", ROW, true).await;
             assert_eq!(again.status, 503);
             assert!(again.retry_after.is_some_and(|s| (1..=5).contains(&s)));
+            slowest = slowest.max(again.total_ms());
         }
+        eprintln!("20 refusals during the backoff, the slowest {slowest:.3} ms in the gateway");
         assert_eq!(
             loads(&gw, "bad", "error").await,
             1.0,
