@@ -774,15 +774,7 @@ fn onnx_shadows_and_the_log_row_work_on_demand() {
         "onnx",
         "[version_policy]\nall = true\n[traffic]\n\"1\" = 1\n[shadow]\nversion = \"2\"\nshare = 1.0\n",
     );
-    let gw = Gateway::start(
-        on_demand(root.path())
-            .env("INFERGATE_DATABASE__URL", pg.url())
-            .env(
-                "INFERGATE_PREDICTION_LOG__SPOOL_DIR",
-                spool.path().display(),
-            )
-            .env("INFERGATE_PREDICTION_LOG__FLUSH_INTERVAL_MS", 50),
-    );
+    let gw = Gateway::start(on_demand(root.path()).logging_to(&pg.url(), spool.path()));
     runtime().block_on(async {
         let c = h1_client();
         let first = ask(&gw, &c, "onnx", ROW, true).await;

@@ -736,12 +736,7 @@ fn an_onnx_regressor_through_batching_coalescing_both_caches_and_the_log() {
     let model = REGRESSORS[1];
     let options = |o: Options| {
         o.env("INFERGATE_REDIS__URL", redis.url())
-            .env("INFERGATE_DATABASE__URL", pg.url())
-            .env(
-                "INFERGATE_PREDICTION_LOG__SPOOL_DIR",
-                spool.path().display(),
-            )
-            .env("INFERGATE_PREDICTION_LOG__FLUSH_INTERVAL_MS", 50)
+            .logging_to(&pg.url(), spool.path())
             // Every answer is counted: a busy machine's adaptive shedding is not tested here.
             .env("INFERGATE_ADMISSION__ADAPTIVE", false)
             .env("INFERGATE_BATCH__MAX_SIZE", 16)

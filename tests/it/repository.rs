@@ -508,15 +508,7 @@ fn shadow_diffs_reach_the_metrics_and_the_log_rows() {
         "[version_policy]\nall = true\n[traffic]\n\"1\" = 1\n[shadow]\nversion = \"2\"\nshare = 0.5\n",
     )
     .unwrap();
-    let gw = Gateway::start(
-        with_repository(root.path(), 0)
-            .env("INFERGATE_DATABASE__URL", pg.url())
-            .env(
-                "INFERGATE_PREDICTION_LOG__SPOOL_DIR",
-                spool.path().display(),
-            )
-            .env("INFERGATE_PREDICTION_LOG__FLUSH_INTERVAL_MS", 50),
-    );
+    let gw = Gateway::start(with_repository(root.path(), 0).logging_to(&pg.url(), spool.path()));
     runtime().block_on(async {
         let c = h2_client();
         for n in 0..40 {

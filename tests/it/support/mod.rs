@@ -105,6 +105,14 @@ impl Options {
     pub fn tabular_only(self) -> Self {
         self.env("INFERGATE_IMAGE__BUNDLED", false)
     }
+
+    /// The prediction log into the PostgreSQL at `database_url`, spooling in `spool`,
+    /// flushed every 50 ms so a test sees its rows soon.
+    pub fn logging_to(self, database_url: &str, spool: &std::path::Path) -> Self {
+        self.env("INFERGATE_DATABASE__URL", database_url)
+            .env("INFERGATE_PREDICTION_LOG__SPOOL_DIR", spool.display())
+            .env("INFERGATE_PREDICTION_LOG__FLUSH_INTERVAL_MS", 50)
+    }
 }
 
 /// A running gateway process; killed on drop if still running.
