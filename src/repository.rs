@@ -48,7 +48,7 @@ use crate::metrics::{
     MODEL_LOAD_DURATION, MODEL_LOAD_FAILURES_TOTAL, MODEL_LOADS_TOTAL, MODEL_READY,
     REPOSITORY_MEMORY_BUDGET_BYTES, REPOSITORY_RELOADS_TOTAL,
 };
-use crate::repository::demand::{Demand, DemandSettings, DemandTotals, LoadJob, LoadOutcome};
+use crate::repository::demand::{Demand, DemandSettings, LoadJob, LoadOutcome, OnDemandStats};
 use crate::repository::footprint::Footprint;
 use crate::repository::load::LoadOptions;
 use crate::repository::scan::{ModelDir, Stamp, VersionDir};
@@ -525,22 +525,6 @@ pub struct RepositoryParts {
     pub demand: DemandSettings,
 }
 
-/// The loads on demand as `/stats` shows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct OnDemandStats {
-    /// `repository.memory_budget_bytes` (0: none).
-    pub budget_bytes: u64,
-    /// What the versions loaded on demand took at their loads, in all.
-    pub resident_bytes: u64,
-    /// Versions loaded on demand in memory now.
-    pub loaded: usize,
-    /// Versions served on demand, loaded or not.
-    pub listed: usize,
-    /// Counts since start.
-    #[serde(flatten)]
-    pub totals: DemandTotals,
-}
-
 /// How long the API's load waits for a version on demand to load.
 const API_LOAD_WAIT: Duration = Duration::from_secs(300);
 
@@ -775,23 +759,10 @@ impl Thread {
     }
 
     fn share_stats(&self) {
-        let slots = self.state.on_demand_slots();
-        let ready: Vec<&Arc<Slot>> = slots
-            .iter()
-            .map(|(s, _, _)| s)
-            .filter(|s| s.is_ready())
-            .collect();
-        let now = OnDemandStats {
-            budget_bytes: self.demand.budget(),
-            resident_bytes: ready.iter().map(|s| s.bytes()).sum(),
-            loaded: ready.len(),
-            listed: slots.len(),
-            totals: self.demand.totals(),
-        };
         *self
             .stats
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = self.demand.stats();
     }
 }
 

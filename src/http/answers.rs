@@ -14,7 +14,7 @@ use crate::http::tensor::Datatype;
 use crate::infer::registry::Served;
 use crate::prediction_log::{PredictionLog, SinkCounters};
 use crate::readiness::{DependencyState, Readiness};
-use crate::repository::OnDemandStats;
+use crate::repository::demand::OnDemandStats;
 use crate::state::Gateway;
 use crate::stats::{Snapshot, Source};
 

@@ -80,7 +80,7 @@ pub struct LoadJob {
 }
 
 /// Counts since start, for `/stats`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DemandTotals {
     /// Loads that ended with the version serving.
     pub loads: u64,
@@ -90,6 +90,21 @@ pub struct DemandTotals {
     pub evicted_for_memory: u64,
     /// Versions unloaded for idleness.
     pub evicted_idle: u64,
+}
+
+/// The loads on demand as `/stats` shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OnDemandStats {
+    /// `repository.memory_budget_bytes` (0: none).
+    pub budget_bytes: u64,
+    /// What the versions loaded on demand took at their loads, in all.
+    pub resident_bytes: u64,
+    /// Versions loaded on demand in memory now.
+    pub loaded: usize,
+    /// Versions served on demand, loaded or not.
+    pub listed: usize,
+    /// Counts since start.
+    pub totals: DemandTotals,
 }
 
 /// The loads on demand of one repository.
@@ -115,14 +130,16 @@ impl Demand {
         }
     }
 
-    /// Counts since start.
-    pub fn totals(&self) -> DemandTotals {
-        self.totals
-    }
-
-    /// The budget, bytes (0: none).
-    pub fn budget(&self) -> u64 {
-        self.cfg.budget
+    /// Where the loads on demand stand now.
+    pub fn stats(&self) -> OnDemandStats {
+        let ready = || self.listed.iter().filter(|l| l.slot.is_ready());
+        OnDemandStats {
+            budget_bytes: self.cfg.budget,
+            resident_bytes: ready().map(|l| l.slot.bytes()).sum(),
+            loaded: ready().count(),
+            listed: self.listed.len(),
+            totals: self.totals,
+        }
     }
 
     /// The versions served on demand from now on: `(slot, model name, directory)`. A
@@ -309,14 +326,8 @@ impl Demand {
 
     /// Bytes of the listed versions in memory, and of the loads running (as expected).
     fn resident_bytes(&self) -> u64 {
-        let loaded: u64 = self
-            .listed
-            .iter()
-            .filter(|l| l.slot.is_ready())
-            .map(|l| l.slot.bytes())
-            .sum();
         let loading: u64 = self.running.iter().map(|s| s.bytes()).sum();
-        loaded + loading
+        self.stats().resident_bytes + loading
     }
 
     /// Evicts until `need` more bytes fit in the budget; whether they do.
@@ -517,7 +528,7 @@ mod tests {
         }
         assert_eq!(r.load_all(1), vec!["m2", "m3"]);
         assert_eq!(r.ready(), vec![0, 1, 2, 3]);
-        assert_eq!(r.demand.totals().loads, 4);
+        assert_eq!(r.demand.stats().totals.loads, 4);
     }
 
     #[tokio::test(start_paused = true)]
@@ -555,7 +566,7 @@ mod tests {
             .unwrap();
         assert_eq!(r.load_all(10), vec!["m3"]);
         assert_eq!(r.ready(), vec![0, 1, 3]);
-        assert_eq!(r.demand.totals().evicted_for_memory, 1);
+        assert_eq!(r.demand.stats().totals.evicted_for_memory, 1);
         drop(held);
         // A pinned version is never evicted: with m0, m1 pinned and m3 young, m4 waits.
         r.slots[0].set_pinned(true);
@@ -619,7 +630,7 @@ mod tests {
         drop(held);
         r.demand.tick(Instant::now());
         assert_eq!(r.ready(), vec![1]);
-        assert_eq!(r.demand.totals().evicted_idle, 2);
+        assert_eq!(r.demand.stats().totals.evicted_idle, 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 #![allow(clippy::disallowed_types)] // wall-clock time against a real process
 
-use crate::repository::with_repository;
+use crate::repository::{post, with_repository};
 use crate::support;
 
 use std::collections::HashMap;
@@ -195,12 +195,7 @@ async fn ask_image(gw: &Gateway, c: &reqwest::Client, model: &str) -> Answer {
 
 /// The repository index by `model:version`.
 async fn index(gw: &Gateway) -> HashMap<String, Value> {
-    let r = h1_client()
-        .post(gw.url("/v2/repository/index"))
-        .send()
-        .await
-        .unwrap();
-    let entries: Value = r.json().await.unwrap();
+    let (_, entries) = post(gw, "/v2/repository/index", None).await;
     entries
         .as_array()
         .unwrap()
@@ -593,12 +588,10 @@ fn idle_unload_gives_the_memory_back_and_a_request_in_flight_finishes_across_an_
             tokio::spawn(async move { ask(&gw, &h1_client(), "slow", ROW, true).await })
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let r = h1_client()
-            .post(gw.url("/v2/repository/models/slow/unload"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(
+            post(&gw, "/v2/repository/models/slow/unload", None).await.0,
+            200
+        );
         let done = in_flight.await.unwrap();
         assert_eq!(done.status, 200, "{:?}", done.body);
         assert!(done.answers(&warm.value()));
@@ -668,12 +661,10 @@ fn young_pinned_and_eager_models_are_never_evicted() {
         );
         assert_eq!(state(&gw, "pinned").await, "READY");
         // The API's load: loaded now (once `b` is old enough to make room), and pinned.
-        let r = h1_client()
-            .post(gw.url("/v2/repository/models/api/load"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(
+            post(&gw, "/v2/repository/models/api/load", None).await.0,
+            200
+        );
         assert_eq!(state(&gw, "api").await, "READY");
         assert_eq!(state(&gw, "b").await, "UNLOADED");
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -682,12 +673,10 @@ fn young_pinned_and_eager_models_are_never_evicted() {
         assert_eq!(state(&gw, "api").await, "READY");
         assert_eq!(state(&gw, "pinned").await, "READY");
         assert_eq!(state(&gw, "eager").await, "READY");
-        let r = h1_client()
-            .post(gw.url("/v2/repository/models/api/unload"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(
+            post(&gw, "/v2/repository/models/api/unload", None).await.0,
+            200
+        );
         let r = ask(&gw, &c, "a", ROW, true).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         assert_eq!(state(&gw, "pinned").await, "READY");

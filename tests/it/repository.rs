@@ -100,7 +100,8 @@ async fn predict(
     }
 }
 
-async fn post(gw: &Gateway, path: &str, body: Option<Value>) -> (u16, Value) {
+/// POSTs to `path` (with `body` as JSON): the status and the JSON answer.
+pub(crate) async fn post(gw: &Gateway, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut req = h1_client().post(gw.url(path));
     if let Some(body) = body {
         req = req.json(&body);

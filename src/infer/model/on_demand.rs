@@ -102,7 +102,6 @@ pub struct Slot {
     idle_unload: Mutex<Option<Duration>>,
     /// Measured at its last load; before that, its files' size.
     bytes: AtomicU64,
-    measured: AtomicBool,
     /// Requests since the repository last halved the count (recent use, for eviction).
     uses: AtomicU64,
     last_used: Mutex<Instant>,
@@ -123,7 +122,6 @@ impl Slot {
             pinned: AtomicBool::new(opts.pinned),
             idle_unload: Mutex::new(opts.idle_unload),
             bytes: AtomicU64::new(opts.expected_bytes),
-            measured: AtomicBool::new(false),
             uses: AtomicU64::new(0),
             last_used: Mutex::new(Instant::now()),
             loaded_at: Mutex::new(None),
@@ -184,11 +182,6 @@ impl Slot {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Whether [`Slot::bytes`] was measured at a load.
-    pub fn measured(&self) -> bool {
-        self.measured.load(Ordering::Relaxed)
-    }
-
     /// Requests lately (halved now and then by [`Slot::halve_uses`]).
     pub fn uses(&self) -> u64 {
         self.uses.load(Ordering::Relaxed)
@@ -225,15 +218,22 @@ impl Slot {
             .unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
-    /// The load is waiting for room (`true`) or running (`false`).
+    /// The load is waiting for room (`true`) or running (`false`). Waiters are woken only
+    /// by a change: a load waiting for room is marked so again at every retry.
     pub fn set_loading(&self, waiting_for_room: bool) {
-        self.state.send_replace(State::Loading { waiting_for_room });
+        self.state.send_if_modified(|state| {
+            let same =
+                matches!(state, State::Loading { waiting_for_room: w } if *w == waiting_for_room);
+            if !same {
+                *state = State::Loading { waiting_for_room };
+            }
+            !same
+        });
     }
 
     /// The load ended with `model`, which took `bytes`.
     pub fn set_ready(&self, model: Arc<dyn Model>, bytes: u64) {
         self.bytes.store(bytes, Ordering::Relaxed);
-        self.measured.store(true, Ordering::Relaxed);
         *self
             .loaded_at
             .lock()
