@@ -125,9 +125,13 @@ where
     tokio::pin!(grace);
     match &settings.tls {
         Some(acceptor) => {
+            // Pinned here, not moved into the timeout, so that a timed-out handshake still
+            // holds the socket while the timeout is counted: a client that sees the close
+            // then reads /metrics finds it counted.
             let handshake = acceptor.accept(stream);
+            tokio::pin!(handshake);
             let tls = tokio::select! {
-                r = tokio::time::timeout(settings.handshake_timeout, handshake) => r,
+                r = tokio::time::timeout(settings.handshake_timeout, &mut handshake) => r,
                 () = &mut grace => return,
             };
             let tls = match tls {
@@ -157,8 +161,11 @@ where
             serve_http(tls, proto, peer, client_cert, &settings, drain).await;
         }
         None => {
+            // Pinned for the same reason as the handshake: counted before the close.
+            let sniffing = sniff(stream);
+            tokio::pin!(sniffing);
             let sniffed = tokio::select! {
-                r = tokio::time::timeout(settings.handshake_timeout, sniff(stream)) => r,
+                r = tokio::time::timeout(settings.handshake_timeout, &mut sniffing) => r,
                 () = &mut grace => return,
             };
             match sniffed {

@@ -469,7 +469,7 @@ fn sigterm_with_postgres_down_spools_and_the_next_start_replays() {
         "rows spooled at shutdown"
     );
     assert!(
-        gw.logs().contains("prediction log: drained"),
+        gw.wait_log("prediction log: drained", Duration::from_secs(10)),
         "{}",
         gw.logs()
     );

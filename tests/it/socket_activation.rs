@@ -149,8 +149,9 @@ fn standby_accepts_on_the_inherited_socket_only_after_activation() {
     gw.signal("USR2");
     let (status, body) = queued.join().unwrap();
     assert_eq!(status, 200, "{body}");
+    // The log line reaches the test through a pipe read by another thread: wait for it.
     assert!(
-        gw.logs().contains("activated: listening on"),
+        gw.wait_log("activated: listening on", Duration::from_secs(10)),
         "{}",
         gw.logs()
     );
