@@ -116,7 +116,7 @@ fn request(c: &mut Criterion) {
     group.bench_function("h1_framing_one_cached_predict", |b| {
         b.iter(|| framing.feed(black_box(request.as_bytes())))
     });
-    let admission = Admission::new(AdmissionSection::default().limit_settings(), ["iris-mlp"]);
+    let admission = Admission::new(AdmissionSection::default().limit_settings(1), ["iris-mlp"]);
     let deadline = policy.default_for(tokio::time::Instant::now());
     group.bench_function("admission_permit", |b| {
         b.iter(|| admission.admit("iris-mlp", &deadline).map(|p| p.finished()))

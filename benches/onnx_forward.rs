@@ -1,6 +1,7 @@
 //! Forward passes of the ONNX test exports on tract (criterion), through
 //! `OnnxModel::forward` as the compute threads call it: the input tensor made from the
-//! batch, the run, the output copied out. tract runs on the calling thread.
+//! batch, the run, the output copied out. tract runs on the calling thread (the image
+//! networks: see `THREADS` below).
 //! - `onnx_forward`: the trees and pipelines of tests/fixtures/onnx/ at batches of 1 and 64
 //!   rows (the fixture's rows, repeated);
 //! - `onnx_cnn_forward`: the PyTorch image exports of target/onnx-torch
@@ -13,6 +14,8 @@
 //! ```
 //!
 //! Criterion reports time per batch and rows per second (throughput = batch size).
+//! `THREADS=N` (with `RAYON_NUM_THREADS=N`, as the script sets both) runs the image
+//! networks as `compute.intra_op_threads = N` does.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -119,6 +122,11 @@ fn cnn_forward(c: &mut Criterion) {
         );
         return;
     }
+    let threads = std::env::var("THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(1);
+    infergate::infer::onnx::share_intra_op_threads(threads);
     let mut group = c.benchmark_group("onnx_cnn_forward");
     group
         .sampling_mode(SamplingMode::Flat)

@@ -139,7 +139,8 @@ fn serve(loaded: &config::Loaded, options: config::LoadOptions) -> anyhow::Resul
     Ok(())
 }
 
-/// Tells candle's CPU kernels (gemm via rayon) how many threads one forward pass may use.
+/// Tells candle's CPU kernels (gemm via rayon), and tract's, how many threads one forward
+/// pass may use.
 /// candle reads only `RAYON_NUM_THREADS`, on every matmul, so it must be set in the
 /// environment, and before any thread exists.
 #[allow(unsafe_code, clippy::disallowed_methods)]
@@ -147,6 +148,7 @@ fn set_compute_threads(threads: usize) {
     // SAFETY: called from `main` before the first thread is spawned (no runtime, no logger
     // thread yet), so nothing can read the environment concurrently.
     unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.max(1).to_string()) };
+    infergate::infer::onnx::share_intra_op_threads(threads);
 }
 
 fn healthcheck(args: &HealthcheckArgs) -> ExitCode {

@@ -12,6 +12,7 @@ images of seeded random pixels; `session.run` on a ready numpy array. Prints JSO
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -41,18 +42,20 @@ def per_run(session: ort.InferenceSession, feed: dict) -> float:
     return statistics.median(samples)
 
 
-def session_of(path: Path) -> ort.InferenceSession:
+def session_of(path: Path, threads: int = 1) -> ort.InferenceSession:
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def images(root: str, *models: str) -> int:
+    # THREADS (scripts/bench/onnx-vs-ort.sh): the image networks' threads, as tract's.
+    threads = int(os.environ.get("THREADS", "1"))
     rng = np.random.default_rng(20261205)
     out = {}
     for name in models:
-        session = session_of(Path(root) / name / "1" / "model.onnx")
+        session = session_of(Path(root) / name / "1" / "model.onnx", threads)
         (inp,) = session.get_inputs()
         _, channels, height, width = inp.shape
         out[name] = {}

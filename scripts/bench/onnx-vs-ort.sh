@@ -3,9 +3,11 @@
 # CPU, one thread) on the same ONNX exports and rows: microseconds per row at batches of 1
 # and 64 for the trees and pipelines, milliseconds per image at batches of 1 and 8 for the
 # PyTorch image exports (scripts/models/export-torch.sh), and tract's time over ORT's. Both
-# run one thread; nothing else should.
+# run one thread; nothing else should. THREADS=N gives both N threads for the image
+# networks (tract: compute.intra_op_threads = N).
 #
 #   scripts/bench/onnx-vs-ort.sh
+#   THREADS=2 scripts/bench/onnx-vs-ort.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/common.sh
@@ -17,6 +19,7 @@ scripts/lib/venv.sh scripts/requirements/onnx.txt
 scripts/models/export-torch.sh
 workdir
 step "tract: cargo bench --bench onnx_forward"
+export THREADS="${THREADS:-1}" RAYON_NUM_THREADS="${THREADS:-1}"
 cargo bench --locked --bench onnx_forward >"$WORK/criterion.txt" 2>&1 ||
     { cat "$WORK/criterion.txt"; exit 1; }
 step "ONNX Runtime: scripts/bench/onnx-ort.py"

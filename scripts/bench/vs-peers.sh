@@ -413,6 +413,14 @@ start_infergate infergate-image-queued "$WORK/ig-image" INFERGATE_ADMISSION__ADA
 uncached_run resnet18 "$IMAGE_CONNS" "$IG/predict?model=resnet18" "$WORK/upload-fresh.lua" \
     "uncached, adaptive admission off"
 stop_all "$IG_PID"
+# ONNX Runtime's default uses every core for one forward pass; infergate's runs one
+# compute thread a pass (compute.intra_op_threads = 1). Once more with as many as ORT
+# (admission off, as the row above: what the forward pass's threads buy).
+start_infergate infergate-image-intra "$WORK/ig-image" INFERGATE_ADMISSION__ADAPTIVE=false \
+    INFERGATE_COMPUTE__INTRA_OP_THREADS="$(nproc)"
+uncached_run resnet18 "$IMAGE_CONNS" "$IG/predict?model=resnet18" "$WORK/upload-fresh.lua" \
+    "uncached, admission off, compute.intra_op_threads = $(nproc)"
+stop_all "$IG_PID"
 
 # --- the table -----------------------------------------------------------------------------
 versions=$("$MLS_PY" -c 'import mlserver, sklearn, xgboost; print(f"MLServer {mlserver.__version__} (scikit-learn {sklearn.__version__}, XGBoost {xgboost.__version__})")')

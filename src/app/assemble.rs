@@ -131,7 +131,7 @@ pub fn assemble_with_metrics(
         &config.shadow.settings(),
     )?);
     let admission = Arc::new(Admission::new(
-        config.admission.limit_settings(),
+        config.admission.limit_settings(compute_threads),
         infer.catalog().defaults().map(|m| &*m.info().name),
     ));
     let predictor = Predictor::new(

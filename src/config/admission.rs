@@ -33,7 +33,13 @@ pub struct AdmissionSection {
     /// The limit a model starts at: model work admitted at once. It starts high: a burst
     /// on a model that keeps up is never shed; only work that queues brings it down.
     pub initial_limit: usize,
-    /// The limit never falls below this.
+    /// The limit never falls below this, nor below `tolerance` × `compute.threads`: that
+    /// much work finishes within the target latency (tolerance × the model's best) even
+    /// when nothing runs faster than the model's best, each thread with its next piece
+    /// decoded and waiting. Slower answers at that level are the machine's load (the
+    /// requests' own TLS and decoding, a load generator beside the gateway), not a queue
+    /// that shedding could shorten: below it, shedding only spends on refusals the CPU the
+    /// model needed.
     pub min_limit: usize,
     /// The limit never rises above this.
     pub max_limit: usize,
@@ -66,16 +72,26 @@ impl Default for AdmissionSection {
 }
 
 impl AdmissionSection {
-    /// The adaptive limit each model gets; `None` with `adaptive = false`.
-    pub fn limit_settings(&self) -> Option<LimitSettings> {
+    /// The adaptive limit each model gets on `compute_threads` threads; `None` with
+    /// `adaptive = false`.
+    pub fn limit_settings(&self, compute_threads: usize) -> Option<LimitSettings> {
         self.adaptive.then(|| LimitSettings {
             initial: self.initial_limit,
-            min: self.min_limit,
+            min: self
+                .min_limit
+                .max(self.floor(compute_threads))
+                .min(self.max_limit),
             max: self.max_limit,
             tolerance: self.tolerance,
             slack: Duration::from_millis(self.slack_ms),
             backoff: self.backoff,
         })
+    }
+
+    /// What `compute_threads` threads finish within the target latency at the model's
+    /// best: Little's law, threads / best × tolerance × best.
+    fn floor(&self, compute_threads: usize) -> usize {
+        (compute_threads as f64 * self.tolerance).floor() as usize
     }
 
     /// How long a request is given: `server.request_timeout_ms` unless it asks, never
@@ -119,5 +135,38 @@ impl AdmissionSection {
             "admission.backoff",
             "must be between 0 and 1, exclusive",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_never_falls_below_what_the_compute_threads_finish_in_time_nor_past_the_max() {
+        let section = AdmissionSection::default();
+        let on = |threads| section.limit_settings(threads).map(|l| l.min);
+        // tolerance 2 by default: two pieces a thread.
+        assert_eq!(on(1), Some(2));
+        assert_eq!(on(6), Some(12));
+        let tolerant = AdmissionSection {
+            tolerance: 1.5,
+            min_limit: 4,
+            ..AdmissionSection::default()
+        };
+        assert_eq!(tolerant.limit_settings(1).map(|l| l.min), Some(4));
+        assert_eq!(tolerant.limit_settings(3).map(|l| l.min), Some(4));
+        assert_eq!(tolerant.limit_settings(5).map(|l| l.min), Some(7));
+        let low_max = AdmissionSection {
+            max_limit: 4,
+            initial_limit: 4,
+            ..AdmissionSection::default()
+        };
+        assert_eq!(low_max.limit_settings(16).map(|l| l.min), Some(4));
+        let off = AdmissionSection {
+            adaptive: false,
+            ..AdmissionSection::default()
+        };
+        assert!(off.limit_settings(4).is_none());
     }
 }

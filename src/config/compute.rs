@@ -14,8 +14,9 @@ pub struct ComputeSection {
     /// Compute threads that run models (never the I/O threads); 0 = half the available
     /// cores, at least 1.
     pub threads: usize,
-    /// Threads one forward pass may use inside candle (rayon); 1 is fastest for small
-    /// tabular models.
+    /// Threads one forward pass may use inside candle and tract (rayon's pool, shared by
+    /// the compute threads); 1 is fastest for small tabular models. More shortens a big
+    /// network's pass where cores would otherwise sit idle.
     pub intra_op_threads: usize,
     /// Inference jobs allowed to wait for a compute thread; a full queue answers 503 with
     /// Retry-After.

@@ -42,6 +42,19 @@ use graph::{Elem, Signature, Value};
 use sidecar::{Kind, OutputMeaning, Sidecar};
 use sized::SizedPlans;
 
+/// Lets one ONNX forward pass use `threads` threads (`compute.intra_op_threads`) for its
+/// matrix products, on rayon's global pool: the pool candle's kernels use, sized to the
+/// same number by `RAYON_NUM_THREADS`, so the two engines never hold two pools. With 1,
+/// tract runs on the calling compute thread alone, without rayon's hand-offs.
+pub fn share_intra_op_threads(threads: usize) {
+    use tract_linalg::multithread::{Executor, set_default_executor};
+    set_default_executor(if threads > 1 {
+        Executor::RayonGlobal
+    } else {
+        Executor::SingleThread
+    });
+}
+
 /// The file name of an ONNX model in a version directory.
 pub const MODEL_FILE: &str = "model.onnx";
 
