@@ -21,16 +21,16 @@ pub mod graph;
 pub mod ops;
 pub mod rewrite;
 pub mod sidecar;
-pub mod sized;
 pub mod trees;
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 use tract_onnx::pb::{GraphProto, ModelProto};
 use tract_onnx::prelude::{
     Datum, DatumType, Framework as _, InferenceFact, InferenceModelExt as _, IntoRunnable as _,
-    Tensor, ToDim as _, TypedRunnableModel, tvec,
+    TDim, Tensor, ToDim as _, TypedRunnableModel, tvec,
 };
 
 use crate::infer::manifest::{
@@ -40,7 +40,6 @@ use crate::infer::model::{Batch, Model, ModelError, Outputs};
 use declared::Declared;
 use graph::{Elem, Signature, Value};
 use sidecar::{Kind, OutputMeaning, Sidecar};
-use sized::SizedPlans;
 
 /// Lets one ONNX forward pass use `threads` threads (`compute.intra_op_threads`) for its
 /// matrix products, on rayon's global pool: the pool candle's kernels use, sized to the
@@ -108,8 +107,9 @@ pub struct OnnxModel {
     /// Each output's values in one row, in the graph's order (several for a tensor model).
     output_widths: Vec<usize>,
     meaning: OutputMeaning,
-    /// An image network's plans for concrete batch sizes (`sized.rs`).
-    sized: Option<SizedPlans>,
+    /// An image network: its plan is for a batch of one image, and a batch runs one image
+    /// a pass (see the load).
+    one_image_a_pass: bool,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -225,20 +225,22 @@ impl OnnxModel {
             .and_then(|m| m.into_typed())
             .and_then(|m| m.into_decluttered())
             .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
-        // An image network runs most batches on plans for their size; the one for a single
-        // image is made now, so that the first request does not wait for it.
-        let sized = match plan.preprocess {
-            Some(_) => {
-                let sized = SizedPlans::new(typed.clone(), batch.clone());
-                sized
-                    .for_rows(1)
-                    .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
-                Some(sized)
-            }
-            None => None,
+        // An image network runs on a plan for one image, one image a pass. tract optimises a
+        // graph whose batch is a symbol into kernels 3 to 10 times slower on depthwise
+        // convolutions, and a plan for 8 images took longer per image than the plan for one
+        // on every network measured (1.2 to 2.2 times, dense or depthwise; ViT within 2 %:
+        // BENCHMARKS.md, ONNX on tract). So the batcher gives such a model batches of one
+        // (`max_batch` 1), which the compute threads run side by side, and a larger batch
+        // handed to `forward` runs image by image.
+        let one_image_a_pass = plan.preprocess.is_some();
+        let typed = if one_image_a_pass {
+            plan.max_batch = 1;
+            typed.set_symbols(&HashMap::from([(batch, TDim::Val(1))]))
+        } else {
+            Ok(typed)
         };
         let runnable = typed
-            .into_optimized()
+            .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
             .map_err(|e| OnnxError::Engine(format!("{e:#}")))?;
         let input = match plan.preprocess {
@@ -270,7 +272,7 @@ impl OnnxModel {
             output_widths: vec![labels_len],
             inputs: vec![(plan.input, plan.row)],
             meaning: plan.meaning,
-            sized,
+            one_image_a_pass,
         })
     }
 }
@@ -409,7 +411,7 @@ impl OnnxModel {
                 .collect(),
             output_widths: tensors.outputs.iter().map(TensorSpec::width).collect(),
             meaning: OutputMeaning::Probabilities,
-            sized: None,
+            one_image_a_pass: false,
         })
     }
 }
@@ -427,21 +429,12 @@ impl Model for OnnxModel {
                 got: batch.features,
             });
         }
-        // The plan for the batch's size, and the rows it takes (zeros after the batch's).
-        let sized = match &self.sized {
-            Some(sized) => sized.for_rows(batch.rows).map_err(engine)?,
-            None => None,
-        };
-        let (rows, plan) = sized.unwrap_or_else(|| (batch.rows, self.plan.clone()));
-        let padded;
-        let data = if rows > batch.rows {
-            padded = [&batch.data[..], &vec![0.0; (rows - batch.rows) * features]].concat();
-            &padded
-        } else {
-            &batch.data
-        };
+        if self.one_image_a_pass && batch.rows > 1 {
+            return self.image_by_image(batch);
+        }
+        let rows = batch.rows;
         let inputs = match self.inputs.as_slice() {
-            [(elem, row)] => tvec!(input_tensor(*elem, row, rows, data)),
+            [(elem, row)] => tvec!(input_tensor(*elem, row, rows, &batch.data)),
             // A tensor model's row holds every input's row: each input gathered apart.
             several => {
                 let mut offset = 0;
@@ -466,11 +459,11 @@ impl Model for OnnxModel {
             .map(|t| t.map(Into::into))
             .collect::<Result<_, _>>()
             .map_err(engine)?;
-        let outputs = plan.run(inputs).map_err(|e| {
-            match e.downcast_ref::<ops::one_hot_encoder::UnseenCategory>() {
-                Some(unseen) => ModelError::UnseenCategory(unseen.to_string()),
-                None => engine(e),
-            }
+        let outputs = self.plan.run(inputs).map_err(|e| match e
+            .downcast_ref::<ops::one_hot_encoder::UnseenCategory>()
+        {
+            Some(unseen) => ModelError::UnseenCategory(unseen.to_string()),
+            None => engine(e),
         })?;
         if outputs.len() != self.output_widths.len() {
             return Err(ModelError::Engine(format!(
@@ -483,7 +476,7 @@ impl Model for OnnxModel {
         for (out, &width) in outputs.iter().zip(&self.output_widths) {
             let out = out.cast_to::<f32>().map_err(engine)?;
             let view = out.to_plain_array_view::<f32>().map_err(engine)?;
-            let mut values: Vec<f32> = view.iter().copied().collect();
+            let values: Vec<f32> = view.iter().copied().collect();
             if values.len() != rows * width {
                 return Err(ModelError::Engine(format!(
                     "the graph gave {} values for {rows} rows of {width} (shape {:?})",
@@ -491,8 +484,6 @@ impl Model for OnnxModel {
                     out.shape()
                 )));
             }
-            // The padding's rows go.
-            values.truncate(batch.rows * width);
             columns.push(values);
         }
         let classes: usize = self.output_widths.iter().sum();
@@ -514,6 +505,28 @@ impl Model for OnnxModel {
         // only that one) 422 `non_finite_output`.
         if self.meaning == OutputMeaning::Logits {
             probs.chunks_mut(classes).for_each(softmax);
+        }
+        Ok(Outputs {
+            rows: batch.rows,
+            classes,
+            probs,
+        })
+    }
+}
+
+impl OnnxModel {
+    /// Runs a batch of images one image a pass, on the plan for one; the answers in order.
+    fn image_by_image(&self, batch: &Batch) -> Result<Outputs, ModelError> {
+        let mut probs = Vec::with_capacity(batch.rows * self.info.labels.len());
+        let mut classes = 0;
+        for image in batch.data.chunks(batch.features) {
+            let one = self.forward(&Batch {
+                rows: 1,
+                features: batch.features,
+                data: image.to_vec(),
+            })?;
+            classes = one.classes;
+            probs.extend(one.probs);
         }
         Ok(Outputs {
             rows: batch.rows,
@@ -1024,8 +1037,13 @@ mod tests {
     }
 
     #[test]
-    fn an_image_batch_runs_on_the_plan_of_its_size_padded_or_the_symbolic_one_alike() {
+    fn an_image_network_takes_batches_of_one_and_runs_a_larger_batch_image_by_image() {
         let model = load(TINY_CNN, tiny_cnn_sidecar()).unwrap();
+        assert_eq!(
+            model.info().max_batch,
+            1,
+            "the batcher gives it one image a batch"
+        );
         let width = 3 * 32 * 32;
         let image = |k: usize| -> Vec<f32> {
             (0..width)
@@ -1042,7 +1060,6 @@ mod tests {
                 model.forward(&one).unwrap().row(0).to_vec()
             })
             .collect();
-        // 3 rows: the plan for 4, one row of padding; 8: its own; 9: the symbolic plan.
         for rows in [3, 8, 9] {
             let batch = Batch {
                 rows,
@@ -1057,9 +1074,6 @@ mod tests {
                 }
             }
         }
-        let sized = model.sized.as_ref().unwrap();
-        assert!(sized.for_rows(SizedPlans::LARGEST + 1).unwrap().is_none());
-        assert_eq!(sized.for_rows(5).unwrap().unwrap().0, 8);
     }
 
     #[test]
