@@ -132,11 +132,10 @@ impl Demand {
 
     /// Where the loads on demand stand now.
     pub fn stats(&self) -> OnDemandStats {
-        let ready = || self.listed.iter().filter(|l| l.slot.is_ready());
         OnDemandStats {
             budget_bytes: self.cfg.budget,
-            resident_bytes: ready().map(|l| l.slot.bytes()).sum(),
-            loaded: ready().count(),
+            resident_bytes: self.loaded_bytes(),
+            loaded: self.loaded().count(),
             listed: self.listed.len(),
             totals: self.totals,
         }
@@ -324,10 +323,20 @@ impl Demand {
         self.publish();
     }
 
+    /// The listed versions in memory.
+    fn loaded(&self) -> impl Iterator<Item = &Listed> {
+        self.listed.iter().filter(|l| l.slot.is_ready())
+    }
+
+    /// What the listed versions in memory took at their loads.
+    fn loaded_bytes(&self) -> u64 {
+        self.loaded().map(|l| l.slot.bytes()).sum()
+    }
+
     /// Bytes of the listed versions in memory, and of the loads running (as expected).
     fn resident_bytes(&self) -> u64 {
         let loading: u64 = self.running.iter().map(|s| s.bytes()).sum();
-        self.stats().resident_bytes + loading
+        self.loaded_bytes() + loading
     }
 
     /// Evicts until `need` more bytes fit in the budget; whether they do.

@@ -27,9 +27,7 @@ fn with_db(pg: &PostgresServer, spool: &Path) -> Options {
         // when a 2-core machine busy with the suite's background builds slows the model,
         // is not what they test (tests/it/overload.rs is).
         .env("INFERGATE_ADMISSION__ADAPTIVE", false)
-        .env("INFERGATE_DATABASE__URL", pg.url())
-        .env("INFERGATE_PREDICTION_LOG__SPOOL_DIR", spool.display())
-        .env("INFERGATE_PREDICTION_LOG__FLUSH_INTERVAL_MS", 50)
+        .logging_to(&pg.url(), spool)
         .env("INFERGATE_PREDICTION_LOG__RETRY_INITIAL_MS", 100)
         .env("INFERGATE_PREDICTION_LOG__RETRY_MAX_MS", 500)
         .env("INFERGATE_PREDICTION_LOG__STATS_CACHE_MS", 100)
