@@ -1191,6 +1191,49 @@ mod tests {
     }
 
     #[test]
+    fn a_normalisation_axis_outside_its_inputs_rank_is_refused_not_looped_on() {
+        use prost::Message;
+        let bytes = include_bytes!("../../tests/fixtures/onnx/torch-two-tower/model.onnx");
+        // The two-tower's LayerNormalization works on a rank-2 tensor.
+        let with_axis = |axis: i64| {
+            let mut proto = ModelProto::decode(&bytes[..]).unwrap();
+            let graph = proto.graph.as_mut().unwrap();
+            let node = graph
+                .node
+                .iter_mut()
+                .find(|n| n.op_type == "LayerNormalization")
+                .unwrap();
+            match node.attribute.iter_mut().find(|a| a.name == "axis") {
+                Some(attr) => attr.i = axis,
+                None => node.attribute.push(tract_onnx::pb::AttributeProto {
+                    name: "axis".into(),
+                    r#type: 2,
+                    i: axis,
+                    ..Default::default()
+                }),
+            }
+            proto.encode_to_vec()
+        };
+        for axis in [-1, 1] {
+            load(&with_axis(axis), Sidecar::default()).unwrap();
+        }
+        for axis in [-3, 2, i64::MIN, i64::MAX] {
+            let err = load(&with_axis(axis), Sidecar::default())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("axis {axis} is outside [-2, 2)")),
+                "{axis}: {err}"
+            );
+        }
+        // The fuzzer's find: axis -5, whose load used to never end.
+        let found =
+            include_bytes!("../../fuzz/corpus/onnx_model/regress-layernorm-axis-below-rank");
+        let err = load(found, Sidecar::default()).unwrap_err().to_string();
+        assert!(err.contains("axis -5 is outside"), "{err}");
+    }
+
+    #[test]
     fn a_triton_repositorys_image_network_takes_its_pixels_as_a_tensor_model() {
         use declared::DeclaredTensor;
         let tensor = |name: &str, dims: &[i64]| DeclaredTensor {

@@ -1,8 +1,11 @@
 //! The `ai.onnx.ml` operators tract does not parse, or runs slowly, as tract operators of
 //! ours, put in its operator register before a file is read. Each computes what ONNX
-//! Runtime does (the exports' tests compare every answer with it).
+//! Runtime does (the exports' tests compare every answer with it). Also tract's
+//! normalisations by axis, wrapped so that an axis out of range is refused rather than
+//! hanging the load (`norm_axis`).
 
 mod forest;
+mod norm_axis;
 pub mod one_hot_encoder;
 mod tree_classifier;
 mod tree_regressor;
@@ -10,7 +13,7 @@ mod tree_regressor;
 use tract_onnx::model::OnnxOpRegister;
 
 /// Adds our operators to `register` (replacing tract's `TreeEnsembleClassifier`, which it
-/// keeps for the binary case).
+/// keeps for the binary case, and wrapping its normalisations by axis).
 pub fn register(register: &mut OnnxOpRegister) {
     if let Some(&tracts) = register.0.get("TreeEnsembleClassifier") {
         // The same function every time: a second registration changes nothing.
@@ -19,4 +22,13 @@ pub fn register(register: &mut OnnxOpRegister) {
     register.insert("TreeEnsembleClassifier", tree_classifier::parse);
     register.insert("TreeEnsembleRegressor", tree_regressor::parse);
     register.insert("OneHotEncoder", one_hot_encoder::parse);
+    let tracts = norm_axis::OPERATORS
+        .iter()
+        .filter_map(|&op| Some((op, *register.0.get(op)?)))
+        .collect();
+    // The same functions every time: a second registration changes nothing.
+    let _ = norm_axis::TRACTS.set(tracts);
+    for op in norm_axis::OPERATORS {
+        register.insert(op, norm_axis::parse);
+    }
 }
