@@ -4,6 +4,8 @@
 //! thread only enqueues a job and awaits its answer. This module knows nothing of HTTP.
 
 pub mod cnn;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod delayed;
 pub mod demo;
 pub mod image;

@@ -286,13 +286,13 @@ fn load_tabular(config: &Config) -> Result<TabularModel, ModelError> {
     Ok(model)
 }
 
-/// Where image models run: the first GPU with the `cuda` feature (the CPU, with a warning,
-/// when none answers), else the CPU.
+/// Where image models run: the first GPU with the `cuda` feature (the CPU, with one
+/// warning saying why, when there is no driver or no device), else the CPU.
 fn image_device() -> candle_core::Device {
     #[cfg(feature = "cuda")]
-    match candle_core::Device::new_cuda(0) {
+    match crate::infer::cuda::first_gpu() {
         Ok(device) => return device,
-        Err(e) => tracing::warn!(error = %e, "no CUDA device: image models run on the CPU"),
+        Err(e) => tracing::warn!(reason = %e, "no GPU: image models run on the CPU"),
     }
     candle_core::Device::Cpu
 }
