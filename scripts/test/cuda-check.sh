@@ -11,6 +11,8 @@
 # build, so only candle, cudarc and this crate are built again; clippy-driver is the
 # workspace's rustc, as in scripts/test.sh. There is no GPU to ask which architecture to
 # build for, so each is named; candle's kernels are compiled for one at a time.
+# It leaves target/debug/infergate built with the feature (the next `cargo test` puts the CPU
+# build's back); scripts/lib/cuda.sh says how to run it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/common.sh
