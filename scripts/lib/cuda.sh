@@ -4,7 +4,9 @@
 #   cuda_cargo test --features cuda --no-run ...
 #
 # 1. NVIDIA's compiler and headers from PyPI (scripts/requirements/cuda.txt, a pinned,
-#    hash-checked venv: target/pycuda), on PATH and as CUDA_ROOT, with libcudart.
+#    hash-checked venv: target/pycuda), on PATH and as CUDA_ROOT; CUDA_LIBRARY_DIR is where
+#    its libcudart.so.13 is, the one CUDA library a binary built so needs to start
+#    (LD_LIBRARY_PATH=$CUDA_LIBRARY_DIR target/debug/infergate).
 # 2. cudarc, as candle pins it, loading the CUDA libraries at run time. candle-core turns on
 #    cudarc's `dynamic-linking`, which makes libcuda.so.1 (the driver), cuBLAS, cuRAND and
 #    NVRTC load-time dependencies of the binary: without a driver it would not start. cudarc's
@@ -13,7 +15,7 @@
 #    Cargo.lock pins (its checksum checked) whose build script picks that mode instead
 #    (target/cuda/cudarc-<version>, scripts/lib/cudarc-dynamic-loading.sed), given to cargo
 #    as a `[patch]` on its command line; Cargo.lock is left as it was.
-# Needs scripts/lib/common.sh sourced and cargo on PATH.
+# Sourced from the repository root, with cargo on PATH.
 
 cuda_root=$PWD
 scripts/lib/venv.sh scripts/requirements/cuda.txt
