@@ -59,9 +59,10 @@ pub fn assemble_with_metrics(
     backend: Backend,
     metrics: PrometheusHandle,
 ) -> Result<Assembled, AppError> {
+    let device = image_device();
     let image_options = ImageModelOptions {
-        device: image_device(),
-        max_batch: config.image.max_batch_size,
+        max_batch: config.image.max_batch(device.is_cuda()),
+        device,
     };
     let models = load_models(config, &image_options)?;
     let compute_threads = config.compute.resolved_threads();

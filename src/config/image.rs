@@ -40,8 +40,8 @@ pub struct ImageSection {
     pub decode_threads: usize,
     /// Uploads waiting for a decode thread; more answer 503 with Retry-After.
     pub queue_capacity: usize,
-    /// Most images in one forward pass; the default is 8 on the CPU and 64 in a build
-    /// with the `cuda` feature.
+    /// Most images in one forward pass; 0 = by the device the image models run on: 8 on
+    /// the CPU, 64 on a GPU.
     /// Example: `8`
     pub max_batch_size: usize,
 }
@@ -66,10 +66,6 @@ impl ImageModelSection {
     }
 }
 
-/// Images per forward pass by default: on a GPU a batch is nearly free; on a CPU it gains
-/// little per image and adds the batch's latency to each.
-const DEFAULT_MAX_BATCH: usize = if cfg!(feature = "cuda") { 64 } else { 8 };
-
 impl Default for ImageSection {
     fn default() -> Self {
         Self {
@@ -81,12 +77,23 @@ impl Default for ImageSection {
             max_decode_bytes: 512 * 1024 * 1024,
             decode_threads: 0,
             queue_capacity: 256,
-            max_batch_size: DEFAULT_MAX_BATCH,
+            max_batch_size: 0,
         }
     }
 }
 
 impl ImageSection {
+    /// Images per forward pass, with `max_batch_size = 0` resolved for where the image
+    /// models run: on a GPU a batch is nearly free; on a CPU it gains little per image and
+    /// adds the batch's latency to each.
+    pub fn max_batch(&self, on_gpu: bool) -> usize {
+        match (self.max_batch_size, on_gpu) {
+            (0, true) => 64,
+            (0, false) => 8,
+            (n, _) => n,
+        }
+    }
+
     /// Whether any image model is configured.
     pub fn any_model(&self) -> bool {
         self.bundled || !self.models.is_empty()
@@ -137,14 +144,32 @@ impl ImageSection {
             "must be at least 1",
         );
         checks.check(
-            (1..=4096).contains(&self.max_batch_size),
+            self.max_batch_size <= 4096,
             "image.max_batch_size",
-            "must be between 1 and 4096",
+            "must be at most 4096 (0: by the device)",
         );
         checks.check(
             self.default_model.is_none() || self.any_model(),
             "image.default_model",
             "is set but no image model is configured (image.bundled = false, no image.models)",
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_size_of_zero_is_the_devices_and_any_other_is_kept() {
+        let by_device = ImageSection::default();
+        assert_eq!(by_device.max_batch_size, 0);
+        assert_eq!(by_device.max_batch(false), 8);
+        assert_eq!(by_device.max_batch(true), 64);
+        let set = ImageSection {
+            max_batch_size: 3,
+            ..ImageSection::default()
+        };
+        assert_eq!((set.max_batch(false), set.max_batch(true)), (3, 3));
     }
 }

@@ -1,58 +1,51 @@
 //! The generated files against the sections: current, complete, and true to the defaults.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
 
 use super::*;
 
-// The generated files show the CPU build's defaults (`image.max_batch_size` is 64 with cuda).
-#[cfg(not(feature = "cuda"))]
-mod current {
-    use std::path::PathBuf;
+/// What regenerates the files.
+const REGENERATE: &str = "UPDATE_GENERATED=1 cargo test --lib config::reference";
 
-    use super::*;
+fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
 
-    /// What regenerates the files.
-    const REGENERATE: &str = "UPDATE_GENERATED=1 cargo test --lib config::reference";
-
-    fn repo_file(path: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+/// Compares `path` with `expected`; rewrites it instead with `UPDATE_GENERATED=1`.
+fn ensure_current(path: &str, expected: &str) {
+    let file = repo_file(path);
+    let actual = std::fs::read_to_string(&file).unwrap_or_default();
+    if actual == expected {
+        return;
     }
-
-    /// Compares `path` with `expected`; rewrites it instead with `UPDATE_GENERATED=1`.
-    fn ensure_current(path: &str, expected: &str) {
-        let file = repo_file(path);
-        let actual = std::fs::read_to_string(&file).unwrap_or_default();
-        if actual == expected {
-            return;
-        }
-        if std::env::var_os("UPDATE_GENERATED").is_some() {
-            std::fs::write(&file, expected).unwrap();
-            return;
-        }
-        let line = actual
-            .lines()
-            .zip(expected.lines())
-            .position(|(a, b)| a != b)
-            .map_or(actual.lines().count().min(expected.lines().count()), |i| i);
-        panic!(
-            "{path} is not what the sections in src/config/ generate (first difference at line \
-             {}); regenerate it with `{REGENERATE}`",
-            line + 1
-        );
+    if std::env::var_os("UPDATE_GENERATED").is_some() {
+        std::fs::write(&file, expected).unwrap();
+        return;
     }
+    let line = actual
+        .lines()
+        .zip(expected.lines())
+        .position(|(a, b)| a != b)
+        .map_or(actual.lines().count().min(expected.lines().count()), |i| i);
+    panic!(
+        "{path} is not what the sections in src/config/ generate (first difference at line \
+         {}); regenerate it with `{REGENERATE}`",
+        line + 1
+    );
+}
 
-    #[test]
-    fn generated_files_are_current() {
-        ensure_current("config/default.toml", &defaults_toml());
-        let docs = std::fs::read_to_string(repo_file("docs/configuration.md")).unwrap();
-        let spliced = splice(&docs, &reference_markdown()).unwrap_or_else(|| {
-            panic!("docs/configuration.md lacks the lines {BEGIN_MARKER} and {END_MARKER}")
-        });
-        ensure_current("docs/configuration.md", &spliced);
-    }
+#[test]
+fn generated_files_are_current() {
+    ensure_current("config/default.toml", &defaults_toml());
+    let docs = std::fs::read_to_string(repo_file("docs/configuration.md")).unwrap();
+    let spliced = splice(&docs, &reference_markdown()).unwrap_or_else(|| {
+        panic!("docs/configuration.md lacks the lines {BEGIN_MARKER} and {END_MARKER}")
+    });
+    ensure_current("docs/configuration.md", &spliced);
 }
 
 /// Every key path in `value`, dotted; arrays of tables as `key[].field`.
