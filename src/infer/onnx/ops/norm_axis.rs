@@ -13,7 +13,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 use super::super::graph::attribute;
-use super::tree_classifier::Builder;
+use super::Builder;
 
 /// The operators wrapped, by the names tract registers them under.
 pub(super) const OPERATORS: [&str; 3] = [
@@ -142,7 +142,7 @@ impl Expansion for AxisChecked {
         inputs: &[OutletId],
     ) -> TractResult<TVec<OutletId>> {
         self.check_wired(typed_model, inputs)?;
-        self.tracts
+        self.tracts()
             .wire_with_inference_model_and_node(prefix, model, node, typed_model, inputs)
     }
 }

@@ -14,11 +14,8 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 use super::super::graph::attribute;
+use super::Builder;
 use super::forest::{Aggregate, Forest, Shared, text};
-
-/// An operator parser, as tract's register holds them.
-pub(super) type Builder =
-    fn(&ParsingContext<'_>, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
 /// tract's own parser, for the binary case; set by [`super::register`].
 pub(super) static TRACTS: OnceLock<Builder> = OnceLock::new();
