@@ -10,6 +10,12 @@
 #                       mkdir -p prebuilt && cp target/release/infergate prebuilt/
 #                       docker build --build-arg BUILDER=host \
 #                         --build-arg BUILDER_IMAGE=infergate/debian:bookworm -t infergate .
+# The GPU variant (compose.gpu.yml; scripts/deploy/images.sh gateway-gpu does it) is a host
+# build of the `cuda` feature with the CUDA libraries it loads:
+#   --build-arg BUILDER=host --build-arg PREBUILT=prebuilt/cuda/infergate \
+#   --build-arg CUDA_LIBS=prebuilt/cuda/lib
+# CUDA_LIBS (libcudart, cuBLAS, cuRAND from NVIDIA's wheels) go to /usr/local/lib/cuda; the
+# driver's libcuda is the host's, mounted by the NVIDIA Container Toolkit.
 # RUNTIME_IMAGE is `scratch`: the build stage assembles the whole filesystem. No
 # `# syntax=` line, so the legacy builder (docker-compose 1.29) and BuildKit both build it
 # without pulling a frontend image.
@@ -18,22 +24,29 @@ ARG RUNTIME_IMAGE=scratch
 
 FROM ${BUILDER_IMAGE} AS build
 ARG BUILDER=source
+ARG PREBUILT=prebuilt/infergate
+ARG CUDA_LIBS=
 WORKDIR /src
 COPY . .
 RUN set -eu; \
     if [ "$BUILDER" = host ]; then \
-        test -x prebuilt/infergate || { echo "BUILDER=host needs prebuilt/infergate" >&2; exit 1; }; \
-        install -D -m 0755 prebuilt/infergate /out/infergate; \
+        test -x "$PREBUILT" || { echo "BUILDER=host needs $PREBUILT" >&2; exit 1; }; \
+        install -D -m 0755 "$PREBUILT" /out/infergate; \
     else \
         cargo build --release --locked --bin infergate; \
         install -D -m 0755 target/release/infergate /out/infergate; \
     fi
-# The runtime root: the binary, the libraries `ldd` names (glibc, libgcc_s), a passwd line
+# The runtime root: the binary, the libraries `ldd` names (glibc, libgcc_s; CUDA_LIBS, when
+# given, in /usr/local/lib/cuda instead), a passwd line
 # for the non-root user, CA roots when the builder has them (rediss:// and Postgres TLS
 # verify against them), the config profiles, and the writable directories.
 RUN set -eu; r=/rootfs; \
     install -D -m 0755 /out/infergate "$r/usr/local/bin/infergate"; \
-    for lib in $(ldd /out/infergate | awk '$2 == "=>" { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }'); do \
+    if [ -n "$CUDA_LIBS" ]; then \
+        install -d "$r/usr/local/lib/cuda"; cp -a "$CUDA_LIBS"/. "$r/usr/local/lib/cuda/"; \
+        export LD_LIBRARY_PATH="$r/usr/local/lib/cuda"; \
+    fi; \
+    for lib in $(ldd /out/infergate | awk '$2 == "=>" && $3 !~ /^\/rootfs\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }'); do \
         mkdir -p "$r$(dirname "$lib")"; cp -L "$lib" "$r$lib"; \
     done; \
     mkdir -p "$r/etc/ssl/certs" "$r/etc/infergate" "$r/tmp"; chmod 1777 "$r/tmp"; \
@@ -47,7 +60,8 @@ RUN set -eu; r=/rootfs; \
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /rootfs/ /
-ENV PATH=/usr/local/bin
+# /usr/local/lib/cuda: the GPU variant's CUDA libraries (absent, and so unused, in the other).
+ENV PATH=/usr/local/bin LD_LIBRARY_PATH=/usr/local/lib/cuda
 WORKDIR /etc/infergate
 USER 10001:10001
 # Prediction log rows wait here while PostgreSQL is away (config/compose.toml points at it).

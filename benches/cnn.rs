@@ -13,52 +13,15 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{Device, Tensor};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use infergate::infer::cnn::{Arch, Network, build};
+use infergate::infer::cnn::{Arch, Precision};
 
-/// A network with seeded random weights that keep activations O(1): the first `build`
-/// registers every tensor in the map, which is then filled and read again.
-fn random_network(arch: Arch) -> Box<dyn Network> {
-    let dev = Device::Cpu;
-    let vm = VarMap::new();
-    let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
-    build(arch, vb.clone(), 1000).expect("registering the tensors");
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut uniform = move |lo: f32, hi: f32| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        lo + (hi - lo) * ((state >> 40) as f32 / (1u64 << 24) as f32)
-    };
-    {
-        let data = vm.data().lock().expect("var map lock");
-        let mut names: Vec<_> = data.keys().cloned().collect();
-        names.sort();
-        for name in names {
-            let var = &data[&name];
-            let dims = var.dims().to_vec();
-            let (lo, hi) = if dims.len() > 1 {
-                let a = (6.0 / dims[1..].iter().product::<usize>() as f32).sqrt();
-                (-a, a)
-            } else if name.ends_with("running_var") {
-                (0.5, 2.0)
-            } else if name.ends_with("weight") {
-                (0.5, 1.5)
-            } else {
-                (-0.2, 0.2)
-            };
-            let n: usize = dims.iter().product();
-            let values: Vec<f32> = (0..n).map(|_| uniform(lo, hi)).collect();
-            var.set(&Tensor::from_vec(values, dims, &dev).expect("tensor"))
-                .expect("set");
-        }
-    }
-    build(arch, vb, 1000).expect("building the network")
-}
+#[path = "support/random_network.rs"]
+mod random_network;
+use random_network::random_network;
 
 fn forward(c: &mut Criterion) {
     let nets = [
@@ -73,7 +36,7 @@ fn forward(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     for (name, arch) in nets {
-        let net = random_network(arch);
+        let net = random_network(arch, &Device::Cpu, Precision::F32);
         for batch in [1usize, 8] {
             let x = Tensor::randn(0f32, 1.0, (batch, 3, 224, 224), &Device::Cpu).expect("input");
             group.throughput(Throughput::Elements(batch as u64));

@@ -38,11 +38,7 @@ const PHOTOS: &[(&str, &[u8])] = &[
 ];
 
 fn image_input(c: &mut Criterion) {
-    let model = demo::efficientnet_lite0::load(&ImageModelOptions {
-        device: candle_core::Device::Cpu,
-        max_batch: 1,
-    })
-    .unwrap();
+    let model = demo::efficientnet_lite0::load(&ImageModelOptions::cpu(1)).unwrap();
     let InputSpec::Image(p) = model.info().input else {
         unreachable!("an image model")
     };

@@ -33,21 +33,9 @@ for component in rustfmt clippy; do
     fi
 done
 
-step "fuzz targets: building in the background, beside the test build"
-# libFuzzer's coverage-instrumented build of the fuzz/ workspace (its own dependencies, and
-# cargo-fuzz itself on a fresh machine) is a second build of every dependency. It runs in
-# its own session (setsid): where the kernel schedules by autogroup (Debian's default),
-# that gives it an equal share of the CPU beside the test build, whatever its nice value,
-# and it is done long before the smoke needs it (BENCHMARKS.md, CI time); a failed run
-# stops its cargo too (the session's process group). ionice keeps its disk writes behind
-# the tests'. FUZZ_BUILD=smoke (scripts/test/fuzz.sh) trades the long runs' optimisation for
-# a build whose last steps use both cores.
 mkdir -p target
-export FUZZ_BUILD=smoke
-nice -n 19 ionice -c 3 setsid scripts/test/fuzz.sh build >target/fuzz-build.log 2>&1 &
-fuzz_build=$!
-background=("$fuzz_build")
-trap 'kill -- -"$fuzz_build" "${background[@]}" 2>/dev/null || true' EXIT
+background=()
+trap 'kill "${background[@]}" 2>/dev/null || true' EXIT
 
 # The container checks' images but the gateway's (a Debian base by debootstrap, then Redis,
 # PostgreSQL and Prometheus from Debian's packages): minutes of downloads and unpacking that
@@ -76,6 +64,12 @@ target/pyref/bin/python scripts/models/convert-efficientnet-lite0.py --check
 step "PyTorch image exports (target/onnx-torch): in the background"
 nice -n 10 scripts/models/export-torch.sh >target/export-torch.log 2>&1 &
 background+=("$!")
+# NVIDIA's compiler for the cuda check (scripts/lib/cuda.sh; a few hundred MB of wheels),
+# fetched while the test build runs.
+step "NVIDIA's CUDA compiler from PyPI (target/pycuda): in the background"
+nice -n 10 scripts/lib/venv.sh scripts/requirements/cuda.txt >target/pycuda-setup.log 2>&1 &
+cuda_venv=$!
+background+=("$cuda_venv")
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -91,6 +85,25 @@ export RUSTC_WORKSPACE_WRAPPER=$clippy_driver
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 step "cargo test: building, with clippy's lints (-D warnings) on every target"
 cargo test --locked --all-targets --no-run
+# The fuzz targets, built as CI's smoke runs them (scripts/test/fuzz.sh, FUZZ_BUILD=smoke):
+# on the dependencies the test build just compiled, so libFuzzer, the gateway's library
+# (instrumented) and the targets are all it builds.
+step "fuzz targets: the smoke build, on the test build's dependencies"
+export FUZZ_BUILD=smoke
+scripts/test/fuzz.sh build
+# The cuda feature's build (scripts/test/cuda-check.sh: NVIDIA's compiler, candle's kernels,
+# candle and this crate again, with clippy's lints) in a tree of its own, beside the test
+# passes: at nice 19 it takes the CPU they leave (they mostly wait on the servers they
+# start), and it holds no lock they need. Its photo test runs at the end.
+step "the cuda feature: building in the background, beside the tests"
+if ! wait "$cuda_venv"; then
+    tail -20 target/pycuda-setup.log >&2
+    echo "FAIL: NVIDIA's wheels did not install (log: target/pycuda-setup.log)" >&2
+    exit 1
+fi
+nice -n 19 ionice -c 3 scripts/test/cuda-check.sh build >target/cuda-check.log 2>&1 &
+cuda_build=$!
+background+=("$cuda_build")
 # The integration suite once per I/O backend (tests/it/support: TEST_IO_BACKEND sets
 # server.io for every gateway a test starts): all of it on io_uring, then again on epoll
 # every test module that speaks to the server, which leaves out only the prediction log's
@@ -149,12 +162,14 @@ else
     scripts/test/containers.sh # says, loudly, that it skips
 fi
 
+step "the cuda feature: waiting for its build, then the photos without a GPU"
+status=0
+wait "$cuda_build" || status=$?
+cat target/cuda-check.log
+((status == 0)) || { echo "FAIL: the cuda build (log: target/cuda-check.log)" >&2; exit 1; }
+scripts/test/cuda-check.sh test
+
 step "fuzz smoke: every libFuzzer target for 20 s from its corpus (scripts/test/fuzz.sh)"
-# A target that stops building, or crashes at once, fails here; the long runs are by hand.
-if ! wait "$fuzz_build"; then
-    tail -40 target/fuzz-build.log >&2
-    echo "FAIL: the fuzz targets do not build (log: target/fuzz-build.log)" >&2
-    exit 1
-fi
+# A target that crashes at once fails here; the long runs are by hand.
 FUZZ_JOBS=$(nproc) scripts/test/fuzz.sh all 20
 step "all checks passed"

@@ -567,6 +567,8 @@ async fn serve_until_stop(
             }
             now = upkeep.tick() => {
                 metrics.run_upkeep();
+                #[cfg(feature = "cuda")]
+                crate::infer::cuda::record_memory();
                 noise.write_if_due(now);
             }
             name = signals.stop.next() => return Stop::Signal(name),

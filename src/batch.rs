@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::background;
 use crate::deadline::Stage;
+use crate::infer::manifest::{InputKind, ModelInfo};
 use crate::infer::model::{Batch, Model, ModelError};
 use crate::infer::{Infer, InferError};
 use crate::metrics::{BATCH_SIZE, WORK_CANCELLED_TOTAL};
@@ -278,12 +279,23 @@ impl ModelId {
 }
 
 fn enqueue(queues: &mut HashMap<ModelId, BatchState<Job>>, job: Job, cfg: &BatchSettings) {
-    let info = job.model.info();
-    let max_size = cfg.max_size.min(info.max_batch);
+    let max_size = batch_limit(job.model.info(), cfg);
     queues
         .entry(ModelId::of(&job.model))
         .or_insert_with(|| BatchState::new(max_size, cfg.max_wait))
         .push(job, Instant::now());
+}
+
+/// Most rows in one batch for `info`'s model. An image model's own limit is
+/// `image.max_batch_size`, chosen for the device it runs on (64 on a GPU, where a batch
+/// costs little more than one image), so `batch.max_size`, sized for tabular rows, does not
+/// cap it; `batch.max_size = 1` still turns batching off for every model.
+fn batch_limit(info: &ModelInfo, cfg: &BatchSettings) -> usize {
+    match (cfg.max_size, info.kind()) {
+        (1, _) => 1,
+        (_, InputKind::Image) => info.max_batch,
+        (limit, _) => limit.min(info.max_batch),
+    }
 }
 
 /// Answers the expired waiters and counts both kinds.
@@ -395,6 +407,24 @@ mod tests {
         batch
             .map(|b| b.iter().map(|w| w.0).collect())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn image_models_batch_to_their_own_limit_and_the_rest_to_batch_max_size() {
+        use crate::infer::image::ImageModelOptions;
+        let settings = |max_size| BatchSettings {
+            max_size,
+            max_wait: Duration::from_millis(2),
+            max_in_flight: 1,
+            queue_capacity: 8,
+        };
+        let tabular = crate::infer::demo::load().unwrap();
+        let image = crate::infer::demo::efficientnet_lite0::load(&ImageModelOptions::cpu(64))
+            .unwrap();
+        assert_eq!(batch_limit(image.info(), &settings(32)), 64, "a GPU's 64 over 32");
+        assert_eq!(batch_limit(tabular.info(), &settings(32)), 32);
+        assert_eq!(batch_limit(image.info(), &settings(1)), 1, "batching off");
+        assert_eq!(batch_limit(tabular.info(), &settings(1)), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -260,7 +260,7 @@ pub fn answer(prediction_id: Uuid, members: &[u8], cached: bool) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::infer::manifest::Task;
+    use crate::infer::manifest::{Compute, Task};
     use crate::infer::model::Model as _;
 
     #[test]
@@ -293,6 +293,7 @@ mod tests {
             own_names: None,
             max_batch: 1,
             revision: 0,
+            compute: Compute::CPU,
         };
         let probs = [0.01, 0.3, 0.05, 0.4, 0.02, 0.1, 0.07, 0.05];
         let cached = image(&info, "900150983cd24fb0d6963f7d28e17f72", &probs);
@@ -377,6 +378,7 @@ mod tests {
             own_names: None,
             max_batch: 1,
             revision: 0,
+            compute: Compute::CPU,
         };
         let cached = regression(&info, &[151.25]);
         assert_eq!(cached.confidence, None);

@@ -117,6 +117,12 @@ pub const SHADOW_COMPARISONS_TOTAL: &str = "infergate_shadow_comparisons_total";
 /// `candidate`.
 pub const SHADOW_MAX_PROB_DELTA: &str = "infergate_shadow_max_prob_delta";
 
+/// Gauge: memory in use on the GPU the image models run on, bytes, by `device` (`cuda:0`),
+/// as the driver reports it (every process's, not only this one's); cuda builds on a GPU.
+pub const GPU_MEMORY_USED_BYTES: &str = "infergate_gpu_memory_used_bytes";
+/// Gauge: that GPU's memory, bytes, by `device`.
+pub const GPU_MEMORY_TOTAL_BYTES: &str = "infergate_gpu_memory_total_bytes";
+
 /// Request latency buckets, seconds: from half a millisecond to a few seconds.
 const REQUEST_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -271,6 +277,17 @@ fn describe() {
         metrics::Unit::Bytes,
         "What each version loaded on demand took at its load, by model and version (0 once \
          unloaded)."
+    );
+    describe_gauge!(
+        GPU_MEMORY_USED_BYTES,
+        metrics::Unit::Bytes,
+        "Memory in use on the image models' GPU, by device, as its driver reports it (all \
+         processes); read every few seconds."
+    );
+    describe_gauge!(
+        GPU_MEMORY_TOTAL_BYTES,
+        metrics::Unit::Bytes,
+        "The image models' GPU's memory, by device."
     );
     describe_gauge!(
         REPOSITORY_MEMORY_BUDGET_BYTES,

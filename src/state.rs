@@ -87,6 +87,8 @@ pub struct Lifecycle {
     pub ready_require: Vec<Dependency>,
     /// The I/O backend serving connections.
     pub io_backend: IoKind,
+    /// Where image models run: the CPU, or the GPU a cuda build found.
+    pub image_device: candle_core::DeviceLocation,
     /// Which cache tiers are on.
     pub cache_mode: CacheMode,
     /// Renders `/metrics`.

@@ -7,11 +7,14 @@
 # builds the gateway from source.
 #
 #   scripts/deploy/images.sh [base|redis|postgres|prometheus|gateway|all]...  (default: all)
+#   scripts/deploy/images.sh gateway-gpu   # the GPU variant (compose.gpu.yml); not in `all`
 #   scripts/deploy/images.sh --print-env   # the *_IMAGE variables that select the local images
 #
 # Environment: BASE_IMAGE (infergate/debian:bookworm), DEBIAN_MIRROR (deb.debian.org),
 # GATEWAY_IMAGE (infergate:dev), GATEWAY_BIN (default: target/release/infergate, built or
-# brought up to date), REBUILD=1 rebuilds images that exist already.
+# brought up to date), GATEWAY_GPU_IMAGE (infergate:gpu), GATEWAY_GPU_BIN (default: a
+# release build of the `cuda` feature, scripts/lib/cuda.sh, for CUDA_COMPUTE_CAP, default
+# 80), REBUILD=1 rebuilds images that exist already.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/common.sh
@@ -20,6 +23,7 @@ source scripts/lib/common.sh
 BASE_IMAGE=${BASE_IMAGE:-infergate/debian:bookworm}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 GATEWAY_IMAGE=${GATEWAY_IMAGE:-infergate:dev}
+GATEWAY_GPU_IMAGE=${GATEWAY_GPU_IMAGE:-infergate:gpu}
 LOCAL_TAG=local
 
 # The variables compose.yml reads, pointing at the images this script builds.
@@ -75,6 +79,34 @@ build_gateway() {
     echo "==> $GATEWAY_IMAGE: $(docker image inspect -f '{{.Size}}' "$GATEWAY_IMAGE" | numfmt --to=iec)"
 }
 
+# The cuda build and the CUDA libraries it loads, from NVIDIA's wheels (cuda-runtime.txt),
+# as prebuilt/cuda/{infergate,lib/}: the Dockerfile's host builder with CUDA_LIBS.
+build_gateway_gpu() {
+    local bin=${GATEWAY_GPU_BIN:-}
+    if [ -z "$bin" ]; then
+        # shellcheck source=scripts/lib/cuda.sh
+        source scripts/lib/cuda.sh
+        CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80} \
+            cuda_cargo build --release --locked --features cuda --bin infergate >&2
+        # Its own place: the next CPU release build writes target/release/infergate again.
+        mkdir -p target/cuda/release
+        cp target/release/infergate target/cuda/release/infergate
+        bin=target/cuda/release/infergate
+    fi
+    scripts/lib/venv.sh scripts/requirements/cuda-runtime.txt
+    rm -rf prebuilt/cuda
+    mkdir -p prebuilt/cuda/lib
+    cp "$bin" prebuilt/cuda/infergate
+    # Files, not the venv's links: a build context holds no link out of it.
+    cp -L target/pycuda-runtime/lib/python3*/site-packages/nvidia/cu13/lib/lib{cudart,cublas,cublasLt,curand}.so.* \
+        prebuilt/cuda/lib/
+    echo "==> $GATEWAY_GPU_IMAGE: docker build (BUILDER=host, CUDA_LIBS, from $BASE_IMAGE)"
+    docker build -q --build-arg BUILDER=host --build-arg "BUILDER_IMAGE=$BASE_IMAGE" \
+        --build-arg PREBUILT=prebuilt/cuda/infergate --build-arg CUDA_LIBS=prebuilt/cuda/lib \
+        -t "$GATEWAY_GPU_IMAGE" . >/dev/null
+    echo "==> $GATEWAY_GPU_IMAGE: $(docker image inspect -f '{{.Size}}' "$GATEWAY_GPU_IMAGE" | numfmt --to=iec)"
+}
+
 targets=("$@")
 ((${#targets[@]})) || targets=(all)
 for t in "${targets[@]}"; do
@@ -83,7 +115,8 @@ for t in "${targets[@]}"; do
     base) build_base ;;
     redis | postgres | prometheus) build_base && build_local "$t" ;;
     gateway) build_base && build_gateway ;;
+    gateway-gpu) build_base && build_gateway_gpu ;;
     all) build_base && build_local redis && build_local postgres && build_local prometheus && build_gateway ;;
-    *) echo "usage: $0 [base|redis|postgres|prometheus|gateway|all|--print-env]..." >&2; exit 2 ;;
+    *) echo "usage: $0 [base|redis|postgres|prometheus|gateway|gateway-gpu|all|--print-env]..." >&2; exit 2 ;;
     esac
 done

@@ -228,6 +228,11 @@ PY
     [ "$(predict_json "$HTTPS_PORT" "$body")" = "200 hit-l2" ] || die "predict on io_uring"
     [ "$(predict_image "$HTTPS_PORT" tests/fixtures/images/bike.jpg)" = "200 hit-l2" ] || die "image predict on io_uring"
     ok "compose.uring.yml (config/seccomp/io_uring.json): serves on io_uring, tabular and image"
+    # compose.gpu.yml: no GPU here to run it on; Compose must take it with the others
+    # (scripts/gpu-check.sh is the check for a machine with one).
+    "${DC[@]}" -f compose.gpu.yml config -q
+    "${DC[@]}" -f compose.prod.yml -f compose.gpu.yml config -q
+    ok "compose.gpu.yml: accepted beside compose.yml and compose.prod.yml (a GPU reservation, driver nvidia)"
     "${DC[@]}" down -v -t 5 >/dev/null 2>&1
 }
 

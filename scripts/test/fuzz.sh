@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# Runs the libFuzzer targets in fuzz/ (cargo-fuzz, coverage-guided, no sanitizer so stable
-# Rust does), each from its corpus for SECONDS; exits non-zero on the first crash, whose
-# input lands in fuzz/artifacts/<target>/ (turn it into a named regression test).
+# Runs the libFuzzer targets in fuzz/ (coverage-guided, no sanitizer so stable Rust does),
+# each from its corpus for SECONDS; exits non-zero on the first crash, whose input lands in
+# fuzz/artifacts/<target>/ (turn it into a named regression test).
 #
 #   scripts/test/fuzz.sh                   every target, 20 s each
 #   scripts/test/fuzz.sh cache_key 600     one target, 10 minutes
-#   scripts/test/fuzz.sh build             only build every target (scripts/test.sh does
-#                                          this in the background while the tests run)
-#   FUZZ_BUILD=smoke scripts/test/fuzz.sh  the cheaper build CI's smoke uses (see below)
+#   scripts/test/fuzz.sh build             only build every target
+#   FUZZ_BUILD=smoke scripts/test/fuzz.sh  the build CI's smoke uses (see below)
 #   FUZZ_JOBS=2 scripts/test/fuzz.sh       two targets at a time (one core each)
 #
-# Installs cargo-fuzz when it is missing. Without a nightly toolchain, RUSTC_BOOTSTRAP=1
-# lets stable rustc take cargo-fuzz's flags.
+# Two builds:
+# - cargo-fuzz's (the default, for long runs): every crate instrumented, one codegen unit at
+#   opt-level 3, in target/<triple>/release. A build of every dependency of its own; installs
+#   cargo-fuzz when it is missing; without a nightly toolchain, RUSTC_BOOTSTRAP=1 lets stable
+#   rustc take its flags.
+# - FUZZ_BUILD=smoke (scripts/test.sh, CI's 20 s per target): the test build's dev profile,
+#   in target/debug, with only this workspace's crates instrumented (the gateway's library
+#   and the targets; scripts/lib/fuzz-rustc). The fuzz crate resolves the crates it shares
+#   with the test build with the same features (Cargo.toml, [workspace.dependencies]), so
+#   after `cargo test --no-run` this builds libFuzzer, the library and the targets, nothing
+#   else. Coverage then steers by the gateway's code alone, which is what the smoke has to
+#   show: each target builds and survives its corpus and a few seconds of mutation.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/common.sh
@@ -22,31 +31,45 @@ SECONDS_EACH=${2:-20}
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    step "installing cargo-fuzz"
-    cargo install --locked --version 0.13.2 cargo-fuzz
-fi
-rustup run nightly rustc --version >/dev/null 2>&1 || export RUSTC_BOOTSTRAP=1
-# FUZZ_BUILD=smoke (scripts/test.sh, for CI's 20 s per target): cargo-fuzz's build gives
-# every crate one codegen unit at opt-level 3, which the long runs want (sancov's counters
-# block inlining across units) but which makes candle, image and our own crate each a
-# minutes-long single-threaded step at the end of a cold CI run. The smoke only has to show
-# that each target builds and survives its corpus. Flags in RUSTFLAGS come after
-# cargo-fuzz's, so these win; a long run without FUZZ_BUILD builds as cargo-fuzz does.
-if [ "${FUZZ_BUILD:-}" = smoke ]; then
-    export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-Copt-level=1 -Ccodegen-units=16"
-fi
+smoke=
+[ "${FUZZ_BUILD:-}" = smoke ] && smoke=1
 
-cd fuzz
-if [ "$TARGET" = build ]; then
-    step "fuzz: building every target"
-    cargo fuzz build --sanitizer none
-    step "fuzz: built"
-    exit 0
-fi
+# build_targets: builds every target, as the chosen build does.
+build_targets() {
+    if [ -n "$smoke" ]; then
+        RUSTC_WORKSPACE_WRAPPER="$PWD/scripts/lib/fuzz-rustc" \
+            cargo build --locked -p infergate-fuzz --bins
+        return
+    fi
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        step "installing cargo-fuzz"
+        cargo install --locked --version 0.13.2 cargo-fuzz
+    fi
+    rustup run nightly rustc --version >/dev/null 2>&1 || export RUSTC_BOOTSTRAP=1
+    (cd fuzz && cargo fuzz build --sanitizer none)
+}
+
+# run_target TARGET LIBFUZZER-FLAG...: runs one target's binary of the chosen build on its
+# corpus (cargo fuzz run builds again first when its build is stale).
+run_target() {
+    local t=$1
+    shift
+    if [ -n "$smoke" ]; then
+        mkdir -p "fuzz/artifacts/$t"
+        target/debug/"$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" "$@"
+    else
+        (cd fuzz && cargo fuzz run "$t" "corpus/$t" --sanitizer none -- "$@")
+    fi
+}
+
+step "fuzz: building every target${smoke:+ (the smoke build)}"
+build_targets
+step "fuzz: built"
+[ "$TARGET" = build ] && exit 0
 targets=()
 if [ "$TARGET" = all ]; then
-    mapfile -t targets < <(cargo fuzz list)
+    # Every [[bin]] of fuzz/Cargo.toml, named as its file (cargo fuzz list says the same).
+    mapfile -t targets < <(sed -n 's|^path = "fuzz_targets/\(.*\)\.rs"$|\1|p' fuzz/Cargo.toml)
 else
     targets=("$TARGET")
 fi
@@ -54,11 +77,11 @@ workdir
 # fuzz_one TARGET: runs it for SECONDS_EACH; on a crash prints the tail of its log and fails.
 fuzz_one() {
     local t=$1 log=$WORK/$1.log
-    mkdir -p "corpus/$t"
+    mkdir -p "fuzz/corpus/$t"
     # Image decoding may legitimately take a few hundred MB on a large upload; one input
     # past 20 s is a hang (libFuzzer's own default is 20 minutes).
-    if ! cargo fuzz run "$t" "corpus/$t" --sanitizer none -- \
-        -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+    if ! run_target "$t" -max_total_time="$SECONDS_EACH" -timeout=20 -rss_limit_mb=2048 \
+        -print_final_stats=1 >"$log" 2>&1; then
         tail -40 "$log" >&2
         echo "FAIL: $t crashed; its input is in fuzz/artifacts/$t/" >&2
         return 1

@@ -15,6 +15,7 @@ use crate::cache::l2::L2;
 use crate::config::Config;
 use crate::idle_exit::LastRequest;
 use crate::imaging::Imaging;
+use crate::infer::cnn::Precision;
 use crate::infer::delayed::Delayed;
 use crate::infer::image::{ImageModel, ImageModelOptions};
 use crate::infer::manifest::InputKind;
@@ -62,8 +63,17 @@ pub fn assemble_with_metrics(
     let device = image_device();
     let image_options = ImageModelOptions {
         max_batch: config.image.max_batch(device.is_cuda()),
+        precision: config.image.precision,
         device,
     };
+    if image_options.precision != Precision::F32 && image_options.device.is_cpu() {
+        tracing::warn!(
+            precision = image_options.precision.name(),
+            "image.precision: on the CPU a 16-bit network runs candle's generic kernels, \
+             several times slower than f32; it pays on a GPU"
+        );
+    }
+    let image_device = image_options.device.location();
     let models = load_models(config, &image_options)?;
     let compute_threads = config.compute.resolved_threads();
     let imaging = start_imaging(config, &models, compute_threads)?.map(Arc::new);
@@ -176,6 +186,7 @@ pub fn assemble_with_metrics(
             flags: Flags::default(),
             ready_require: config.ready.require.clone(),
             io_backend: backend.kind(),
+            image_device,
             cache_mode,
             metrics: metrics.clone(),
             stats,
@@ -228,10 +239,14 @@ fn load_models(
     }];
     let mut images: Vec<Arc<dyn Model>> = Vec::new();
     for m in &config.image.models {
+        let opts = ImageModelOptions {
+            precision: m.precision.unwrap_or(opts.precision),
+            ..opts.clone()
+        };
         images.push(Arc::new(ImageModel::from_files(
             &m.path,
             &m.manifest(),
-            opts,
+            &opts,
         )?));
     }
     if config.image.bundled {

@@ -12,7 +12,8 @@ use crate::config::check::Checks;
 #[derive(Debug, Clone, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct BatchSection {
-    /// Most rows in one forward pass; 1 turns batching off.
+    /// Most rows in one forward pass (image models batch up to `image.max_batch_size`
+    /// instead, chosen for their device); 1 turns batching off for every model.
     pub max_size: usize,
     /// Milliseconds a request waits for company while every compute thread is busy (a
     /// request never waits while one is idle).

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::check::Checks;
 use crate::imaging::ImagingSettings;
 use crate::imaging::decode::DecodeLimits;
+use crate::infer::cnn::Precision;
 
 /// Image classification: POST /predict with `multipart/form-data` (field `file`, as
 /// `curl -F file=@photo.jpg`) or an `image/jpeg`, `image/png` or `image/webp` body.
@@ -40,10 +41,15 @@ pub struct ImageSection {
     pub decode_threads: usize,
     /// Uploads waiting for a decode thread; more answer 503 with Retry-After.
     pub queue_capacity: usize,
-    /// Most images in one forward pass; 0 = by the device the image models run on: 8 on
-    /// the CPU, 64 on a GPU.
+    /// Most images in one forward pass (`batch.max_size` does not cap it); 0 = by the
+    /// device the image models run on: 8 on the CPU, 64 on a GPU.
     /// Example: `8`
     pub max_batch_size: usize,
+    /// The number format image models compute in, unless a model says otherwise (`f32`,
+    /// `f16` or `bf16`): the 16-bit ones halve a GPU's memory traffic and use its tensor
+    /// cores, with top-5 answers as f32's (docs/models.md has the measured differences);
+    /// on the CPU they run several times slower than f32. Inputs and probabilities stay f32.
+    pub precision: Precision,
 }
 
 /// One more image model on disk (an element of `image.models`).
@@ -55,6 +61,9 @@ pub struct ImageModelSection {
     /// Its manifest; unset: `manifest.json` beside `path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_path: Option<PathBuf>,
+    /// This model's `precision`; unset: `image.precision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
 }
 
 impl ImageModelSection {
@@ -78,6 +87,7 @@ impl Default for ImageSection {
             decode_threads: 0,
             queue_capacity: 256,
             max_batch_size: 0,
+            precision: Precision::F32,
         }
     }
 }

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use crate::admission::GateSnapshot;
 use crate::http::tensor::Datatype;
+use crate::infer::manifest::device_name;
 use crate::infer::registry::Served;
 use crate::prediction_log::{PredictionLog, SinkCounters};
 use crate::readiness::{DependencyState, Readiness};
@@ -30,6 +31,8 @@ pub struct Ready {
     pub listening: bool,
     /// The I/O backend serving: `uring` or `epoll`.
     pub io_backend: &'static str,
+    /// Where image models run: `cpu`, or a GPU (`cuda:0`) in a cuda build that found one.
+    pub image_device: String,
     /// What readiness was decided from.
     pub checks: ReadyChecks,
     /// The dependencies in `ready.require` that are down (`redis`, `database`).
@@ -104,6 +107,7 @@ impl Ready {
             draining: readiness.draining,
             listening: readiness.listening,
             io_backend: gw.lifecycle.io_backend.as_str(),
+            image_device: device_name(gw.lifecycle.image_device),
             checks: ReadyChecks {
                 model: if readiness.warm {
                     WarmUp::Ok
@@ -171,6 +175,8 @@ pub struct Stats {
     pub listening: bool,
     /// The I/O backend serving: `uring` or `epoll`.
     pub io_backend: &'static str,
+    /// Where image models run: `cpu`, or a GPU (`cuda:0`) in a cuda build that found one.
+    pub image_device: String,
     /// API keys in force; `null` when the gateway is open (no key file).
     pub api_keys: Option<u64>,
     /// Rate limiting.
@@ -369,6 +375,7 @@ impl Stats {
             connections_active: gw.lifecycle.shutdown.open_connections() as u64,
             listening: gw.lifecycle.flags.is_listening(),
             io_backend: gw.lifecycle.io_backend.as_str(),
+            image_device: device_name(gw.lifecycle.image_device),
             api_keys: gw.serving.auth.keys().map(|k| k.len() as u64),
             rate_limit: RateLimitStats {
                 on: gw.serving.rate_limits.is_on(),
@@ -530,6 +537,14 @@ pub struct OipModelMetadata {
     /// Only when some version does not serve: why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Where its forward passes run: `cpu`, or a GPU (`cuda:0`); absent when it does not
+    /// serve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The number format it computes in: `f32`, `f16` or `bf16` (an image model's
+    /// `precision`); absent when it does not serve.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<&'static str>,
 }
 
 /// A tensor in a model's metadata.

@@ -152,6 +152,8 @@ fn unserved_metadata(served: &Served) -> OipModelMetadata {
         outputs: Vec::new(),
         state: Some(served.state()),
         reason: served.unserved_reason().map(str::to_owned),
+        device: None,
+        precision: None,
     }
 }
 
@@ -249,6 +251,8 @@ fn model_metadata_of(info: &ModelInfo) -> OipModelMetadata {
         outputs,
         state: None,
         reason: None,
+        device: Some(info.compute.device_name()),
+        precision: Some(info.compute.precision.name()),
     }
 }
 

@@ -5,7 +5,15 @@
 //! That panic is caught here, without the panic hook's report, and becomes the reason the
 //! CPU is used.
 
+use std::sync::OnceLock;
+
 use candle_core::Device;
+use metrics::gauge;
+
+use crate::metrics::{GPU_MEMORY_TOTAL_BYTES, GPU_MEMORY_USED_BYTES};
+
+/// The GPU [`first_gpu`] found, for [`record_memory`].
+static GPU: OnceLock<Device> = OnceLock::new();
 
 /// Why no GPU is used.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +26,26 @@ pub enum CudaError {
 
 /// The first GPU (`cuda:0`), or why there is none.
 pub fn first_gpu() -> Result<Device, CudaError> {
-    crate::panic_message::catch_quietly(|| Device::new_cuda(0))
+    let device = crate::panic_message::catch_quietly(|| Device::new_cuda(0))
         .map_err(CudaError::Libraries)?
-        .map_err(CudaError::Device)
+        .map_err(CudaError::Device)?;
+    let _ = GPU.set(device.clone());
+    Ok(device)
+}
+
+/// Sets the GPU memory gauges from the driver's count (every process's use of the
+/// device), when a GPU was found; the control loop calls it every few seconds.
+pub fn record_memory() {
+    let Some(device @ Device::Cuda(gpu)) = GPU.get() else {
+        return;
+    };
+    let name = crate::infer::manifest::device_name(device.location());
+    match gpu.cuda_stream().context().mem_get_info() {
+        Ok((free, total)) => {
+            gauge!(GPU_MEMORY_USED_BYTES, "device" => name.clone())
+                .set(total.saturating_sub(free) as f64);
+            gauge!(GPU_MEMORY_TOTAL_BYTES, "device" => name).set(total as f64);
+        }
+        Err(e) => tracing::debug!(error = %e, "the GPU's memory could not be read"),
+    }
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::infer::cnn::{self, Network};
-use crate::infer::manifest::{ImageManifest, InputSpec, ModelInfo, Task};
+use crate::infer::cnn::{self, Network, Precision};
+use crate::infer::manifest::{Compute, ImageManifest, InputSpec, ModelInfo, Task};
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 
 /// Where an image model runs and how many images one forward pass may take.
@@ -18,6 +18,19 @@ pub struct ImageModelOptions {
     pub device: Device,
     /// Most images in one forward pass.
     pub max_batch: usize,
+    /// The number format the network computes in.
+    pub precision: Precision,
+}
+
+impl ImageModelOptions {
+    /// On the CPU, in f32, at most `max_batch` images a pass.
+    pub fn cpu(max_batch: usize) -> Self {
+        Self {
+            device: Device::Cpu,
+            max_batch,
+            precision: Precision::F32,
+        }
+    }
 }
 
 /// A loaded image classifier.
@@ -92,7 +105,7 @@ impl ImageModel {
             )));
         }
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &opts.device)?;
-        let network = cnn::build(manifest.architecture, vb, labels.len())
+        let network = cnn::build(manifest.architecture, vb, labels.len(), opts.precision)
             .map_err(|e| ModelError::Load(format!("{}: {e}", manifest.name)))?;
         let info = ModelInfo {
             name: manifest.name.as_str().into(),
@@ -103,7 +116,16 @@ impl ImageModel {
             takes_missing: false,
             own_names: None,
             max_batch: opts.max_batch.max(1),
-            revision: 0,
+            // A reduced precision answers a little differently: never from the cache
+            // entries of the same model in f32.
+            revision: match opts.precision {
+                Precision::F32 => 0,
+                p => xxhash_rust::xxh3::xxh3_64(p.name().as_bytes()),
+            },
+            compute: Compute {
+                device: opts.device.location(),
+                precision: opts.precision,
+            },
         };
         Ok(Self {
             info,

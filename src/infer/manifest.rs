@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::infer::cnn::Precision;
+
 /// Describes one model: identity, inputs, outputs, preprocessing and provenance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +102,40 @@ pub struct ModelInfo {
     /// configured ones): part of the cache key, so a version whose files were replaced
     /// in place never shares an entry with what it replaced.
     pub revision: u64,
+    /// Where its forward passes run, and in what precision.
+    pub compute: Compute,
+}
+
+/// Where a model's forward passes run and the number format they compute in, as its
+/// metadata shows them. Tabular and ONNX models run on the CPU in their own types (f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compute {
+    /// The device: the CPU, or a GPU by its index.
+    pub device: candle_core::DeviceLocation,
+    /// The precision of its weights and activations.
+    pub precision: Precision,
+}
+
+impl Compute {
+    /// On the CPU, in f32.
+    pub const CPU: Self = Self {
+        device: candle_core::DeviceLocation::Cpu,
+        precision: Precision::F32,
+    };
+
+    /// The device as metadata names it: `cpu`, `cuda:0`, `metal:0`.
+    pub fn device_name(&self) -> String {
+        device_name(self.device)
+    }
+}
+
+/// A device as `/stats`, `/ready` and model metadata name it: `cpu`, `cuda:0`, `metal:0`.
+pub fn device_name(device: candle_core::DeviceLocation) -> String {
+    match device {
+        candle_core::DeviceLocation::Cpu => "cpu".to_owned(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
 }
 
 /// The two kinds of input a model can take.

@@ -118,7 +118,7 @@ pub(crate) mod testing {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::{Batch, Model, ModelError, Outputs};
-    use crate::infer::manifest::{InputSpec, ModelInfo, Task};
+    use crate::infer::manifest::{Compute, InputSpec, ModelInfo, Task};
 
     struct Unrun(ModelInfo);
 
@@ -145,6 +145,7 @@ pub(crate) mod testing {
             own_names: None,
             max_batch: 8,
             revision: 1,
+            compute: Compute::CPU,
         }))
     }
 
@@ -215,6 +216,7 @@ pub(crate) mod testing {
                 own_names: None,
                 max_batch: 8,
                 revision: 0,
+                compute: Compute::CPU,
             },
             probs: probs.to_vec(),
             calls: Arc::clone(&calls),

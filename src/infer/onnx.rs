@@ -34,7 +34,7 @@ use tract_onnx::prelude::{
 };
 
 use crate::infer::manifest::{
-    InputSpec, ModelInfo, NumericType, OwnNames, Preprocess, Task, TensorSpec, Tensors,
+    Compute, InputSpec, ModelInfo, NumericType, OwnNames, Preprocess, Task, TensorSpec, Tensors,
 };
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 use declared::Declared;
@@ -267,6 +267,7 @@ impl OnnxModel {
                 }),
                 max_batch: plan.max_batch,
                 revision: 0,
+                compute: Compute::CPU,
             },
             plan: runnable,
             output_widths: vec![labels_len],
@@ -403,6 +404,7 @@ impl OnnxModel {
                 own_names: None,
                 max_batch,
                 revision: 0,
+                compute: Compute::CPU,
             },
             plan: runnable,
             inputs: inputs

@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Module as _, Tensor};
 use candle_nn::Linear;
 
-use crate::infer::manifest::{InputSpec, Manifest, ModelInfo, Task};
+use crate::infer::manifest::{Compute, InputSpec, Manifest, ModelInfo, Task};
 use crate::infer::model::{Batch, Model, ModelError, Outputs};
 
 /// Architecture kind this type serves.
@@ -89,6 +89,7 @@ impl TabularModel {
             // The batcher's own limit applies: rows are a few floats each.
             max_batch: usize::MAX,
             revision: 0,
+            compute: Compute::CPU,
         };
         Ok(Self {
             manifest,

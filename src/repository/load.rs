@@ -97,6 +97,8 @@ pub fn load_version(
     let mut info = inner.info().clone();
     info.name = name.into();
     info.version = version.into();
+    // What the engine adds of its own (an image model's reduced precision) counts too.
+    digest.update(&info.revision.to_le_bytes());
     // Never 0: that is the configured models' revision, which adds nothing to a key.
     info.revision = digest.digest().max(1);
     Ok(Arc::new(Versioned { inner, info }))
@@ -211,10 +213,7 @@ mod tests {
 
     fn options() -> LoadOptions {
         LoadOptions {
-            image: ImageModelOptions {
-                device: candle_core::Device::Cpu,
-                max_batch: 4,
-            },
+            image: ImageModelOptions::cpu(4),
             forward_delay: Duration::ZERO,
         }
     }

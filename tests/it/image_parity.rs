@@ -102,10 +102,7 @@ fn bundled_preprocess() -> Preprocess {
 }
 
 fn cpu(max_batch: usize) -> ImageModelOptions {
-    ImageModelOptions {
-        device: candle_core::Device::Cpu,
-        max_batch,
-    }
+    ImageModelOptions::cpu(max_batch)
 }
 
 /// Our whole pipeline on a file: decode (orientation, RGB) and preprocess.

@@ -81,8 +81,10 @@ pub(crate) struct BatchNorm {
 impl BatchNorm {
     /// Reads the four tensors of `c` channels under `vb`.
     pub(crate) fn load(vb: &VarBuilder<'_>, c: usize, eps: f64) -> Result<Self> {
+        // In f32 whatever the network computes in: the fold is done once, exactly.
         let get = |name: &str| -> Result<Vec<f32>> {
-            vb.get(c, name)?.to_dtype(DType::F32)?.to_vec1::<f32>()
+            vb.get_with_hints_dtype(c, name, Default::default(), DType::F32)?
+                .to_vec1::<f32>()
         };
         let bn = Self {
             gamma: get("weight")?,
@@ -141,7 +143,8 @@ pub(crate) struct Conv {
 }
 
 impl Conv {
-    /// Loads the conv weight `{conv}.weight` and the BatchNorm under `bn`, and folds them.
+    /// Loads the conv weight `{conv}.weight` and the BatchNorm under `bn`, folds them in
+    /// f32, and keeps the result in `conv`'s dtype.
     pub(crate) fn load(
         conv: &VarBuilder<'_>,
         bn: &VarBuilder<'_>,
@@ -149,20 +152,21 @@ impl Conv {
         eps: f64,
     ) -> Result<Self> {
         let mut weight = conv
-            .get(spec.weight_dims(), "weight")?
-            .to_dtype(DType::F32)?
+            .get_with_hints_dtype(spec.weight_dims(), "weight", Default::default(), DType::F32)?
             .flatten_all()?
             .to_vec1::<f32>()?;
         let bias = BatchNorm::load(bn, spec.cout, eps)?.fold_into(&mut weight)?;
-        Self::from_folded(spec, weight, bias, conv.device())
+        Self::from_folded(spec, weight, bias, conv.device(), conv.dtype())
     }
 
-    /// A conv from already folded host weights (`cout × cin/groups × k × k`) and bias.
+    /// A conv from already folded host weights (`cout × cin/groups × k × k`) and bias, kept
+    /// on `device` in `dtype` (the CPU kernels' host copies stay f32).
     pub(crate) fn from_folded(
         spec: ConvSpec,
         weight: Vec<f32>,
         bias: Vec<f32>,
         device: &Device,
+        dtype: DType,
     ) -> Result<Self> {
         let dims = spec.weight_dims();
         if spec.depthwise && spec.cin != spec.cout {
@@ -184,22 +188,22 @@ impl Conv {
         } else {
             Vec::new()
         };
-        let weight = Tensor::from_vec(weight, dims, device)?;
+        let weight = Tensor::from_vec(weight, dims, device)?.to_dtype(dtype)?;
         let weight_mat = weight.reshape((dims.0, dims.1 * dims.2 * dims.3))?;
         Ok(Self {
             spec,
             weight,
             weight_mat,
-            bias: Tensor::from_slice(&bias, spec.cout, device)?,
+            bias: Tensor::from_slice(&bias, spec.cout, device)?.to_dtype(dtype)?,
             bias_host: bias,
             depthwise_host,
         })
     }
 
-    /// `act(conv(x) + bias [+ residual])` for an `N×cin×H×W` f32 `x`; `residual` has the
-    /// output's shape.
+    /// `act(conv(x) + bias [+ residual])` for an `N×cin×H×W` `x` of the conv's dtype;
+    /// `residual` has the output's shape.
     pub(crate) fn forward(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
-        if x.device().is_cpu() {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
             self.forward_cpu(x, residual)
         } else {
             self.forward_candle(x, residual)
@@ -270,21 +274,28 @@ impl Conv {
     }
 
     /// [`Conv::forward`] with plain candle ops (zero padding, `conv2d` with groups,
-    /// broadcast bias, add, activation): the path of devices without the CPU kernels.
+    /// broadcast bias, add, activation): the path of devices without the CPU kernels, and
+    /// of the 16-bit precisions.
     pub(crate) fn forward_candle(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
-        let (window, ..) = self.window(x)?;
-        let groups = if self.spec.depthwise {
-            self.spec.cin
-        } else {
-            1
-        };
+        let (window, _, h, w) = self.window(x)?;
         let p = window.pads;
-        let y = match p.symmetric() {
-            Some(pad) => x.conv2d(&self.weight, pad, window.stride, 1, groups)?,
-            None => x
+        let y = if self.spec.depthwise {
+            let (oh, ow) = window.out_hw(h, w)?;
+            let x = x
                 .pad_with_zeros(2, p.top, p.bottom)?
-                .pad_with_zeros(3, p.left, p.right)?
-                .conv2d(&self.weight, 0, window.stride, 1, groups)?,
+                .pad_with_zeros(3, p.left, p.right)?;
+            depthwise_taps(&x, &self.weight, window.stride, (oh, ow))?
+        } else {
+            match p.symmetric() {
+                Some(pad) => dense_conv(x, &self.weight, pad, window.stride)?,
+                None => dense_conv(
+                    &x.pad_with_zeros(2, p.top, p.bottom)?
+                        .pad_with_zeros(3, p.left, p.right)?,
+                    &self.weight,
+                    0,
+                    window.stride,
+                )?,
+            }
         };
         let y = y.broadcast_add(&self.bias.reshape((1, self.spec.cout, 1, 1))?)?;
         let y = match residual {
@@ -293,6 +304,60 @@ impl Conv {
         };
         self.spec.act.apply_tensor(&y)
     }
+}
+
+/// candle's `conv2d` (`groups = 1`). candle's CPU convolution has no bf16 kernel, so there,
+/// as candle's own bf16 matrix product on the CPU does, it widens to f32 and narrows the
+/// result: bf16 operands, f32 sums, a bf16 answer, as a GPU's bf16 convolution computes.
+fn dense_conv(x: &Tensor, weight: &Tensor, pad: usize, stride: usize) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::BF16 {
+        return x
+            .to_dtype(DType::F32)?
+            .conv2d(&weight.to_dtype(DType::F32)?, pad, stride, 1, 1)?
+            .to_dtype(DType::BF16);
+    }
+    x.conv2d(weight, pad, stride, 1, 1)
+}
+
+/// A depthwise conv of the padded `x` (`N×C×H×W`) with `weight` (`C×1×k×k`) as a sum of
+/// `k²` shifted, strided slices of `x`, each scaled by its tap's per-channel weight:
+/// `k²` whole-tensor ops, where candle's `conv2d` with `groups = C` runs one convolution per
+/// channel (1152 of them in an EfficientNet-Lite0 layer, each a kernel launch on a GPU).
+fn depthwise_taps(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    (oh, ow): (usize, usize),
+) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let k = weight.dim(2)?;
+    // Room for `oh` rows of `stride` from any tap's first row: the extra rows past the
+    // padded input are zeros no output reads.
+    let (need_h, need_w) = ((k - 1) + oh * stride, (k - 1) + ow * stride);
+    let x = x
+        .pad_with_zeros(2, 0, need_h.saturating_sub(h))?
+        .pad_with_zeros(3, 0, need_w.saturating_sub(w))?;
+    let mut sum: Option<Tensor> = None;
+    for a in 0..k {
+        for b in 0..k {
+            // Rows a, a+s, …: `oh·s` rows viewed as `oh × s`, the first of each kept.
+            let tap = x
+                .narrow(2, a, oh * stride)?
+                .narrow(3, b, ow * stride)?
+                .contiguous()?
+                .reshape((n, c, oh, stride, ow, stride))?
+                .narrow(3, 0, 1)?
+                .narrow(5, 0, 1)?
+                .reshape((n, c, oh, ow))?;
+            let tap_weight = weight.narrow(2, a, 1)?.narrow(3, b, 1)?.reshape((1, c, 1, 1))?;
+            let term = tap.broadcast_mul(&tap_weight)?;
+            sum = Some(match sum {
+                None => term,
+                Some(s) => (s + term)?,
+            });
+        }
+    }
+    sum.ok_or_else(|| candle_core::Error::Msg("a depthwise conv of an empty window".into()))
 }
 
 #[cfg(test)]
@@ -399,7 +464,7 @@ mod tests {
                     .tensor(spec.cout, -1.0, 1.0, &dev)
                     .to_vec1::<f32>()
                     .unwrap();
-                let conv = Conv::from_folded(spec, weight, bias, &dev).unwrap();
+                let conv = Conv::from_folded(spec, weight, bias, &dev, DType::F32).unwrap();
                 let x = rng.tensor((n, spec.cin, h, w), -2.0, 2.0, &dev);
                 let want = conv.forward_candle(&x, None).unwrap();
                 let what = format!("{spec:?} on {n}x{h}x{w}");
@@ -435,8 +500,8 @@ mod tests {
     fn bad_inputs_and_weights_are_errors() {
         let dev = Device::Cpu;
         let spec = ConvSpec::dense(3, 4, 3, 1, Padding::Symmetric(1), Act::Relu);
-        assert!(Conv::from_folded(spec, vec![0.0; 10], vec![0.0; 4], &dev).is_err());
-        let conv = Conv::from_folded(spec, vec![0.0; 108], vec![0.0; 4], &dev).unwrap();
+        assert!(Conv::from_folded(spec, vec![0.0; 10], vec![0.0; 4], &dev, DType::F32).is_err());
+        let conv = Conv::from_folded(spec, vec![0.0; 108], vec![0.0; 4], &dev, DType::F32).unwrap();
         let x = Tensor::zeros((1, 2, 5, 5), DType::F32, &dev).unwrap();
         assert!(conv.forward(&x, None).is_err());
         let x = Tensor::zeros((1, 3, 5, 5), DType::F32, &dev).unwrap();
@@ -450,7 +515,8 @@ mod tests {
                 },
                 vec![0.0; 45],
                 vec![0.0; 5],
-                &dev
+                &dev,
+                DType::F32
             )
             .is_err()
         );

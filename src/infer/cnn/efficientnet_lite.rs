@@ -1,7 +1,7 @@
 //! EfficientNet-Lite0 with lukemelas `efficientnet_pytorch` tensor names: ReLU6, no
 //! squeeze-excitation, TF-SAME padding, BatchNorm eps 1e-3, every BatchNorm folded.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::{Linear, Module, VarBuilder};
 
 use super::act::Act;
@@ -96,6 +96,11 @@ impl EfficientnetLite0 {
             head,
             fc,
         })
+    }
+
+    /// The element type it computes in (its weights').
+    pub(crate) fn dtype(&self) -> DType {
+        self.fc.weight().dtype()
     }
 
     /// `N×3×H×W` → `N×classes` logits.

@@ -14,22 +14,24 @@ pub(crate) fn max_pool(x: &Tensor, k: usize, stride: usize, pad: usize) -> Resul
         stride,
         pads: super::window::Pads::uniform(pad),
     };
-    if x.device().is_cpu() {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
         return x.contiguous()?.apply_op1_no_bwd(&MaxPool { window });
     }
     max_pool_candle(x, k, stride, pad)
 }
 
-/// [`max_pool`] with plain candle ops, for devices without the custom op: pad with -inf
-/// (never the maximum), then candle's unpadded pooling.
+/// [`max_pool`] with plain candle ops, for devices without the custom op and the 16-bit
+/// precisions: pad with -inf (never the maximum), then candle's unpadded pooling.
 pub(crate) fn max_pool_candle(x: &Tensor, k: usize, stride: usize, pad: usize) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
     let x = if pad == 0 {
         x.clone()
     } else {
-        let cols = Tensor::full(f32::NEG_INFINITY, (n, c, h, pad), x.device())?;
+        let border =
+            |shape| Tensor::full(f32::NEG_INFINITY, shape, x.device())?.to_dtype(x.dtype());
+        let cols = border((n, c, h, pad))?;
         let x = Tensor::cat(&[&cols, x, &cols], 3)?;
-        let rows = Tensor::full(f32::NEG_INFINITY, (n, c, pad, w + 2 * pad), x.device())?;
+        let rows = border((n, c, pad, w + 2 * pad))?;
         Tensor::cat(&[&rows, &x, &rows], 2)?
     };
     x.max_pool2d_with_stride(k, stride)

@@ -1,7 +1,7 @@
 //! torchvision ResNet 18/34/50 (v1.5: a bottleneck's stride sits on its 3×3 conv), with
 //! torchvision's tensor names and every BatchNorm folded into its conv.
 
-use candle_core::{Result, Tensor, bail};
+use candle_core::{DType, Result, Tensor, bail};
 use candle_nn::{Linear, Module, VarBuilder};
 
 use super::act::Act;
@@ -128,6 +128,11 @@ impl Resnet {
             Some(vb.get(classes, "fc.bias")?),
         );
         Ok(Self { stem, blocks, fc })
+    }
+
+    /// The element type it computes in (its weights').
+    pub(crate) fn dtype(&self) -> DType {
+        self.fc.weight().dtype()
     }
 
     /// `N×3×H×W` → `N×classes` logits.

@@ -6,6 +6,7 @@
 pub mod in_process;
 pub mod launcher;
 pub mod listening;
+pub mod photos;
 pub mod postgres_server;
 pub mod redis_server;
 pub mod unix;
@@ -127,13 +128,20 @@ pub struct Gateway {
     _dir: tempfile::TempDir,
 }
 
+/// The gateway binary under test: this build's, or INFERGATE_TEST_BIN's (scripts/gpu-check.sh
+/// runs test binaries built on another machine, whose paths are not this one's).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_infergate")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("INFERGATE_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_infergate").to_owned())
+    })
 }
 
-/// The repository's root directory.
+/// The repository's root directory: this build's, or INFERGATE_TEST_REPO's (as `bin`).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("INFERGATE_TEST_REPO")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// The Python virtual environment of `scripts/requirements/<name>.txt`, `target/py<name>`,
