@@ -81,7 +81,10 @@ fn main() {
             .collect()
     };
     let (nets, precisions) = if smoke {
-        (vec!["efficientnet_lite0".to_owned()], vec!["f32".to_owned(), "f16".to_owned()])
+        (
+            vec!["efficientnet_lite0".to_owned()],
+            vec!["f32".to_owned(), "f16".to_owned()],
+        )
     } else {
         (
             list("GPU_FORWARD_NETS", "efficientnet_lite0,resnet50"),

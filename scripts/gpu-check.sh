@@ -56,13 +56,13 @@ if [ "$mode" != run ]; then
         source scripts/lib/cuda.sh
     fi
     run mkdir -p "$BUILT"
-    run cuda_cargo build --release --locked --features cuda --bin infergate
+    run cuda_cargo build --release --features cuda --bin infergate
     run cp target/release/infergate "$BUILT/infergate"
     # The bench's and the suite's binaries, as cargo reports it built them.
     for what in "bench gpu_forward" "test it"; do
-        run cuda_cargo test --release --locked --features cuda "--${what% *}" "${what#* }" --no-run
+        run cuda_cargo test --release --features cuda "--${what% *}" "${what#* }" --no-run
         [ "$mode" = dry ] && continue
-        cuda_cargo test --release --locked --features cuda "--${what% *}" "${what#* }" --no-run \
+        cuda_cargo test --release --features cuda "--${what% *}" "${what#* }" --no-run \
             --message-format=json 2>/dev/null |
             python3 -c 'import json, sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable") and m["target"]["kind"] != ["bin"]][-1])' |
             xargs -I{} cp {} "$BUILT/${what#* }"
@@ -75,7 +75,7 @@ run scripts/lib/venv.sh scripts/requirements/cuda-runtime.txt
 libs=$(ls -d target/pycuda-runtime/lib/python3*/site-packages/nvidia/cu13/lib 2>/dev/null || echo target/pycuda-runtime/lib/python3.X/site-packages/nvidia/cu13/lib)
 export LD_LIBRARY_PATH="$PWD/$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-export INFERGATE_TEST_BIN=$PWD/$BUILT/infergate INFERGATE_TEST_REPO=$PWD
+export TEST_GATEWAY_BIN=$PWD/$BUILT/infergate TEST_REPO_DIR=$PWD
 
 report="$OUT/gpu-check-$(date +%Y%m%d-%H%M%S).md"
 WORK_LOG=${report%.md}-suites.log

@@ -419,9 +419,13 @@ mod tests {
             queue_capacity: 8,
         };
         let tabular = crate::infer::demo::load().unwrap();
-        let image = crate::infer::demo::efficientnet_lite0::load(&ImageModelOptions::cpu(64))
-            .unwrap();
-        assert_eq!(batch_limit(image.info(), &settings(32)), 64, "a GPU's 64 over 32");
+        let image =
+            crate::infer::demo::efficientnet_lite0::load(&ImageModelOptions::cpu(64)).unwrap();
+        assert_eq!(
+            batch_limit(image.info(), &settings(32)),
+            64,
+            "a GPU's 64 over 32"
+        );
         assert_eq!(batch_limit(tabular.info(), &settings(32)), 32);
         assert_eq!(batch_limit(image.info(), &settings(1)), 1, "batching off");
         assert_eq!(batch_limit(tabular.info(), &settings(1)), 1);

@@ -7,7 +7,11 @@ use infergate::infer::cnn::{Arch, Network, Precision, build};
 
 /// A network with seeded random weights that keep activations O(1): the first `build`
 /// registers every tensor in the map, which is then filled and read again.
-pub(crate) fn random_network(arch: Arch, device: &Device, precision: Precision) -> Box<dyn Network> {
+pub(crate) fn random_network(
+    arch: Arch,
+    device: &Device,
+    precision: Precision,
+) -> Box<dyn Network> {
     // Filled on the CPU, then built on `device` from those tensors.
     let dev = Device::Cpu;
     let vm = VarMap::new();

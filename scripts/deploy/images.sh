@@ -87,7 +87,7 @@ build_gateway_gpu() {
         # shellcheck source=scripts/lib/cuda.sh
         source scripts/lib/cuda.sh
         CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-80} \
-            cuda_cargo build --release --locked --features cuda --bin infergate >&2
+            cuda_cargo build --release --features cuda --bin infergate >&2
         # Its own place: the next CPU release build writes target/release/infergate again.
         mkdir -p target/cuda/release
         cp target/release/infergate target/cuda/release/infergate

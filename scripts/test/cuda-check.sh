@@ -48,7 +48,10 @@ if [ "$phase" != test ]; then
     cp -al -n target/debug "$tree/target/"
     for cap in ${CUDA_CAPS:-80}; do
         step "cuda: building --features cuda with clippy's lints, compute capability $cap"
-        (cd "$tree" && CUDA_COMPUTE_CAP=$cap cuda_cargo build --locked --features cuda --lib --bins)
+        # `test --no-run`, as the CPU build: the dependencies resolve with the dev-dependencies'
+        # features, so they are that build's. The bench needs the real binaries built too.
+        (cd "$tree" && CUDA_COMPUTE_CAP=$cap cuda_cargo test --no-run --features cuda \
+            --lib --bins --bench gpu_forward)
     done
     mkdir -p target/cuda
     cp "$tree/target/debug/infergate" target/cuda/infergate
@@ -56,7 +59,7 @@ if [ "$phase" != test ]; then
 fi
 if [ "$phase" != build ]; then
     step "cuda: the build started without a GPU answers the photos as the CPU build (tests/it/cuda_build.rs)"
-    INFERGATE_CUDA_BIN=$PWD/target/cuda/infergate INFERGATE_CUDA_LIBRARY_DIR=$CUDA_LIBRARY_DIR \
+    TEST_CUDA_BIN=$PWD/target/cuda/infergate TEST_CUDA_LIBRARY_DIR=$CUDA_LIBRARY_DIR \
         cargo test --locked --test it -- --ignored cuda_build::
     step "cuda: the feature builds and serves"
 fi

@@ -2,7 +2,7 @@
 //! the image models on the CPU, and classifies every fixture photo exactly as the CPU
 //! build does, over h1 and h2. Ignored in a plain `cargo test`: it needs that build,
 //! which `scripts/test/cuda-check.sh` makes and then runs this with `--ignored`
-//! (INFERGATE_CUDA_BIN: the binary; INFERGATE_CUDA_LIBRARY_DIR: where its libcudart is).
+//! (TEST_CUDA_BIN: the binary; TEST_CUDA_LIBRARY_DIR: where its libcudart is).
 
 use std::process::Command;
 
@@ -16,10 +16,10 @@ const NO_GPU: &str = "no GPU: image models run on the CPU";
 #[test]
 #[ignore = "needs the cuda build: scripts/test/cuda-check.sh runs it"]
 fn without_a_gpu_the_cuda_build_classifies_the_photos_as_the_cpu_build_with_one_warn() {
-    let bin = std::env::var("INFERGATE_CUDA_BIN")
-        .expect("INFERGATE_CUDA_BIN: the cuda build's binary (scripts/test/cuda-check.sh)");
-    let libraries = std::env::var("INFERGATE_CUDA_LIBRARY_DIR")
-        .expect("INFERGATE_CUDA_LIBRARY_DIR: where its libcudart.so.13 is");
+    let bin = std::env::var("TEST_CUDA_BIN")
+        .expect("TEST_CUDA_BIN: the cuda build's binary (scripts/test/cuda-check.sh)");
+    let libraries = std::env::var("TEST_CUDA_LIBRARY_DIR")
+        .expect("TEST_CUDA_LIBRARY_DIR: where its libcudart.so.13 is");
     let mut cmd = Command::new(&bin);
     cmd.env("LD_LIBRARY_PATH", &libraries);
     let cuda = Gateway::start_with(cmd, Options::default());

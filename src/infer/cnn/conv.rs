@@ -349,7 +349,10 @@ fn depthwise_taps(
                 .narrow(3, 0, 1)?
                 .narrow(5, 0, 1)?
                 .reshape((n, c, oh, ow))?;
-            let tap_weight = weight.narrow(2, a, 1)?.narrow(3, b, 1)?.reshape((1, c, 1, 1))?;
+            let tap_weight = weight
+                .narrow(2, a, 1)?
+                .narrow(3, b, 1)?
+                .reshape((1, c, 1, 1))?;
             let term = tap.broadcast_mul(&tap_weight)?;
             sum = Some(match sum {
                 None => term,

@@ -128,19 +128,19 @@ pub struct Gateway {
     _dir: tempfile::TempDir,
 }
 
-/// The gateway binary under test: this build's, or INFERGATE_TEST_BIN's (scripts/gpu-check.sh
+/// The gateway binary under test: this build's, or TEST_GATEWAY_BIN's (scripts/gpu-check.sh
 /// runs test binaries built on another machine, whose paths are not this one's).
 pub fn bin() -> &'static str {
     static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
-        std::env::var("INFERGATE_TEST_BIN")
+        std::env::var("TEST_GATEWAY_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_infergate").to_owned())
     })
 }
 
-/// The repository's root directory: this build's, or INFERGATE_TEST_REPO's (as `bin`).
+/// The repository's root directory: this build's, or TEST_REPO_DIR's (as `bin`).
 pub fn repo() -> PathBuf {
-    std::env::var_os("INFERGATE_TEST_REPO")
+    std::env::var_os("TEST_REPO_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
