@@ -46,6 +46,9 @@ if [ "$phase" != test ]; then
     git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -C "$tree" -xf -
     # -n: what the tree has built already (the cuda units) stays; the rest is the CPU build's.
     cp -al -n target/debug "$tree/target/"
+    # Its own lock file, not a link to this checkout's: cargo locks the file, and a shared
+    # one would make every cargo here wait for the whole cuda build.
+    rm -f "$tree/target/debug/.cargo-lock"
     for cap in ${CUDA_CAPS:-80}; do
         step "cuda: building --features cuda with clippy's lints, compute capability $cap"
         # `test --no-run`, as the CPU build: the dependencies resolve with the dev-dependencies'

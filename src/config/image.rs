@@ -47,8 +47,9 @@ pub struct ImageSection {
     pub max_batch_size: usize,
     /// The number format image models compute in, unless a model says otherwise (`f32`,
     /// `f16` or `bf16`): the 16-bit ones halve a GPU's memory traffic and use its tensor
-    /// cores, with top-5 answers as f32's (docs/models.md has the measured differences);
-    /// on the CPU they run several times slower than f32. Inputs and probabilities stay f32.
+    /// cores, and keep f32's top-1 on the test photos (docs/models.md has the measured
+    /// differences); on the CPU they run several times slower than f32. Inputs and
+    /// probabilities stay f32.
     pub precision: Precision,
 }
 
