@@ -70,7 +70,7 @@ pub fn assemble_with_metrics(
         tracing::warn!(
             precision = image_options.precision.name(),
             "image.precision: on the CPU a 16-bit network runs candle's generic kernels, \
-             several times slower than f32; it pays on a GPU"
+             slower than the gateway's f32 ones; it pays on a GPU"
         );
     }
     let image_device = image_options.device.location();

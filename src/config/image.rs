@@ -48,8 +48,8 @@ pub struct ImageSection {
     /// The number format image models compute in, unless a model says otherwise (`f32`,
     /// `f16` or `bf16`): the 16-bit ones halve a GPU's memory traffic and use its tensor
     /// cores, and keep f32's top-1 on the test photos (docs/models.md has the measured
-    /// differences); on the CPU they run several times slower than f32. Inputs and
-    /// probabilities stay f32.
+    /// differences); on the CPU they run candle's generic kernels, slower than f32. Inputs
+    /// and probabilities stay f32.
     pub precision: Precision,
 }
 
