@@ -93,8 +93,9 @@ export FUZZ_BUILD=smoke
 scripts/test/fuzz.sh build
 # The cuda feature's build (scripts/test/cuda-check.sh: NVIDIA's compiler, candle's kernels,
 # candle and this crate again, with clippy's lints) in a tree of its own, beside the test
-# passes: at nice 19 it takes the CPU they leave (they mostly wait on the servers they
-# start), and it holds no lock they need. Its photo test runs at the end.
+# passes: at nice 19 it takes the CPU they leave, and it holds no lock they need. What is
+# left of it when they end is the run's one wait for it (BENCHMARKS.md, CI time); then its
+# photo test runs.
 step "the cuda feature: building in the background, beside the tests"
 if ! wait "$cuda_venv"; then
     tail -20 target/pycuda-setup.log >&2
