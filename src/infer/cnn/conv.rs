@@ -273,18 +273,14 @@ impl Conv {
         y.reshape((n, cout, oh, ow))
     }
 
-    /// [`Conv::forward`] with plain candle ops (zero padding, `conv2d` with groups,
+    /// [`Conv::forward`] with plain candle ops (zero padding, `conv2d` or depthwise taps,
     /// broadcast bias, add, activation): the path of devices without the CPU kernels, and
     /// of the 16-bit precisions.
     pub(crate) fn forward_candle(&self, x: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
         let (window, _, h, w) = self.window(x)?;
         let p = window.pads;
         let y = if self.spec.depthwise {
-            let (oh, ow) = window.out_hw(h, w)?;
-            let x = x
-                .pad_with_zeros(2, p.top, p.bottom)?
-                .pad_with_zeros(3, p.left, p.right)?;
-            depthwise_taps(&x, &self.weight, window.stride, (oh, ow))?
+            depthwise_taps(x, &self.weight, &window, (h, w))?
         } else {
             match p.symmetric() {
                 Some(pad) => dense_conv(x, &self.weight, pad, window.stride)?,
@@ -319,24 +315,28 @@ fn dense_conv(x: &Tensor, weight: &Tensor, pad: usize, stride: usize) -> Result<
     x.conv2d(weight, pad, stride, 1, 1)
 }
 
-/// A depthwise conv of the padded `x` (`N×C×H×W`) with `weight` (`C×1×k×k`) as a sum of
-/// `k²` shifted, strided slices of `x`, each scaled by its tap's per-channel weight:
-/// `k²` whole-tensor ops, where candle's `conv2d` with `groups = C` runs one convolution per
-/// channel (1152 of them in an EfficientNet-Lite0 layer, each a kernel launch on a GPU).
+/// A depthwise conv of `x` (`N×C×H×W`, padded here by `window`) with `weight` (`C×1×k×k`)
+/// as a sum of `k²` shifted, strided slices of `x`, each scaled by its tap's per-channel
+/// weight: `k²` whole-tensor ops, where candle's `conv2d` with `groups = C` runs one
+/// convolution per channel (1152 of them in an EfficientNet-Lite0 layer, each a kernel
+/// launch on a GPU).
 fn depthwise_taps(
     x: &Tensor,
     weight: &Tensor,
-    stride: usize,
-    (oh, ow): (usize, usize),
+    window: &Window,
+    (h, w): (usize, usize),
 ) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let k = weight.dim(2)?;
-    // Room for `oh` rows of `stride` from any tap's first row: the extra rows past the
-    // padded input are zeros no output reads.
-    let (need_h, need_w) = ((k - 1) + oh * stride, (k - 1) + ow * stride);
+    let (n, c, ..) = x.dims4()?;
+    let (oh, ow) = window.out_hw(h, w)?;
+    let (k, stride, p) = (window.k, window.stride, window.pads);
+    // One copy, padded by the window and then with room for `oh` rows of `stride` from any
+    // tap's first row: the extra rows past the padded input are zeros no output reads.
+    let (padded_h, padded_w) = (h + p.top + p.bottom, w + p.left + p.right);
+    let extra_h = ((k - 1) + oh * stride).saturating_sub(padded_h);
+    let extra_w = ((k - 1) + ow * stride).saturating_sub(padded_w);
     let x = x
-        .pad_with_zeros(2, 0, need_h.saturating_sub(h))?
-        .pad_with_zeros(3, 0, need_w.saturating_sub(w))?;
+        .pad_with_zeros(2, p.top, p.bottom + extra_h)?
+        .pad_with_zeros(3, p.left, p.right + extra_w)?;
     let mut sum: Option<Tensor> = None;
     for a in 0..k {
         for b in 0..k {
