@@ -80,9 +80,7 @@ cargo fmt --all -- --check
 # added, codegen included; CLIPPY_ARGS is how `cargo clippy -- -D warnings` hands it that
 # flag. The same lints on the same targets: `--all-targets` lints the library, binaries,
 # tests and benches either way.
-clippy_driver=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
-export RUSTC_WORKSPACE_WRAPPER=$clippy_driver
-export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+lint_with_clippy
 step "cargo test: building, with clippy's lints (-D warnings) on every target"
 cargo test --locked --all-targets --no-run
 # The fuzz targets, built as CI's smoke runs them (scripts/test/fuzz.sh, FUZZ_BUILD=smoke):

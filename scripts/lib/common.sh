@@ -11,6 +11,16 @@ step() {
     printf '==> [%02d:%02d] %s\n' $((t / 60)) $((t % 60)) "$*"
 }
 
+# lint_with_clippy: clippy-driver as the rustc of this workspace's own crates, with `-D
+# warnings` (CLIPPY_ARGS is how `cargo clippy -- -D warnings` hands it that flag), exported.
+# Cargo hashes that wrapper's path into the crates' file names, so every build meant to
+# share the test build's (scripts/test.sh, scripts/test/cuda-check.sh) sets it this one way.
+lint_with_clippy() {
+    RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
+    export RUSTC_WORKSPACE_WRAPPER
+    export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+}
+
 # apt_install PKG...: installs Debian packages (sudo when not root); nothing when given none.
 apt_install() {
     (($#)) || return 0

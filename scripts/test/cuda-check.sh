@@ -34,9 +34,7 @@ step "cuda: NVIDIA's compiler from PyPI (target/pycuda), cudarc loading at run t
 source scripts/lib/cuda.sh
 # clippy-driver as the workspace's rustc in both phases, as scripts/test.sh has it: the
 # test phase then reuses that build's test binary (the wrapper is part of its hash).
-clippy_driver=$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)
-export RUSTC_WORKSPACE_WRAPPER=$clippy_driver
-export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+lint_with_clippy
 
 if [ "$phase" != test ]; then
     nvcc --version | tail -1
