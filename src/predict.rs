@@ -440,9 +440,11 @@ impl Predictor {
             Ok(Err(e)) if e.is_deadline() => return Err(expired()),
             Ok(outcome) => outcome.map_err(PredictError::Flight)?,
         };
-        self.parts
-            .stats
-            .record_prediction(computed.answer.confidence, cache.source());
+        self.parts.stats.record_prediction(
+            computed.answer.confidence,
+            cache.source(),
+            opts.received.elapsed(),
+        );
         let prediction_id = Uuid::now_v7();
         let row = logged.map(|input| {
             let info = model.info();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::admission::Admission;
-use crate::auth::Auth;
+use crate::auth::{Auth, Scope};
 use crate::cache::CacheMode;
 use crate::cache::l2::L2;
 use crate::deadline::DeadlinePolicy;
@@ -73,6 +73,17 @@ pub struct Serving {
     pub traces: Arc<Traces>,
     /// When a request last started or ended, for `server.idle_exit_s`.
     pub last_request: LastRequest,
+    /// Whether the pages are served, and to whom.
+    pub pages: PagesSettings,
+}
+
+/// Whether the pages for people are served (`http::pages`), and to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagesSettings {
+    /// The pages (and the console's numbers) are served; off, their paths are unknown.
+    pub enabled: bool,
+    /// The scope a key needs to open a page; `None`: anyone may.
+    pub scope: Option<Scope>,
 }
 
 /// What lifecycle and introspection need: the drain, readiness, `/stats` and `/metrics`,

@@ -1,10 +1,15 @@
 //! In-process counters behind `/stats`: predictions served, in the last hour, and their
-//! average confidence. Counts live in memory while the prediction log is disabled.
+//! average confidence. Counts live in memory while the prediction log is disabled. The
+//! console's last half minute is [`recent`]'s.
+
+pub mod recent;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::{Duration, Instant};
+
+use crate::stats::recent::{Recent, RecentReading};
 
 const BUCKET: Duration = Duration::from_secs(60);
 const BUCKETS: usize = 60;
@@ -19,6 +24,8 @@ pub struct Stats {
     /// Predictions that had a confidence (a regressor's value has none).
     with_confidence: AtomicU64,
     recent: Mutex<Window>,
+    /// The last half minute's predictions and latencies, for the console.
+    last_seconds: Mutex<Recent>,
     /// Answers by where they came from, indexed by [`Source`].
     sources: [AtomicU64; SOURCES],
     /// Forward passes run by the batcher, the rows they carried, and the largest.
@@ -112,6 +119,7 @@ impl Stats {
                 minutes: [0; BUCKETS],
                 stamp: [u64::MAX; BUCKETS],
             }),
+            last_seconds: Mutex::new(Recent::default()),
             sources: Default::default(),
             batches: AtomicU64::new(0),
             batched_rows: AtomicU64::new(0),
@@ -119,9 +127,9 @@ impl Stats {
         }
     }
 
-    /// Counts one prediction with its confidence (0..=1; none for a regressor's value)
-    /// and where it came from.
-    pub fn record_prediction(&self, confidence: Option<f32>, source: Source) {
+    /// Counts one prediction with its confidence (0..=1; none for a regressor's value),
+    /// where it came from, and how long its request took until the answer was ready.
+    pub fn record_prediction(&self, confidence: Option<f32>, source: Source, latency: Duration) {
         self.total.fetch_add(1, Ordering::Relaxed);
         self.sources[source as usize].fetch_add(1, Ordering::Relaxed);
         if let Some(confidence) = confidence {
@@ -137,6 +145,20 @@ impl Stats {
             w.minutes[slot] = 0;
         }
         w.minutes[slot] += 1;
+        drop(w);
+        let cached = matches!(source, Source::L1 | Source::L2);
+        self.last_seconds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(self.started.elapsed(), latency, cached);
+    }
+
+    /// The last half minute's predictions.
+    pub fn recent(&self) -> RecentReading {
+        self.last_seconds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reading(self.started.elapsed())
     }
 
     /// Counts one forward pass of `rows` rows.
@@ -191,12 +213,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn last_hour_forgets_old_minutes() {
         let stats = Stats::new();
-        stats.record_prediction(Some(0.5), Source::Computed);
+        stats.record_prediction(Some(0.5), Source::Computed, Duration::from_millis(1));
         tokio::time::advance(Duration::from_secs(30 * 60)).await;
-        stats.record_prediction(Some(1.0), Source::Computed);
-        stats.record_prediction(Some(1.0), Source::Computed);
+        stats.record_prediction(Some(1.0), Source::Computed, Duration::from_millis(1));
+        stats.record_prediction(Some(1.0), Source::Computed, Duration::from_millis(1));
         // A regressor's value counts as a prediction, not in the mean confidence.
-        stats.record_prediction(None, Source::Computed);
+        stats.record_prediction(None, Source::Computed, Duration::from_millis(1));
         let s = stats.snapshot();
         assert_eq!(s.total_predictions, 4);
         assert_eq!(s.predictions_last_hour, 4);

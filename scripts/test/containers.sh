@@ -276,6 +276,12 @@ test_prod() {
         "https://127.0.0.1:$HTTPS_PORT/metrics")" = 200 ] || die "/metrics with the admin key is not 200 (prod)"
     [ "$(code "https://127.0.0.1:$HTTPS_PORT/ready")" = 200 ] || die "/ready is not open (prod)"
     ok "API keys from /run/secrets: /predict needs a key, /metrics the admin one, /ready is open"
+    [ "$(code "https://127.0.0.1:$HTTPS_PORT/")" = 401 ] || die "the console without a key is not 401 (prod: ui.scope admin)"
+    [ "$(code "${AUTH[@]}" "https://127.0.0.1:$HTTPS_PORT/docs")" = 403 ] ||
+        die "/docs with the client's predict key is not 403 (prod)"
+    [ "$(code -H "authorization: Bearer $(cat "$SECRETS_DIR/api_key_prometheus")" \
+        "https://127.0.0.1:$HTTPS_PORT/")" = 200 ] || die "the console with the admin key is not 200 (prod)"
+    ok "the pages (ui.scope admin): / and /docs need the admin key"
     "${DC[@]}" --profile monitoring up -d prometheus >/dev/null 2>&1 ||
         { "${DC[@]}" --profile monitoring up -d prometheus; die "compose up prometheus (prod)"; }
     local deadline=$((SECONDS + 60))

@@ -180,6 +180,7 @@ pub fn assemble_with_metrics(
             rate_limits: RateLimits::new(&config.rate_limit.settings()),
             traces: Arc::new(Traces::start(config.otlp.settings().as_ref())?),
             last_request: LastRequest::new(),
+            pages: config.ui.settings(),
         },
         lifecycle: Lifecycle {
             shutdown,

@@ -21,7 +21,7 @@ use crate::config::{
     Config, DatabaseSection, HttpSection, ImageModelSection, ImageSection, L1Section, LogSection,
     ModelSection, OtlpSection, PredictionLogSection, RateLimitSection, ReadySection,
     RedirectSection, RedisSection, RepositorySection, SecretsSection, ServerSection, ShadowSection,
-    ShutdownSection, TlsSection,
+    ShutdownSection, TlsSection, UiSection,
 };
 
 /// The marker lines docs/configuration.md holds the reference between.
@@ -53,13 +53,14 @@ fn table<T: Documented + DocumentedFields>(path: &'static str) -> Table {
 }
 
 /// Every table, in the order of [`Config`]'s fields; a new section joins here.
-pub fn tables() -> [Table; 25] {
+pub fn tables() -> [Table; 26] {
     [
         table::<ServerSection>("server"),
         table::<TlsSection>("tls"),
         table::<RedirectSection>("redirect"),
         table::<HttpSection>("http"),
         table::<AuthSection>("auth"),
+        table::<UiSection>("ui"),
         table::<RateLimitSection>("rate_limit"),
         table::<AdmissionSection>("admission"),
         table::<ComputeSection>("compute"),

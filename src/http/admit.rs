@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use http::Request;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, Scope};
 use crate::http::error::ApiError;
+use crate::http::pages;
 use crate::http::route::RouteDef;
 use crate::http::{AmbiguousFraming, ClientCert};
 use crate::rate_limit::{Client, Verdict};
@@ -34,11 +35,12 @@ pub fn admit<B>(
     route: &RouteDef,
     peer: Option<IpAddr>,
 ) -> Admission {
-    let caller = caller(serving, req, route, peer);
+    let scope = pages::scope(serving.pages, route);
+    let caller = caller(serving, req, scope, peer);
     let key = caller.as_ref().ok().and_then(Caller::key_name).cloned();
     let client_addr = peer.map(|p| serving.rate_limits.client_addr(p, req.headers()));
     let verdict = match &caller {
-        Ok(caller) if route.scope.is_some() => rate_limit(serving, caller, client_addr),
+        Ok(caller) if scope.is_some() => rate_limit(serving, caller, client_addr),
         _ => None,
     };
     let refused = match (caller, &verdict) {
@@ -64,11 +66,11 @@ pub fn admit<B>(
 
 /// Who is asking: the check socket (no peer address) is trusted, since only who can open
 /// its file reaches it; a verified client certificate is an admin (no key is looked at);
-/// anyone else shows a key with the route's scope, when keys are on.
+/// anyone else shows a key with the route's `scope`, when keys are on.
 fn caller<B>(
     serving: &Serving,
     req: &Request<B>,
-    route: &RouteDef,
+    scope: Option<Scope>,
     peer: Option<IpAddr>,
 ) -> Result<Caller, ApiError> {
     if let Some(refused) = refuse_head(serving, req) {
@@ -81,7 +83,7 @@ fn caller<B>(
         Some(ClientCert(name)) => Ok(Caller::Cert(Arc::clone(name))),
         None => serving
             .auth
-            .authorize(req.headers(), route.scope)
+            .authorize(req.headers(), scope)
             .map_err(ApiError::from),
     }
 }

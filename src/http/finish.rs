@@ -13,7 +13,7 @@ use tracing::{Span, field};
 use crate::http::admit::Admission;
 use crate::http::error::ApiError;
 use crate::http::route::{Protocol, RouteDef};
-use crate::http::{Panicked, ResponseBody, Timing, grpc, request_id, request_metrics};
+use crate::http::{Panicked, ResponseBody, Timing, grpc, pages, request_id, request_metrics};
 use crate::predict::RequestOptions;
 use crate::rate_limit::Verdict;
 use crate::state::Serving;
@@ -165,6 +165,9 @@ impl Exchange {
         headers.insert(TRACEPARENT, self.trace.header_value());
         if let Some(verdict) = &self.admission.verdict {
             rate_limit_headers(headers, verdict);
+        }
+        if self.route.protocol == Protocol::Page {
+            pages::security_headers(headers);
         }
     }
 

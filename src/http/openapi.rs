@@ -77,6 +77,7 @@ const API_KEY: &str = "api_key";
         paths::ready,
         paths::predict,
         paths::stats,
+        paths::console_status,
         paths::metrics,
         paths::openapi_json,
         paths::oip_server_metadata,
@@ -341,6 +342,7 @@ mod paths {
     };
     use crate::http::error::{ErrorBody, OipErrorBody};
     use crate::http::openapi::schemas::{BinaryBody, PredictUpload, RepositoryModelRequest};
+    use crate::http::pages::status::ConsoleStatus;
     use crate::http::repository::{IndexEntry, IndexRequest};
     use crate::http::tensor::{InferRequest, InferResponse};
     use crate::http::types::TabularRequest;
@@ -444,6 +446,23 @@ mod paths {
         responses((status = 200, description = "The counters.", body = Stats))
     )]
     fn stats() {}
+
+    /// The console's numbers
+    ///
+    /// What the console at `/` polls: the gateway's version, uptime and readiness, the
+    /// last half minute's predictions (rate, cache hit rate, latency percentiles), and each
+    /// model's input, feature names, versions and traffic split. 404 with `ui.enabled =
+    /// false`.
+    #[utoipa::path(
+        get,
+        path = "/console/status",
+        tag = "gateway",
+        responses(
+            (status = 200, description = "The console's numbers.", body = ConsoleStatus),
+            (status = 404, description = "The pages are off (`ui.enabled = false`).", body = ErrorBody<'_>),
+        )
+    )]
+    fn console_status() {}
 
     /// Prometheus metrics
     ///
@@ -695,7 +714,8 @@ mod tests {
             assert_eq!(documented.join(", "), route.methods.allow(), "{path}");
         }
         for route in ROUTES {
-            if route.protocol == Protocol::Grpc {
+            // gRPC is not HTTP's to document; a page is for people, not an operation.
+            if matches!(route.protocol, Protocol::Grpc | Protocol::Page) {
                 continue;
             }
             let paths = [Some(route.path.to_owned()), route.versioned_path()];

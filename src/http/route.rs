@@ -86,6 +86,10 @@ pub enum Protocol {
     Repository,
     /// The OIP over gRPC: a `grpc-status`.
     Grpc,
+    /// A page for people, or one of its files: our JSON error body, and the pages'
+    /// security headers on every answer (`http::pages`). Its scope is `ui.scope`'s, not
+    /// the row's.
+    Page,
 }
 
 impl Protocol {

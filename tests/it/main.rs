@@ -30,6 +30,7 @@ mod onnx_models;
 mod oip_clients;
 mod openapi;
 mod overload;
+mod pages;
 mod precision;
 mod prediction_log;
 mod rate_limit;

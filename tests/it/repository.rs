@@ -28,7 +28,7 @@ const INPUTS: [[f64; 4]; 3] = [
 
 /// Writes `<root>/<name>/<version>/` with the bundled Iris weights and its manifest, the
 /// first feature's normalisation mean moved by `shift` (another shift, other outputs).
-fn write_version(root: &Path, name: &str, version: u32, shift: f64) -> PathBuf {
+pub(crate) fn write_version(root: &Path, name: &str, version: u32, shift: f64) -> PathBuf {
     let dir = root.join(name).join(version.to_string());
     // A new version is made beside and renamed in, as docs/models.md says: a look never
     // sees it half written. An existing one has its files replaced one by one, each

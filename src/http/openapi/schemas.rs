@@ -17,7 +17,9 @@ pub struct PredictUpload {
     #[schema(value_type = String, format = Binary)]
     pub file: Vec<u8>,
     /// Picks a model by name (before the query's `model`).
-    #[schema(value_type = String, required = false)]
+    // The example is the bundled image model: Swagger UI fills each field of its form
+    // with the example, and "string" would name no model.
+    #[schema(value_type = String, required = false, example = "efficientnet-lite0")]
     pub model: Option<String>,
 }
 
