@@ -224,7 +224,7 @@ const fn row(
 const OPEN: Option<Scope> = None;
 const PREDICT: Option<Scope> = Some(Scope::Predict);
 const ADMIN: Option<Scope> = Some(Scope::Admin);
-/// A page's scope is `ui.scope`'s, decided at admission ([`pages::PagesSettings`]).
+/// A page's scope is `ui.scope`'s, decided at admission ([`pages::scope`]).
 const PAGE: Option<Scope> = None;
 
 /// Every route, matched in order (an exact row before a prefix that covers it): path,

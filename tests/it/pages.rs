@@ -5,7 +5,7 @@
 //! violation, ask no other host for anything, and work: Swagger UI's "Try it out" on
 //! `/predict` with the cat photo (with and without an API key), and the console's numbers,
 //! its canary split, an upload and an Iris row. Screenshots at desktop and phone widths go
-//! to `target/pages/`, with the console's weight and first render time (`figures.txt`).
+//! to `target/pages/`, with the pages' first paint and the console's weight (`*-figures.txt`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,10 @@ use crate::support::{
 };
 
 const CSP: &str = "content-security-policy";
+
+/// The page's first contentful paint, ms after navigation started (`null` before it).
+const FIRST_PAINT: &str = "const p = performance.getEntriesByName('first-contentful-paint')[0]; \
+                           return p ? p.startTime : null";
 
 /// Where the screenshots and figures go.
 fn out_dir() -> PathBuf {
@@ -353,6 +357,12 @@ fn docs_in_chromium_list_every_operation_and_try_a_prediction() {
         let b = Browser::start(1280, 900).await;
         b.client.goto(&gw.url("/docs")).await.unwrap();
         b.wait_for(".opblock").await;
+        let first_paint = b.eval(FIRST_PAINT).await;
+        std::fs::write(
+            out_dir().join("docs-figures.txt"),
+            format!("docs first contentful paint: {first_paint} ms\n"),
+        )
+        .unwrap();
         // Every operation of the document is listed, and nothing else.
         let shown = b
             .eval(
@@ -476,12 +486,7 @@ fn console_in_chromium_shows_the_gateway_and_tries_models() {
         b.wait_text("#version", |t| t == env!("CARGO_PKG_VERSION"))
             .await;
         b.wait_text("#status", |t| t == "ready").await;
-        let first_paint = b
-            .eval(
-                "const p = performance.getEntriesByName('first-contentful-paint')[0]; \
-                 return p ? p.startTime : null",
-            )
-            .await;
+        let first_paint = b.eval(FIRST_PAINT).await;
         // The models, with the canary's split.
         let rows = b
             .wait_text("#models tbody", |t| {
@@ -523,9 +528,25 @@ fn console_in_chromium_shows_the_gateway_and_tries_models() {
             .unwrap();
         let preview = b.wait_for("#preview").await.attr("src").await.unwrap();
         assert!(preview.is_some_and(|s| s.starts_with("blob:")));
+        // Nothing moves when the answer arrives: every layout shift from here on, user
+        // input or not, is summed.
+        b.eval(
+            "window.shifts = []; new PerformanceObserver(list => window.shifts.push(\
+             ...list.getEntries().map(e => e.value))).observe({type: 'layout-shift'}); \
+             return true",
+        )
+        .await;
         b.wait_for("#send").await.click().await.unwrap();
         b.wait_text("#outcome", |t| t.starts_with("efficientnet-lite0"))
             .await;
+        let shifted = b
+            .eval("return window.shifts.reduce((sum, v) => sum + v, 0)")
+            .await;
+        assert_eq!(
+            shifted.as_f64(),
+            Some(0.0),
+            "the layout shifted when results arrived"
+        );
         let shown = b
             .eval(
                 "return [...document.querySelectorAll('#bars li[data-label]')].map(li => \
@@ -646,7 +667,7 @@ fn console_in_chromium_shows_the_gateway_and_tries_models() {
             "the console weighs {weight} bytes: {files:?}"
         );
         std::fs::write(
-            out_dir().join("figures.txt"),
+            out_dir().join("console-figures.txt"),
             format!(
                 "console weight: {weight} bytes uncompressed ({files:?})\n\
                  console first contentful paint: {first_paint} ms\n"
