@@ -32,6 +32,7 @@ use crate::server::activation::Handover;
 use crate::server::backend::{self, UringRefused};
 use crate::server::check_socket::{self, CheckSocket, CheckSocketError};
 use crate::server::conn::ConnSettings;
+use crate::server::fd_limit::{self, FdLimitError};
 use crate::server::peer_cap::PeerCap;
 use crate::server::redirect::{self, RedirectError, RedirectSettings};
 use crate::server::tls::{self, CertSource, TlsError};
@@ -76,6 +77,10 @@ pub enum AppError {
     /// `server.io = "uring"` where io_uring is refused (a configuration error: exit 2).
     #[error(transparent)]
     UringRefused(#[from] UringRefused),
+    /// The open-file limit could not be read, or (`server.strict_fd_limit`) cannot hold
+    /// `server.max_connections` (a configuration error: exit 2).
+    #[error(transparent)]
+    FdLimit(#[from] FdLimitError),
     /// The check socket could not be set up.
     #[error(transparent)]
     CheckSocket(#[from] CheckSocketError),
@@ -115,6 +120,8 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
     };
     // Before anything else starts: `auto` may fall back, `uring` may refuse to start.
     let backend = backend::choose(config.server.io)?;
+    // Before any connection: the soft open-file limit up to the hard one.
+    fd_limit::prepare(config.server.max_connections, config.server.strict_fd_limit)?;
     let Assembled { gateway, metrics } = assemble(config, backend)?;
     let tls = if config.tls.enabled {
         let (server_config, source, certificates) = tls::server_config(&config.tls.settings())?;

@@ -148,6 +148,10 @@ pub struct GlobalArgs {
     /// server.idle_exit_s; default 0 = never].
     #[arg(long = "idle-exit", global = true, value_name = "SECONDS")]
     pub idle_exit: Option<u64>,
+    /// Refuse to start (exit 2) when the open-file limit cannot hold
+    /// server.max_connections [config: server.strict_fd_limit; default off: a WARN].
+    #[arg(long, global = true)]
+    pub strict: bool,
 }
 
 impl GlobalArgs {
@@ -165,6 +169,7 @@ impl GlobalArgs {
                 log_format: self.log_format,
                 standby: self.standby.then_some(true),
                 idle_exit_s: self.idle_exit,
+                strict_fd_limit: self.strict.then_some(true),
             },
         }
     }

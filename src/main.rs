@@ -14,6 +14,7 @@ use clap::Parser as _;
 
 use infergate::cli::{Cli, Command, HashKeyArgs, HealthcheckArgs};
 use infergate::config::{self, Config};
+use infergate::server::fd_limit::{self, FdLimitError};
 
 /// jemalloc, which counts the bytes each thread allocates and frees: how what a load on
 /// demand keeps is measured (`repository/footprint.rs`).
@@ -49,10 +50,7 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::CheckConfig => {
-            eprintln!("configuration is valid");
-            ExitCode::SUCCESS
-        }
+        Command::CheckConfig => check_config(&loaded.config),
         Command::PrintConfig { sources, .. } => {
             // print-config's output is the one thing this program writes to stdout.
             #[allow(clippy::print_stdout)]
@@ -79,6 +77,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// `check-config`, once the configuration is valid: says so, and what the open-file limit
+/// will be once raised at start beside what `server.max_connections` needs; exit 2 when it
+/// falls short and `server.strict_fd_limit` would refuse to start.
+fn check_config(config: &Config) -> ExitCode {
+    eprintln!("configuration is valid");
+    let server = &config.server;
+    let Ok(limit) = fd_limit::current() else {
+        eprintln!("open-file limit: cannot be read");
+        return ExitCode::SUCCESS;
+    };
+    let at_start = fd_limit::attainable(&limit).max(limit.soft);
+    let needed = limit.needed(server.max_connections);
+    let verdict = match (at_start >= needed, server.strict_fd_limit) {
+        (true, _) => "enough",
+        (false, false) => "too low: a WARN at start, and idle connections closed near it",
+        (false, true) => "too low: server.strict_fd_limit refuses to start",
+    };
+    eprintln!(
+        "open-file limit: {at_start} at start (soft {} now, hard {}); server.max_connections \
+         {} needs {needed} with the gateway's own: {verdict}",
+        limit.soft, limit.hard, server.max_connections
+    );
+    if at_start < needed && server.strict_fd_limit {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// `print-config --defaults` (config/default.toml) or `--reference` (the Markdown tables
 /// of docs/configuration.md), generated from the built-in sections; reads no configuration.
 fn print_generated(defaults: bool) -> ExitCode {
@@ -95,12 +122,16 @@ fn print_generated(defaults: bool) -> ExitCode {
 }
 
 /// A failure that a configuration change fixes, found only at start (exit 2, as for an
-/// invalid file): `server.io = "uring"` where io_uring is refused, or an API key file that
-/// cannot be used.
+/// invalid file): `server.io = "uring"` where io_uring is refused, an API key file that
+/// cannot be used, or (`server.strict_fd_limit`) an open-file limit too low.
 fn is_config_refusal(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<infergate::app::AppError>(),
-        Some(infergate::app::AppError::UringRefused(_) | infergate::app::AppError::Keys(_))
+        Some(
+            infergate::app::AppError::UringRefused(_)
+                | infergate::app::AppError::Keys(_)
+                | infergate::app::AppError::FdLimit(FdLimitError::TooLow { .. })
+        )
     )
 }
 

@@ -28,6 +28,10 @@ pub const CONNECTIONS_ACTIVE: &str = "infergate_connections_active";
 pub const CONNECTIONS_REJECTED_TOTAL: &str = "infergate_connections_rejected_total";
 /// Connections refused at accept because their address held `http.max_connections_per_ip`.
 pub const CONNECTIONS_REJECTED_PER_IP_TOTAL: &str = "infergate_connections_rejected_per_ip_total";
+/// Connections the kernel could not hand over at accept (usually the open-file limit).
+pub const ACCEPT_ERRORS_TOTAL: &str = "infergate_accept_errors_total";
+/// Idle keep-alive connections closed at the open-file limit to make room for a new one.
+pub const CONNECTIONS_RECLAIMED_TOTAL: &str = "infergate_connections_reclaimed_total";
 /// Connections closed by a timeout, by kind (`tls_handshake`, `protocol_sniff`, `header_read`,
 /// `idle`).
 pub const CONNECTION_TIMEOUTS_TOTAL: &str = "infergate_connection_timeouts_total";
@@ -212,6 +216,8 @@ fn publish_constants(io_backend: &'static str) {
 fn export_rare_at_zero() {
     counter!(CONNECTIONS_REJECTED_TOTAL).absolute(0);
     counter!(CONNECTIONS_REJECTED_PER_IP_TOTAL).absolute(0);
+    counter!(CONNECTIONS_RECLAIMED_TOTAL).absolute(0);
+    counter!(ACCEPT_ERRORS_TOTAL).absolute(0);
     for kind in ["tls_handshake", "protocol_sniff", "header_read", "idle"] {
         counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => kind).absolute(0);
     }
@@ -420,6 +426,14 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_REJECTED_PER_IP_TOTAL,
         "Connections closed at accept because their address held http.max_connections_per_ip."
+    );
+    describe_counter!(
+        ACCEPT_ERRORS_TOTAL,
+        "Accepts that failed, usually at the open-file limit (EMFILE)."
+    );
+    describe_counter!(
+        CONNECTIONS_RECLAIMED_TOTAL,
+        "Idle keep-alive connections closed at the open-file limit to make room for a new one."
     );
     describe_counter!(
         CONNECTION_TIMEOUTS_TOTAL,

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod check_socket;
 pub mod conn;
 pub mod epoll;
+pub mod fd_limit;
 pub mod h1_framing;
 pub mod idle;
 pub mod listener;

@@ -39,15 +39,18 @@ pub struct FlagOverrides {
     pub standby: Option<bool>,
     /// `--idle-exit`
     pub idle_exit_s: Option<u64>,
+    /// `--strict` (`Some(true)` when given)
+    pub strict_fd_limit: Option<bool>,
 }
 
 /// Which flag sets which key, for naming a flag in messages and the reference.
-pub(crate) const FLAGS: [(&str, &str); 7] = [
+pub(crate) const FLAGS: [(&str, &str); 8] = [
     ("server.listen", "--listen"),
     ("server.io_threads", "--io-threads"),
     ("server.io", "--io"),
     ("server.standby", "--standby"),
     ("server.idle_exit_s", "--idle-exit"),
+    ("server.strict_fd_limit", "--strict"),
     ("compute.threads", "--compute-threads"),
     ("log.format", "--log-format"),
 ];
@@ -115,6 +118,8 @@ pub(crate) fn flags(flags: &FlagOverrides) -> impl Provider {
         standby: Option<bool>,
         #[serde(skip_serializing_if = "Option::is_none")]
         idle_exit_s: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        strict_fd_limit: Option<bool>,
     }
     #[derive(Serialize)]
     struct Compute {
@@ -139,6 +144,7 @@ pub(crate) fn flags(flags: &FlagOverrides) -> impl Provider {
             io: flags.io,
             standby: flags.standby,
             idle_exit_s: flags.idle_exit_s,
+            strict_fd_limit: flags.strict_fd_limit,
         },
         compute: Compute {
             threads: flags.compute_threads,

@@ -28,8 +28,15 @@ pub struct ServerSection {
     /// compose.uring.yml opts in). `"uring"`: io_uring, or exit 2 with the reason.
     /// `"epoll"`: plain tokio.
     pub io: IoBackend,
-    /// Open connections allowed across all I/O threads; more are closed at accept.
+    /// Open connections allowed across all I/O threads; more are closed at accept. Each
+    /// is a file descriptor: at start the soft open-file limit is raised to the hard one,
+    /// and one below this plus 256 of the gateway's own gets a WARN (see
+    /// `strict_fd_limit`); at the limit, idle keep-alive connections are closed, longest
+    /// idle first, to make room for new ones.
     pub max_connections: usize,
+    /// Refuse to start (exit 2) when the open-file limit, raised as far as it goes, cannot
+    /// hold `max_connections` plus the gateway's own 256, instead of starting with a WARN.
+    pub strict_fd_limit: bool,
     /// Listen backlog per socket.
     pub backlog: u32,
     /// Milliseconds a client has to finish the TLS handshake.
@@ -69,6 +76,7 @@ impl Default for ServerSection {
             io_threads: 0,
             io: IoBackend::Auto,
             max_connections: 10_000,
+            strict_fd_limit: false,
             backlog: 1024,
             tls_handshake_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,

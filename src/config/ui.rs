@@ -12,8 +12,9 @@ use crate::state::PagesSettings;
 #[derive(Debug, Clone, Serialize, Deserialize, Documented, DocumentedFields)]
 #[serde(default, deny_unknown_fields)]
 pub struct UiSection {
-    /// Serve the console at / and the API explorer at /docs (their assets under /ui/ and
-    /// /docs/). Off: those paths answer 404 as any unknown path does.
+    /// Serve the console at / and the API explorer at /docs (their files under /ui/, the
+    /// console's numbers at /console/status). Off: those paths answer 404 as any unknown
+    /// path does.
     pub enabled: bool,
     /// Who may open the pages: `open` (anyone; the numbers and models the console polls,
     /// and any prediction tried from it, still need an `admin` or a `predict` key when keys

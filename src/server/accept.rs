@@ -6,6 +6,12 @@
 //! A listener supplies only a [`Listener`]: how a connection is accepted and what byte
 //! stream it becomes; the caller says what serves a connection. TLS, HTTP, timeouts and
 //! the drain live in `conn` for the public listener and the check socket.
+//!
+//! At the open-file limit (`EMFILE`) a connection waits in the backlog until a descriptor
+//! is free: the loop asks this thread's idle keep-alive connections, those idle longest
+//! first, to close (`idle::close_oldest_idle`), as nginx does, and retries at once; with
+//! none to close it backs off. Failures are logged at most once a second, with a count
+//! ([`AcceptErrors`]).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -20,8 +26,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::metrics::{CONNECTIONS_REJECTED_PER_IP_TOTAL, CONNECTIONS_REJECTED_TOTAL};
+use tokio::time::Instant;
+
+use crate::metrics::{
+    ACCEPT_ERRORS_TOTAL, CONNECTIONS_REJECTED_PER_IP_TOTAL, CONNECTIONS_REJECTED_TOTAL,
+};
 use crate::server::conn::{self, ConnSettings, Peer};
+use crate::server::idle;
 use crate::server::peer_cap::PeerCap;
 
 /// A listening socket, on one thread.
@@ -110,6 +121,7 @@ where
     Fut: Future<Output = ()> + 'static,
 {
     let open = Open::default();
+    let mut errors = AcceptErrors::default();
     tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
@@ -149,9 +161,28 @@ where
                 });
             }
             Err(e) => {
-                // Usually EMFILE/ENFILE: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                metrics::counter!(ACCEPT_ERRORS_TOTAL).increment(1);
+                let out_of_descriptors = matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::EMFILE | nix::libc::ENFILE)
+                );
+                let closing = if out_of_descriptors {
+                    idle::close_oldest_idle(RECLAIM_AT_ONCE)
+                } else {
+                    0
+                };
+                if let Some(count) = errors.failed(Instant::now()) {
+                    tracing::warn!(
+                        error = %e,
+                        count,
+                        closing_idle = closing,
+                        "accept failed ({count} since the last such line; one a second at most)"
+                    );
+                }
+                // The connections asked to close free their descriptors once their tasks
+                // run: a millisecond. With none to close, back off instead of spinning.
+                let pause = if closing > 0 { 1 } else { 50 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         }
     }
@@ -159,6 +190,36 @@ where
     // SO_REUSEPORT the group's other sockets (another instance's) take them.
     drop(listener);
     open
+}
+
+/// Idle connections asked to close at once when the open-file limit refuses an accept:
+/// enough for a burst of new clients to find room in one round.
+const RECLAIM_AT_ONCE: usize = 16;
+
+/// Longest silence between two lines about failed accepts.
+const ERROR_LINE_EVERY: Duration = Duration::from_secs(1);
+
+/// Failed accepts, logged at most once a second (a full descriptor table fails every
+/// accept, thousands a second): each line says how many failed since the last.
+#[derive(Debug, Default)]
+pub struct AcceptErrors {
+    last_line: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    /// Counts a failure at `now`; `Some(n)` when a line is due, for these `n` failures.
+    pub fn failed(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        if self
+            .last_line
+            .is_some_and(|last| now < last + ERROR_LINE_EVERY)
+        {
+            return None;
+        }
+        self.last_line = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 /// The public listener on one I/O thread (any backend): serves until the drain begins,
@@ -235,6 +296,25 @@ mod tests {
     use futures_util::FutureExt as _;
 
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_accepts_make_one_line_a_second_with_a_count() {
+        let mut errors = AcceptErrors::default();
+        let start = Instant::now();
+        assert_eq!(errors.failed(Instant::now()), Some(1));
+        // A thousand more within the second: no line.
+        for _ in 0..1000 {
+            assert_eq!(errors.failed(Instant::now()), None);
+        }
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(errors.failed(Instant::now()), None);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        // The next line counts every failure since the last one, itself included.
+        assert_eq!(errors.failed(Instant::now()), Some(1002));
+        assert_eq!(Instant::now() - start, ERROR_LINE_EVERY);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(errors.failed(Instant::now()), Some(1));
+    }
 
     #[tokio::test]
     async fn all_closed_waits_for_the_last_guard() {

@@ -29,8 +29,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::metrics::CONNECTION_TIMEOUTS_TOTAL;
-use crate::server::idle::{Activity, Tracked};
+use crate::metrics::{CONNECTION_TIMEOUTS_TOTAL, CONNECTIONS_RECLAIMED_TOTAL};
+use crate::server::idle::{self, Activity, Tracked};
 use crate::server::peer_cap::PeerCap;
 use crate::server::service::GatewayService;
 use crate::state::Gateway;
@@ -220,6 +220,8 @@ async fn serve_http<S>(
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let activity = Activity::new();
+    // Listed while it lives, so that the accept loop can close it when idle to make room.
+    let _listed = idle::register(&activity);
     let tracked = Tracked::new(stream, Rc::clone(&activity));
     let io = TokioIo::new(match proto {
         Proto::H1 => tracked.watching_framing(settings.http.max_header_bytes),
@@ -234,7 +236,16 @@ async fn serve_http<S>(
     .with_hsts(settings.hsts.clone())
     .with_client_cert(client_cert);
     activity.set_request_cap(settings.http.max_requests_per_connection);
-    let idle = activity.idle_for(settings.idle_timeout);
+    let idle = async {
+        tokio::select! {
+            () = activity.idle_for(settings.idle_timeout) => {
+                metrics::counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => "idle").increment(1);
+            }
+            () = activity.reclaimed() => {
+                metrics::counter!(CONNECTIONS_RECLAIMED_TOTAL).increment(1);
+            }
+        }
+    };
     let result = match proto {
         Proto::H1 => {
             let mut builder = http1::Builder::new();
@@ -332,7 +343,7 @@ async fn closing_time(
 }
 
 /// Polls `conn` to completion, asking it to close gracefully when `closing` (the drain)
-/// resolves or the connection has been idle too long.
+/// resolves or `idle` does (idle too long, or closed to make room).
 async fn drive<C: GracefulConnection>(
     conn: C,
     closing: impl Future<Output = ()>,
@@ -350,7 +361,6 @@ async fn drive<C: GracefulConnection>(
                 conn.as_mut().graceful_shutdown();
             }
             () = idle.as_mut(), if !closed => {
-                metrics::counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => "idle").increment(1);
                 closed = true;
                 conn.as_mut().graceful_shutdown();
             }

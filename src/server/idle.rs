@@ -5,11 +5,17 @@
 //! guard. A connection with no request in flight and no byte moved for the idle timeout is
 //! asked to close gracefully. On HTTP/1.1 it also follows the inbound framing, for the
 //! smuggling guard (`h1_framing`).
+//!
+//! Each I/O thread also keeps a list of its served connections ([`register`]): at the
+//! open-file limit its accept loop asks the ones idle longest to close
+//! ([`close_oldest_idle`]), as nginx reuses keep-alive connections, so that a new client is
+//! served rather than left in the backlog.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,6 +37,9 @@ pub struct Activity {
     cap_reached: Notify,
     /// The first request (0-based) whose head framed its body two ways.
     ambiguous: Cell<Option<u64>>,
+    /// Asked to close to make room for a new connection ([`close_oldest_idle`]).
+    reclaim: Notify,
+    reclaimed: Cell<bool>,
 }
 
 impl Activity {
@@ -43,7 +52,14 @@ impl Activity {
             cap: Cell::new(0),
             cap_reached: Notify::new(),
             ambiguous: Cell::new(None),
+            reclaim: Notify::new(),
+            reclaimed: Cell::new(false),
         })
+    }
+
+    /// Resolves once the accept loop asked this connection to close to make room.
+    pub async fn reclaimed(&self) {
+        self.reclaim.notified().await;
     }
 
     /// Requests begun so far: the index the next one will have.
@@ -113,6 +129,60 @@ impl Activity {
             }
         }
     }
+}
+
+thread_local! {
+    /// This thread's served connections, by registration number.
+    static SERVED: RefCell<Served> = RefCell::new(Served::default());
+}
+
+#[derive(Default)]
+struct Served {
+    next: u64,
+    conns: HashMap<u64, Weak<Activity>>,
+}
+
+/// A connection's place in its thread's list; leaves the list when dropped.
+#[derive(Debug)]
+pub struct Registration(u64);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        SERVED.with(|s| s.borrow_mut().conns.remove(&self.0));
+    }
+}
+
+/// Lists a connection on this thread (once its handshake is done), for
+/// [`close_oldest_idle`].
+pub fn register(activity: &Rc<Activity>) -> Registration {
+    SERVED.with(|s| {
+        let mut s = s.borrow_mut();
+        let id = s.next;
+        s.next += 1;
+        s.conns.insert(id, Rc::downgrade(activity));
+        Registration(id)
+    })
+}
+
+/// Asks up to `n` of this thread's connections with no request in flight to close, those
+/// idle longest first; returns how many were asked. An HTTP/1.1 keep-alive connection
+/// closes at once, an HTTP/2 one after its GOAWAY.
+pub fn close_oldest_idle(n: usize) -> usize {
+    let mut idle: Vec<Rc<Activity>> = SERVED.with(|s| {
+        s.borrow()
+            .conns
+            .values()
+            .filter_map(Weak::upgrade)
+            .filter(|a| a.in_flight.get() == 0 && !a.reclaimed.get())
+            .collect()
+    });
+    idle.sort_by_key(|a| a.last.get());
+    idle.truncate(n);
+    for activity in &idle {
+        activity.reclaimed.set(true);
+        activity.reclaim.notify_one();
+    }
+    idle.len()
 }
 
 /// Holds one request in flight; dropping it ends the request.
@@ -243,6 +313,40 @@ mod tests {
 
     use super::*;
     use crate::server::conn::LocalExec;
+
+    /// Whether `activity` has been asked to close (without waiting).
+    fn asked(activity: &Activity) -> bool {
+        use futures_util::FutureExt as _;
+        activity.reclaimed().now_or_never().is_some()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_oldest_idle_connections_are_asked_to_close_first() {
+        let (old, busy, newer, newest) = (
+            Activity::new(),
+            Activity::new(),
+            Activity::new(),
+            Activity::new(),
+        );
+        let registrations: Vec<_> = [&old, &busy, &newer, &newest].map(register).into();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        newer.touch();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        newest.touch();
+        // The oldest of all has a request in flight: it is not idle.
+        let request = busy.begin_request();
+        assert_eq!(close_oldest_idle(2), 2);
+        assert!(asked(&old) && asked(&newer));
+        assert!(!asked(&busy) && !asked(&newest));
+        // Asked once is enough: the next round asks the others.
+        assert_eq!(close_oldest_idle(5), 1);
+        assert!(asked(&newest));
+        drop(request);
+        assert_eq!(close_oldest_idle(5), 1);
+        // A connection that closed has left the list.
+        drop(registrations);
+        assert_eq!(close_oldest_idle(5), 0);
+    }
 
     /// A stream that says it does vectored writes (as TLS does) and counts the writes made.
     struct CountingWrites<S> {

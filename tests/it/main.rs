@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod cuda_build;
 mod deadlines;
+mod fd_limits;
 mod harness;
 mod hostile;
 mod http_api;
