@@ -67,6 +67,15 @@ async fn idle_connections(gw: &Gateway, n: usize) -> (Vec<TlsStream<TcpStream>>,
     (open, answered)
 }
 
+/// The gateway's log lines that contain `needle`.
+fn log_lines(gw: &Gateway, needle: &str) -> Vec<String> {
+    gw.logs()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn small_gateway() -> Options {
     // No image model: fewer files held while it loads. hyper closes a keep-alive
     // connection that sends no next request within the header timeout: a minute here, so
@@ -94,12 +103,7 @@ fn a_low_soft_limit_is_raised_to_the_hard_one() {
         drop(open);
     });
     // max_connections' 10,000 is past 4096: said once, with both numbers.
-    let warned: Vec<String> = gw
-        .logs()
-        .lines()
-        .filter(|l| l.contains("below what server.max_connections needs"))
-        .map(str::to_owned)
-        .collect();
+    let warned = log_lines(&gw, "below what server.max_connections needs");
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert!(
         warned[0].contains("10256") && warned[0].contains("4096"),
@@ -127,12 +131,7 @@ fn at_the_limit_idle_connections_make_room_for_a_new_client() {
         drop(open);
     });
     // The failed accepts: a line a second at most, each with its count.
-    let lines: Vec<String> = gw
-        .logs()
-        .lines()
-        .filter(|l| l.contains("accept failed"))
-        .map(str::to_owned)
-        .collect();
+    let lines = log_lines(&gw, "accept failed");
     assert!(
         !lines.is_empty() && lines.len() <= 5,
         "{} accept lines: {lines:#?}",
