@@ -259,9 +259,9 @@ test_prod() {
     want=$(openssl x509 -in "$SECRETS_DIR/tls_cert" -noout -fingerprint -sha256)
     [ "$served" = "$want" ] || die "served certificate is not the tls_cert secret"
     ok "TLS certificate and key from /run/secrets"
-    docker logs "$gw" 2>&1 | grep -q 'open-file limit 65536' ||
-        die "the gateway does not run with compose.yml's nofile limit (65536)"
-    ok "open-file limit 65536 (compose.yml ulimits), as the gateway's log says"
+    docker logs "$gw" 2>&1 | grep -q 'open-file limit 16384' ||
+        die "the gateway does not run with compose.yml's nofile limit (16384)"
+    ok "open-file limit 16384 (compose.yml ulimits), as the gateway's log says"
     [ "$(predict_json "$HTTPS_PORT" '{"features": [5.9, 3.0, 5.1, 1.8]}')" = "200 miss" ] || die "predict (prod)"
     wait_rows 1
     ok "database password from /run/secrets (the row reached PostgreSQL)"

@@ -25,7 +25,6 @@ use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{Notify, Semaphore};
-
 use tokio::time::Instant;
 
 use crate::metrics::{
