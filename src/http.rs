@@ -270,9 +270,7 @@ pub static UNKNOWN: RouteDef = row(
 );
 
 async fn not_found(call: Call<'_>) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(
-        call.req.uri().path().chars().take(200).collect(),
-    ))
+    Err(ApiError::not_found(call.req.uri().path()))
 }
 
 /// The row `path` belongs to; [`UNKNOWN`] when none.

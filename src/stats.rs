@@ -23,9 +23,9 @@ pub struct Stats {
     confidence_micros: AtomicU64,
     /// Predictions that had a confidence (a regressor's value has none).
     with_confidence: AtomicU64,
-    recent: Mutex<Window>,
-    /// The last half minute's predictions and latencies, for the console.
-    last_seconds: Mutex<Recent>,
+    /// The last hour by minute, and the last half minute's latencies (the console's):
+    /// one lock for both, taken once per prediction.
+    recent: Mutex<Windows>,
     /// Answers by where they came from, indexed by [`Source`].
     sources: [AtomicU64; SOURCES],
     /// Forward passes run by the batcher, the rows they carried, and the largest.
@@ -50,6 +50,13 @@ pub enum Source {
 }
 
 const SOURCES: usize = 5;
+
+/// What [`Stats::recent`] holds.
+#[derive(Debug)]
+struct Windows {
+    hour: Window,
+    last_seconds: Recent,
+}
 
 /// Per-minute counts over the last hour; a ring indexed by minute since start.
 #[derive(Debug)]
@@ -115,11 +122,13 @@ impl Stats {
             total: AtomicU64::new(0),
             confidence_micros: AtomicU64::new(0),
             with_confidence: AtomicU64::new(0),
-            recent: Mutex::new(Window {
-                minutes: [0; BUCKETS],
-                stamp: [u64::MAX; BUCKETS],
+            recent: Mutex::new(Windows {
+                hour: Window {
+                    minutes: [0; BUCKETS],
+                    stamp: [u64::MAX; BUCKETS],
+                },
+                last_seconds: Recent::default(),
             }),
-            last_seconds: Mutex::new(Recent::default()),
             sources: Default::default(),
             batches: AtomicU64::new(0),
             batched_rows: AtomicU64::new(0),
@@ -137,27 +146,26 @@ impl Stats {
             self.confidence_micros.fetch_add(micros, Ordering::Relaxed);
             self.with_confidence.fetch_add(1, Ordering::Relaxed);
         }
-        let minute = self.minute_now();
+        let since_start = self.started.elapsed();
+        let minute = minute_of(since_start);
         let slot = (minute % BUCKETS as u64) as usize;
-        let mut w = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let w = &mut recent.hour;
         if w.stamp[slot] != minute {
             w.stamp[slot] = minute;
             w.minutes[slot] = 0;
         }
         w.minutes[slot] += 1;
-        drop(w);
         let cached = matches!(source, Source::L1 | Source::L2);
-        self.last_seconds
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(self.started.elapsed(), latency, cached);
+        recent.last_seconds.record(since_start, latency, cached);
     }
 
     /// The last half minute's predictions.
     pub fn recent(&self) -> RecentReading {
-        self.last_seconds
+        self.recent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .last_seconds
             .reading(self.started.elapsed())
     }
 
@@ -173,8 +181,9 @@ impl Stats {
         let total = self.total.load(Ordering::Relaxed);
         let micros = self.confidence_micros.load(Ordering::Relaxed);
         let with_confidence = self.with_confidence.load(Ordering::Relaxed);
-        let now = self.minute_now();
-        let w = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = minute_of(self.started.elapsed());
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let w = &recent.hour;
         let last_hour = (0..BUCKETS)
             .filter(|&i| w.stamp[i] != u64::MAX && now - w.stamp[i] < BUCKETS as u64)
             .map(|i| w.minutes[i])
@@ -194,10 +203,11 @@ impl Stats {
             largest_batch: self.largest_batch.load(Ordering::Relaxed),
         }
     }
+}
 
-    fn minute_now(&self) -> u64 {
-        self.started.elapsed().as_secs() / BUCKET.as_secs()
-    }
+/// The minute (since start) `since_start` falls in.
+fn minute_of(since_start: Duration) -> u64 {
+    since_start.as_secs() / BUCKET.as_secs()
 }
 
 impl Default for Stats {

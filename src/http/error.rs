@@ -150,6 +150,12 @@ pub struct OipErrorBody {
 }
 
 impl ApiError {
+    /// No route (or page) at `path`, named by its first 200 characters: a path is the
+    /// client's, and the answer should not echo an arbitrarily long one.
+    pub fn not_found(path: &str) -> Self {
+        Self::NotFound(path.chars().take(200).collect())
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {

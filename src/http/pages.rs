@@ -72,15 +72,14 @@ pub fn security_headers(headers: &mut HeaderMap) {
 /// best encoding the client takes; 304 when the client holds it already.
 pub async fn page(call: Call<'_>) -> Result<HttpResponse, ApiError> {
     let path = call.req.uri().path();
-    let asset =
-        assets::find(path).ok_or_else(|| ApiError::NotFound(path.chars().take(200).collect()))?;
+    let asset = assets::find(path).ok_or_else(|| ApiError::not_found(path))?;
     Ok(answer(asset, call.req.headers()))
 }
 
 /// `GET /console/status`: the console's numbers; unknown when the pages are off.
 pub async fn status(call: Call<'_>) -> Result<HttpResponse, ApiError> {
     if !call.gateway.serving.pages.enabled {
-        return Err(ApiError::NotFound(call.route.path.to_owned()));
+        return Err(ApiError::not_found(call.route.path));
     }
     Ok(json_response(
         StatusCode::OK,

@@ -162,7 +162,7 @@ impl RouteDef {
                 model: Some(model),
                 version,
             }) => Ok((model, version)),
-            _ => Err(ApiError::NotFound(path.chars().take(200).collect())),
+            _ => Err(ApiError::not_found(path)),
         }
     }
 

@@ -8,11 +8,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::resource::{Resource, setrlimit};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use crate::support::raw::{connect, response_complete, with_suite_key};
+use crate::support::raw::{connect, read_response, response_complete, with_suite_key};
 use crate::support::{Gateway, Options, bin, raise_fd_limit, runtime};
 
 const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n";
@@ -31,20 +31,14 @@ fn with_nofile(soft: u64, hard: u64) -> Command {
     cmd
 }
 
-/// `/health` on `tls`, kept open afterwards: whether it answered 200.
+/// `/health` on `tls`, kept open afterwards: whether it answered 200 (the callers bound
+/// the wait more tightly than the read does).
 async fn health(tls: &mut TlsStream<TcpStream>) -> bool {
     if tls.write_all(&with_suite_key(HEALTH)).await.is_err() {
         return false;
     }
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !response_complete(&buf) {
-        match tls.read(&mut chunk).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-    buf.starts_with(b"HTTP/1.1 200")
+    let buf = read_response(tls, Duration::from_secs(30)).await;
+    response_complete(&buf) && buf.starts_with(b"HTTP/1.1 200")
 }
 
 /// Opens `n` TLS connections one after another, each asking `/health` once and then kept

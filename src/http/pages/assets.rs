@@ -4,7 +4,7 @@
 //! `scripts/pages/vendor-swagger-ui.py`) also come gzipped and brotli-compressed, done once
 //! by that script rather than on every answer.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 /// Swagger UI's version: part of its files' paths, so that they can be cached for good.
 pub const SWAGGER_UI_VERSION: &str = "5.33.1";
@@ -72,6 +72,8 @@ pub struct Asset {
     identity: &'static [u8],
     gzip: Option<&'static [u8]>,
     brotli: Option<&'static [u8]>,
+    /// Its ETags (identity, gzip, brotli), made from its content on first use.
+    etags: OnceLock<[String; 3]>,
 }
 
 impl Asset {
@@ -87,6 +89,7 @@ impl Asset {
             identity,
             gzip: None,
             brotli: None,
+            etags: OnceLock::new(),
         }
     }
 
@@ -124,12 +127,12 @@ impl Asset {
     }
 
     /// Its strong ETag in `encoding`: a digest of its content, and the encoding.
-    pub fn etag(&self, encoding: Encoding) -> &'static str {
-        let index = ASSETS
-            .iter()
-            .position(|a| std::ptr::eq(a, self))
-            .unwrap_or(0);
-        let tags = &ETAGS[index];
+    pub fn etag(&self, encoding: Encoding) -> &str {
+        let tags = self.etags.get_or_init(|| {
+            let digest = xxhash_rust::xxh3::xxh3_64(self.identity);
+            [Encoding::Identity, Encoding::Gzip, Encoding::Brotli]
+                .map(|e| format!("\"{digest:016x}{}\"", e.tag_suffix()))
+        });
         match encoding {
             Encoding::Identity => &tags[0],
             Encoding::Gzip => &tags[1],
@@ -148,6 +151,7 @@ macro_rules! swagger_ui {
             identity: include_bytes!(concat!("vendor/swagger-ui/", $file)),
             gzip: Some(include_bytes!(concat!("vendor/swagger-ui/", $file, ".gz"))),
             brotli: Some(include_bytes!(concat!("vendor/swagger-ui/", $file, ".br"))),
+            etags: OnceLock::new(),
         }
     };
 }
@@ -157,7 +161,7 @@ const CSS: &str = "text/css; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 
 /// Every file, by path. `/docs/` is `/docs` (see [`find`]).
-pub static ASSETS: &[Asset] = &[
+pub static ASSETS: [Asset; 10] = [
     Asset::plain("/", HTML, include_bytes!("console/index.html")),
     Asset::plain(
         "/ui/console.css",
@@ -182,20 +186,9 @@ pub static ASSETS: &[Asset] = &[
         identity: include_bytes!("vendor/swagger-ui/LICENSE"),
         gzip: None,
         brotli: None,
+        etags: OnceLock::new(),
     },
 ];
-
-/// Each asset's ETags (identity, gzip, brotli), made from its content on first use.
-static ETAGS: LazyLock<Vec<[String; 3]>> = LazyLock::new(|| {
-    ASSETS
-        .iter()
-        .map(|a| {
-            let digest = xxhash_rust::xxh3::xxh3_64(a.identity);
-            [Encoding::Identity, Encoding::Gzip, Encoding::Brotli]
-                .map(|e| format!("\"{digest:016x}{}\"", e.tag_suffix()))
-        })
-        .collect()
-});
 
 /// The file at `path`; `/docs/` is `/docs`.
 pub fn find(path: &str) -> Option<&'static Asset> {

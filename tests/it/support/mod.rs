@@ -730,11 +730,20 @@ pub mod raw {
     ) -> Option<(u16, String)> {
         let mut tls = connect(addr).await;
         tls.write_all(&with_suite_key(request)).await.unwrap();
+        parse_response(&read_response(&mut tls, wait).await)
+    }
+
+    /// Reads one response from `stream`: until it is whole, the server closes, or `wait`
+    /// passes; returns what came.
+    pub async fn read_response<S: tokio::io::AsyncRead + Unpin>(
+        stream: &mut S,
+        wait: Duration,
+    ) -> Vec<u8> {
         let mut buf = Vec::new();
         let _ = tokio::time::timeout(wait, async {
             let mut chunk = [0u8; 4096];
             loop {
-                match tls.read(&mut chunk).await {
+                match stream.read(&mut chunk).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         buf.extend_from_slice(&chunk[..n]);
@@ -746,7 +755,7 @@ pub mod raw {
             }
         })
         .await;
-        parse_response(&buf)
+        buf
     }
 
     /// Whether `buf` holds a whole response (head and `Content-Length` body).
