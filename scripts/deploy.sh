@@ -239,7 +239,7 @@ rollout() {
     step "activate: $(short "$new") binds the public port (SIGUSR2)"
     docker kill -s USR2 "$new" >/dev/null
     local deadline=$((SECONDS + 10))
-    until docker logs "$new" 2>&1 | grep -q 'activated: listening'; do
+    until grep -q 'activated: listening' <<<"$(docker logs "$new" 2>&1)"; do
         ((SECONDS < deadline)) || abandon "$new" "the new gateway did not start listening"
         sleep 0.2
     done
