@@ -143,7 +143,7 @@ TEST_IO_BACKEND=epoll cargo test --locked --test it -- \
     auth:: bad_input:: cache:: check_socket:: cli:: http_api:: io_backend:: \
     redis_cache:: refusals:: request_logs:: shutdown:: socket_activation:: standby:: \
     timeouts:: rate_limit:: tls_reload:: hostile:: deadlines:: overload:: redirect:: mtls:: \
-    fd_limits:: \
+    fd_limits:: parking:: \
     oip:: repository::
 step "cargo test: the HTTP API, bad-input, OIP and OpenAPI suites again, with API keys on"
 # tests/it/support: TEST_API_KEYS gives every gateway a key file and every request its key

@@ -640,6 +640,7 @@ pub fn conn_settings(
         header_read_timeout: config.server.header_read_timeout(),
         idle_timeout: config.server.keepalive_idle_timeout(),
         linger: config.shutdown.linger(),
+        park_after: config.server.keepalive_park_after(),
         http: config.http.settings(),
         hsts,
         peer_cap: Arc::clone(peer_cap),

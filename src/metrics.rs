@@ -30,6 +30,8 @@ pub const CONNECTIONS_REJECTED_TOTAL: &str = "infergate_connections_rejected_tot
 pub const CONNECTIONS_REJECTED_PER_IP_TOTAL: &str = "infergate_connections_rejected_per_ip_total";
 /// Connections the kernel could not hand over at accept (usually the open-file limit).
 pub const ACCEPT_ERRORS_TOTAL: &str = "infergate_accept_errors_total";
+/// Idle HTTP/1.1 keep-alive connections parked now: no HTTP state or read buffer held.
+pub const CONNECTIONS_PARKED: &str = "infergate_connections_parked";
 /// Idle keep-alive connections closed at the open-file limit to make room for a new one.
 pub const CONNECTIONS_RECLAIMED_TOTAL: &str = "infergate_connections_reclaimed_total";
 /// Connections closed by a timeout, by kind (`tls_handshake`, `protocol_sniff`, `header_read`,
@@ -204,6 +206,7 @@ fn publish_constants(io_backend: &'static str) {
         gauge!(IO_BACKEND, "backend" => backend).set(if backend == io_backend { 1.0 } else { 0.0 });
     }
     gauge!(CONNECTIONS_ACTIVE).set(0.0);
+    gauge!(CONNECTIONS_PARKED).set(0.0);
     gauge!(INFERENCE_QUEUE_DEPTH).set(0.0);
     export_rare_at_zero();
 }
@@ -430,6 +433,10 @@ fn describe() {
     describe_counter!(
         ACCEPT_ERRORS_TOTAL,
         "Accepts that failed, usually at the open-file limit (EMFILE)."
+    );
+    describe_gauge!(
+        CONNECTIONS_PARKED,
+        "Idle HTTP/1.1 keep-alive connections parked: hyper and its buffers freed until the client's next bytes."
     );
     describe_counter!(
         CONNECTIONS_RECLAIMED_TOTAL,

@@ -16,6 +16,7 @@ pub mod fd_limit;
 pub mod h1_framing;
 pub mod idle;
 pub mod listener;
+pub mod park;
 pub mod peer_cap;
 pub mod redirect;
 pub mod service;

@@ -16,9 +16,9 @@ import sys
 PARALLEL = 256
 
 
-async def open_one(host, port, path, ctx, gate):
+async def open_one(host, port, path, ctx, gate, source):
     async with gate:
-        reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
+        reader, writer = await asyncio.open_connection(host, port, ssl=ctx, local_addr=source)
         writer.write(f"GET {path} HTTP/1.1\r\nhost: {host}\r\n\r\n".encode())
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
@@ -39,8 +39,14 @@ async def main():
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["http/1.1"])
     gate = asyncio.Semaphore(PARALLEL)
+    # One source address has ~28,000 ephemeral ports: past that, spread the connections
+    # over more of loopback's addresses (a loopback server only).
+    sources = [None]
+    if count > 20_000 and host.startswith("127."):
+        sources = [(f"127.0.0.{i}", 0) for i in range(1, 1 + (count + 19_999) // 20_000)]
     results = await asyncio.gather(
-        *(open_one(host, port, path, ctx, gate) for _ in range(count)), return_exceptions=True
+        *(open_one(host, port, path, ctx, gate, sources[i % len(sources)]) for i in range(count)),
+        return_exceptions=True,
     )
     writers = [r for r in results if not isinstance(r, BaseException)]
     failed = [r for r in results if isinstance(r, BaseException)]

@@ -18,6 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/common.sh
 source scripts/lib/common.sh
+# shellcheck source=scripts/lib/load.sh
+source scripts/lib/load.sh
 
 DURATION=${DURATION:-8}
 CONNS=${CONNS:-64}
@@ -41,20 +43,9 @@ workdir
 IRIS='{"features":[5.1,3.5,1.4,0.2]}'
 IMAGE=tests/fixtures/images/bike.jpg
 printf '%s' "$IRIS" >"$WORK/iris.json"
-# wrk_lua NAME CONTENT-TYPE BODY-FILE [EXTRA-HEADER-LINE]: a POST script for wrk.
-wrk_lua() {
-    cat >"$WORK/$1.lua" <<LUA
-local f = io.open("$3", "rb")
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["content-type"] = "$2"
-${4:-}
-LUA
-}
-wrk_lua iris application/json "$WORK/iris.json"
-wrk_lua iris-nocache application/json "$WORK/iris.json" 'wrk.headers["cache-control"] = "no-cache"'
-wrk_lua image image/jpeg "$IMAGE"
+wrk_post_lua iris application/json "$WORK/iris.json"
+wrk_post_lua iris-nocache application/json "$WORK/iris.json" 'wrk.headers["cache-control"] = "no-cache"'
+wrk_post_lua image image/jpeg "$IMAGE"
 
 # --- the machine ------------------------------------------------------------------------
 results="$OUT/bench-$(date +%Y%m%d-%H%M%S).md"
@@ -71,36 +62,6 @@ results="$OUT/bench-$(date +%Y%m%d-%H%M%S).md"
     echo "- uncached = \`Cache-Control: no-cache\` (the model runs for every request); image = $IMAGE ($(stat -c %s "$IMAGE") bytes, raw image/jpeg)"
     echo
 } | tee "$results"
-
-# --- runners: each prints "req/s p50 p99" (p50/p99 "-" where the tool gives none) --------
-wrk_run() { # url [lua]
-    local args=(-t2 "-c$CONNS" "-d${DURATION}s" --latency)
-    [ -n "${2:-}" ] && args+=(-s "$2")
-    local out
-    out=$(wrk "${args[@]}" "$1")
-    if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
-        echo "wrk saw errors on $1:" >&2
-        grep -E 'Non-2xx|Socket errors' <<<"$out" >&2
-    fi
-    awk '/Requests\/sec/ {r=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2} END {print r, p50, p99}' <<<"$out"
-}
-h2_run() { # url [content-type body-file] [header]
-    local args=(-c "$CONNS" -m 10 -t 2 -D "$DURATION" --warm-up-time 1 --log-file "$WORK/h2.log")
-    [ -n "${2:-}" ] && args+=(-H "content-type: $2" -d "$3")
-    [ -n "${4:-}" ] && args+=(-H "$4")
-    local out
-    out=$(h2load "${args[@]}" "$1")
-    if ! grep -qE 'status codes: [0-9]+ 2xx, 0 3xx, 0 4xx, 0 5xx' <<<"$out"; then
-        echo "h2load saw errors on $1:" >&2
-        grep -E '^(requests|status codes):' <<<"$out" >&2
-    fi
-    # The log's third column: microseconds from request to the end of its answer.
-    local pct
-    pct=$(cut -f3 "$WORK/h2.log" | sort -n |
-        awk '{a[NR] = $1} END {if (NR) printf "%.2fms %.2fms", a[int(NR * 0.5) + 1] / 1000, a[int(NR * 0.99) + 1] / 1000; else print "- -"}')
-    rm -f "$WORK/h2.log"
-    awk -v pct="$pct" '/^finished in/ {print $4, pct}' <<<"$out"
-}
 
 ROWS=()      # "route|proto|cache|log|io|rps p50 p99"
 record() { ROWS+=("$1|$2|$3|$4|$IO|$5"); echo "  $IO $1 $2 $3 log=$4: $5" >&2; }
@@ -188,38 +149,7 @@ done
 
 # --- nginx reference: `return 200` over TLS ---------------------------------------------
 echo "==> nginx return 200" >&2
-NPORT=$(free_port)
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
-    -subj /CN=localhost -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx.conf" <<NGINX
-worker_processes $IO_THREADS;
-worker_rlimit_nofile 65536;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log;
-daemon off;
-events { worker_connections $((IDLE_CONNS + 1000)); }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx;
-    proxy_temp_path $WORK/nginx;
-    fastcgi_temp_path $WORK/nginx;
-    uwsgi_temp_path $WORK/nginx;
-    scgi_temp_path $WORK/nginx;
-    keepalive_requests 1000000;
-    server {
-        # "listen … ssl http2" works on nginx 1.22 (Debian 12) and, deprecated, on newer.
-        listen 127.0.0.1:$NPORT ssl http2;
-        ssl_certificate $WORK/cert.pem;
-        ssl_certificate_key $WORK/key.pem;
-        location / { return 200 'ok'; }
-    }
-}
-NGINX
-"$NGINX" -c "$WORK/nginx.conf" &
-NG=$!
-PIDS+=("$NG")
-wait_for "https://127.0.0.1:$NPORT/"
+start_nginx "$IO_THREADS" "$IDLE_CONNS"
 sleep 1
 nginx_idle_rss=$(tree_rss_kib "$NG")
 read -r NGINX_H1 NGINX_P50 NGINX_P99 <<<"$(wrk_run "https://127.0.0.1:$NPORT/")"

@@ -46,6 +46,14 @@ pub struct ServerSection {
     /// Milliseconds an idle keep-alive connection stays open (nginx's `keepalive_timeout`
     /// is 75 s).
     pub keepalive_idle_timeout_ms: u64,
+    /// Milliseconds an HTTP/1.1 keep-alive connection may be quiet between requests before
+    /// it is parked: hyper and its buffers are freed and the TLS session waits for the
+    /// client's next bytes with no read buffer, a few KB per idle connection instead of
+    /// about 18. At most half of `header_read_timeout_ms` is waited, whatever this says:
+    /// hyper starts that timer at the end of each answer, and closes a connection still
+    /// idle when it fires. 0 = never park (an idle connection then closes at
+    /// `header_read_timeout_ms`, before `keepalive_idle_timeout_ms`).
+    pub keepalive_park_after_ms: u64,
     /// Largest request body, bytes; a larger one gets 413 before it is read (nginx's
     /// 10 MiB).
     pub max_body_bytes: usize,
@@ -81,6 +89,7 @@ impl Default for ServerSection {
             tls_handshake_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             keepalive_idle_timeout_ms: 75_000,
+            keepalive_park_after_ms: 1_000,
             max_body_bytes: 10 * 1024 * 1024,
             request_timeout_ms: 30_000,
             check_socket: None,
@@ -130,6 +139,16 @@ impl ServerSection {
     /// How long an idle keep-alive connection is kept.
     pub fn keepalive_idle_timeout(&self) -> Duration {
         Duration::from_millis(self.keepalive_idle_timeout_ms)
+    }
+
+    /// How long an HTTP/1.1 keep-alive connection is quiet before it is parked: the
+    /// setting, capped at half the header timeout; `None`: never.
+    pub fn keepalive_park_after(&self) -> Option<Duration> {
+        let ms = self
+            .keepalive_park_after_ms
+            .min(self.header_read_timeout_ms / 2)
+            .max(1);
+        (self.keepalive_park_after_ms > 0).then(|| Duration::from_millis(ms))
     }
 
     /// The deadline for reading a body and answering.

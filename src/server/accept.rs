@@ -32,12 +32,13 @@ use crate::metrics::{
 };
 use crate::server::conn::{self, ConnSettings, Peer};
 use crate::server::idle;
+use crate::server::park::WaitReadable;
 use crate::server::peer_cap::PeerCap;
 
 /// A listening socket, on one thread.
 pub trait Listener {
     /// An accepted connection's byte stream.
-    type Stream: AsyncRead + AsyncWrite + Unpin + 'static;
+    type Stream: AsyncRead + AsyncWrite + WaitReadable + Unpin + 'static;
 
     /// The next connection, [`tune`]d where it is TCP. Dropping the future before it
     /// resolves loses no connection: it stays queued on the socket.

@@ -25,12 +25,13 @@ use bytes::{Buf, Bytes};
 use http::HeaderValue;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::{CONNECTION_TIMEOUTS_TOTAL, CONNECTIONS_RECLAIMED_TOTAL};
 use crate::server::idle::{self, Activity, Tracked};
+use crate::server::park::{self, Parked, WaitReadable};
 use crate::server::peer_cap::PeerCap;
 use crate::server::service::GatewayService;
 use crate::state::Gateway;
@@ -68,6 +69,9 @@ pub struct ConnSettings {
     pub idle_timeout: Duration,
     /// Once the drain has begun, an HTTP/1.1 connection silent this long is closed.
     pub linger: Duration,
+    /// An HTTP/1.1 keep-alive connection quiet this long is parked (`park`); `None`:
+    /// never.
+    pub park_after: Option<Duration>,
     /// Request head and HTTP/2 limits.
     pub http: HttpSettings,
     /// `Strict-Transport-Security` for every answer (TLS only).
@@ -114,7 +118,7 @@ enum Proto {
 /// Serves one accepted connection until it closes, times out, or the drain ends it.
 pub async fn serve<S>(stream: S, peer: Peer, settings: Arc<ConnSettings>)
 where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + WaitReadable + Unpin + 'static,
 {
     let drain = settings.gateway.lifecycle.shutdown.subscribe();
     let _guard = settings.gateway.lifecycle.shutdown.track_connection();
@@ -128,14 +132,20 @@ where
             // Pinned here, not moved into the timeout, so that a timed-out handshake still
             // holds the socket while the timeout is counted: a client that sees the close
             // then reads /metrics finds it counted.
-            let handshake = acceptor.accept(stream);
-            tokio::pin!(handshake);
-            let tls = tokio::select! {
-                r = tokio::time::timeout(settings.handshake_timeout, &mut handshake) => r,
-                () = &mut grace => return,
+            //
+            // Boxed, as the session after it: a task's future is as large as its largest
+            // state, kept for the connection's life, and an async fn keeps a slot for each
+            // argument it passes on by value; a rustls session (about 1 KB) inline would
+            // be kept several times over.
+            let tls = {
+                let mut handshake = Box::pin(acceptor.accept(stream));
+                tokio::select! {
+                    r = tokio::time::timeout(settings.handshake_timeout, &mut handshake) => r,
+                    () = &mut grace => return,
+                }
             };
             let tls = match tls {
-                Ok(Ok(tls)) => tls,
+                Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
@@ -217,16 +227,12 @@ async fn serve_http<S>(
     settings: &ConnSettings,
     drain: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: AsyncRead + AsyncWrite + WaitReadable + Unpin + 'static,
 {
     let activity = Activity::new();
     // Listed while it lives, so that the accept loop can close it when idle to make room.
     let _listed = idle::register(&activity);
     let tracked = Tracked::new(stream, Rc::clone(&activity));
-    let io = TokioIo::new(match proto {
-        Proto::H1 => tracked.watching_framing(settings.http.max_header_bytes),
-        Proto::H2 => tracked.without_vectored_writes(),
-    });
     let service = GatewayService::new(
         Arc::clone(&settings.gateway),
         Rc::clone(&activity),
@@ -246,35 +252,30 @@ async fn serve_http<S>(
             }
         }
     };
+    // Pinned here and lent: a future passed on by value would be kept twice in the
+    // connection's task (see `serve`).
+    tokio::pin!(idle);
     let result = match proto {
         Proto::H1 => {
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(settings.header_read_timeout)
-                .keep_alive(true)
-                // A larger head is a 431 from hyper, and the connection closed.
-                .max_header_size(settings.http.max_header_bytes);
-            // hyper's default is 100, on the stack; any other count costs a heap
-            // allocation per request, so it is set only when asked for.
-            if settings.http.max_headers != HYPER_DEFAULT_MAX_HEADERS {
-                builder.max_headers(settings.http.max_headers);
-            }
-            let conn = builder.serve_connection(io, service);
+            let tracked = tracked.watching_framing(settings.http.max_header_bytes);
             let closing = closing_time(drain, &activity, Some(settings.linger));
-            drive(conn, closing, idle).await
+            tokio::pin!(closing);
+            serve_h1(tracked, service, settings, &activity, closing, idle).await
         }
         Proto::H2 => {
-            let conn = http2::Builder::new(LocalExec)
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(settings.http.h2_max_concurrent_streams)
-                // h2 answers a larger header list with 431, and counts it across
-                // CONTINUATION frames (no CONTINUATION flood grows memory past it).
-                .max_header_list_size(
-                    u32::try_from(settings.http.max_header_bytes).unwrap_or(u32::MAX),
-                )
-                .serve_connection(io, service);
+            let conn = Box::pin(
+                http2::Builder::new(LocalExec)
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(settings.http.h2_max_concurrent_streams)
+                    // h2 answers a larger header list with 431, and counts it across
+                    // CONTINUATION frames (no CONTINUATION flood grows memory past it).
+                    .max_header_list_size(
+                        u32::try_from(settings.http.max_header_bytes).unwrap_or(u32::MAX),
+                    )
+                    .serve_connection(TokioIo::new(tracked.without_vectored_writes()), service),
+            );
             let closing = closing_time(drain, &activity, None);
+            tokio::pin!(closing);
             drive(conn, closing, idle).await
         }
     };
@@ -286,24 +287,102 @@ async fn serve_http<S>(
     }
 }
 
+/// Serves an HTTP/1.1 connection: hyper until the connection closes or, asked to park
+/// (`park`), until it parks; a parked connection waits for the client's next bytes without
+/// hyper, then a new hyper connection serves it on.
+async fn serve_h1<S>(
+    mut stream: Tracked<S>,
+    mut service: GatewayService,
+    settings: &ConnSettings,
+    activity: &Activity,
+    mut closing: Pin<&mut impl Future<Output = ()>>,
+    mut idle: Pin<&mut impl Future<Output = ()>>,
+) -> hyper::Result<()>
+where
+    S: AsyncRead + AsyncWrite + WaitReadable + Unpin + 'static,
+{
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .keep_alive(true)
+        // A larger head is a 431 from hyper, and the connection closed.
+        .max_header_size(settings.http.max_header_bytes);
+    // hyper's default is 100, on the stack; any other count costs a heap allocation per
+    // request, so it is set only when asked for.
+    if settings.http.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+        builder.max_headers(settings.http.max_headers);
+    }
+    let park_after = settings.park_after.filter(|_| S::PARKS);
+    let mut closed = false;
+    loop {
+        // Boxed: while the connection is parked, its task keeps none of hyper's state.
+        let mut conn = Box::new(builder.serve_connection(TokioIo::new(stream), service));
+        let asking = async {
+            match park_after {
+                Some(after) => idle::ask_to_park_when_quiet(activity, after).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(asking);
+        let result = loop {
+            tokio::select! {
+                result = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break result,
+                () = closing.as_mut(), if !closed => {
+                    closed = true;
+                    Pin::new(&mut *conn).graceful_shutdown();
+                }
+                () = idle.as_mut(), if !closed => {
+                    closed = true;
+                    Pin::new(&mut *conn).graceful_shutdown();
+                }
+                () = asking.as_mut() => {}
+            }
+        };
+        let parts = (*conn).into_parts();
+        stream = parts.io.into_inner();
+        service = parts.service;
+        // hyper's read buffer, frozen: dropped here, not kept while the connection parks.
+        let unread = parts.read_buf;
+        if !stream.take_parked() || result.is_err() {
+            // What hyper does at the end when not told otherwise, even after an error it
+            // answered (a 400 for a head it cannot parse, which it returns only after): the
+            // rest of the answer flushed, the TLS close_notify, the TCP FIN; bounded by the
+            // idle timeout. (Dropped unflushed, an io_uring send still in flight would be
+            // cut off.)
+            let _ = tokio::time::timeout(settings.idle_timeout, stream.shutdown()).await;
+            return result;
+        }
+        // Parked. hyper keeps no bytes it read: at a park point there are none, and with
+        // some it would have ended with an error (an incomplete request).
+        debug_assert!(unread.is_empty());
+        drop(unread);
+        if closed {
+            // Asked to close as it parked: it is idle, so at once.
+            let _ = tokio::time::timeout(settings.idle_timeout, stream.shutdown()).await;
+            return Ok(());
+        }
+        let parked = Parked::count();
+        let woken = tokio::select! {
+            ready = park::readable(stream.get_mut()) => ready.is_ok(),
+            // The drain, the idle timeout or room wanted at the open-file limit: an idle
+            // connection closes at once.
+            () = closing.as_mut() => false,
+            () = idle.as_mut() => false,
+        };
+        drop(parked);
+        if !woken {
+            let _ = tokio::time::timeout(settings.idle_timeout, stream.shutdown()).await;
+            return Ok(());
+        }
+    }
+}
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A hyper server connection that can be asked to finish its requests and close.
 trait GracefulConnection: Future<Output = hyper::Result<()>> {
     fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-impl<I, S> GracefulConnection for http1::Connection<I, S>
-where
-    http1::Connection<I, S>: Future<Output = hyper::Result<()>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming>,
-    S::ResBody: 'static,
-    <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        http1::Connection::graceful_shutdown(self);
-    }
 }
 
 impl<I, S, E> GracefulConnection for http2::Connection<I, S, E>
@@ -345,13 +424,10 @@ async fn closing_time(
 /// Polls `conn` to completion, asking it to close gracefully when `closing` (the drain)
 /// resolves or `idle` does (idle too long, or closed to make room).
 async fn drive<C: GracefulConnection>(
-    conn: C,
-    closing: impl Future<Output = ()>,
-    idle: impl Future<Output = ()>,
+    mut conn: Pin<Box<C>>,
+    mut closing: Pin<&mut impl Future<Output = ()>>,
+    mut idle: Pin<&mut impl Future<Output = ()>>,
 ) -> hyper::Result<()> {
-    tokio::pin!(conn);
-    tokio::pin!(closing);
-    tokio::pin!(idle);
     let mut closed = false;
     loop {
         tokio::select! {
@@ -409,6 +485,17 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: WaitReadable> WaitReadable for Prefixed<S> {
+    const PARKS: bool = S::PARKS;
+
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.prefix.has_remaining() {
+            return Poll::Ready(Ok(()));
+        }
+        self.inner.poll_read_ready(cx)
     }
 }
 

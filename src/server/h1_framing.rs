@@ -47,6 +47,12 @@ impl Framing {
         }
     }
 
+    /// Whether every byte fed so far belongs to a whole request: the next byte would
+    /// begin a request head. (A connection being followed no more is never.)
+    pub fn between_messages(&self) -> bool {
+        self.state == State::Head && self.buf.is_empty()
+    }
+
     /// Feeds the next bytes read; returns the index (0-based, in arrival order) of the
     /// first head among them that carries both `Content-Length` and `Transfer-Encoding`.
     pub fn feed(&mut self, mut bytes: &[u8]) -> Option<u64> {
@@ -245,6 +251,28 @@ mod tests {
     const CHUNKED: &[u8] =
         b"POST /predict HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nx-t: 1\r\n\r\n";
     const AMBIGUOUS: &[u8] = b"POST /predict HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+
+    #[test]
+    fn between_messages_only_after_a_whole_request() {
+        for message in [PLAIN, CHUNKED] {
+            let mut f = Framing::new(65536);
+            assert!(f.between_messages());
+            for (i, byte) in message.iter().enumerate() {
+                f.feed(std::slice::from_ref(byte));
+                // Inside the head, the body or the chunks: not yet.
+                assert_eq!(
+                    f.between_messages(),
+                    i + 1 == message.len(),
+                    "after byte {i}"
+                );
+            }
+        }
+        // A connection no longer followed never is.
+        let mut f = Framing::new(16);
+        f.feed(b"GET /a-head-longer-than-sixteen-bytes HTTP/1.1\r\n");
+        f.feed(b"\r\n");
+        assert!(!f.between_messages());
+    }
 
     #[test]
     fn plain_and_chunked_bodies_are_followed_to_the_next_head() {

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::server::h1_framing::Framing;
+use crate::server::park::Gate;
 
 /// The last time a connection moved a byte, how many of its requests are in flight, and
 /// how many it has begun against its cap.
@@ -40,6 +41,8 @@ pub struct Activity {
     /// Asked to close to make room for a new connection ([`close_oldest_idle`]).
     reclaim: Notify,
     reclaimed: Cell<bool>,
+    /// Asked to park (see `park`) and not parked yet; a byte read withdraws it.
+    park_asked: Cell<bool>,
 }
 
 impl Activity {
@@ -54,6 +57,7 @@ impl Activity {
             ambiguous: Cell::new(None),
             reclaim: Notify::new(),
             reclaimed: Cell::new(false),
+            park_asked: Cell::new(false),
         })
     }
 
@@ -112,6 +116,27 @@ impl Activity {
     /// Counts now as activity: an idle period is measured from here at the earliest.
     pub fn touch(&self) {
         self.last.set(Instant::now());
+    }
+
+    /// Bytes arrived from the client: activity, and no reason to park any more.
+    pub fn read_bytes(&self) {
+        self.touch();
+        self.park_asked.set(false);
+    }
+
+    /// Asks the connection to park at its next safe point (`park`).
+    pub fn ask_to_park(&self) {
+        self.park_asked.set(true);
+    }
+
+    /// Whether the connection has been asked to park and has not yet.
+    pub fn park_asked(&self) -> bool {
+        self.park_asked.get()
+    }
+
+    /// Whether no request is in flight.
+    pub fn no_request_in_flight(&self) -> bool {
+        self.in_flight.get() == 0
     }
 
     /// Resolves once the connection has been idle for `timeout`: no request in flight and
@@ -185,6 +210,23 @@ pub fn close_oldest_idle(n: usize) -> usize {
     idle.len()
 }
 
+/// Asks the connection to park ([`Activity::ask_to_park`], see `park`) whenever it has been quiet for
+/// `after` since its last request; never resolves. Asking wakes the connection's task, so
+/// that hyper reads again and the stream can answer.
+pub async fn ask_to_park_when_quiet(activity: &Activity, after: Duration) {
+    loop {
+        activity.idle_for(after).await;
+        // A connection that has not sent a request yet is left to hyper's header timer
+        // (the slowloris guard): parked, it would wait for the idle timeout instead.
+        if activity.begun() > 0 {
+            activity.ask_to_park();
+            tokio::task::yield_now().await;
+        }
+        // Asked and not parked (an answer still leaving, say): ask again after a while.
+        tokio::time::sleep(after).await;
+    }
+}
+
 /// Holds one request in flight; dropping it ends the request.
 #[derive(Debug)]
 pub struct InFlight(Rc<Activity>);
@@ -198,13 +240,15 @@ impl Drop for InFlight {
     }
 }
 
-/// An I/O stream that stamps its [`Activity`] whenever bytes move.
+/// An I/O stream that stamps its [`Activity`] whenever bytes move, and on HTTP/1.1
+/// parks the connection when asked to (see `park`).
 #[derive(Debug)]
 pub struct Tracked<IO> {
     inner: IO,
     activity: Rc<Activity>,
     vectored: bool,
     framing: Option<Framing>,
+    gate: Gate,
 }
 
 impl<IO> Tracked<IO> {
@@ -215,7 +259,26 @@ impl<IO> Tracked<IO> {
             activity,
             vectored: true,
             framing: None,
+            gate: Gate::default(),
         }
+    }
+
+    /// The stream beneath.
+    pub fn get_mut(&mut self) -> &mut IO {
+        &mut self.inner
+    }
+
+    /// Whether the stream answered hyper's read with an end of stream to park the
+    /// connection; clears it, for the next hyper connection over this stream.
+    pub fn take_parked(&mut self) -> bool {
+        self.gate.take_parked()
+    }
+
+    /// Whether the connection could park now but for the asking: HTTP/1.1, between
+    /// requests by the framing, no request in flight.
+    fn idle_between_requests(&self) -> bool {
+        self.activity.no_request_in_flight()
+            && self.framing.as_ref().is_some_and(Framing::between_messages)
     }
 
     /// Follows the HTTP/1.1 framing of what is read, flagging a request framed two ways
@@ -238,26 +301,56 @@ impl<IO> Tracked<IO> {
     }
 }
 
+impl<IO: AsyncRead + Unpin> Tracked<IO> {
+    fn poll_read_below(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.gate.read_below(poll.is_pending());
+        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.read_bytes();
+            if let Some(index) = self
+                .framing
+                .as_mut()
+                .and_then(|f| f.feed(&buf.filled()[before..]))
+            {
+                self.activity.flag_ambiguous_request(index);
+            }
+        }
+        poll
+    }
+}
+
 impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            let this = &mut *self;
-            this.activity.touch();
-            if let Some(index) = this
-                .framing
-                .as_mut()
-                .and_then(|f| f.feed(&buf.filled()[before..]))
-            {
-                this.activity.flag_ambiguous_request(index);
+        let this = &mut *self;
+        if this.gate.is_parked() {
+            return Poll::Ready(Ok(()));
+        }
+        if this.activity.park_asked() {
+            let idle = this.idle_between_requests();
+            if this.gate.needs_read_below(idle) {
+                // Whatever is below goes to hyper first: parking needs an empty read.
+                let poll = this.poll_read_below(cx, buf);
+                if poll.is_ready() {
+                    return poll;
+                }
+            }
+            if this.gate.may_park(idle) {
+                // The end of the stream, to hyper: a client closing between requests.
+                this.gate.park();
+                this.activity.park_asked.set(false);
+                return Poll::Ready(Ok(()));
             }
         }
-        poll
+        this.poll_read_below(cx, buf)
     }
 }
 
@@ -267,6 +360,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.gate.wrote();
         let poll = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -279,6 +373,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.gate.wrote();
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -291,7 +386,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(poll, Poll::Ready(Ok(()))) {
+            self.gate.flushed();
+        }
+        poll
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -492,5 +591,28 @@ mod tests {
         let started = Instant::now();
         activity.idle_for(Duration::from_secs(1)).await;
         assert_eq!(started.elapsed(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn asks_after_the_quiet_period_once_a_request_was_served() {
+        use futures_util::FutureExt as _;
+        let activity = Activity::new();
+        let after = Duration::from_secs(1);
+        let asking = ask_to_park_when_quiet(&activity, after);
+        tokio::pin!(asking);
+        // No request yet: never asked, however long it is quiet.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!((&mut asking).now_or_never().is_none());
+        assert!(!activity.park_asked());
+        drop(activity.begin_request());
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!((&mut asking).now_or_never().is_none());
+        assert!(!activity.park_asked());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!((&mut asking).now_or_never().is_none());
+        assert!(activity.park_asked());
+        // Bytes read withdraw the question.
+        activity.read_bytes();
+        assert!(!activity.park_asked());
     }
 }

@@ -32,6 +32,7 @@ mod oip_clients;
 mod openapi;
 mod overload;
 mod pages;
+mod parking;
 mod precision;
 mod prediction_log;
 mod rate_limit;

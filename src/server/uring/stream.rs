@@ -27,17 +27,24 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
+use crate::server::park::WaitReadable;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_uring::net::TcpStream;
 use tokio_uring::{BufResult, InFlightOneshot, WriteData, WriteTransform};
 
-/// Read buffer per connection. An idle connection keeps a read in flight, and so this
-/// buffer: small, so ten thousand idle connections cost tens of MiB, not hundreds.
+/// The buffer of a read that waits for a client's next request (any read after one that
+/// did not fill its buffer). An idle connection keeps a read in flight, and so this
+/// buffer: a request head in one TLS record fits, and ten thousand idle connections hold
+/// 10 MiB, not 80.
+const IDLE_READ_BUFFER: usize = 1024;
+
+/// The read after one that filled its buffer: more is on its way (an upload, a burst of
+/// HTTP/2 frames).
 const READ_BUFFER: usize = 8 * 1024;
 
 /// A read that fills its buffer doubles the next one, up to this: an upload arrives in a
 /// few large reads, not one 8 KiB op (and a tick) per 8 KiB. A read that does not fill
-/// its buffer brings the next one back to [`READ_BUFFER`].
+/// its buffer brings the next one back to [`IDLE_READ_BUFFER`].
 const MAX_READ_BUFFER: usize = 64 * 1024;
 
 /// Staged bytes that are sent without waiting for a flush; beyond this the caller is held
@@ -90,9 +97,9 @@ impl<R: Future<Output = ReadResult>> UringStream<R> {
             socket: Rc::new(socket),
             make_read,
             read: Box::pin(None),
-            received: Some(Vec::with_capacity(READ_BUFFER)),
+            received: Some(Vec::with_capacity(IDLE_READ_BUFFER)),
             consumed: 0,
-            next_read: READ_BUFFER,
+            next_read: IDLE_READ_BUFFER,
             write: None,
             staged: Vec::new(),
             spare: Vec::new(),
@@ -170,6 +177,48 @@ impl<R: Future<Output = ReadResult>> UringStream<R> {
     }
 }
 
+impl<R: Future<Output = ReadResult>> UringStream<R> {
+    /// Ready once `received` holds unread bytes, or the stream ended (`Ok(false)`), or
+    /// failed: submits a read if none is in flight and waits for it.
+    fn poll_received(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            if let Some(received) = &self.received
+                && received.len() > self.consumed
+            {
+                return Poll::Ready(Ok(true));
+            }
+            if self.read.is_none() {
+                let mut buf = match self.received.take() {
+                    // The same size again: the buffer is reused.
+                    Some(buf) if buf.capacity() == self.next_read => buf,
+                    // Another size: a buffer of that size (a large one is freed on the way
+                    // back down, not kept by an idle connection).
+                    _ => Vec::with_capacity(self.next_read),
+                };
+                buf.clear();
+                self.consumed = 0;
+                let read = (self.make_read)(Rc::clone(&self.socket), buf);
+                self.read.as_mut().set(Some(read));
+            }
+            let Some(read) = self.read.as_mut().as_pin_mut() else {
+                unreachable!("a read was just put in the slot");
+            };
+            let (result, buf) = ready!(read.poll(cx));
+            self.read.as_mut().set(None);
+            self.next_read = match result {
+                Ok(n) if n == buf.capacity() => (n * 2).clamp(READ_BUFFER, MAX_READ_BUFFER),
+                _ => IDLE_READ_BUFFER,
+            };
+            self.received = Some(buf);
+            match result {
+                Ok(0) => return Poll::Ready(Ok(false)),
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
 impl<R: Future<Output = ReadResult>> AsyncRead for UringStream<R> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -180,46 +229,25 @@ impl<R: Future<Output = ReadResult>> AsyncRead for UringStream<R> {
         if out.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        loop {
-            if let Some(received) = &this.received {
-                let unread = &received[this.consumed..];
-                if !unread.is_empty() {
-                    let n = unread.len().min(out.remaining());
-                    out.put_slice(&unread[..n]);
-                    this.consumed += n;
-                    return Poll::Ready(Ok(()));
-                }
-            }
-            if this.read.is_none() {
-                let mut buf = match this.received.take() {
-                    // The same size again: the buffer is reused.
-                    Some(buf) if buf.capacity() == this.next_read => buf,
-                    // Another size: a buffer of that size (a large one is freed on the way
-                    // back down, not kept by an idle connection).
-                    _ => Vec::with_capacity(this.next_read),
-                };
-                buf.clear();
-                this.consumed = 0;
-                let read = (this.make_read)(Rc::clone(&this.socket), buf);
-                this.read.as_mut().set(Some(read));
-            }
-            let Some(read) = this.read.as_mut().as_pin_mut() else {
-                unreachable!("a read was just put in the slot");
-            };
-            let (result, buf) = ready!(read.poll(cx));
-            this.read.as_mut().set(None);
-            this.next_read = match result {
-                Ok(n) if n == buf.capacity() => (n * 2).min(MAX_READ_BUFFER),
-                _ => READ_BUFFER,
-            };
-            this.received = Some(buf);
-            match result {
-                // End of stream: nothing put in `out`.
-                Ok(0) => return Poll::Ready(Ok(())),
-                Ok(_) => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        // End of stream: nothing put in `out`.
+        if ready!(this.poll_received(cx))?
+            && let Some(received) = &this.received
+        {
+            let unread = &received[this.consumed..];
+            let n = unread.len().min(out.remaining());
+            out.put_slice(&unread[..n]);
+            this.consumed += n;
         }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Readable once the read in flight completes: a parked connection's only buffer is that
+/// read's, [`IDLE_READ_BUFFER`] (io_uring has no readiness without a read, and tokio-uring
+/// no `poll` op).
+impl<R: Future<Output = ReadResult>> WaitReadable for UringStream<R> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_received(cx).map_ok(|_| ())
     }
 }
 

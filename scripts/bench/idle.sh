@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# What an idle TLS keep-alive connection costs: resident memory per connection, held N at
+# once, for infergate on each I/O backend and nginx `return 200` over TLS (2 workers), in one
+# run. Each connection is served one request (`GET /health`, `/` for nginx), then held idle;
+# RSS is read once the count is reached and the gateway's idle connections have parked
+# (server.keepalive_park_after_ms, 1 s), and compared with RSS before the first connection.
+# A count the open-file limit cannot hold (server and client each need N descriptors) is
+# reported as skipped.
+#
+#   scripts/bench/idle.sh                                # IDLE_COUNTS="10000 50000"
+#   IDLE_COUNTS=1000 IO_BACKENDS=epoll scripts/bench/idle.sh
+#   PARK_AFTER_MS=0 scripts/bench/idle.sh                # the gateway never parks
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/lib/common.sh
+source scripts/lib/common.sh
+# shellcheck source=scripts/lib/load.sh
+source scripts/lib/load.sh
+
+IDLE_COUNTS=${IDLE_COUNTS:-10000 50000}
+IO_THREADS=${IO_THREADS:-2}
+IO_BACKENDS=${IO_BACKENDS:-uring epoll}
+PARK_AFTER_MS=${PARK_AFTER_MS:-1000}
+
+need nginx=nginx-light openssl curl
+ulimit -n "$(ulimit -Hn)"
+HARD=$(ulimit -Hn)
+
+BIN=$(ensure_bin)
+workdir
+
+# hold PORT N PATH: holds N served idle connections; waits until all are open (or gave up);
+# sets HOLD (its pid) and HELD (how many it holds).
+hold() {
+    python3 scripts/bench/hold-connections.py 127.0.0.1 "$1" "$2" "$3" >"$WORK/hold.out" 2>&1 &
+    HOLD=$!
+    PIDS+=("$HOLD")
+    for _ in $(seq 1 6000); do grep -q '^held' "$WORK/hold.out" && break; sleep 0.1; done
+    HELD=$(sed -n 's/^held //p' "$WORK/hold.out")
+    HELD=${HELD:-0}
+    if grep -q '^failed' "$WORK/hold.out"; then sed -n 's/^failed/  client: failed/p' "$WORK/hold.out" >&2; fi
+}
+
+# per_conn BEFORE_KIB AFTER_KIB HELD: bytes per held connection, in KB (1000 bytes).
+per_conn() { awk -v b="$1" -v a="$2" -v n="$3" 'BEGIN {if (n > 0) printf "%.1f", (a - b) * 1024 / n / 1000; else print "-"}'; }
+
+ROWS=()
+for N in $IDLE_COUNTS; do
+    # The server's N plus its own, and the client's N plus its own.
+    if ((N + 512 > HARD)); then
+        echo "==> $N connections: skipped, the hard open-file limit here is $HARD" >&2
+        ROWS+=("| $N | skipped: hard open-file limit $HARD | | |")
+        continue
+    fi
+    row="| $N"
+    for IO in $IO_BACKENDS; do
+        echo "==> infergate on $IO, $N idle TLS connections" >&2
+        PORT=$(free_port)
+        INFERGATE_SERVER__MAX_CONNECTIONS=$((N + 1000)) \
+            INFERGATE_SERVER__KEEPALIVE_PARK_AFTER_MS=$PARK_AFTER_MS \
+            "$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$PORT" --io-threads "$IO_THREADS" \
+            --io "$IO" --log-format json >"$WORK/gw-$IO-$N.log" 2>&1 &
+        GW=$!
+        PIDS+=("$GW")
+        wait_for "https://127.0.0.1:$PORT/ready"
+        sleep 1
+        before=$(rss_kib "$GW")
+        hold "$PORT" "$N" /health
+        # Past the park delay, twice over.
+        sleep "$(awk -v ms="$PARK_AFTER_MS" 'BEGIN {print 1 + 2 * ms / 1000}')"
+        after=$(rss_kib "$GW")
+        parked=$(curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_connections_parked / {print $2}')
+        echo "  $IO: $HELD held, ${parked:-?} parked, RSS $before -> $after KiB: $(per_conn "$before" "$after" "$HELD") KB each" >&2
+        row+=" | $(per_conn "$before" "$after" "$HELD") KB ($HELD held, ${parked:-?} parked)"
+        stop "$HOLD"
+        stop "$GW"
+    done
+
+    echo "==> nginx, $N idle TLS connections" >&2
+    start_nginx "$IO_THREADS" "$N"
+    sleep 1
+    before=$(tree_rss_kib "$NG")
+    hold "$NPORT" "$N" /
+    sleep 3
+    after=$(tree_rss_kib "$NG")
+    echo "  nginx: $HELD held, RSS $before -> $after KiB: $(per_conn "$before" "$after" "$HELD") KB each" >&2
+    row+=" | $(per_conn "$before" "$after" "$HELD") KB ($HELD held) |"
+    stop "$HOLD"
+    stop "$NG"
+    ROWS+=("$row")
+done
+
+header="| idle TLS keep-alive connections"
+rule="|---:"
+for IO in $IO_BACKENDS; do
+    header+=" | infergate $IO"
+    rule+="|---:"
+done
+echo
+echo "RSS per idle connection (KB = 1000 bytes), $(nproc) cores, kernel $(uname -r)," \
+    "infergate $(git rev-parse --short HEAD 2>/dev/null || echo '?') io_threads=$IO_THREADS" \
+    "keepalive_park_after_ms=$PARK_AFTER_MS, $(nginx_version) worker_processes $IO_THREADS:"
+echo
+echo "$header | nginx |"
+echo "$rule|---:|"
+printf '%s\n' "${ROWS[@]}"
