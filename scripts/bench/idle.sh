@@ -10,6 +10,7 @@
 #   scripts/bench/idle.sh                                # IDLE_COUNTS="10000 50000"
 #   IDLE_COUNTS=1000 IO_BACKENDS=epoll scripts/bench/idle.sh
 #   PARK_AFTER_MS=0 scripts/bench/idle.sh                # the gateway never parks
+#   BIN=/tmp/old/infergate PARK_AFTER_MS= scripts/bench/idle.sh   # a build from before parking
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/common.sh
@@ -20,7 +21,7 @@ source scripts/lib/load.sh
 IDLE_COUNTS=${IDLE_COUNTS:-10000 50000}
 IO_THREADS=${IO_THREADS:-2}
 IO_BACKENDS=${IO_BACKENDS:-uring epoll}
-PARK_AFTER_MS=${PARK_AFTER_MS:-1000}
+PARK_AFTER_MS=${PARK_AFTER_MS-1000}
 
 need nginx=nginx-light openssl curl
 ulimit -n "$(ulimit -Hn)"
@@ -56,8 +57,10 @@ for N in $IDLE_COUNTS; do
     for IO in $IO_BACKENDS; do
         echo "==> infergate on $IO, $N idle TLS connections" >&2
         PORT=$(free_port)
-        INFERGATE_SERVER__MAX_CONNECTIONS=$((N + 1000)) \
-            INFERGATE_SERVER__KEEPALIVE_PARK_AFTER_MS=$PARK_AFTER_MS \
+        park=()
+        # Empty: the gateway's own setting (a build from before parking knows no such key).
+        [ -n "$PARK_AFTER_MS" ] && park=("INFERGATE_SERVER__KEEPALIVE_PARK_AFTER_MS=$PARK_AFTER_MS")
+        env INFERGATE_SERVER__MAX_CONNECTIONS=$((N + 1000)) "${park[@]}" \
             "$BIN" --config-dir "$WORK/none" --listen "127.0.0.1:$PORT" --io-threads "$IO_THREADS" \
             --io "$IO" --log-format json >"$WORK/gw-$IO-$N.log" 2>&1 &
         GW=$!
@@ -67,7 +70,7 @@ for N in $IDLE_COUNTS; do
         before=$(rss_kib "$GW")
         hold "$PORT" "$N" /health
         # Past the park delay, twice over.
-        sleep "$(awk -v ms="$PARK_AFTER_MS" 'BEGIN {print 1 + 2 * ms / 1000}')"
+        sleep "$(awk -v ms="${PARK_AFTER_MS:-1000}" 'BEGIN {print 1 + 2 * ms / 1000}')"
         after=$(rss_kib "$GW")
         parked=$(curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_connections_parked / {print $2}')
         echo "  $IO: $HELD held, ${parked:-?} parked, RSS $before -> $after KiB: $(per_conn "$before" "$after" "$HELD") KB each" >&2
@@ -99,7 +102,7 @@ done
 echo
 echo "RSS per idle connection (KB = 1000 bytes), $(nproc) cores, kernel $(uname -r)," \
     "infergate $(git rev-parse --short HEAD 2>/dev/null || echo '?') io_threads=$IO_THREADS" \
-    "keepalive_park_after_ms=$PARK_AFTER_MS, $(nginx_version) worker_processes $IO_THREADS:"
+    "keepalive_park_after_ms=${PARK_AFTER_MS:-its own}, $(nginx_version) worker_processes $IO_THREADS:"
 echo
 echo "$header | nginx |"
 echo "$rule|---:|"

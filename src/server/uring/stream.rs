@@ -247,6 +247,11 @@ impl<R: Future<Output = ReadResult>> AsyncRead for UringStream<R> {
 /// no `poll` op).
 impl<R: Future<Output = ReadResult>> WaitReadable for UringStream<R> {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.write.is_none() && self.staged.is_empty() {
+            // Nothing to send while it waits: the write buffers kept for reuse go too.
+            self.staged = Vec::new();
+            self.spare = Vec::new();
+        }
         self.poll_received(cx).map_ok(|_| ())
     }
 }
