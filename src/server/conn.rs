@@ -137,12 +137,10 @@ where
             // state, kept for the connection's life, and an async fn keeps a slot for each
             // argument it passes on by value; a rustls session (about 1 KB) inline would
             // be kept several times over.
-            let tls = {
-                let mut handshake = Box::pin(acceptor.accept(stream));
-                tokio::select! {
-                    r = tokio::time::timeout(settings.handshake_timeout, &mut handshake) => r,
-                    () = &mut grace => return,
-                }
+            let mut handshake = Box::pin(acceptor.accept(stream));
+            let tls = tokio::select! {
+                r = tokio::time::timeout(settings.handshake_timeout, &mut handshake) => r,
+                () = &mut grace => return,
             };
             let tls = match tls {
                 Ok(Ok(tls)) => Box::new(tls),
@@ -157,6 +155,7 @@ where
                     return;
                 }
             };
+            drop(handshake);
             let proto = match tls.get_ref().1.alpn_protocol() {
                 Some(p) if p == super::tls::ALPN_H2 => Proto::H2,
                 _ => Proto::H1,

@@ -210,9 +210,9 @@ pub fn close_oldest_idle(n: usize) -> usize {
     idle.len()
 }
 
-/// Asks the connection to park ([`Activity::ask_to_park`], see `park`) whenever it has been quiet for
-/// `after` since its last request; never resolves. Asking wakes the connection's task, so
-/// that hyper reads again and the stream can answer.
+/// Asks the connection to park ([`Activity::ask_to_park`], see `park`) whenever it has been
+/// quiet for `after` since its last request; never resolves. Asking wakes the connection's
+/// task, so that hyper reads again and the stream can answer.
 pub async fn ask_to_park_when_quiet(activity: &Activity, after: Duration) {
     loop {
         activity.idle_for(after).await;
