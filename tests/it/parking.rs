@@ -38,19 +38,25 @@ async fn ask(tls: &mut TlsStream<TcpStream>, request: &[u8]) -> Vec<u16> {
     response_statuses(&read_response(tls, Duration::from_secs(10)).await)
 }
 
+/// A connection served one `/health`, then left until it parked.
+async fn served_then_parked(gw: &Gateway) -> TlsStream<TcpStream> {
+    let mut tls = connect(gw.addr).await;
+    assert_eq!(ask(&mut tls, HEALTH).await, [200]);
+    wait_for(
+        "the connection to park",
+        Duration::from_secs(10),
+        async || parked(gw).await == 1.0,
+    )
+    .await;
+    tls
+}
+
 #[test]
 fn a_parked_connection_serves_its_next_requests_past_the_header_timeout() {
     let gw = Gateway::start(parking(30_000));
     let rt = runtime();
     rt.block_on(async {
-        let mut tls = connect(gw.addr).await;
-        assert_eq!(ask(&mut tls, HEALTH).await, [200]);
-        wait_for(
-            "the connection to park",
-            Duration::from_secs(10),
-            async || parked(&gw).await == 1.0,
-        )
-        .await;
+        let mut tls = served_then_parked(&gw).await;
         // Past hyper's 2 s header timer, which an unparked idle connection would not
         // outlive.
         tokio::time::sleep(Duration::from_millis(2_500)).await;
@@ -122,14 +128,7 @@ fn a_parked_connection_closes_at_the_idle_timeout() {
     let gw = Gateway::start(parking(1_500));
     let rt = runtime();
     rt.block_on(async {
-        let mut tls = connect(gw.addr).await;
-        assert_eq!(ask(&mut tls, HEALTH).await, [200]);
-        wait_for(
-            "the connection to park",
-            Duration::from_secs(10),
-            async || parked(&gw).await == 1.0,
-        )
-        .await;
+        let mut tls = served_then_parked(&gw).await;
         // Closed by the server: its TLS close_notify, then the end of the stream.
         let mut chunk = [0u8; 64];
         let closed = tokio::time::timeout(Duration::from_secs(15), async {
