@@ -27,10 +27,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
 
-use crate::server::park::WaitReadable;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_uring::net::TcpStream;
 use tokio_uring::{BufResult, InFlightOneshot, WriteData, WriteTransform};
+
+use crate::server::park::WaitReadable;
 
 /// The buffer of a read that waits for a client's next request (any read after one that
 /// did not fill its buffer). An idle connection keeps a read in flight, and so this
