@@ -30,18 +30,6 @@ HARD=$(ulimit -Hn)
 BIN=$(ensure_bin)
 workdir
 
-# hold PORT N PATH: holds N served idle connections; waits until all are open (or gave up);
-# sets HOLD (its pid) and HELD (how many it holds).
-hold() {
-    python3 scripts/bench/hold-connections.py 127.0.0.1 "$1" "$2" "$3" >"$WORK/hold.out" 2>&1 &
-    HOLD=$!
-    PIDS+=("$HOLD")
-    for _ in $(seq 1 6000); do grep -q '^held' "$WORK/hold.out" && break; sleep 0.1; done
-    HELD=$(sed -n 's/^held //p' "$WORK/hold.out")
-    HELD=${HELD:-0}
-    if grep -q '^failed' "$WORK/hold.out"; then sed -n 's/^failed/  client: failed/p' "$WORK/hold.out" >&2; fi
-}
-
 # per_conn BEFORE_KIB AFTER_KIB HELD: bytes per held connection, in KB (1000 bytes).
 per_conn() { awk -v b="$1" -v a="$2" -v n="$3" 'BEGIN {if (n > 0) printf "%.1f", (a - b) * 1024 / n / 1000; else print "-"}'; }
 
@@ -68,7 +56,7 @@ for N in $IDLE_COUNTS; do
         wait_for "https://127.0.0.1:$PORT/ready"
         sleep 1
         before=$(rss_kib "$GW")
-        hold "$PORT" "$N" /health
+        hold "$PORT" "$N" /health 600
         # Past the park delay, twice over.
         sleep "$(awk -v ms="${PARK_AFTER_MS:-1000}" 'BEGIN {print 1 + 2 * ms / 1000}')"
         after=$(rss_kib "$GW")
@@ -83,7 +71,7 @@ for N in $IDLE_COUNTS; do
     start_nginx "$IO_THREADS" "$N"
     sleep 1
     before=$(tree_rss_kib "$NG")
-    hold "$NPORT" "$N" /
+    hold "$NPORT" "$N" / 600
     sleep 3
     after=$(tree_rss_kib "$NG")
     echo "  nginx: $HELD held, RSS $before -> $after KiB: $(per_conn "$before" "$after" "$HELD") KB each" >&2

@@ -126,13 +126,9 @@ for IO in $IO_BACKENDS; do
     start_gateway idle
     sleep 1
     HELD_BEFORE[$IO]=$(rss_kib "$GW")
-    python3 scripts/bench/hold-connections.py 127.0.0.1 "$PORT" "$IDLE_CONNS" >"$WORK/hold.out" 2>&1 &
-    HOLD=$!
-    PIDS+=("$HOLD")
-    for _ in $(seq 1 1200); do grep -q '^held' "$WORK/hold.out" && break; sleep 0.1; done
+    hold "$PORT" "$IDLE_CONNS" /health 120
     sleep 2
-    held=$(sed -n 's/^held //p' "$WORK/hold.out")
-    HELD[$IO]=${held:-0}
+    HELD[$IO]=$HELD
     HELD_RSS[$IO]=$(rss_kib "$GW")
     stop "$HOLD"
     stop "$GW"
@@ -154,12 +150,9 @@ sleep 1
 nginx_idle_rss=$(tree_rss_kib "$NG")
 read -r NGINX_H1 NGINX_P50 NGINX_P99 <<<"$(wrk_run "https://127.0.0.1:$NPORT/")"
 read -r NGINX_H2 NGINX_H2_P50 NGINX_H2_P99 <<<"$(h2_run "https://127.0.0.1:$NPORT/")"
-python3 scripts/bench/hold-connections.py 127.0.0.1 "$NPORT" "$IDLE_CONNS" / >"$WORK/hold-nginx.out" 2>&1 &
-HOLD=$!
-PIDS+=("$HOLD")
-for _ in $(seq 1 1200); do grep -q '^held' "$WORK/hold-nginx.out" && break; sleep 0.1; done
+hold "$NPORT" "$IDLE_CONNS" / 120
 sleep 2
-nginx_held=$(sed -n 's/^held //p' "$WORK/hold-nginx.out")
+nginx_held=$HELD
 nginx_idle_conns_rss=$(tree_rss_kib "$NG")
 stop "$HOLD"
 

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Load and the same-run reference, shared by scripts/bench.sh and scripts/bench/ (sourced
-# after common.sh, with WORK made): wrk and h2load runs that print "req/s p50 p99", and
-# nginx `return 200` over TLS.
+# after common.sh, with WORK made): wrk and h2load runs that print "req/s p50 p99", idle
+# connections held open, and nginx `return 200` over TLS.
 
 # wrk_run URL [LUA]: wrk -t2 -c$CONNS -d${DURATION}s; prints "req/s p50 p99"; errors the
 # tool reports go to stderr.
@@ -48,6 +48,20 @@ f:close()
 wrk.headers["content-type"] = "$2"
 ${4:-}
 LUA
+}
+
+# hold PORT N PATH WAIT_S: N TLS connections to 127.0.0.1:PORT, each served `GET PATH` and
+# then held idle (scripts/bench/hold-connections.py, in the background); waits up to WAIT_S
+# for all to be open. Sets HOLD (its pid, for `stop`) and HELD (how many it holds); a
+# client's failures go to stderr.
+hold() {
+    python3 scripts/bench/hold-connections.py 127.0.0.1 "$1" "$2" "$3" >"$WORK/hold.out" 2>&1 &
+    HOLD=$!
+    PIDS+=("$HOLD")
+    for _ in $(seq 1 $(($4 * 10))); do grep -q '^held' "$WORK/hold.out" && break; sleep 0.1; done
+    HELD=$(sed -n 's/^held //p' "$WORK/hold.out")
+    HELD=${HELD:-0}
+    if grep -q '^failed' "$WORK/hold.out"; then sed -n 's/^failed/  client: failed/p' "$WORK/hold.out" >&2; fi
 }
 
 # start_nginx WORKERS CONNECTIONS: nginx `return 200 'ok'` over TLS (HTTP/1.1 and h2, a

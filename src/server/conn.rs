@@ -314,7 +314,7 @@ where
     }
     let park_after = settings.park_after.filter(|_| S::PARKS);
     let mut closed = false;
-    loop {
+    let result = loop {
         // Boxed: while the connection is parked, its task keeps none of hyper's state.
         let mut conn = Box::new(builder.serve_connection(TokioIo::new(stream), service));
         let asking = async {
@@ -344,13 +344,7 @@ where
         // hyper's read buffer, frozen: dropped here, not kept while the connection parks.
         let unread = parts.read_buf;
         if !stream.take_parked() || result.is_err() {
-            // What hyper does at the end when not told otherwise, even after an error it
-            // answered (a 400 for a head it cannot parse, which it returns only after): the
-            // rest of the answer flushed, the TLS close_notify, the TCP FIN; bounded by the
-            // idle timeout. (Dropped unflushed, an io_uring send still in flight would be
-            // cut off.)
-            let _ = tokio::time::timeout(settings.idle_timeout, stream.shutdown()).await;
-            return result;
+            break result;
         }
         // Parked. hyper keeps no bytes it read: at a park point there are none, and with
         // some it would have ended with an error (an incomplete request).
@@ -358,8 +352,7 @@ where
         drop(unread);
         if closed {
             // Asked to close as it parked: it is idle, so at once.
-            let _ = tokio::time::timeout(settings.idle_timeout, stream.shutdown()).await;
-            return Ok(());
+            break Ok(());
         }
         let parked = Parked::count();
         let woken = tokio::select! {
@@ -371,10 +364,15 @@ where
         };
         drop(parked);
         if !woken {
-            let _ = tokio::time::timeout(settings.idle_timeout, stream.shutdown()).await;
-            return Ok(());
+            break Ok(());
         }
-    }
+    };
+    // What hyper does at the end when not told otherwise, even after an error it answered
+    // (a 400 for a head it cannot parse, which it returns only after): the rest of the
+    // answer flushed, the TLS close_notify, the TCP FIN; bounded by the idle timeout.
+    // (Dropped unflushed, an io_uring send still in flight would be cut off.)
+    let _ = tokio::time::timeout(settings.idle_timeout, stream.shutdown()).await;
+    result
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

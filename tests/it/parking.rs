@@ -32,6 +32,14 @@ async fn parked(gw: &Gateway) -> f64 {
     gw.metric("infergate_connections_parked ").await
 }
 
+/// Waits (up to 10 s) until `count` connections are parked; `what` names the wait.
+async fn until_parked(gw: &Gateway, count: f64, what: &str) {
+    wait_for(what, Duration::from_secs(10), async || {
+        parked(gw).await == count
+    })
+    .await;
+}
+
 /// Writes `request` (the suite's key added) and reads one response; its status.
 async fn ask(tls: &mut TlsStream<TcpStream>, request: &[u8]) -> Vec<u16> {
     tls.write_all(&with_suite_key(request)).await.unwrap();
@@ -42,12 +50,7 @@ async fn ask(tls: &mut TlsStream<TcpStream>, request: &[u8]) -> Vec<u16> {
 async fn served_then_parked(gw: &Gateway) -> TlsStream<TcpStream> {
     let mut tls = connect(gw.addr).await;
     assert_eq!(ask(&mut tls, HEALTH).await, [200]);
-    wait_for(
-        "the connection to park",
-        Duration::from_secs(10),
-        async || parked(gw).await == 1.0,
-    )
-    .await;
+    until_parked(gw, 1.0, "the connection to park").await;
     tls
 }
 
@@ -87,12 +90,7 @@ fn a_parked_connection_serves_its_next_requests_past_the_header_timeout() {
         assert_eq!(parked(&gw).await, 0.0, "served, so no longer parked");
 
         // Parked again; then two requests in one write (pipelined), both answered.
-        wait_for(
-            "the connection to park again",
-            Duration::from_secs(10),
-            async || parked(&gw).await == 1.0,
-        )
-        .await;
+        until_parked(&gw, 1.0, "the connection to park again").await;
         let two = [with_suite_key(HEALTH), with_suite_key(HEALTH)].concat();
         tls.write_all(&two).await.unwrap();
         let mut got = Vec::new();
@@ -109,17 +107,9 @@ fn a_parked_connection_serves_its_next_requests_past_the_header_timeout() {
         assert_eq!(response_statuses(&got), [200, 200]);
 
         // The client leaves while parked: the gauge comes back down.
-        wait_for("the third park", Duration::from_secs(10), async || {
-            parked(&gw).await == 1.0
-        })
-        .await;
+        until_parked(&gw, 1.0, "the third park").await;
         drop(tls);
-        wait_for(
-            "the parked count to fall",
-            Duration::from_secs(10),
-            async || parked(&gw).await == 0.0,
-        )
-        .await;
+        until_parked(&gw, 0.0, "the parked count to fall").await;
     });
 }
 
