@@ -19,7 +19,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
 use infergate::admission::Admission;
-use infergate::auth::{Auth, KeySet, Scope, Scopes, keys};
+use infergate::auth::{Auth, KeySet, ProtectedMode, Scope, Scopes, keys};
 use infergate::config::{AdmissionSection, RateLimitSection};
 use infergate::deadline::DeadlinePolicy;
 use infergate::rate_limit::{Client, RateLimits};
@@ -34,7 +34,7 @@ fn auth_with(n: usize) -> Auth {
         .map(|i| keys::line(&format!("k{i}"), scopes, &format!("ig_other_{i}")))
         .collect();
     lines.push(keys::line("bench", scopes, KEY));
-    let auth = Auth::open();
+    let auth = Auth::open(ProtectedMode::off());
     auth.replace(KeySet::parse(&lines.join("\n")).unwrap());
     auth
 }
@@ -48,8 +48,9 @@ fn auth(c: &mut Criterion) {
     let mut group = c.benchmark_group("auth");
     for n in [1, 100] {
         let auth = auth_with(n);
+        let client = IpAddr::from([127, 0, 0, 1]);
         group.bench_function(format!("authorize_{n}_keys"), |b| {
-            b.iter(|| auth.authorize(black_box(&headers), Some(Scope::Predict)))
+            b.iter(|| auth.authorize(black_box(&headers), Some(Scope::Predict), client))
         });
     }
     group.finish();

@@ -16,9 +16,11 @@ step "scripts/test.sh on $(nproc) cores"
 # (tests/it/support/postgres_server.rs: initdb + postgres, run as the non-root `postgres`
 # user the package creates when the tests run as root). The image parity tests run the
 # Pillow + numpy reference (scripts/models/) from a venv. The pages' tests
-# (tests/it/pages.rs) drive Debian's chromium, headless, through its chromedriver.
+# (tests/it/pages.rs) drive Debian's chromium, headless, through its chromedriver. The
+# protected-mode tests make a network namespace with iproute2's `ip` (a client with an
+# address that is not loopback).
 need cc=build-essential pkg-config curl=curl,ca-certificates git redis-server \
-    initdb=postgresql python3 python3-venv chromium chromedriver=chromium-driver
+    initdb=postgresql python3 python3-venv chromium chromedriver=chromium-driver ip=iproute2
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
 fi

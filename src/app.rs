@@ -5,6 +5,7 @@
 //! and the drain. An instance started beside another that serves its port opens its
 //! listener only once ready ([`Opening`]).
 
+pub mod access;
 mod assemble;
 mod public_listener;
 pub mod tls_reload;

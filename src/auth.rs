@@ -1,16 +1,20 @@
 //! Who is calling, and may they: API keys from a file, checked before a request's body is
 //! read. The limits/auth step of the request path, between the router and the decoding.
 //!
-//! Without a key file the gateway is open (the embedded default; one WARN at start). With
-//! one, every route but the health and readiness routes and `/openapi.json` needs a key:
-//! `Authorization: Bearer KEY` or `X-API-Key: KEY`. `POST /predict` needs the `predict` scope; `/metrics`, `/stats` and
-//! anything else `admin` (which implies `predict`). The file is re-read on SIGHUP and
+//! Without a key file the gateway is open (the embedded default; one WARN at start), but in
+//! [`protected`] mode: the routes that need the `admin` scope answer only to clients on
+//! this machine. With one, every route but the health and readiness routes and
+//! `/openapi.json` needs a key: `Authorization: Bearer KEY` or `X-API-Key: KEY`. `POST
+//! /predict` needs the `predict` scope; `/metrics`, `/stats` and anything else `admin`
+//! (which implies `predict`). The file is re-read on SIGHUP and
 //! whenever its content changes ([`reload`]); a file that turns unreadable or invalid
 //! leaves the keys in force as they were.
 
 pub mod keys;
+pub mod protected;
 pub mod reload;
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -18,6 +22,7 @@ use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
 pub use crate::auth::keys::{KeySet, Scope, Scopes};
+pub use crate::auth::protected::{LocalNet, ProtectedMode, ProtectedSettings};
 use crate::metrics::{API_KEYS, AUTH_REFUSED_TOTAL};
 
 /// Why a request was refused.
@@ -37,6 +42,15 @@ pub enum AuthError {
         /// The scope it lacks.
         needed: &'static str,
     },
+    /// An admin route, asked from off this machine while no key file is in force.
+    #[error(
+        "with no API keys configured (protected mode), this admin route answers only to \
+         clients on the gateway's own machine; to reach it from elsewhere, add a key \
+         (`infergate hash-key --name NAME --scopes admin`, its line in the key file \
+         auth.keys_path) and send it, or set auth.protected_mode = false to open the admin \
+         routes to anyone who can connect"
+    )]
+    Protected,
 }
 
 impl AuthError {
@@ -46,6 +60,7 @@ impl AuthError {
             Self::Missing => "missing",
             Self::Invalid => "invalid",
             Self::Forbidden { .. } => "forbidden",
+            Self::Protected => "protected",
         }
     }
 }
@@ -80,6 +95,8 @@ pub struct Auth {
     /// `None`: open, no key file.
     keys: RwLock<Option<Arc<KeySet>>>,
     path: Option<PathBuf>,
+    /// Who reaches the admin routes while `keys` is `None`.
+    protected: ProtectedMode,
 }
 
 /// The key file could not be read or parsed.
@@ -101,18 +118,19 @@ pub enum KeyFileLoadError {
 }
 
 impl Auth {
-    /// No keys: every route open.
-    pub fn open() -> Self {
+    /// No keys, `protected` deciding who reaches the admin routes.
+    pub fn open(protected: ProtectedMode) -> Self {
         Self {
             keys: RwLock::new(None),
             path: None,
+            protected,
         }
     }
 
     /// Keys from `path`, checked at start: a file that does not exist leaves the gateway
-    /// open (and is watched: keys written there later are taken up); one that exists must
-    /// be readable and valid.
-    pub fn from_file(path: &Path) -> Result<Self, KeyFileLoadError> {
+    /// open but `protected` (and is watched: keys written there later are taken up); one
+    /// that exists must be readable and valid.
+    pub fn from_file(path: &Path, protected: ProtectedMode) -> Result<Self, KeyFileLoadError> {
         let keys = match std::fs::read_to_string(path) {
             Ok(text) => Some(Arc::new(KeySet::parse(&text).map_err(|error| {
                 KeyFileLoadError::Parse {
@@ -132,7 +150,13 @@ impl Auth {
         Ok(Self {
             keys: RwLock::new(keys),
             path: Some(path.to_owned()),
+            protected,
         })
+    }
+
+    /// Protected mode, which applies while no key file is in force.
+    pub fn protected(&self) -> &ProtectedMode {
+        &self.protected
     }
 
     /// The key file watched, if any.
@@ -159,11 +183,14 @@ impl Auth {
             .is_some()
     }
 
-    /// Checks the key `headers` present for `needed` (`None`: an open route).
+    /// Checks the key `headers` present for `needed` (`None`: an open route), from
+    /// `client` (the peer, or the client a trusted proxy names). Without keys anyone may
+    /// call, but an `admin` route only from where protected mode admits.
     pub fn authorize(
         &self,
         headers: &HeaderMap,
         needed: Option<Scope>,
+        client: IpAddr,
     ) -> Result<Caller, AuthError> {
         let Some(needed) = needed else {
             return Ok(Caller::Anonymous);
@@ -171,10 +198,13 @@ impl Auth {
         // Checked under the read lock (no await in it) rather than on a clone of the Arc:
         // a clone is an atomic add and subtract, shared by every I/O thread, per request.
         let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
-        let Some(keys) = keys.as_deref() else {
-            return Ok(Caller::Anonymous);
+        let outcome = match keys.as_deref() {
+            Some(keys) => check(keys, headers, needed),
+            None if needed == Scope::Admin && !self.protected.admits(client) => {
+                Err(AuthError::Protected)
+            }
+            None => return Ok(Caller::Anonymous),
         };
-        let outcome = check(keys, headers, needed);
         if let Err(e) = &outcome {
             metrics::counter!(AUTH_REFUSED_TOTAL, "reason" => e.reason()).increment(1);
         }
@@ -225,8 +255,18 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    const AWAY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
+
+    fn protected() -> ProtectedMode {
+        ProtectedMode::new(&ProtectedSettings {
+            enabled: true,
+            local_networks: Vec::new(),
+        })
+    }
+
     fn auth() -> Auth {
-        let auth = Auth::open();
+        let auth = Auth::open(protected());
         let text = [
             keys::line("app", Scopes::of(&[Scope::Predict]), "ig_app"),
             keys::line("ops", Scopes::of(&[Scope::Admin]), "ig_ops"),
@@ -244,17 +284,52 @@ mod tests {
 
     #[test]
     fn open_until_keys_are_set() {
-        let open = Auth::open();
+        let open = Auth::open(ProtectedMode::off());
         assert!(!open.is_enforced());
         assert_eq!(
-            open.authorize(&HeaderMap::new(), Some(Scope::Admin)),
+            open.authorize(&HeaderMap::new(), Some(Scope::Admin), AWAY),
             Ok(Caller::Anonymous)
         );
         let auth = auth();
         assert!(auth.is_enforced());
         assert_eq!(
-            auth.authorize(&HeaderMap::new(), None),
+            auth.authorize(&HeaderMap::new(), None, AWAY),
             Ok(Caller::Anonymous)
+        );
+    }
+
+    #[test]
+    fn protected_without_keys_admin_only_from_here() {
+        let open = Auth::open(protected());
+        let none = HeaderMap::new();
+        assert_eq!(
+            open.authorize(&none, Some(Scope::Admin), HERE),
+            Ok(Caller::Anonymous)
+        );
+        assert_eq!(
+            open.authorize(&none, Some(Scope::Admin), AWAY),
+            Err(AuthError::Protected)
+        );
+        // A key presented changes nothing while there are none to check it against.
+        let ops = with("x-api-key", "ig_ops");
+        assert_eq!(
+            open.authorize(&ops, Some(Scope::Admin), AWAY),
+            Err(AuthError::Protected)
+        );
+        assert_eq!(
+            open.authorize(&none, Some(Scope::Predict), AWAY),
+            Ok(Caller::Anonymous)
+        );
+        assert_eq!(open.authorize(&none, None, AWAY), Ok(Caller::Anonymous));
+        // Keys in force: scopes decide, wherever the caller is.
+        let keyed = auth();
+        assert_eq!(
+            keyed.authorize(&ops, Some(Scope::Admin), AWAY),
+            Ok(Caller::Key(Arc::from("ops")))
+        );
+        assert_eq!(
+            keyed.authorize(&none, Some(Scope::Admin), HERE),
+            Err(AuthError::Missing)
         );
     }
 
@@ -267,19 +342,22 @@ mod tests {
             with("authorization", "bearer  ig_app "),
             with("x-api-key", "ig_app"),
         ] {
-            assert_eq!(auth.authorize(&h, Some(Scope::Predict)), Ok(app.clone()));
+            assert_eq!(
+                auth.authorize(&h, Some(Scope::Predict), AWAY),
+                Ok(app.clone())
+            );
         }
         let h = with("authorization", "Bearer ig_app");
         assert!(matches!(
-            auth.authorize(&h, Some(Scope::Admin)),
+            auth.authorize(&h, Some(Scope::Admin), AWAY),
             Err(AuthError::Forbidden {
                 needed: "admin",
                 ..
             })
         ));
         let ops = with("x-api-key", "ig_ops");
-        assert!(auth.authorize(&ops, Some(Scope::Predict)).is_ok());
-        assert!(auth.authorize(&ops, Some(Scope::Admin)).is_ok());
+        assert!(auth.authorize(&ops, Some(Scope::Predict), AWAY).is_ok());
+        assert!(auth.authorize(&ops, Some(Scope::Admin), AWAY).is_ok());
     }
 
     #[test]
@@ -287,7 +365,7 @@ mod tests {
         let auth = auth();
         let needed = Some(Scope::Predict);
         assert_eq!(
-            auth.authorize(&HeaderMap::new(), needed),
+            auth.authorize(&HeaderMap::new(), needed, AWAY),
             Err(AuthError::Missing)
         );
         for h in [
@@ -297,7 +375,11 @@ mod tests {
             with("authorization", "ig_app"),
             with("x-api-key", " "),
         ] {
-            assert_eq!(auth.authorize(&h, needed), Err(AuthError::Invalid), "{h:?}");
+            assert_eq!(
+                auth.authorize(&h, needed, AWAY),
+                Err(AuthError::Invalid),
+                "{h:?}"
+            );
         }
     }
 
@@ -305,10 +387,10 @@ mod tests {
     fn a_replaced_set_revokes_at_once() {
         let auth = auth();
         let h = with("x-api-key", "ig_app");
-        assert!(auth.authorize(&h, Some(Scope::Predict)).is_ok());
+        assert!(auth.authorize(&h, Some(Scope::Predict), AWAY).is_ok());
         auth.replace(KeySet::default());
         assert_eq!(
-            auth.authorize(&h, Some(Scope::Predict)),
+            auth.authorize(&h, Some(Scope::Predict), AWAY),
             Err(AuthError::Invalid)
         );
     }
@@ -317,11 +399,12 @@ mod tests {
     fn a_missing_file_is_open_and_a_bad_one_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("api_keys");
-        assert!(!Auth::from_file(&path).unwrap().is_enforced());
+        let load = |path: &Path| Auth::from_file(path, protected());
+        assert!(!load(&path).unwrap().is_enforced());
         std::fs::write(&path, "nonsense\n").unwrap();
-        let err = Auth::from_file(&path).unwrap_err();
+        let err = load(&path).unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
         std::fs::write(&path, "# every key revoked\n").unwrap();
-        assert!(Auth::from_file(&path).unwrap().is_enforced());
+        assert!(load(&path).unwrap().is_enforced());
     }
 }

@@ -44,7 +44,7 @@ use crate::http::error::ApiError;
 use crate::http::finish::Exchange;
 use crate::http::route::{Answer, Call, Handler, IntoAnswer, Methods, Protocol, RouteDef, Shape};
 use crate::predict::RequestOptions;
-use crate::state::Gateway;
+use crate::state::{Gateway, PagesSettings};
 use Methods::{Post, Read};
 use Protocol::{Grpc, Oip, Page, Repository, Seed};
 use Shape::{Exact, OrSlash, Prefix, Versioned};
@@ -281,9 +281,56 @@ pub fn route_of(path: &str) -> &'static RouteDef {
         .unwrap_or(&UNKNOWN)
 }
 
+/// The route table's labels split by who may call them while no keys are configured: open
+/// to anyone, and admin (kept to this machine by protected mode); each once, in table
+/// order, as `pages` serves and scopes the pages.
+pub fn labels_by_scope(pages: PagesSettings) -> (Vec<&'static str>, Vec<&'static str>) {
+    let (mut open, mut admin) = (Vec::new(), Vec::new());
+    for route in ROUTES {
+        if !std::ptr::eq(pages::route(pages, route), route) {
+            continue;
+        }
+        let side = match pages::scope(pages, route) {
+            Some(Scope::Admin) => &mut admin,
+            _ => &mut open,
+        };
+        if !side.contains(&route.label) {
+            side.push(route.label);
+        }
+    }
+    (open, admin)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admin_labels_come_from_the_rows_scopes() {
+        let pages = |enabled, scope| PagesSettings { enabled, scope };
+        let (open, admin) = labels_by_scope(pages(true, None));
+        assert_eq!(
+            admin,
+            ["/stats", "/metrics", "/console/status", "/v2/repository"]
+        );
+        for label in [
+            "/health",
+            "/ready",
+            "/predict",
+            "/openapi.json",
+            "/",
+            "/docs",
+        ] {
+            assert!(open.contains(&label), "{label} in {open:?}");
+        }
+        assert!(open.contains(&"/v2/models/{model}/infer") && open.contains(&"grpc:inference"));
+        // Pages follow ui.scope, and are no route at all when off.
+        let (open, admin) = labels_by_scope(pages(true, Some(Scope::Admin)));
+        assert!(admin.contains(&"/") && admin.contains(&"/docs") && !open.contains(&"/"));
+        let (open, admin) = labels_by_scope(pages(false, None));
+        assert!(!open.contains(&"/") && !admin.contains(&"/"));
+        assert!(admin.contains(&"/console/status"));
+    }
 
     #[test]
     fn request_ids_are_honoured_only_when_sane() {

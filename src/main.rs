@@ -53,9 +53,13 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&loaded.config),
         Command::PrintConfig { sources, .. } => {
             // print-config's output is the one thing this program writes to stdout.
+            // The access line is a TOML comment, so the output still parses.
+            let rendered = config::render_toml(&loaded, sources);
+            let (header, rest) = rendered.split_once('\n').unwrap_or((&rendered, ""));
+            let access = infergate::app::access::summary(&loaded.config);
             #[allow(clippy::print_stdout)]
             {
-                print!("{}", config::render_toml(&loaded, sources));
+                print!("{header}\n# access: {access}\n{rest}");
             }
             ExitCode::SUCCESS
         }
@@ -77,11 +81,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// `check-config`, once the configuration is valid: says so, and what the open-file limit
+/// `check-config`, once the configuration is valid: says so, who may call what (protected
+/// mode's effect included), and what the open-file limit
 /// will be once raised at start beside what `server.max_connections` needs; exit 2 when it
 /// falls short and `server.strict_fd_limit` would refuse to start.
 fn check_config(config: &Config) -> ExitCode {
     eprintln!("configuration is valid");
+    eprintln!("access: {}", infergate::app::access::summary(config));
     let server = &config.server;
     let Ok(limit) = fd_limit::current() else {
         eprintln!("open-file limit: cannot be read");

@@ -243,7 +243,7 @@ fn export_rare_at_zero() {
     for policy in ["key", "ip"] {
         counter!(RATE_LIMITED_TOTAL, "policy" => policy).absolute(0);
     }
-    for reason in ["missing", "invalid", "forbidden"] {
+    for reason in ["missing", "invalid", "forbidden", "protected"] {
         counter!(AUTH_REFUSED_TOTAL, "reason" => reason).absolute(0);
     }
 }
@@ -338,7 +338,7 @@ fn describe() {
     );
     describe_counter!(
         AUTH_REFUSED_TOTAL,
-        "Requests refused for their API key, by reason (missing, invalid, forbidden)."
+        "Requests refused for their API key, by reason (missing, invalid, forbidden), or by protected mode (protected: an admin route asked from off this machine while there are no keys)."
     );
     describe_counter!(
         RATE_LIMITED_TOTAL,

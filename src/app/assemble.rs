@@ -7,7 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use super::AppError;
 use crate::admission::Admission;
-use crate::auth::Auth;
+use crate::auth::{Auth, ProtectedMode};
 use crate::batch::Batcher;
 use crate::cache::CacheMode;
 use crate::cache::l1::L1;
@@ -201,23 +201,12 @@ pub fn assemble_with_metrics(
     Ok(Assembled { gateway, metrics })
 }
 
-/// The API keys, from `auth.keys_path` (or the `api_keys` secret); open, with one WARN,
-/// where there is no such file.
+/// The API keys, from `auth.keys_path` (or the `api_keys` secret), protected mode
+/// deciding who reaches the admin routes where there is no such file; said at start.
 fn load_auth(config: &Config) -> Result<Auth, AppError> {
     let path = config.auth.keys_path(&config.secrets.dir);
-    let auth = Auth::from_file(&path)?;
-    match auth.keys() {
-        Some(keys) => tracing::info!(
-            path = %path.display(),
-            keys = keys.len(),
-            "API keys on: /predict needs a predict key, /metrics and /stats an admin key"
-        ),
-        None => tracing::warn!(
-            path = %path.display(),
-            "no API key file: every route is open to anyone who can connect; add keys with \
-             `infergate hash-key` (auth.keys_path, or the api_keys secret)"
-        ),
-    }
+    let auth = Auth::from_file(&path, ProtectedMode::new(&config.auth.protected()))?;
+    super::access::announce(config, &auth, &path);
     Ok(auth)
 }
 

@@ -105,6 +105,7 @@ fn apply(auth: &Auth, change: Change, forced: bool, path: &std::path::Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::ProtectedMode;
     use crate::auth::keys::{self, Scope, Scopes};
 
     fn line(name: &str, key: &str) -> String {
@@ -153,7 +154,8 @@ mod tests {
     fn can(auth: &Auth, key: &str) -> bool {
         let mut h = http::HeaderMap::new();
         h.insert("x-api-key", http::HeaderValue::from_str(key).unwrap());
-        auth.authorize(&h, Some(Scope::Predict)).is_ok()
+        let here = std::net::IpAddr::from([127, 0, 0, 1]);
+        auth.authorize(&h, Some(Scope::Predict), here).is_ok()
     }
 
     #[tokio::test(start_paused = true)]
@@ -161,7 +163,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("api_keys");
         std::fs::write(&path, line("old", "k-old")).unwrap();
-        let auth = Arc::new(Auth::from_file(&path).unwrap());
+        let auth = Arc::new(Auth::from_file(&path, ProtectedMode::off()).unwrap());
         let interval = Duration::from_secs(1);
         let now = LookNow::new();
         assert!(spawn(Arc::clone(&auth), interval, now.clone()));

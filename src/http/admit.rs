@@ -1,6 +1,7 @@
 //! The first stage of every request: whether it reaches its handler at all. A head past
 //! the limits is refused before anything is looked at (no key checked, no token taken);
-//! then who is asking, against the scope the route needs; then the caller's rate limit.
+//! then who is asking, from where, against the scope the route needs (protected mode
+//! judges the client a trusted proxy names, not the proxy); then the caller's rate limit.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -36,9 +37,9 @@ pub fn admit<B>(
     peer: Option<IpAddr>,
 ) -> Admission {
     let scope = pages::scope(serving.pages, route);
-    let caller = caller(serving, req, scope, peer);
-    let key = caller.as_ref().ok().and_then(Caller::key_name).cloned();
     let client_addr = peer.map(|p| serving.rate_limits.client_addr(p, req.headers()));
+    let caller = caller(serving, req, scope, client_addr);
+    let key = caller.as_ref().ok().and_then(Caller::key_name).cloned();
     let verdict = match &caller {
         Ok(caller) if scope.is_some() => rate_limit(serving, caller, client_addr),
         _ => None,
@@ -64,26 +65,27 @@ pub fn admit<B>(
     }
 }
 
-/// Who is asking: the check socket (no peer address) is trusted, since only who can open
-/// its file reaches it; a verified client certificate is an admin (no key is looked at);
-/// anyone else shows a key with the route's `scope`, when keys are on.
+/// Who is asking: the check socket (no client address) is trusted, since only who can
+/// open its file reaches it; a verified client certificate is an admin (no key is looked
+/// at); anyone else shows a key with the route's `scope` when keys are on, and without keys
+/// reaches an admin route only from where protected mode admits `client`.
 fn caller<B>(
     serving: &Serving,
     req: &Request<B>,
     scope: Option<Scope>,
-    peer: Option<IpAddr>,
+    client: Option<IpAddr>,
 ) -> Result<Caller, ApiError> {
     if let Some(refused) = refuse_head(serving, req) {
         return Err(refused);
     }
-    if peer.is_none() {
+    let Some(client) = client else {
         return Ok(Caller::Local);
-    }
+    };
     match req.extensions().get::<ClientCert>() {
         Some(ClientCert(name)) => Ok(Caller::Cert(Arc::clone(name))),
         None => serving
             .auth
-            .authorize(req.headers(), scope)
+            .authorize(req.headers(), scope, client)
             .map_err(ApiError::from),
     }
 }

@@ -74,6 +74,10 @@ pub enum ApiError {
         /// The scope needed.
         scope: &'static str,
     },
+    /// An admin route asked from off the gateway's machine while no keys are configured
+    /// (protected mode); the message says how to open it.
+    #[error("{0}")]
+    ProtectedMode(String),
     /// `Content-Length` and `Transfer-Encoding` in one head: a smuggling attempt.
     #[error("the request has both Content-Length and Transfer-Encoding; send one of them")]
     AmbiguousFraming,
@@ -165,7 +169,7 @@ impl ApiError {
             | Self::AmbiguousFraming
             | Self::InvalidHost => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Forbidden { .. } | Self::ProtectedMode(_) => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooManyHeaders { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::NotFound(_) | Self::UnknownModel(_) | Self::UnknownVersion(_) => {
@@ -195,6 +199,7 @@ impl ApiError {
             Self::MalformedJson(_) => "malformed_json",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Forbidden { .. } => "forbidden",
+            Self::ProtectedMode(_) => "protected_mode",
             Self::RateLimited { .. } => "rate_limited",
             Self::TooManyHeaders { .. } => "too_many_headers",
             Self::AmbiguousFraming => "ambiguous_framing",
@@ -334,6 +339,7 @@ impl From<AuthError> for ApiError {
                 message,
                 scope: needed,
             },
+            AuthError::Protected => Self::ProtectedMode(message),
         }
     }
 }

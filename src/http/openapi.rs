@@ -242,7 +242,9 @@ const KEY_REFUSALS: [(u16, &str, bool); 3] = [
     ),
     (
         403,
-        "The key lacks the scope this route needs (`forbidden`).",
+        "The key lacks the scope this route needs (`forbidden`); or, on an admin route \
+         while no keys are configured, the client is not on the gateway's machine \
+         (`protected_mode`, see `auth.protected_mode`).",
         false,
     ),
     (

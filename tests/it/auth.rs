@@ -310,7 +310,7 @@ fn hash_key_prints_the_line_that_lets_its_key_in() {
 }
 
 #[test]
-fn without_a_key_file_every_route_is_open_with_one_warning() {
+fn without_a_key_file_loopback_reaches_every_route_with_one_warning() {
     let gw = Gateway::start(Options::default().tabular_only());
     runtime().block_on(async {
         for (_, c) in clients() {

@@ -81,6 +81,51 @@ fn check_config_accepts_the_shipped_files() {
 }
 
 #[test]
+fn check_config_and_print_config_say_who_may_call_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let access = |env: &[(&str, &str)]| {
+        let check = run(&["check-config"], env, dir.path());
+        assert_eq!(check.status.code(), Some(0), "{check:?}");
+        let stderr = String::from_utf8_lossy(&check.stderr).into_owned();
+        let print = run(&["print-config"], env, dir.path());
+        let stdout = String::from_utf8_lossy(&print.stdout).into_owned();
+        let line = stderr.lines().find(|l| l.starts_with("access: ")).unwrap();
+        // print-config says the same, as a comment its TOML keeps.
+        assert!(stdout.contains(&format!("# {line}\n")), "{stdout}");
+        line.to_owned()
+    };
+    let line = access(&[]);
+    assert!(
+        line.contains("no API key file at")
+            && line.contains(
+                "protected mode, the admin routes /stats /metrics /console/status \
+                 /v2/repository answer only to loopback, the check socket; the rest to anyone"
+            ),
+        "{line}"
+    );
+    let line = access(&[(
+        "INFERGATE_AUTH__LOCAL_NETWORKS",
+        r#"["attached", "10.0.0.1/8"]"#,
+    )]);
+    assert!(
+        line.contains("only to loopback, the check socket, attached, 10.0.0.0/8;"),
+        "{line}"
+    );
+    let line = access(&[("INFERGATE_AUTH__PROTECTED_MODE", "false")]);
+    assert!(
+        line.contains("auth.protected_mode = false: every route"),
+        "{line}"
+    );
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/api_keys"), "").unwrap();
+    let line = access(&[]);
+    assert!(
+        line.contains("API keys from") && line.contains("scopes decide"),
+        "{line}"
+    );
+}
+
+#[test]
 fn print_config_redacts_secrets_and_shows_sources() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key.pem");

@@ -35,6 +35,7 @@ mod pages;
 mod parking;
 mod precision;
 mod prediction_log;
+mod protected_mode;
 mod rate_limit;
 mod readme;
 mod redirect;

@@ -6,6 +6,7 @@
 pub mod in_process;
 pub mod launcher;
 pub mod listening;
+pub mod netns;
 pub mod browser;
 pub mod photos;
 pub mod postgres_server;

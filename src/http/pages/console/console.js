@@ -27,6 +27,9 @@ async function call(path, init = {}, why = "") {
     const response = await fetch(path, { ...init, headers });
     if (response.status !== 401 && response.status !== 403) return response;
     const body = await response.clone().json().catch(() => ({}));
+    // Protected mode: there are no keys, so none typed here would help; the message says
+    // what would.
+    if (body.error && body.error.code === "protected_mode") return response;
     const message = (body.error && body.error.message) || "this needs an API key";
     if (!(await askForKey(why + message))) return response;
   }
@@ -131,7 +134,10 @@ async function poll() {
   try {
     const response = await call("/console/status", {}, "The console's numbers: ");
     if (response.status === 401 || response.status === 403) {
-      text("notice", "The gateway's numbers need an admin key; reload the page to give one.");
+      const e = (await response.json().catch(() => ({}))).error || {};
+      text("notice", e.code === "protected_mode"
+        ? `The gateway's numbers: ${e.message}`
+        : "The gateway's numbers need an admin key; reload the page to give one.");
       stopPolling();
       return;
     }
