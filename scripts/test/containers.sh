@@ -31,6 +31,7 @@ export EDGE_IMAGE=$GATEWAY_IMAGE
 
 work=$(mktemp -d /tmp/igtest.XXXXXX)
 projects=()
+lan_ns=""
 cleanup() {
     # By label, not through compose: this works whatever state the compose files are in.
     local p filter
@@ -41,6 +42,7 @@ cleanup() {
         docker volume ls -q --filter "$filter" | xargs -r docker volume rm >/dev/null 2>&1 || true
     done
     swarm_cleanup
+    [ -z "$lan_ns" ] || as_root ip netns del "$lan_ns" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -108,6 +110,7 @@ wait_rows() { # N [CONTAINER]: until predictions holds at least N rows
 }
 
 container() { "${DC[@]}" ps -q "$1" | head -1; }
+code() { curl -ks -o /dev/null -w '%{http_code}' "$@"; } # curl ARGS -> the status only
 
 # service_answers redis|postgres IP: whether the service's protocol answers at IP, from the host.
 service_answers() {
@@ -138,6 +141,25 @@ service_answers_inside() {
     postgres) docker run --rm --network "$ns" --entrypoint pg_isready "$POSTGRES_IMAGE" -h postgres -q ;;
     esac
 }
+
+# lan_client: a network namespace joined to the host by a veth pair (10.254.255.0/30), so a
+# client in it reaches the published port from an address of its own, as a machine on the
+# LAN would (Docker forwards it with its source address; a connection from the host itself
+# comes through docker-proxy from a stack network's gateway address). Sets LAN_HOST (the
+# host's end, the address to connect to); `lan curl ARGS...` runs curl in it.
+lan_client() {
+    lan_ns="igtest-$$-lan"
+    LAN_HOST=10.254.255.1
+    as_root ip netns add "$lan_ns"
+    as_root ip link add "igl$$h" type veth peer name "igl$$n" netns "$lan_ns"
+    as_root ip addr add "$LAN_HOST/30" dev "igl$$h"
+    as_root ip link set "igl$$h" up
+    as_root ip -n "$lan_ns" addr add 10.254.255.2/30 dev "igl$$n"
+    as_root ip -n "$lan_ns" link set "igl$$n" up
+    as_root ip -n "$lan_ns" link set lo up
+    as_root ip -n "$lan_ns" route add default via "$LAN_HOST"
+}
+lan() { as_root ip netns exec "$lan_ns" "$@"; }
 
 # What test_swarm changed, undone on exit: its stack, the swarm when it made one, the sysctl.
 swarm_stack="" swarm_inited="" swarm_gwbridge="" migrate_req_before=""
@@ -182,6 +204,18 @@ test_stack() {
     ok "both rows in PostgreSQL"
     [ "$(predict_json "$HTTPS_PORT" "$body")" = "200 hit-l1" ] || die "repeat is not hit-l1"
     ok "a repeat is hit-l1"
+    # No API keys here: protected mode keeps the admin routes to the stack's own networks
+    # (config/compose.toml), which the Docker host's curl comes from; a LAN client does not.
+    local got
+    [ "$(code "https://127.0.0.1:$HTTPS_PORT/stats")" = 200 ] || die "/stats from the Docker host is not 200"
+    lan_client
+    got=$(lan curl -ks -o "$work/lan-stats.json" -w '%{http_code}' "https://$LAN_HOST:$HTTPS_PORT/stats")
+    [ "$got" = 403 ] && grep -q '"code":"protected_mode"' "$work/lan-stats.json" ||
+        die "/stats from a LAN client: $got $(cat "$work/lan-stats.json"), not 403 protected_mode"
+    got=$(lan curl -ks -o /dev/null -w '%{http_code}' -H 'content-type: application/json' -d "$body" \
+        "https://$LAN_HOST:$HTTPS_PORT/predict")
+    [ "$got" = 200 ] || die "/predict from a LAN client: $got, not 200"
+    ok "no keys: /stats answers the Docker host and refuses a LAN client 403 protected_mode; /predict answers both"
     "${DC[@]}" restart gateway >/dev/null 2>&1
     wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
     got=$(predict_json "$HTTPS_PORT" "$body")
@@ -274,7 +308,6 @@ test_prod() {
     wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
     [ "$(predict_json "$HTTPS_PORT" '{"features": [5.9, 3.0, 5.1, 1.8]}')" = "200 hit-l2" ] || die "hit-l2 (prod)"
     ok "redis password from /run/secrets (hit-l2 after a restart)"
-    code() { curl -ks -o /dev/null -w '%{http_code}' "$@"; }
     [ "$(code -H 'content-type: application/json' -d '{"features": [5.9, 3.0, 5.1, 1.8]}' \
         "https://127.0.0.1:$HTTPS_PORT/predict")" = 401 ] || die "/predict without a key is not 401 (prod)"
     [ "$(code "${AUTH[@]}" "https://127.0.0.1:$HTTPS_PORT/metrics")" = 403 ] ||
