@@ -6,9 +6,9 @@
 //! this machine. With one, every route but the health and readiness routes and
 //! `/openapi.json` needs a key: `Authorization: Bearer KEY` or `X-API-Key: KEY`. `POST
 //! /predict` needs the `predict` scope; `/metrics`, `/stats` and anything else `admin`
-//! (which implies `predict`). The file is re-read on SIGHUP and
-//! whenever its content changes ([`reload`]); a file that turns unreadable or invalid
-//! leaves the keys in force as they were.
+//! (which implies `predict`). The file is re-read on SIGHUP and whenever its content
+//! changes ([`reload`]); a file that turns unreadable or invalid leaves the keys in force
+//! as they were.
 
 pub mod keys;
 pub mod protected;
