@@ -42,6 +42,7 @@ pub mod stats;
 pub mod shutdown;
 pub mod file_watch;
 pub mod hex;
+pub mod ids;
 pub mod panic_message;
 pub mod background;
 pub mod idle_exit;

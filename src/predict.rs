@@ -24,6 +24,7 @@ use crate::cache::l1::L1;
 use crate::cache::l2::{L2, Lookup};
 use crate::coalesce::{Coalescer, Role, Shareable};
 use crate::deadline::{Deadline, Stage};
+use crate::ids::uuid_v7;
 use crate::imaging::decode::Format;
 use crate::imaging::{ImageError, Imaging};
 use crate::infer::manifest::{InputKind, InputSpec, Preprocess, Task};
@@ -445,7 +446,7 @@ impl Predictor {
             cache.source(),
             opts.received.elapsed(),
         );
-        let prediction_id = Uuid::now_v7();
+        let prediction_id = uuid_v7();
         let row = logged.map(|input| {
             let info = model.info();
             LogRow {
