@@ -22,7 +22,7 @@ if ! docker info >/dev/null 2>&1; then
     exit 0
 fi
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
-need curl wrk openssl sysctl=procps # sysctl: the Swarm part sets net.ipv4.tcp_migrate_req
+need curl wrk openssl sysctl=procps ip=iproute2 # sysctl: the Swarm part sets net.ipv4.tcp_migrate_req; ip: the LAN client
 
 export GATEWAY_IMAGE=${GATEWAY_IMAGE:-infergate:test}
 scripts/deploy/images.sh all

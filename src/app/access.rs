@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::auth::{Auth, ProtectedMode};
+use crate::auth::Auth;
 use crate::config::Config;
 
 /// Where callers stand, as the configuration and the key file make it.
@@ -22,17 +22,17 @@ pub enum Access {
 impl Access {
     /// As `auth` has it now.
     pub fn of(auth: &Auth) -> Self {
-        Self::from_parts(auth.is_enforced(), auth.protected())
+        Self::from_parts(auth.is_enforced(), auth.protected().is_on())
     }
 
     /// As `config` would start: whether its key file exists decides.
     pub fn configured(config: &Config) -> Self {
         let keys = config.auth.keys_path(&config.secrets.dir).exists();
-        Self::from_parts(keys, &ProtectedMode::new(&config.auth.protected()))
+        Self::from_parts(keys, config.auth.protected_mode)
     }
 
-    fn from_parts(keys: bool, protected: &ProtectedMode) -> Self {
-        match (keys, protected.is_on()) {
+    fn from_parts(keys: bool, protected: bool) -> Self {
+        match (keys, protected) {
             (true, _) => Self::Keys,
             (false, true) => Self::Protected,
             (false, false) => Self::Open,

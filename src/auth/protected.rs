@@ -77,15 +77,16 @@ impl ProtectedMode {
     }
 
     fn with_attached(settings: &ProtectedSettings, attached: impl FnOnce() -> Vec<IpNet>) -> Self {
-        let mut local = Vec::new();
-        let mut attached = Some(attached);
-        for net in &settings.local_networks {
-            match net {
-                LocalNet::Block(net) => local.push(*net),
-                LocalNet::Attached => {
-                    local.extend(attached.take().map(|f| f()).unwrap_or_default())
-                }
-            }
+        let mut local: Vec<IpNet> = settings
+            .local_networks
+            .iter()
+            .filter_map(|net| match net {
+                LocalNet::Block(net) => Some(*net),
+                LocalNet::Attached => None,
+            })
+            .collect();
+        if settings.local_networks.contains(&LocalNet::Attached) {
+            local.extend(attached());
         }
         local.sort();
         local.dedup();

@@ -9,7 +9,7 @@ use crate::support;
 use reqwest::Client;
 use serde_json::{Value, json};
 
-use support::{Gateway, Options, h1_client, h2_client, runtime};
+use support::{Gateway, Options, grpc_frame, h1_client, h2_client, runtime};
 
 const IRIS: [f32; 8] = [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3];
 
@@ -315,15 +315,6 @@ fn bad_tensors_get_the_protocols_error_and_the_server_carries_on() {
         let (status, _, v) = infer(&c, &gw, "iris-mlp", &body).await;
         assert_eq!(status, 200, "{v}");
     });
-}
-
-/// A unary gRPC call's request body: one uncompressed frame.
-fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
-    let bytes = message.encode_to_vec();
-    let mut frame = vec![0];
-    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&bytes);
-    frame
 }
 
 #[test]

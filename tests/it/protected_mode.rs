@@ -21,7 +21,7 @@ use prost::Message as _;
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
 use support::netns::NetNs;
-use support::{Gateway, Options, SETOSA, bare_builder, runtime};
+use support::{Gateway, Options, SETOSA, bare_builder, grpc_frame, runtime};
 
 const MODEL: &str = "iris-mlp";
 const OPS: &str = "ig_ops_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -162,16 +162,12 @@ async fn grpc(
     message: &impl prost::Message,
     forwarded_for: &str,
 ) -> (u16, Option<String>, bytes::Bytes) {
-    let bytes = message.encode_to_vec();
-    let mut frame = vec![0];
-    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&bytes);
     let r = c
         .post(format!("{base}/inference.GRPCInferenceService/{method}"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .header("x-forwarded-for", forwarded_for)
-        .body(frame)
+        .body(grpc_frame(message))
         .send()
         .await
         .unwrap();

@@ -604,6 +604,15 @@ pub fn h2_client() -> reqwest::Client {
     builder().http2_prior_knowledge().build().expect("client")
 }
 
+/// A unary gRPC call's request body: one uncompressed frame.
+pub fn grpc_frame(message: &impl prost::Message) -> Vec<u8> {
+    let bytes = message.encode_to_vec();
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&bytes);
+    frame
+}
+
 /// The value of the first series in Prometheus `text` whose line starts with `needle`.
 pub fn metric_in(text: &str, needle: &str) -> Option<f64> {
     text.lines()
