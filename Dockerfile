@@ -23,6 +23,9 @@ ARG BUILDER_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=scratch
 
 FROM ${BUILDER_IMAGE} AS build
+# The legacy builder keeps this stage as a dangling image; scripts/deploy/images.sh removes
+# it by this label.
+LABEL infergate.stage=build
 ARG BUILDER=source
 ARG PREBUILT=prebuilt/infergate
 ARG CUDA_LIBS=

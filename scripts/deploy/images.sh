@@ -66,6 +66,10 @@ build_local() { # NAME: scripts/deploy/images/NAME.Dockerfile -> infergate/NAME:
         -f "scripts/deploy/images/$name.Dockerfile" scripts/deploy/images >/dev/null
 }
 
+# The legacy builder leaves the Dockerfile's build stage behind as a dangling image (the
+# binary and the build context, some 400 MB a build): removed by its label.
+prune_build_stage() { docker image prune -f --filter label=infergate.stage=build >/dev/null; }
+
 build_gateway() {
     local bin
     bin=$(BIN=${GATEWAY_BIN:-} ensure_bin)
@@ -76,6 +80,7 @@ build_gateway() {
     echo "==> $GATEWAY_IMAGE: docker build (BUILDER=host, from $BASE_IMAGE)"
     docker build -q --build-arg BUILDER=host --build-arg "BUILDER_IMAGE=$BASE_IMAGE" \
         -t "$GATEWAY_IMAGE" . >/dev/null
+    prune_build_stage
     echo "==> $GATEWAY_IMAGE: $(docker image inspect -f '{{.Size}}' "$GATEWAY_IMAGE" | numfmt --to=iec)"
 }
 
@@ -104,6 +109,7 @@ build_gateway_gpu() {
     docker build -q --build-arg BUILDER=host --build-arg "BUILDER_IMAGE=$BASE_IMAGE" \
         --build-arg PREBUILT=prebuilt/cuda/infergate --build-arg CUDA_LIBS=prebuilt/cuda/lib \
         -t "$GATEWAY_GPU_IMAGE" . >/dev/null
+    prune_build_stage
     echo "==> $GATEWAY_GPU_IMAGE: $(docker image inspect -f '{{.Size}}' "$GATEWAY_GPU_IMAGE" | numfmt --to=iec)"
 }
 

@@ -112,8 +112,12 @@ deploy() {
         fail "this engine is not in a swarm (docker swarm init, or join one)"
     [ "$(docker info -f '{{.Swarm.ControlAvailable}}')" = true ] ||
         fail "stacks are deployed from a manager node"
-    if [ "$(sysctl -n net.ipv4.tcp_migrate_req 2>/dev/null || echo 0)" != 1 ]; then
-        step "warning: net.ipv4.tcp_migrate_req is not 1 on this node: connections queued on a draining gateway are reset"
+    # A host setting of each node: only this machine's can be read from here, and only when
+    # the engine is this machine's.
+    if [ -n "${DOCKER_HOST:-}" ]; then
+        step "note: set net.ipv4.tcp_migrate_req=1 on every node (not checked here: the engine is $DOCKER_HOST)"
+    elif [ "$(sysctl -n net.ipv4.tcp_migrate_req 2>/dev/null || echo 0)" != 1 ]; then
+        step "warning: net.ipv4.tcp_migrate_req is not 1 on this node: connections queued on a draining gateway are reset (set it on every node)"
     fi
     local stackfile gw=${STACK}_gateway before started_before
     stackfile=$(mktemp)

@@ -14,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=scripts/lib/common.sh
 source scripts/lib/common.sh
+# shellcheck source=scripts/lib/stack-checks.sh
+source scripts/lib/stack-checks.sh
 
 if ! docker info >/dev/null 2>&1; then
     echo "#####################################################################"
@@ -47,14 +49,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-ok() { echo "  ok: $*"; passed=$((passed + 1)); }
-# fd 3 is this script's own stderr: a failure inside a step whose output goes to a log
-# (under_load ... >"$work/swarm.log") still says what failed.
-exec 3>&2
-die() { echo "  FAIL: $*" >&3; exit 1; }
-section() { step "containers: $*"; }
-
 # project NAME FILES...: sets P (the project name) and DC (its compose command).
 project() {
     P="igtest-$$-$1"
@@ -63,33 +57,6 @@ project() {
     DC=("${COMPOSE[@]}" -p "$P")
     local f
     for f in "$@"; do DC+=(-f "$f"); done
-}
-
-wait_https() { # URL [SECONDS]: until the URL answers 200
-    local deadline=$((SECONDS + ${2:-120}))
-    until curl -ksf -o /dev/null "$1"; do
-        ((SECONDS < deadline)) || die "$1 did not answer 200 in ${2:-120}s"
-        sleep 1
-    done
-}
-
-# AUTH: the curl arguments that present the client's key, where the stack has keys on
-# (compose.prod.yml); set by use_keys, empty otherwise.
-AUTH=()
-CLIENT_KEY=
-use_keys() { # SECRETS_DIR: requests present the client key gen-dev-secrets.sh made there
-    CLIENT_KEY=$(cat "$1/api_key_client")
-    AUTH=(-H "authorization: Bearer $CLIENT_KEY")
-}
-no_keys() { AUTH=(); CLIENT_KEY=; }
-
-status_and_cache() { # response headers on stdin -> "STATUS x-cache"
-    awk 'tolower($1) == "x-cache:" { c = $2 } NR == 1 { s = $2 } END { gsub("\r", "", c); print s, c }'
-}
-
-predict_json() { # PORT BODY -> prints "HTTP x-cache" of the answer
-    curl -ks -o /dev/null -D - "${AUTH[@]}" -H 'content-type: application/json' -d "$2" \
-        "https://127.0.0.1:$1/predict" | status_and_cache
 }
 
 predict_image() { # PORT FILE -> "HTTP x-cache"
@@ -101,16 +68,7 @@ rows() { # [CONTAINER]: the number of rows in predictions (default: the project'
     docker exec "$pg" psql -U infergate -d infergate -tAc 'select count(*) from predictions' 2>/dev/null | tr -d '[:space:]'
 }
 
-wait_rows() { # N [CONTAINER]: until predictions holds at least N rows
-    local deadline=$((SECONDS + 30)) n
-    until n=$(rows "${2:-}") && [ -n "$n" ] && ((n >= $1)); do
-        ((SECONDS < deadline)) || die "predictions has ${n:-no} rows, expected $1"
-        sleep 1
-    done
-}
-
 container() { "${DC[@]}" ps -q "$1" | head -1; }
-code() { curl -ks -o /dev/null -w '%{http_code}' "$@"; } # curl ARGS -> the status only
 
 # service_answers redis|postgres IP: whether the service's protocol answers at IP, from the host.
 service_answers() {
@@ -419,79 +377,9 @@ test_monitoring() {
     "${DC[@]}" --profile monitoring down -v -t 5 >/dev/null 2>&1
 }
 
-# ---- deploy.sh: preflight, rollout under load, automatic rollbacks --------------------------------
-# A wrk load for the whole rollout: keep-alive connections and, separately, a new connection
-# per request. Prints wrk's summary to $work/wrk-<name>.txt.
-load_start() { # NAME PORT [extra wrk args]
-    local name=$1 port=$2
-    shift 2
-    # A script per load: the next load_start must not rewrite a file the wrk started just
-    # before may still be reading (a truncated script sends GET /predict: 405 for all).
-    cat >"$work/predict-$name.lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"features": [6.1, 2.8, 4.7, 1.2]}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-    [ -z "$CLIENT_KEY" ] || printf 'wrk.headers["Authorization"] = "Bearer %s"\n' "$CLIENT_KEY" >>"$work/predict-$name.lua"
-    # What fails the check is a refused, reset or non-2xx request, not a slow one: wrk's
-    # 2 s default would count as failed a request that waited out a busy CI machine's
-    # scheduler (two cores shared with the other test passes); a request stuck for 10 s
-    # still counts.
-    wrk -t1 -c8 -d600s --timeout 10s -s "$work/predict-$name.lua" "$@" "https://127.0.0.1:$port/predict" \
-        >"$work/wrk-$name.txt" 2>&1 &
-    echo $! >"$work/wrk-$name.pid"
-}
-
-# The log of the step under load, printed when it fails (deploy.sh's or swarm.sh's).
-STEP_LOG=
-
-load_stop() { # NAME: stops the load (sets REQUESTS), fails on any error or non-2xx answer.
-    # Not in $(...): only this shell, wrk's parent, can wait for it to write its summary.
-    local name=$1 pid
-    pid=$(cat "$work/wrk-$name.pid")
-    kill -INT "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    local summary requests
-    summary=$(cat "$work/wrk-$name.txt")
-    requests=$(awk '/requests in/ { print $1 }' <<<"$summary")
-    if grep -qE 'Socket errors|Non-2xx' <<<"$summary" || [ -z "$requests" ] || ((requests == 0)); then
-        # What the gateways answered and logged, for a failure seen only in CI; wrk's own
-        # summary last, and its error lines in the failure itself (CI shows the tail).
-        curl -ks -D - -o - "${AUTH[@]}" -H 'content-type: application/json' -d '{"features": [5.1, 3.5, 1.4, 0.2]}' \
-            "https://127.0.0.1:$HTTPS_PORT/predict" >&3 2>&1 || true
-        local c
-        for c in $(docker ps -aq --filter "label=com.docker.compose.project=$P" --filter name=gateway) \
-            $(swarm_gateways 2>/dev/null); do
-            echo "--- docker logs --tail 20 $c" >&3
-            docker logs --tail 20 "$c" >&3 2>&1 || true
-        done
-        [ -n "$STEP_LOG" ] && [ -f "$STEP_LOG" ] && sed "s/^/    $(basename "$STEP_LOG"): /" "$STEP_LOG" >&3
-        echo "$summary" >&3
-        die "load '$name': requests failed during the rollout: $(grep -E 'Socket errors|Non-2xx' <<<"$summary" | tr -s ' \n' ' ')"
-    fi
-    REQUESTS=$requests
-}
-
 deploy() { # deploy.sh with this project's settings; output to $work/deploy.log
     STEP_LOG=$work/deploy.log
     scripts/deploy.sh "$@" >"$work/deploy.log" 2>&1
-}
-
-# under_load PORT CMD...: CMD while both loads run against PORT; sets DEPLOYED (its exit
-# status), KA and FRESH (requests answered); fails on any failed request.
-under_load() {
-    local port=$1
-    shift
-    load_start keepalive "$port"
-    load_start fresh "$port" -H "Connection: close"
-    sleep 2
-    DEPLOYED=0
-    "$@" || DEPLOYED=$?
-    sleep 2
-    load_stop keepalive
-    KA=$REQUESTS
-    load_stop fresh
-    FRESH=$REQUESTS
 }
 
 serving_image() { # the image of the gateway container serving now
@@ -558,6 +446,15 @@ test_deploy() {
 # ---- swarm: the same files on `docker stack deploy` -------------------------------------------
 swarm_gateways() { # the running gateway task containers
     docker ps -q --filter "label=com.docker.swarm.service.name=${swarm_stack}_gateway"
+}
+
+show_gateway_logs() { # for a failed load: the gateways' last lines, Compose's and Swarm's
+    local c
+    for c in $(docker ps -aq --filter "label=com.docker.compose.project=$P" --filter name=gateway) \
+        $(swarm_gateways 2>/dev/null); do
+        echo "--- docker logs --tail 20 $c"
+        docker logs --tail 20 "$c" 2>&1 || true
+    done
 }
 
 swarm_images() { # the images the running gateway tasks run, sorted, unique
