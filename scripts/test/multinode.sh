@@ -79,10 +79,11 @@ if [ -z "${KEEP_IMAGES:-}" ]; then
 fi
 scripts/deploy/images.sh base redis postgres prometheus gateway
 section "images: a node (Debian's docker.io) and HAProxy, from $BASE_IMAGE"
-docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$NODE_IMAGE" \
-    -f scripts/test/multinode/node.Dockerfile scripts/test/multinode >/dev/null
-docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$LB_IMAGE" \
-    -f scripts/test/multinode/haproxy.Dockerfile scripts/test/multinode >/dev/null
+for spec in "$NODE_IMAGE:node" "$LB_IMAGE:haproxy"; do
+    docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "${spec%:*}" \
+        -f "scripts/test/multinode/${spec##*:}.Dockerfile" scripts/test/multinode >/dev/null 2>"$work/build.log" ||
+        { cat "$work/build.log"; die "docker build ${spec%:*}"; }
+done
 
 # ---- three engines ----------------------------------------------------------------------------
 # dk NODE ARGS...: the docker CLI against NODE's engine (its socket, shared through $work).
