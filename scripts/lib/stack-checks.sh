@@ -6,6 +6,15 @@
 # `show_gateway_logs` (what a failed load prints of the gateways).
 # shellcheck disable=SC2034,SC2154 # KA, FRESH, DEPLOYED are the caller's to read; work its own
 
+# skip_without_docker WHAT: exits 0, loudly, where no Docker engine answers.
+skip_without_docker() {
+    docker info >/dev/null 2>&1 && return
+    echo "#####################################################################"
+    echo "## SKIPPED: $1: no Docker engine answers on this machine"
+    echo "#####################################################################"
+    exit 0
+}
+
 passed=0
 ok() { echo "  ok: $*"; passed=$((passed + 1)); }
 # fd 3 is the calling script's own stderr: a failure inside a step whose output goes to a

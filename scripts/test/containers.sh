@@ -17,12 +17,7 @@ source scripts/lib/common.sh
 # shellcheck source=scripts/lib/stack-checks.sh
 source scripts/lib/stack-checks.sh
 
-if ! docker info >/dev/null 2>&1; then
-    echo "#####################################################################"
-    echo "## SKIPPED: container tests: no Docker engine answers on this machine"
-    echo "#####################################################################"
-    exit 0
-fi
+skip_without_docker "container tests"
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); else COMPOSE=(docker-compose); fi
 need curl wrk openssl sysctl=procps ip=iproute2 # sysctl: the Swarm part sets net.ipv4.tcp_migrate_req; ip: the LAN client
 

@@ -20,7 +20,8 @@
 #
 # Everything it makes (nodes, their volumes, the network, HAProxy, Prometheus, the node and
 # HAProxy images, the stack's images when it built them, the nodes' cgroups) is removed on
-# exit, pass or fail; KEEP_IMAGES=1 keeps the stack's images for the next run.
+# exit, pass or fail; KEEP_IMAGES=1 keeps the stack's images for the next run, and
+# KEEP_ON_FAILURE=1 leaves a failed run standing for inspection (it says how to reach it).
 # Environment: GATEWAY_IMAGE (infergate:test), GATEWAY_BIN (as scripts/deploy/images.sh),
 # OUTAGE_S (30).
 set -euo pipefail
@@ -30,12 +31,7 @@ source scripts/lib/common.sh
 # shellcheck source=scripts/lib/stack-checks.sh
 source scripts/lib/stack-checks.sh
 
-if ! docker info >/dev/null 2>&1; then
-    echo "#####################################################################"
-    echo "## SKIPPED: multi-node Swarm: no Docker engine answers on this machine"
-    echo "#####################################################################"
-    exit 0
-fi
+skip_without_docker "multi-node Swarm"
 need curl wrk openssl
 section() { step "multinode: $*"; }
 STARTED=$SECONDS
@@ -200,7 +196,9 @@ ok "deployed in ${DEPLOY_S}s: a gateway on every node, ready on 127.0.0.1:${PORT
 # ---- HAProxy in front: TCP pass-through, /ready checked over TLS ---------------------------------
 LB_PORT=$(free_port)
 LB_STATS=$(free_port)
-LB_INTER_MS=1000 LB_FALL=2
+# A check a second; after a failed one, the next comes sooner (fastinter): a dead node is
+# down after at most inter + fastinter.
+LB_INTER_MS=1000 LB_FASTINTER_MS=250 LB_FALL=2
 cat >"$work/haproxy.cfg" <<CFG
 global
     maxconn 4096
@@ -221,7 +219,7 @@ backend nodes
     balance roundrobin
     option httpchk GET /ready
     http-check expect status 200
-    default-server check check-ssl verify none inter ${LB_INTER_MS} fall $LB_FALL rise 2
+    default-server check check-ssl verify none inter ${LB_INTER_MS} fastinter ${LB_FASTINTER_MS} fall $LB_FALL rise 2
     server node1 127.0.0.1:${PORT[node1]}
     server node2 127.0.0.1:${PORT[node2]}
     server node3 127.0.0.1:${PORT[node3]}
@@ -247,7 +245,7 @@ wait_lb() { # NODE STATUS [SECONDS]: until HAProxy reports NODE so
 }
 for node in "${NODES[@]}"; do wait_lb "$node" UP; done
 wait_https "https://127.0.0.1:$LB_PORT/ready" 30
-ok "HAProxy on 127.0.0.1:$LB_PORT: all three nodes UP (/ready over TLS every ${LB_INTER_MS} ms)"
+ok "HAProxy on 127.0.0.1:$LB_PORT: all three nodes UP (/ready over TLS every ${LB_INTER_MS} ms, ${LB_FASTINTER_MS} ms after a failure)"
 
 # ---- across hosts: one Redis, one PostgreSQL, every node scraped ---------------------------------
 body='{"features": [6.3, 2.9, 5.6, 1.8]}'
@@ -259,6 +257,8 @@ done
 ok "computed on node1, hit-l2 on node2 and node3 (one Redis, on node3)"
 
 expected=3
+declare -A lb_before
+for node in "${NODES[@]}"; do read -r _ _ "lb_before[$node]" < <(lb_status "$node"); done
 for i in $(seq 1 10); do
     for node in "${NODES[@]}"; do
         got=$(predict_json "${PORT[$node]}" "{\"features\": [5.$i, 3.$i, 1.$i, 0.$((100 + i))]}")
@@ -268,11 +268,15 @@ for i in $(seq 1 10); do
     [ "${got%% *}" = 200 ] || die "a prediction through HAProxy: $got"
 done
 expected=$((expected + 40))
+for node in "${NODES[@]}"; do
+    read -r _ _ total < <(lb_status "$node")
+    ((total > lb_before[$node])) || die "HAProxy sent none of its 10 predictions to $node"
+done
 wait_rows "$expected"
 sleep 2
 got=$(rows)
 [ "$got" = "$expected" ] || die "$expected answers, $got rows"
-ok "$expected answers (10 on each node's port, 10 through HAProxy, the 3 above) -> $expected rows in the one PostgreSQL"
+ok "$expected answers (10 on each node's port, 10 through HAProxy, which sent some to every node, the 3 above) -> $expected rows in the one PostgreSQL"
 
 PROM_PORT=$(free_port)
 install -m 0644 "$SECRETS_DIR/api_key_prometheus" "$work/prometheus-key"
@@ -368,7 +372,7 @@ grep -hE 'Socket errors|Non-2xx' "$work"/wrk-keepalive.txt "$work"/wrk-fresh.txt
 echo "    keep-alive: $KA answered, $KA_FAILED failed; new connections: $FRESH answered, $FRESH_FAILED failed"
 ((lost <= on_node2 + sent_after)) || die "$lost requests failed, more than the $((on_node2 + sent_after)) sessions node2 held or was sent"
 ((KA > 0 && FRESH > 0)) || die "no answers while node2 was gone"
-ok "node2 killed: HAProxy stopped sending to it after ${down_s}s (checks every ${LB_INTER_MS} ms, $LB_FALL to fail); nodes 1 and 3 answered $((KA + FRESH)); $lost failed, of the $on_node2 sessions on node2 and the $sent_after sent to it before it was DOWN"
+ok "node2 killed: HAProxy stopped sending to it after ${down_s}s (checks every ${LB_INTER_MS} ms, ${LB_FASTINTER_MS} ms after a failure, $LB_FALL to fail); nodes 1 and 3 answered $((KA + FRESH)); $lost failed, of the $on_node2 sessions on node2 and the $sent_after sent to it before it was DOWN"
 
 t0=$SECONDS
 docker start "$run-node2" >/dev/null
