@@ -80,6 +80,7 @@ LUA
     wrk -t1 -c8 -d600s --timeout 10s -s "$work/predict-$name.lua" "$@" "https://127.0.0.1:$port/predict" \
         >"$work/wrk-$name.txt" 2>&1 &
     echo $! >"$work/wrk-$name.pid"
+    echo "$port" >"$work/wrk-$name.port"
 }
 
 # The log of the step under load, printed when it fails (deploy.sh's or swarm.sh's).
@@ -109,7 +110,7 @@ load_stop() { # NAME: stops the load (sets REQUESTS), fails on any error or non-
         # What the gateways answered and logged, for a failure seen only in CI; wrk's own
         # summary last, and its error lines in the failure itself (CI shows the tail).
         curl -ks -D - -o - "${AUTH[@]}" -H 'content-type: application/json' -d '{"features": [5.1, 3.5, 1.4, 0.2]}' \
-            "https://127.0.0.1:$HTTPS_PORT/predict" >&3 2>&1 || true
+            "https://127.0.0.1:$(cat "$work/wrk-$name.port")/predict" >&3 2>&1 || true
         show_gateway_logs >&3 2>&1 || true
         [ -n "$STEP_LOG" ] && [ -f "$STEP_LOG" ] && sed "s/^/    $(basename "$STEP_LOG"): /" "$STEP_LOG" >&3
         echo "$LOAD_SUMMARY" >&3

@@ -372,6 +372,7 @@ test_monitoring() {
     "${DC[@]}" --profile monitoring down -v -t 5 >/dev/null 2>&1
 }
 
+# ---- deploy.sh: preflight, rollout under load, automatic rollbacks --------------------------------
 deploy() { # deploy.sh with this project's settings; output to $work/deploy.log
     STEP_LOG=$work/deploy.log
     scripts/deploy.sh "$@" >"$work/deploy.log" 2>&1
