@@ -23,12 +23,23 @@ exec 3>&2
 die() { echo "  FAIL: $*" >&3; exit 1; }
 section() { step "containers: $*"; }
 
-wait_https() { # URL [SECONDS]: until the URL answers 200
-    local deadline=$((SECONDS + ${2:-120}))
-    until curl -ksf -o /dev/null "$1"; do
-        ((SECONDS < deadline)) || die "$1 did not answer 200 in ${2:-120}s"
-        sleep 1
+# eventually SECONDS CMD...: until CMD succeeds (tried every 0.2 s); 1 once SECONDS pass.
+eventually() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep 0.2
     done
+}
+
+wait_https() { # URL [SECONDS]: until the URL answers 200
+    eventually "${2:-120}" curl -ksf -o /dev/null "$1" || die "$1 did not answer 200 in ${2:-120}s"
+}
+
+# prometheus_up PORT N: whether the Prometheus on PORT has at least N targets up.
+prometheus_up() {
+    (($(curl -s "http://127.0.0.1:$1/api/v1/targets" | grep -o '"health":"up"' | wc -l) >= $2))
 }
 
 # AUTH: the curl arguments that present the client's key, where the stack has keys on
@@ -52,12 +63,12 @@ predict_json() { # PORT BODY -> prints "HTTP x-cache" of the answer
 
 code() { curl -ks -o /dev/null -w '%{http_code}' "$@"; } # curl ARGS -> the status only
 
-wait_rows() { # N [ARG]: until predictions holds at least N rows (`rows ARG` counts them)
-    local deadline=$((SECONDS + ${ROWS_TIMEOUT:-30})) n
-    until n=$(rows "${2:-}") && [ -n "$n" ] && ((n >= $1)); do
-        ((SECONDS < deadline)) || die "predictions has ${n:-no} rows, expected $1"
-        sleep 1
-    done
+has_rows() { # N [ARG]: whether predictions holds at least N rows (`rows ARG` counts them)
+    local n
+    n=$(rows "${2:-}") && [ -n "$n" ] && ((n >= $1))
+}
+wait_rows() { # N [ARG]: until predictions holds at least N rows
+    eventually "${ROWS_TIMEOUT:-30}" has_rows "$@" || die "predictions has $(rows "${2:-}") rows, expected $1"
 }
 
 # A wrk load for the whole rollout: keep-alive connections and, separately, a new connection
@@ -118,13 +129,19 @@ load_stop() { # NAME: stops the load (sets REQUESTS), fails on any error or non-
     fi
 }
 
+# loads_start PORT: both loads against PORT, `keepalive` and `fresh` (a new connection per
+# request).
+loads_start() {
+    load_start keepalive "$1"
+    load_start fresh "$1" -H "Connection: close"
+}
+
 # under_load PORT CMD...: CMD while both loads run against PORT; sets DEPLOYED (its exit
 # status), KA and FRESH (requests answered); fails on any failed request.
 under_load() {
     local port=$1
     shift
-    load_start keepalive "$port"
-    load_start fresh "$port" -H "Connection: close"
+    loads_start "$port"
     sleep 2
     DEPLOYED=0
     "$@" || DEPLOYED=$?

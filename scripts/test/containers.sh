@@ -277,11 +277,8 @@ test_prod() {
     ok "the pages (ui.scope admin): / and /docs need the admin key"
     "${DC[@]}" --profile monitoring up -d prometheus >/dev/null 2>&1 ||
         { "${DC[@]}" --profile monitoring up -d prometheus; die "compose up prometheus (prod)"; }
-    local deadline=$((SECONDS + 60))
-    until curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | grep -q '"health":"up"'; do
-        ((SECONDS < deadline)) || { curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" >&3; die "Prometheus never scraped the keyed gateway"; }
-        sleep 1
-    done
+    eventually 60 prometheus_up "$PROMETHEUS_PORT" 1 ||
+        { curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" >&3; die "Prometheus never scraped the keyed gateway"; }
     ok "Prometheus scrapes /metrics with the admin key from the api_key_prometheus secret"
     gw=$(container gateway)
     local printed
@@ -338,11 +335,7 @@ test_monitoring() {
     "${DC[@]}" --profile monitoring up -d edge gateway redis postgres prometheus >/dev/null 2>&1 ||
         { "${DC[@]}" --profile monitoring up -d edge gateway redis postgres prometheus; die "compose up (monitoring)"; }
     wait_https "https://127.0.0.1:$HTTPS_PORT/ready"
-    local deadline=$((SECONDS + 60))
-    until curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | grep -q '"health":"up"'; do
-        ((SECONDS < deadline)) || die "Prometheus never scraped the gateway"
-        sleep 1
-    done
+    eventually 60 prometheus_up "$PROMETHEUS_PORT" 1 || die "Prometheus never scraped the gateway"
     ok "Prometheus scrapes the gateway through the edge (HTTPS)"
     # A short load touching every panel: new and repeated rows, images, identical concurrent
     # requests (coalescing), then a steady wrk load, all inside the queries' 1m windows.

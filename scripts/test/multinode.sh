@@ -118,11 +118,8 @@ start_node() {
 }
 
 wait_engine() { # NODE: until its engine answers
-    local deadline=$((SECONDS + 60))
-    until dk "$1" info >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || { docker logs --tail 30 "$run-$1" >&3 2>&1; die "$1: its engine did not start"; }
-        sleep 1
-    done
+    eventually 60 dk "$1" info >/dev/null 2>&1 ||
+        { docker logs --tail 30 "$run-$1" >&3 2>&1; die "$1: its engine did not start"; }
 }
 
 section "three Docker engines on network $run, a swarm of one manager and two workers"
@@ -172,6 +169,14 @@ show_gateway_logs() {
             dk "$node" logs --tail 20 "$c" 2>&1 || true
         done
     done
+}
+# rows_exactly N: predictions reaches N rows, and a moment later holds N, not more.
+rows_exactly() {
+    wait_rows "$1"
+    sleep 3
+    local got
+    got=$(rows)
+    [ "$got" = "$1" ] || die "$1 answers, $got rows"
 }
 rows() { # the predictions table's row count, from the data node's PostgreSQL
     local pg
@@ -236,12 +241,9 @@ lb_status() { # NODE -> HAProxy's view of it: "STATUS SESSIONS_NOW SESSIONS_EVER
     curl -s "http://127.0.0.1:$LB_STATS/;csv" |
         awk -F, -v n="$1" '$1 == "nodes" && $2 == n { split($18, s, " "); print s[1], $5, $8 }'
 }
+lb_sees() { [ "$(lb_status "$1" | cut -d' ' -f1)" = "$2" ]; } # NODE STATUS
 wait_lb() { # NODE STATUS [SECONDS]: until HAProxy reports NODE so
-    local deadline=$((SECONDS + ${3:-60}))
-    until [ "$(lb_status "$1" | cut -d' ' -f1)" = "$2" ]; do
-        ((SECONDS < deadline)) || die "HAProxy never saw $1 $2 (it says: $(lb_status "$1"))"
-        sleep 0.2
-    done
+    eventually "${3:-60}" lb_sees "$1" "$2" || die "HAProxy never saw $1 $2 (it says: $(lb_status "$1"))"
 }
 for node in "${NODES[@]}"; do wait_lb "$node" UP; done
 wait_https "https://127.0.0.1:$LB_PORT/ready" 30
@@ -272,10 +274,7 @@ for node in "${NODES[@]}"; do
     read -r _ _ total < <(lb_status "$node")
     ((total > lb_before[$node])) || die "HAProxy sent none of its 10 predictions to $node"
 done
-wait_rows "$expected"
-sleep 2
-got=$(rows)
-[ "$got" = "$expected" ] || die "$expected answers, $got rows"
+rows_exactly "$expected"
 ok "$expected answers (10 on each node's port, 10 through HAProxy, which sent some to every node, the 3 above) -> $expected rows in the one PostgreSQL"
 
 PROM_PORT=$(free_port)
@@ -294,11 +293,8 @@ docker run -d --name "$run-prometheus" --label "igtest.run=$run" --network host 
     -v "$work/prometheus.yml:/etc/prometheus/prometheus.yml:ro" -v "$work/prometheus-key:/etc/prometheus/key:ro" \
     "$PROMETHEUS_IMAGE" --config.file=/etc/prometheus/prometheus.yml --storage.tsdb.path=/prometheus \
     "--web.listen-address=127.0.0.1:$PROM_PORT" >/dev/null
-deadline=$((SECONDS + 60))
-until [ "$(curl -s "http://127.0.0.1:$PROM_PORT/api/v1/targets" | grep -o '"health":"up"' | wc -l)" = 3 ]; do
-    ((SECONDS < deadline)) || { curl -s "http://127.0.0.1:$PROM_PORT/api/v1/targets" >&3; die "Prometheus does not scrape all three nodes"; }
-    sleep 1
-done
+eventually 60 prometheus_up "$PROM_PORT" 3 ||
+    { curl -s "http://127.0.0.1:$PROM_PORT/api/v1/targets" >&3; die "Prometheus does not scrape all three nodes"; }
 series=$(curl -s "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode 'query=count by (instance) (infergate_build_info)' |
     python3 -c 'import json, sys; print(len(json.load(sys.stdin)["data"]["result"]))')
 [ "$series" = 3 ] || die "infergate_build_info from $series instances, not 3"
@@ -337,8 +333,7 @@ ok "an update that never turns ready is rolled back by Swarm: 0 failed of $KA ke
 
 # ---- a worker lost under load -------------------------------------------------------------------
 section "node2 (a worker) killed under load through HAProxy, then restarted"
-load_start keepalive "$LB_PORT"
-load_start fresh "$LB_PORT" -H "Connection: close"
+loads_start "$LB_PORT"
 sleep 3
 # What can fail: the sessions HAProxy holds on node2 when it dies (each carries at most one
 # request at a time: the most of five readings), and those it sends there before its checks
@@ -377,11 +372,8 @@ ok "node2 killed: HAProxy stopped sending to it after ${down_s}s (checks every $
 t0=$SECONDS
 docker start "$run-node2" >/dev/null
 wait_engine node2
-deadline=$((SECONDS + 120))
-until [ "$(dk node1 node inspect -f '{{.Status.State}}' node2)" = ready ]; do
-    ((SECONDS < deadline)) || die "node2 did not rejoin the swarm"
-    sleep 1
-done
+node_ready() { [ "$(dk node1 node inspect -f '{{.Status.State}}' "$1")" = ready ]; }
+eventually 120 node_ready node2 || die "node2 did not rejoin the swarm"
 wait_https "https://127.0.0.1:${PORT[node2]}/ready" 120
 wait_lb node2 UP 30
 ok "node2 restarted: back in the swarm, its gateway ready and UP in HAProxy after $((SECONDS - t0))s"
@@ -391,12 +383,9 @@ scale() { # SERVICE N: the stack's SERVICE scaled to N tasks, until that many ru
     dk node1 service scale --detach=false "${STACK}_$1=$2" >"$work/scale.log" 2>&1 ||
         { cat "$work/scale.log" >&3; die "docker service scale ${STACK}_$1=$2"; }
     # Scaled to 0, the command returns once Swarm has decided; the task stops after that.
-    local deadline=$((SECONDS + 30))
-    until [ "$(node_containers node3 "$1" | wc -l)" = "$2" ]; do
-        ((SECONDS < deadline)) || die "${STACK}_$1 does not run $2 tasks on node3"
-        sleep 0.2
-    done
+    eventually 30 runs_on_node3 "$1" "$2" || die "${STACK}_$1 does not run $2 tasks on node3"
 }
+runs_on_node3() { [ "$(node_containers node3 "$1" | wc -l)" = "$2" ]; } # SERVICE N
 # stop_for_a_while SERVICE CLEAN_EXIT_LINE: the stack's SERVICE scaled to 0; its task's log
 # (followed, since Swarm removes the container) must show it stopped on SIGTERM, cleanly.
 stop_for_a_while() {
@@ -410,33 +399,31 @@ stop_for_a_while() {
 }
 ready_body() { curl -ks "https://127.0.0.1:${PORT[$1]}/ready"; }
 
-section "Redis stopped for ${OUTAGE_S}s under load: answers go on, /ready degraded"
-load_start keepalive "$LB_PORT"
-load_start fresh "$LB_PORT" -H "Connection: close"
-stop_for_a_while redis 'Received SIGTERM'
-t0=$SECONDS i=0
-while ((SECONDS - t0 < OUTAGE_S)); do
-    # A new row on each node in turn: a miss everywhere, nothing shared while Redis is away.
-    i=$((i + 1))
-    for node in "${NODES[@]}"; do
-        got=$(predict_json "${PORT[$node]}" "{\"features\": [7.1, 2.9, 6.0, 1.$((1000 + i))]}")
-        [ "$got" = "200 miss" ] || die "without Redis, a row on $node that node1 answered: '$got', not 200 miss"
+# redis_away: Redis stopped for OUTAGE_S, every node probed meanwhile, then started again.
+redis_away() {
+    stop_for_a_while redis 'Received SIGTERM'
+    local t0=$SECONDS i=0 node got
+    while ((SECONDS - t0 < OUTAGE_S)); do
+        # A new row on each node in turn: a miss everywhere, nothing shared while Redis is away.
+        i=$((i + 1))
+        for node in "${NODES[@]}"; do
+            got=$(predict_json "${PORT[$node]}" "{\"features\": [7.1, 2.9, 6.0, 1.$((1000 + i))]}")
+            [ "$got" = "200 miss" ] || die "without Redis, a row on $node that node1 answered: '$got', not 200 miss"
+        done
+        sleep 2
     done
-    sleep 2
-done
-for node in "${NODES[@]}"; do
-    [ "$(code "https://127.0.0.1:${PORT[$node]}/ready")" = 200 ] || die "$node turned unready without Redis"
-    grep -q '"redis":"down"' <<<"$(ready_body "$node")" || die "$node's /ready does not say Redis is down: $(ready_body "$node")"
-done
-degraded=$(ready_body node1)
-scale redis 1
-sleep 2
-load_stop keepalive
-KA=$REQUESTS
-load_stop fresh
-FRESH=$REQUESTS
+    for node in "${NODES[@]}"; do
+        [ "$(code "https://127.0.0.1:${PORT[$node]}/ready")" = 200 ] || die "$node turned unready without Redis"
+        grep -q '"redis":"down"' <<<"$(ready_body "$node")" || die "$node's /ready does not say Redis is down: $(ready_body "$node")"
+    done
+    degraded=$(ready_body node1)
+    scale redis 1
+}
+section "Redis stopped for ${OUTAGE_S}s under load: answers go on, /ready degraded"
+under_load "$LB_PORT" redis_away
+((DEPLOYED == 0)) || die "the Redis outage step ended $DEPLOYED"
 deadline=$((SECONDS + 60)) i=0
-while :; do # until an answer is shared through Redis again
+while :; do # until an answer is shared through Redis again (a new row each try)
     i=$((i + 1))
     body="{\"features\": [6.6, 3.1, 5.4, 2.$((1000 + i))]}"
     predict_json "${PORT[node1]}" "$body" >/dev/null
@@ -446,46 +433,51 @@ while :; do # until an answer is shared through Redis again
 done
 ok "Redis away ${OUTAGE_S}s: 0 failed of $KA keep-alive and $FRESH new-connection requests, every row a miss on every node, /ready 200 and says $(grep -o '"redis":"down"' <<<"$degraded"); hit-l2 again once it is back"
 
-section "PostgreSQL stopped for ${OUTAGE_S}s under load: every answer of the window a row once it is back"
-# answered: the /predict answers every gateway has given, summed from /metrics (admin key).
-answered() {
-    local node
+# metric_sum NAME{ FILTER...: the sum of the series of NAME whose labels hold every FILTER,
+# in the /metrics text on stdin.
+metric_sum() {
+    awk -v names="$*" 'BEGIN { n = split(names, f, " ") }
+        index($0, f[1]) == 1 { for (i = 2; i <= n; i++) if (!index($0, f[i])) next; s += $NF }
+        END { printf "%d\n", s }'
+}
+scrape() { curl -ks "${ADMIN[@]}" "https://127.0.0.1:${PORT[$1]}/metrics"; } # NODE
+# log_totals: per node "answered spooled replayed" (the /predict answers it gave, and its
+# prediction log's spooled and replayed rows), one /metrics read each.
+declare -A ANSWERED SPOOLED REPLAYED
+log_totals() {
+    local node m
     for node in "${NODES[@]}"; do
-        curl -ks "${ADMIN[@]}" "https://127.0.0.1:${PORT[$node]}/metrics"
-    done | awk '/^infergate_requests_total\{/ && /route="\/predict"/ && /status="2/ { n += $NF } END { printf "%d\n", n }'
+        m=$(scrape "$node")
+        ANSWERED[$node]=$(metric_sum 'infergate_requests_total{' 'route="/predict"' 'status="2' <<<"$m")
+        SPOOLED[$node]=$(metric_sum 'infergate_log_rows_total{' 'outcome="spooled"' <<<"$m")
+        REPLAYED[$node]=$(metric_sum 'infergate_log_rows_total{' 'outcome="replayed"' <<<"$m")
+    done
 }
-log_rows() { # NODE OUTCOME: the node's infergate_log_rows_total{outcome=OUTCOME}
-    curl -ks "${ADMIN[@]}" "https://127.0.0.1:${PORT[$1]}/metrics" |
-        awk -v o="outcome=\"$2\"" '/^infergate_log_rows_total\{/ && index($0, o) { n += $NF } END { printf "%d\n", n }'
+postgres_away() { # PostgreSQL stopped for OUTAGE_S, then started again
+    stop_for_a_while postgres 'fast shutdown request'
+    sleep "$OUTAGE_S"
+    scale postgres 1
 }
-declare -A spooled_before replayed_before
+section "PostgreSQL stopped for ${OUTAGE_S}s under load: every answer of the window a row once it is back"
 sleep 3
+log_totals
+declare -A answered_before spooled_before replayed_before
 for node in "${NODES[@]}"; do
-    spooled_before[$node]=$(log_rows "$node" spooled)
-    replayed_before[$node]=$(log_rows "$node" replayed)
+    answered_before[$node]=${ANSWERED[$node]} spooled_before[$node]=${SPOOLED[$node]} replayed_before[$node]=${REPLAYED[$node]}
 done
-before_rows=$(rows) before_answered=$(answered)
-load_start keepalive "$LB_PORT"
-load_start fresh "$LB_PORT" -H "Connection: close"
-stop_for_a_while postgres 'fast shutdown request'
-sleep "$OUTAGE_S"
-scale postgres 1
-sleep 2
-load_stop keepalive
-KA=$REQUESTS
-load_stop fresh
-FRESH=$REQUESTS
-window=$(($(answered) - before_answered))
+before_rows=$(rows)
+under_load "$LB_PORT" postgres_away
+((DEPLOYED == 0)) || die "the PostgreSQL outage step ended $DEPLOYED"
+log_totals
+window=0
+for node in "${NODES[@]}"; do window=$((window + ANSWERED[$node] - answered_before[$node])); done
 ((window >= KA + FRESH)) || die "the gateways count $window answers, wrk $((KA + FRESH))"
-expected=$((before_rows + window))
-ROWS_TIMEOUT=120 wait_rows "$expected"
-sleep 3
-got=$(rows)
-[ "$got" = "$expected" ] || die "$window answers in the window, $((got - before_rows)) new rows"
+ROWS_TIMEOUT=120 rows_exactly "$((before_rows + window))"
+log_totals # again: the replays are over now
 spools=""
 for node in "${NODES[@]}"; do
-    spooled=$(($(log_rows "$node" spooled) - spooled_before[$node]))
-    replayed=$(($(log_rows "$node" replayed) - replayed_before[$node]))
+    spooled=$((SPOOLED[$node] - spooled_before[$node]))
+    replayed=$((REPLAYED[$node] - replayed_before[$node]))
     ((spooled > 0 && replayed == spooled)) || die "$node spooled $spooled rows and replayed $replayed"
     spools+="${spools:+, }$node $spooled"
 done
