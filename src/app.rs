@@ -134,7 +134,7 @@ pub fn serve(loaded: &Loaded, options: LoadOptions, handover: Handover) -> Resul
             );
         }
         let reload = TlsReload::new(loaded, options, certificates, &source);
-        Some((tokio_rustls::TlsAcceptor::from(server_config), reload))
+        Some((server_config, reload))
     } else {
         None
     };
@@ -625,7 +625,7 @@ async fn idle_expired(idle: Option<&IdleExit<'_>>) -> Duration {
 pub fn conn_settings(
     config: &Config,
     gateway: &Arc<Gateway>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     peer_cap: &Arc<PeerCap>,
 ) -> ConnSettings {
     let hsts = tls.as_ref().and_then(|_| {

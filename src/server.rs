@@ -2,7 +2,7 @@
 //!
 //! The I/O backend is a seam: `uring` (io_uring through tokio-uring) or `epoll` (plain
 //! tokio), chosen once at start (`backend`). Each supplies a runtime per I/O thread and a
-//! way to accept; `accept`, `listener`, `tls` and `conn` are the same code for both. The
+//! way to accept; `accept`, `listener`, `tls`, `tls_session` and `conn` are the same code for both. The
 //! check socket (`check_socket`) serves the same routes over a Unix-domain socket on its
 //! own thread.
 
@@ -21,6 +21,7 @@ pub mod peer_cap;
 pub mod redirect;
 pub mod service;
 pub mod tls;
+pub mod tls_session;
 pub mod uring;
 
 use std::net::{SocketAddr, TcpListener};

@@ -2,14 +2,18 @@
 # What an idle TLS keep-alive connection costs: resident memory per connection, held N at
 # once, for infergate on each I/O backend and nginx `return 200` over TLS (2 workers), in one
 # run. Each connection is served one request (`GET /health`, `/` for nginx), then held idle;
-# RSS is read once the count is reached and the gateway's idle connections have parked
-# (server.keepalive_park_after_ms, 1 s), and compared with RSS before the first connection.
+# RSS is read SETTLE_S seconds after the count is reached, the same for every server: the
+# gateway's idle connections have parked (server.keepalive_park_after_ms, 1 s) and its
+# allocator has given back what the handshakes freed (jemalloc returns freed pages after
+# 10 s), so the figure is what holding the connections costs, not the handshakes'
+# leftovers; compared with RSS before the first connection.
 # A count the open-file limit cannot hold (server and client each need N descriptors) is
 # reported as skipped.
 #
 #   scripts/bench/idle.sh                                # IDLE_COUNTS="10000 50000"
 #   IDLE_COUNTS=1000 IO_BACKENDS=epoll scripts/bench/idle.sh
 #   PARK_AFTER_MS=0 scripts/bench/idle.sh                # the gateway never parks
+#   SETTLE_S=3 scripts/bench/idle.sh                     # read RSS sooner (before jemalloc's decay)
 #   BIN=/tmp/old/infergate PARK_AFTER_MS= scripts/bench/idle.sh   # a build from before parking
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,6 +26,7 @@ IDLE_COUNTS=${IDLE_COUNTS:-10000 50000}
 IO_THREADS=${IO_THREADS:-2}
 IO_BACKENDS=${IO_BACKENDS:-uring epoll}
 PARK_AFTER_MS=${PARK_AFTER_MS-1000}
+SETTLE_S=${SETTLE_S:-20}
 
 need nginx=nginx-light openssl curl
 ulimit -n "$(ulimit -Hn)"
@@ -57,8 +62,7 @@ for N in $IDLE_COUNTS; do
         sleep 1
         before=$(rss_kib "$GW")
         hold "$PORT" "$N" /health 600
-        # Past the park delay, twice over.
-        sleep "$(awk -v ms="${PARK_AFTER_MS:-1000}" 'BEGIN {print 1 + 2 * ms / 1000}')"
+        sleep "$SETTLE_S"
         after=$(rss_kib "$GW")
         parked=$(curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_connections_parked / {print $2}')
         echo "  $IO: $HELD held, ${parked:-?} parked, RSS $before -> $after KiB: $(per_conn "$before" "$after" "$HELD") KB each" >&2
@@ -72,7 +76,7 @@ for N in $IDLE_COUNTS; do
     sleep 1
     before=$(tree_rss_kib "$NG")
     hold "$NPORT" "$N" / 600
-    sleep 3
+    sleep "$SETTLE_S"
     after=$(tree_rss_kib "$NG")
     echo "  nginx: $HELD held, RSS $before -> $after KiB: $(per_conn "$before" "$after" "$HELD") KB each" >&2
     row+=" | $(per_conn "$before" "$after" "$HELD") KB ($HELD held) |"
@@ -90,7 +94,8 @@ done
 echo
 echo "RSS per idle connection (KB = 1000 bytes), $(nproc) cores, kernel $(uname -r)," \
     "infergate $(git rev-parse --short HEAD 2>/dev/null || echo '?') io_threads=$IO_THREADS" \
-    "keepalive_park_after_ms=${PARK_AFTER_MS:-its own}, $(nginx_version) worker_processes $IO_THREADS:"
+    "keepalive_park_after_ms=${PARK_AFTER_MS:-its own}, $(nginx_version) worker_processes $IO_THREADS," \
+    "RSS read ${SETTLE_S} s after the last connection:"
 echo
 echo "$header | nginx |"
 echo "$rule|---:|"

@@ -27,13 +27,13 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::{CONNECTION_TIMEOUTS_TOTAL, CONNECTIONS_RECLAIMED_TOTAL};
 use crate::server::idle::{self, Activity, Tracked};
 use crate::server::park::{self, Parked, WaitReadable};
 use crate::server::peer_cap::PeerCap;
 use crate::server::service::GatewayService;
+use crate::server::tls_session;
 use crate::state::Gateway;
 
 /// The HTTP/2 client connection preface.
@@ -60,7 +60,7 @@ pub struct ConnSettings {
     /// The gateway the requests go to.
     pub gateway: Arc<Gateway>,
     /// `None` serves plaintext HTTP/1.1 and h2c (prior knowledge).
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Longest a TLS handshake (or, in plaintext, the first bytes) may take.
     pub handshake_timeout: Duration,
     /// Longest an HTTP/1 request head may take to arrive.
@@ -125,10 +125,11 @@ where
     // A connection the drain catches before its first request still gets the linger: it
     // may be a deploy script on the check socket, or a client that connected just before
     // the listener closed.
-    let grace = drain_grace(drain.clone(), settings.linger);
-    tokio::pin!(grace);
+    // Pinned in place (`std::pin::pin!`), here and below: `tokio::pin!` moves the future
+    // into a second slot, and a task keeps both for the connection's life.
+    let mut grace = std::pin::pin!(drain_grace(drain.clone(), settings.linger));
     match &settings.tls {
-        Some(acceptor) => {
+        Some(config) => {
             // Pinned here, not moved into the timeout, so that a timed-out handshake still
             // holds the socket while the timeout is counted: a client that sees the close
             // then reads /metrics finds it counted.
@@ -137,13 +138,18 @@ where
             // state, kept for the connection's life, and an async fn keeps a slot for each
             // argument it passes on by value; a rustls session (about 1 KB) inline would
             // be kept several times over.
-            let mut handshake = Box::pin(acceptor.accept(stream));
+            //
+            // The session is boxed inside the handshake's future: its result is a pointer,
+            // not a session the task would keep a slot for.
+            let config = Arc::clone(config);
+            let mut handshake =
+                Box::pin(async move { tls_session::accept(stream, config).await.map(Box::new) });
             let tls = tokio::select! {
                 r = tokio::time::timeout(settings.handshake_timeout, &mut handshake) => r,
-                () = &mut grace => return,
+                () = grace.as_mut() => return,
             };
             let tls = match tls {
-                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
@@ -156,14 +162,13 @@ where
                 }
             };
             drop(handshake);
-            let proto = match tls.get_ref().1.alpn_protocol() {
+            let proto = match tls.state().alpn_protocol() {
                 Some(p) if p == super::tls::ALPN_H2 => Proto::H2,
                 _ => Proto::H1,
             };
             // Present only when `tls.client_ca_path` verified it during the handshake.
             let client_cert = tls
-                .get_ref()
-                .1
+                .state()
                 .peer_certificates()
                 .and_then(|certs| certs.first())
                 .map(|cert| Arc::from(super::tls::client_name(cert)));
@@ -171,11 +176,10 @@ where
         }
         None => {
             // Pinned for the same reason as the handshake: counted before the close.
-            let sniffing = sniff(stream);
-            tokio::pin!(sniffing);
+            let mut sniffing = std::pin::pin!(sniff(stream));
             let sniffed = tokio::select! {
-                r = tokio::time::timeout(settings.handshake_timeout, &mut sniffing) => r,
-                () = &mut grace => return,
+                r = tokio::time::timeout(settings.handshake_timeout, sniffing.as_mut()) => r,
+                () = grace.as_mut() => return,
             };
             match sniffed {
                 Ok(Ok((proto, stream))) => {
@@ -241,7 +245,9 @@ async fn serve_http<S>(
     .with_hsts(settings.hsts.clone())
     .with_client_cert(client_cert);
     activity.set_request_cap(settings.http.max_requests_per_connection);
-    let idle = async {
+    // Pinned here and lent: a future passed on by value would be kept twice in the
+    // connection's task (see `serve`).
+    let idle = std::pin::pin!(async {
         tokio::select! {
             () = activity.idle_for(settings.idle_timeout) => {
                 metrics::counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => "idle").increment(1);
@@ -250,15 +256,11 @@ async fn serve_http<S>(
                 metrics::counter!(CONNECTIONS_RECLAIMED_TOTAL).increment(1);
             }
         }
-    };
-    // Pinned here and lent: a future passed on by value would be kept twice in the
-    // connection's task (see `serve`).
-    tokio::pin!(idle);
+    });
     let result = match proto {
         Proto::H1 => {
             let tracked = tracked.watching_framing(settings.http.max_header_bytes);
-            let closing = closing_time(drain, &activity, Some(settings.linger));
-            tokio::pin!(closing);
+            let closing = std::pin::pin!(closing_time(drain, &activity, Some(settings.linger)));
             serve_h1(tracked, service, settings, &activity, closing, idle).await
         }
         Proto::H2 => {
@@ -273,8 +275,7 @@ async fn serve_http<S>(
                     )
                     .serve_connection(TokioIo::new(tracked.without_vectored_writes()), service),
             );
-            let closing = closing_time(drain, &activity, None);
-            tokio::pin!(closing);
+            let closing = std::pin::pin!(closing_time(drain, &activity, None));
             drive(conn, closing, idle).await
         }
     };
@@ -315,41 +316,26 @@ where
     let park_after = settings.park_after.filter(|_| S::PARKS);
     let mut closed = false;
     let result = loop {
-        // Boxed: while the connection is parked, its task keeps none of hyper's state.
-        let mut conn = Box::new(builder.serve_connection(TokioIo::new(stream), service));
-        let asking = async {
-            match park_after {
-                Some(after) => idle::ask_to_park_when_quiet(activity, after).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(asking);
-        let result = loop {
-            tokio::select! {
-                result = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break result,
-                () = closing.as_mut(), if !closed => {
-                    closed = true;
-                    Pin::new(&mut *conn).graceful_shutdown();
-                }
-                () = idle.as_mut(), if !closed => {
-                    closed = true;
-                    Pin::new(&mut *conn).graceful_shutdown();
-                }
-                () = asking.as_mut() => {}
-            }
-        };
-        let parts = (*conn).into_parts();
-        stream = parts.io.into_inner();
-        service = parts.service;
-        // hyper's read buffer, frozen: dropped here, not kept while the connection parks.
-        let unread = parts.read_buf;
+        // One round of hyper, boxed: while the connection is parked, its task keeps none of
+        // hyper's state nor the round's own (its park timer, its select).
+        let (result, back, served) = Box::pin(h1_round(
+            &builder,
+            H1Round {
+                stream,
+                service,
+                park_after,
+                activity,
+                closing: closing.as_mut(),
+                idle: idle.as_mut(),
+                closed: &mut closed,
+            },
+        ))
+        .await;
+        stream = back;
+        service = served;
         if !stream.take_parked() || result.is_err() {
             break result;
         }
-        // Parked. hyper keeps no bytes it read: at a park point there are none, and with
-        // some it would have ended with an error (an incomplete request).
-        debug_assert!(unread.is_empty());
-        drop(unread);
         if closed {
             // Asked to close as it parked: it is idle, so at once.
             break Ok(());
@@ -373,6 +359,67 @@ where
     // (Dropped unflushed, an io_uring send still in flight would be cut off.)
     let _ = tokio::time::timeout(settings.idle_timeout, stream.shutdown()).await;
     result
+}
+
+/// What one round of hyper on an HTTP/1.1 connection takes (`h1_round`).
+struct H1Round<'a, S, C, I> {
+    stream: Tracked<S>,
+    service: GatewayService,
+    park_after: Option<Duration>,
+    activity: &'a Activity,
+    closing: Pin<&'a mut C>,
+    idle: Pin<&'a mut I>,
+    /// Set once the connection was asked to close gracefully.
+    closed: &'a mut bool,
+}
+
+/// Serves requests with hyper until the connection closes or parks; gives back the stream
+/// and the service. hyper's read buffer is dropped here, not kept while the connection
+/// parks.
+async fn h1_round<S, C, I>(
+    builder: &http1::Builder,
+    round: H1Round<'_, S, C, I>,
+) -> (hyper::Result<()>, Tracked<S>, GatewayService)
+where
+    S: AsyncRead + AsyncWrite + WaitReadable + Unpin + 'static,
+    C: Future<Output = ()>,
+    I: Future<Output = ()>,
+{
+    let H1Round {
+        stream,
+        service,
+        park_after,
+        activity,
+        mut closing,
+        mut idle,
+        closed,
+    } = round;
+    let mut conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut asking = std::pin::pin!(async {
+        match park_after {
+            Some(after) => idle::ask_to_park_when_quiet(activity, after).await,
+            None => std::future::pending().await,
+        }
+    });
+    let result = loop {
+        tokio::select! {
+            result = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break result,
+            () = closing.as_mut(), if !*closed => {
+                *closed = true;
+                Pin::new(&mut conn).graceful_shutdown();
+            }
+            () = idle.as_mut(), if !*closed => {
+                *closed = true;
+                Pin::new(&mut conn).graceful_shutdown();
+            }
+            () = asking.as_mut() => {}
+        }
+    };
+    let parts = conn.into_parts();
+    // Parked or not, hyper keeps no bytes it read: at a park point there are none, and
+    // with some it would have ended with an error (an incomplete request).
+    debug_assert!(!parts.io.inner().is_parked() || parts.read_buf.is_empty());
+    (result, parts.io.into_inner(), parts.service)
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

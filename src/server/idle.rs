@@ -274,6 +274,12 @@ impl<IO> Tracked<IO> {
         self.gate.take_parked()
     }
 
+    /// Whether the stream answered hyper's read with an end of stream to park the
+    /// connection (not cleared).
+    pub fn is_parked(&self) -> bool {
+        self.gate.is_parked()
+    }
+
     /// Whether the connection could park now but for the asking: HTTP/1.1, between
     /// requests by the framing, no request in flight.
     fn idle_between_requests(&self) -> bool {

@@ -26,7 +26,6 @@ use std::task::{Context, Poll};
 
 use tokio::io::DuplexStream;
 use tokio::net::{TcpStream, UnixStream};
-use tokio_rustls::server::TlsStream;
 
 /// A byte stream that can wait for its peer's next bytes without holding a read buffer.
 pub trait WaitReadable {
@@ -70,17 +69,6 @@ impl<S: WaitReadable + ?Sized> WaitReadable for Box<S> {
 
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         (**self).poll_read_ready(cx)
-    }
-}
-
-/// A TLS session is readable when its socket is: a connection parks only once rustls has
-/// handed over every byte it decrypted and its socket had no more ([`Gate`]), so what
-/// rustls still buffers is at most part of a record, which needs the socket's next bytes.
-impl<S: WaitReadable> WaitReadable for TlsStream<S> {
-    const PARKS: bool = S::PARKS;
-
-    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().0.poll_read_ready(cx)
     }
 }
 
