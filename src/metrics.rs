@@ -30,6 +30,11 @@ pub const CONNECTIONS_REJECTED_TOTAL: &str = "infergate_connections_rejected_tot
 pub const CONNECTIONS_REJECTED_PER_IP_TOTAL: &str = "infergate_connections_rejected_per_ip_total";
 /// Connections the kernel could not hand over at accept (usually the open-file limit).
 pub const ACCEPT_ERRORS_TOTAL: &str = "infergate_accept_errors_total";
+/// Bytes in live allocations (jemalloc's `stats.allocated`), read at each scrape.
+pub const ALLOCATOR_ALLOCATED_BYTES: &str = "infergate_allocator_allocated_bytes";
+/// Bytes of memory the allocator's pages hold resident (jemalloc's `stats.resident`), read
+/// at each scrape.
+pub const ALLOCATOR_RESIDENT_BYTES: &str = "infergate_allocator_resident_bytes";
 /// Idle HTTP/1.1 keep-alive connections parked now: no HTTP state or read buffer held.
 pub const CONNECTIONS_PARKED: &str = "infergate_connections_parked";
 /// Idle keep-alive connections closed at the open-file limit to make room for a new one.
@@ -422,6 +427,16 @@ fn describe() {
     );
     describe_counter!(MODEL_FORWARDS_TOTAL, "Forward passes run, by model.");
     describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections.");
+    describe_gauge!(
+        ALLOCATOR_ALLOCATED_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes in live allocations (jemalloc stats.allocated), read at each scrape."
+    );
+    describe_gauge!(
+        ALLOCATOR_RESIDENT_BYTES,
+        metrics::Unit::Bytes,
+        "Bytes the allocator's pages hold resident (jemalloc stats.resident), read at each scrape."
+    );
     describe_counter!(
         CONNECTIONS_REJECTED_TOTAL,
         "Connections closed at accept because server.max_connections were open."
@@ -454,4 +469,19 @@ fn describe() {
         IO_BACKEND,
         "1 for the I/O backend serving connections (uring or epoll), 0 for the other."
     );
+}
+
+/// Reads the allocator's totals into [`ALLOCATOR_ALLOCATED_BYTES`] and
+/// [`ALLOCATOR_RESIDENT_BYTES`]: called at each scrape, so the gauges are as fresh as it.
+pub fn record_allocator() {
+    // jemalloc's totals are a snapshot refreshed by advancing its epoch.
+    if tikv_jemalloc_ctl::epoch::advance().is_err() {
+        return;
+    }
+    if let Ok(bytes) = tikv_jemalloc_ctl::stats::allocated::read() {
+        gauge!(ALLOCATOR_ALLOCATED_BYTES).set(bytes as f64);
+    }
+    if let Ok(bytes) = tikv_jemalloc_ctl::stats::resident::read() {
+        gauge!(ALLOCATOR_RESIDENT_BYTES).set(bytes as f64);
+    }
 }

@@ -158,6 +158,7 @@ pub async fn stats(call: Call<'_>) -> Result<HttpResponse, ApiError> {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(call: Call<'_>) -> Result<HttpResponse, ApiError> {
+    crate::metrics::record_allocator();
     let mut response = Response::new(Full::new(Bytes::from(
         call.gateway.lifecycle.metrics.render(),
     )));

@@ -21,6 +21,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
@@ -152,13 +153,15 @@ where
                     _ => None,
                 };
                 let guard = open.open();
-                let served = serve_conn(stream, peer);
-                tokio::task::spawn_local(async move {
-                    served.await;
+                // The permits go when the connection ends. A combinator, not an async
+                // block: a block keeps the connection's future twice (the captured one and
+                // the one it awaits), for the connection's life.
+                let served = serve_conn(stream, peer).map(move |()| {
                     drop(peer_permit);
                     drop(permit);
                     drop(guard);
                 });
+                tokio::task::spawn_local(served);
             }
             Err(e) => {
                 metrics::counter!(ACCEPT_ERRORS_TOTAL).increment(1);

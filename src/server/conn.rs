@@ -124,10 +124,9 @@ where
     let _guard = settings.gateway.lifecycle.shutdown.track_connection();
     // A connection the drain catches before its first request still gets the linger: it
     // may be a deploy script on the check socket, or a client that connected just before
-    // the listener closed.
-    // Pinned in place (`std::pin::pin!`), here and below: `tokio::pin!` moves the future
-    // into a second slot, and a task keeps both for the connection's life.
-    let mut grace = std::pin::pin!(drain_grace(drain.clone(), settings.linger));
+    // the listener closed. Made in a block around the first wait only: the task keeps no
+    // slot for it while the connection is served.
+    let grace = || drain_grace(drain.clone(), settings.linger);
     match &settings.tls {
         Some(config) => {
             // Pinned here, not moved into the timeout, so that a timed-out handshake still
@@ -144,9 +143,14 @@ where
             let config = Arc::clone(config);
             let mut handshake =
                 Box::pin(async move { tls_session::accept(stream, config).await.map(Box::new) });
-            let tls = tokio::select! {
-                r = tokio::time::timeout(settings.handshake_timeout, &mut handshake) => r,
-                () = grace.as_mut() => return,
+            let tls = {
+                // Pinned in place (`std::pin::pin!`), here and below: `tokio::pin!` moves
+                // the future into a second slot, and a task keeps both.
+                let grace = std::pin::pin!(grace());
+                tokio::select! {
+                    r = tokio::time::timeout(settings.handshake_timeout, &mut handshake) => r,
+                    () = grace => return,
+                }
             };
             let tls = match tls {
                 Ok(Ok(tls)) => tls,
@@ -176,20 +180,28 @@ where
         }
         None => {
             // Pinned for the same reason as the handshake: counted before the close.
-            let mut sniffing = std::pin::pin!(sniff(stream));
-            let sniffed = tokio::select! {
-                r = tokio::time::timeout(settings.handshake_timeout, sniffing.as_mut()) => r,
-                () = grace.as_mut() => return,
-            };
-            match sniffed {
-                Ok(Ok((proto, stream))) => {
-                    serve_http(stream, proto, peer, None, &settings, drain).await;
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection closed early"),
-                Err(_) => {
+            let sniffed = {
+                let mut sniffing = std::pin::pin!(sniff(stream));
+                let grace = std::pin::pin!(grace());
+                let sniffed = tokio::select! {
+                    r = tokio::time::timeout(settings.handshake_timeout, sniffing.as_mut()) => r,
+                    () = grace => return,
+                };
+                if sniffed.is_err() {
                     metrics::counter!(CONNECTION_TIMEOUTS_TOTAL, "kind" => "protocol_sniff")
                         .increment(1);
                 }
+                sniffed
+            };
+            match sniffed {
+                Ok(Ok((proto, stream))) => {
+                    // Boxed: a TLS listener's connections (most of them) keep no slot for
+                    // the plaintext path in their task.
+                    Box::pin(serve_http(stream, proto, peer, None, &settings, drain)).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "connection closed early"),
+                // Counted above, while the socket was still open.
+                Err(_) => {}
             }
         }
     }

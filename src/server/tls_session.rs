@@ -49,7 +49,7 @@ const WRITE_CHUNK: usize = 4 * 16 * 1024;
 const OUTGOING_HIGH: usize = 64 * 1024;
 
 /// A buffer that grew past this (an upload, a large answer) is not kept once empty.
-const KEEP_BUFFER: usize = 2 * MAX_RECORD;
+const KEEP_BUFFER: usize = 4 * MAX_RECORD;
 
 /// Room for what encrypting `len` bytes adds: a header, a tag and a content type per
 /// record (rustls asks for more if it needs it).
