@@ -122,6 +122,19 @@ async fn check_every_route(gw: &Gateway, client: &Client, version: Version, repe
     ] {
         assert!(text.contains(name), "missing {name} in:\n{text}");
     }
+    // The allocator's totals, read at the scrape: a running gateway holds megabytes.
+    for name in [
+        "infergate_allocator_allocated_bytes",
+        "infergate_allocator_resident_bytes",
+    ] {
+        let bytes: f64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("missing {name} in:\n{text}"))
+            .parse()
+            .unwrap();
+        assert!(bytes > 1e6, "{name} {bytes}");
+    }
 }
 
 #[test]
