@@ -38,12 +38,11 @@ workdir
 # per_conn BEFORE_KIB AFTER_KIB HELD: bytes per held connection, in KB (1000 bytes).
 per_conn() { awk -v b="$1" -v a="$2" -v n="$3" 'BEGIN {if (n > 0) printf "%.1f", (a - b) * 1024 / n / 1000; else print "-"}'; }
 
-# allocated_kib PORT: the gateway's live allocations (jemalloc's, from /metrics), KiB; 0
-# from a build that does not export them.
-allocated_kib() {
-    curl -ks "https://127.0.0.1:$1/metrics" |
-        awk '/^infergate_allocator_allocated_bytes / {k = $2 / 1024} END {printf "%d", k}'
-}
+# scrape PORT: the gateway's /metrics.
+scrape() { curl -ks "https://127.0.0.1:$1/metrics"; }
+# allocated_kib: the gateway's live allocations (jemalloc's) in the /metrics text on stdin,
+# KiB; 0 from a build that does not export them.
+allocated_kib() { awk '$1 == "infergate_allocator_allocated_bytes" {k = $2 / 1024} END {printf "%d", k}'; }
 
 ROWS=()
 for N in $IDLE_COUNTS; do
@@ -68,12 +67,14 @@ for N in $IDLE_COUNTS; do
         wait_for "https://127.0.0.1:$PORT/ready"
         sleep 1
         before=$(rss_kib "$GW")
-        allocated_before=$(allocated_kib "$PORT")
+        allocated_before=$(scrape "$PORT" | allocated_kib)
         hold "$PORT" "$N" /health 600
         sleep "$SETTLE_S"
         after=$(rss_kib "$GW")
-        allocated_after=$(allocated_kib "$PORT")
-        parked=$(curl -ks "https://127.0.0.1:$PORT/metrics" | awk '/^infergate_connections_parked / {print $2}')
+        # One scrape for both readings.
+        metrics=$(scrape "$PORT")
+        allocated_after=$(allocated_kib <<<"$metrics")
+        parked=$(awk '$1 == "infergate_connections_parked" {print $2}' <<<"$metrics")
         allocated=$(per_conn "$allocated_before" "$allocated_after" "$HELD")
         echo "  $IO: $HELD held, ${parked:-?} parked, RSS $before -> $after KiB: $(per_conn "$before" "$after" "$HELD") KB each ($allocated KB allocated)" >&2
         row+=" | $(per_conn "$before" "$after" "$HELD") KB ($HELD held, ${parked:-?} parked; $allocated KB allocated)"

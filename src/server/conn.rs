@@ -428,8 +428,8 @@ where
         }
     };
     let parts = conn.into_parts();
-    // Parked or not, hyper keeps no bytes it read: at a park point there are none, and
-    // with some it would have ended with an error (an incomplete request).
+    // Parked, hyper kept no bytes it read: at a park point there are none, and with some
+    // it would have ended with an error (an incomplete request).
     debug_assert!(!parts.io.inner().is_parked() || parts.read_buf.is_empty());
     (result, parts.io.into_inner(), parts.service)
 }
